@@ -1,0 +1,140 @@
+//! The `nudge` command line.
+
+mod replay_cmd;
+mod rules_dir;
+
+use clap::{Parser, Subcommand};
+use std::io::{BufReader, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "nudge", version, about = "Behavioral trigger engine for product onboarding")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a rule set; every mistake is printed as file:line:col: message.
+    Validate {
+        #[arg(long, default_value = "rules")]
+        rules: PathBuf,
+    },
+    /// Run Segment JSONL events through the engine on a virtual clock; one JSON line per send decision.
+    Replay {
+        #[arg(long)]
+        rules: PathBuf,
+        /// Stop the clock at this RFC 3339 time or +DURATION after the last event (default +30d).
+        #[arg(long)]
+        until: Option<String>,
+        /// Print counts (events, duplicates, users, sent, suppressed) to stderr at the end.
+        #[arg(long)]
+        stats: bool,
+        /// Segment messages, one JSON object a line (`-` for stdin).
+        events: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { rules } => validate(&rules),
+        Command::Replay { rules, until, stats, events } => replay(&rules, until.as_deref(), stats, &events),
+    }
+}
+
+fn validate(dir: &std::path::Path) -> ExitCode {
+    match rules_dir::load(dir) {
+        Ok(r) => {
+            println!(
+                "{}: ok ({} events in the tracking plan, {} segments, {} triggers, {} messages, {} experiments, {} state slots)",
+                dir.display(),
+                r.plan.events.len(),
+                r.segments.len(),
+                r.triggers.len(),
+                r.messages.len(),
+                r.experiments.len(),
+                r.slots.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(rules_dir::LoadError::Rules(errors)) => {
+            for e in &errors {
+                eprintln!("{e}");
+            }
+            eprintln!("{} error{} in {}", errors.len(), if errors.len() == 1 { "" } else { "s" }, dir.display());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn replay(dir: &std::path::Path, until: Option<&str>, stats: bool, events: &std::path::Path) -> ExitCode {
+    let rules = match rules_dir::load(dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let name = events.display().to_string();
+    let input = if name == "-" {
+        replay_cmd::read_input(std::io::stdin().lock(), &rules)
+    } else {
+        match std::fs::File::open(events) {
+            Ok(f) => replay_cmd::read_input(BufReader::new(f), &rules),
+            Err(e) => {
+                eprintln!("cannot open {name}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let input = match input {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("cannot read {name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for r in &input.rejected {
+        eprintln!("{name}:{}: rejected: {}", r.line, r.message);
+    }
+    for f in &input.flagged {
+        eprintln!("{name}:{}: flagged: {}", f.line, f.message);
+    }
+    let until = match replay_cmd::until(until, input.events.last().map(|(_, at)| *at)) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = replay_cmd::run(&rules, &input, until, &mut out).and_then(|s| out.flush().map(|_| s));
+    match result {
+        Ok(s) => {
+            if stats {
+                eprintln!(
+                    "events {} (duplicates {}, rejected {}), users {}, sent {}, suppressed {}",
+                    s.events, s.duplicates, input.rejected.len(), s.users, s.sent, s.suppressed
+                );
+            }
+            if input.rejected.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cannot write output: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

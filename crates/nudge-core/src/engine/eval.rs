@@ -1,0 +1,364 @@
+//! Where conditions are evaluated: event matching, state slot updates and readings.
+
+use crate::rules::compiled::{CCond, CFilter, CompiledRules, Matcher, NameMatch, SlotKind};
+use crate::rules::model::{Cmp, FilterOp};
+use crate::state::{Scalar, SlotValue, UserState};
+use crate::time::Millis;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+/// The properties a condition reads as "the event's": a live event's, or those captured with
+/// a pending wait.
+#[derive(Clone, Copy)]
+pub enum Props<'a> {
+    None,
+    Event(&'a Map<String, Value>),
+    Captured(&'a [(String, Scalar)]),
+}
+
+impl<'a> Props<'a> {
+    /// The value at a dotted path.
+    pub fn get(&self, path: &[String]) -> Option<Cow<'a, Value>> {
+        match self {
+            Props::None => None,
+            Props::Event(m) => lookup(m, path).map(Cow::Borrowed),
+            Props::Captured(items) => {
+                let joined = path.join(".");
+                items.iter().find(|(k, _)| *k == joined).map(|(_, v)| Cow::Owned(v.to_json()))
+            }
+        }
+    }
+}
+
+/// The value at a dotted path inside a JSON object.
+pub fn lookup<'a>(m: &'a Map<String, Value>, path: &[String]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let mut v = m.get(first)?;
+    for p in rest {
+        v = match v {
+            Value::Object(o) => o.get(p)?,
+            Value::Array(a) => a.get(p.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(v)
+}
+
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+/// Whether a filter holds for a value (None: absent).
+pub fn filter_holds(op: &FilterOp, v: Option<&Value>) -> bool {
+    let v = v.filter(|v| !v.is_null());
+    match op {
+        FilterOp::Eq(x) => v.is_some_and(|v| json_eq(v, x)),
+        FilterOp::Ne(x) => !v.is_some_and(|v| json_eq(v, x)),
+        FilterOp::Gt(x) => v.and_then(Value::as_f64).is_some_and(|n| n > *x),
+        FilterOp::Gte(x) => v.and_then(Value::as_f64).is_some_and(|n| n >= *x),
+        FilterOp::Lt(x) => v.and_then(Value::as_f64).is_some_and(|n| n < *x),
+        FilterOp::Lte(x) => v.and_then(Value::as_f64).is_some_and(|n| n <= *x),
+        FilterOp::In(xs) => v.is_some_and(|v| xs.iter().any(|x| json_eq(v, x))),
+        FilterOp::NotIn(xs) => !v.is_some_and(|v| xs.iter().any(|x| json_eq(v, x))),
+        FilterOp::Exists(want) => v.is_some() == *want,
+        FilterOp::Contains(s) => match v {
+            Some(Value::String(t)) => t.contains(s.as_str()),
+            Some(Value::Array(items)) => items.iter().any(|i| i.as_str() == Some(s.as_str())),
+            _ => false,
+        },
+    }
+}
+
+/// Whether an activity (its rule-facing name and properties) matches.
+pub fn matches(m: &Matcher, name: &str, props: &Map<String, Value>) -> bool {
+    let name_ok = match &m.name {
+        NameMatch::Any => true,
+        NameMatch::Name(n) => n == name,
+    };
+    name_ok && m.filters.iter().all(|f| filter_holds(&f.op, lookup(props, &f.path)))
+}
+
+/// A 32-bit key for a property value (per-key counts, once per value, `same`).
+pub fn value_key(v: &Value) -> u32 {
+    let text = match v {
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::Number(n) => Cow::Owned(n.as_f64().map(|f| f.to_string()).unwrap_or_default()),
+        other => Cow::Owned(other.to_string()),
+    };
+    (xxhash_rust::xxh3::xxh3_64(text.as_bytes()) >> 32) as u32
+}
+
+/// Applies one activity to the slots it touches.
+pub fn update_slots(rules: &CompiledRules, state: &mut UserState, name: &str, props: &Map<String, Value>, at: Millis) {
+    let session = state.sessions;
+    for i in rules.slots_for(name) {
+        let spec = &rules.slots[i];
+        if let Some(reset) = &spec.reset {
+            if matches(reset, name, props) {
+                state.slots[i] = SlotValue::Empty;
+            }
+        }
+        if !matches(&spec.event, name, props) {
+            continue;
+        }
+        let anchor_time = match &spec.kind {
+            SlotKind::Anchored { anchor, .. } => match state.slots.get(*anchor) {
+                Some(SlotValue::Time(t)) => Some(*t),
+                _ => None,
+            },
+            _ => None,
+        };
+        let slot = &mut state.slots[i];
+        match &spec.kind {
+            SlotKind::Count => bump(slot, spec.in_session, session),
+            SlotKind::Anchored { within, .. } => {
+                if let Some(a) = anchor_time {
+                    if at >= a && at <= a + within.0 {
+                        bump(slot, spec.in_session, session);
+                    }
+                }
+            }
+            SlotKind::Window { within, cap } => {
+                let mut times = match std::mem::take(slot) {
+                    SlotValue::Times(t) => t,
+                    _ => Vec::new(),
+                };
+                times.retain(|t| *t >= at - within.0);
+                times.push(at);
+                times.sort_unstable();
+                if times.len() > *cap {
+                    times.drain(..times.len() - cap);
+                }
+                *slot = SlotValue::Times(times);
+            }
+            SlotKind::PerKey { property, cap } => {
+                let Some(v) = lookup(props, property).filter(|v| !v.is_null()) else { continue };
+                let key = value_key(v);
+                let mut keys = match std::mem::take(slot) {
+                    SlotValue::Keys(k) => k,
+                    _ => Vec::new(),
+                };
+                let count = match keys.iter().position(|(k, _)| *k == key) {
+                    Some(p) => keys.remove(p).1,
+                    None => 0,
+                };
+                keys.push((key, count.saturating_add(1)));
+                if keys.len() > *cap {
+                    keys.remove(0);
+                }
+                *slot = SlotValue::Keys(keys);
+            }
+            SlotKind::First => {
+                if *slot == SlotValue::Empty {
+                    *slot = SlotValue::Time(at);
+                }
+            }
+            SlotKind::Last => *slot = SlotValue::Time(at),
+            SlotKind::Collect { fields, max } => {
+                let mut items = match std::mem::take(slot) {
+                    SlotValue::Items(i) => i,
+                    _ => Vec::new(),
+                };
+                let row = fields
+                    .iter()
+                    .map(|f| {
+                        let path: Vec<String> = f.split('.').map(str::to_string).collect();
+                        lookup(props, &path).map(Scalar::from_json).unwrap_or(Scalar::Null)
+                    })
+                    .collect();
+                items.push(row);
+                if items.len() > *max {
+                    items.remove(0);
+                }
+                *slot = SlotValue::Items(items);
+            }
+            SlotKind::SessionStarts { .. } => {}
+        }
+    }
+}
+
+fn bump(slot: &mut SlotValue, in_session: bool, session: u32) {
+    *slot = match (&*slot, in_session) {
+        (SlotValue::SessionCount { session: s, count }, true) if *s == session => {
+            SlotValue::SessionCount { session, count: count.saturating_add(1) }
+        }
+        (_, true) => SlotValue::SessionCount { session, count: 1 },
+        (SlotValue::Count(n), false) => SlotValue::Count(n.saturating_add(1)),
+        (_, false) => SlotValue::Count(1),
+    };
+}
+
+/// Records a new session's start in the slots that count sessions over a window.
+pub fn record_session_start(rules: &CompiledRules, state: &mut UserState, at: Millis) {
+    for &i in &rules.session_slots {
+        if let SlotKind::SessionStarts { cap } = rules.slots[i].kind {
+            let mut times = match std::mem::take(&mut state.slots[i]) {
+                SlotValue::Times(t) => t,
+                _ => Vec::new(),
+            };
+            times.push(at);
+            if times.len() > cap {
+                times.remove(0);
+            }
+            state.slots[i] = SlotValue::Times(times);
+        }
+    }
+}
+
+/// Everything a condition reads.
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    pub rules: &'a CompiledRules,
+    pub state: &'a UserState,
+    pub now: Millis,
+    pub props: Props<'a>,
+}
+
+/// A reading of one condition atom, for `explain`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reading {
+    Number(f64),
+    Millis(Option<i64>),
+    Bool(bool),
+}
+
+impl Ctx<'_> {
+    /// The count a slot holds at the clock.
+    pub fn count(&self, slot: usize, per: Option<&[String]>) -> f64 {
+        let spec = &self.rules.slots[slot];
+        match (&spec.kind, &self.state.slots[slot]) {
+            (_, SlotValue::Count(n)) => f64::from(*n),
+            (_, SlotValue::SessionCount { session, count }) => {
+                if *session == self.state.sessions {
+                    f64::from(*count)
+                } else {
+                    0.0
+                }
+            }
+            (SlotKind::Window { within, .. }, SlotValue::Times(t)) => {
+                t.iter().filter(|t| **t >= self.now - within.0 && **t <= self.now).count() as f64
+            }
+            (SlotKind::PerKey { .. }, SlotValue::Keys(keys)) => {
+                let Some(path) = per else { return 0.0 };
+                let Some(v) = self.props.get(path) else { return 0.0 };
+                let key = value_key(&v);
+                keys.iter().find(|(k, _)| *k == key).map(|(_, c)| f64::from(*c)).unwrap_or(0.0)
+            }
+            (SlotKind::Collect { .. }, SlotValue::Items(items)) => items.len() as f64,
+            _ => 0.0,
+        }
+    }
+
+    /// Milliseconds since the time a slot holds.
+    pub fn since(&self, slot: usize) -> Option<i64> {
+        match self.state.slots[slot] {
+            SlotValue::Time(t) => Some(self.now - t),
+            _ => None,
+        }
+    }
+
+    pub fn sessions(&self, window: Option<(usize, crate::time::Duration)>) -> f64 {
+        match window {
+            None => f64::from(self.state.sessions),
+            Some((slot, w)) => match &self.state.slots[slot] {
+                SlotValue::Times(t) => t.iter().filter(|t| **t >= self.now - w.0).count() as f64,
+                _ => 0.0,
+            },
+        }
+    }
+
+    pub fn trait_json(&self, path: &[String]) -> Option<Value> {
+        let (first, rest) = path.split_first()?;
+        let v = self.state.trait_value(first)?.to_json();
+        if rest.is_empty() {
+            return Some(v);
+        }
+        match v {
+            Value::String(s) => serde_json::from_str::<Value>(&s)
+                .ok()
+                .and_then(|parsed| parsed.as_object().and_then(|o| lookup(o, rest).cloned())),
+            _ => None,
+        }
+    }
+
+    /// Whether a condition holds.
+    pub fn holds(&self, c: &CCond) -> bool {
+        match c {
+            CCond::All(v) => v.iter().all(|c| self.holds(c)),
+            CCond::Any(v) => v.iter().any(|c| self.holds(c)),
+            CCond::Not(c) => !self.holds(c),
+            CCond::Count { slot, cmp, per } => all_hold(cmp, self.count(*slot, per.as_deref())),
+            CCond::TimeSince { slot, cmp } => self.since(*slot).is_some_and(|ms| all_hold(cmp, ms as f64)),
+            CCond::Idle { cmp } => self.state.last_activity.is_some_and(|t| all_hold(cmp, (self.now - t) as f64)),
+            CCond::Sessions { window, cmp } => all_hold(cmp, self.sessions(*window)),
+            CCond::InSegment(i) => {
+                let seg = Ctx { props: Props::None, ..*self };
+                seg.holds(&self.rules.segments[*i].cond)
+            }
+            CCond::Traits(fs) => fs.iter().all(|f| filter_holds(&f.op, self.trait_json(&f.path).as_ref())),
+            CCond::Props(fs) => fs.iter().all(|f| self.prop_holds(f)),
+        }
+    }
+
+    fn prop_holds(&self, f: &CFilter) -> bool {
+        filter_holds(&f.op, self.props.get(&f.path).as_deref())
+    }
+
+    /// The earliest instant after the clock when a condition's value may change with no new
+    /// event (windows closing, durations passing).
+    pub fn next_change(&self, c: &CCond, out: &mut Option<Millis>) {
+        let mut at = |t: Millis| {
+            if t > self.now && out.is_none_or(|o| t < o) {
+                *out = Some(t);
+            }
+        };
+        match c {
+            CCond::All(v) | CCond::Any(v) => v.iter().for_each(|c| self.next_change(c, out)),
+            CCond::Not(c) => self.next_change(c, out),
+            CCond::Count { slot, .. } => {
+                if let (SlotKind::Window { within, .. }, SlotValue::Times(ts)) =
+                    (&self.rules.slots[*slot].kind, &self.state.slots[*slot])
+                {
+                    ts.iter().for_each(|t| at(t + within.0 + 1));
+                }
+            }
+            CCond::TimeSince { slot, cmp } => {
+                if let SlotValue::Time(t) = self.state.slots[*slot] {
+                    cmp.iter().for_each(|c| edge(*c, t, &mut at));
+                }
+            }
+            CCond::Idle { cmp } => {
+                if let Some(t) = self.state.last_activity {
+                    cmp.iter().for_each(|c| edge(*c, t, &mut at));
+                }
+            }
+            CCond::Sessions { window: Some((slot, w)), .. } => {
+                if let SlotValue::Times(ts) = &self.state.slots[*slot] {
+                    ts.iter().for_each(|t| at(t + w.0 + 1));
+                }
+            }
+            CCond::InSegment(i) => self.next_change(&self.rules.segments[*i].cond, out),
+            _ => {}
+        }
+    }
+}
+
+/// When a duration comparison measured from `t` flips.
+fn edge(c: Cmp, t: Millis, at: &mut impl FnMut(Millis)) {
+    let b = c.bound() as i64;
+    match c {
+        Cmp::AtLeast(_) | Cmp::LessThan(_) => at(t + b),
+        Cmp::MoreThan(_) | Cmp::AtMost(_) => at(t + b + 1),
+        Cmp::Exactly(_) => {
+            at(t + b);
+            at(t + b + 1);
+        }
+    }
+}
+
+pub fn all_hold(cmp: &[Cmp], x: f64) -> bool {
+    cmp.iter().all(|c| c.holds(x))
+}

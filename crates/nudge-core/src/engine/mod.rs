@@ -1,0 +1,529 @@
+//! The trigger engine: given a user's state, an event or the passing of time, and the clock,
+//! it updates the state and decides what to send, when, and what to cancel.
+
+pub mod decision;
+pub mod eval;
+pub mod policy;
+
+pub use decision::{CancelReason, Decision, Outcome, Reason, Send};
+
+use crate::event::{Message, MessageKind};
+use crate::rules::compiled::{COn, COnce, CTrigger, CompiledRules};
+use crate::rules::model::Channel;
+use crate::state::{Scalar, TriggerMemo, UserState, Wait, MAX_ONCE_KEYS, SEEN_IDS};
+use crate::time::Millis;
+use eval::{lookup, matches, value_key, Ctx, Props};
+use serde_json::{Map, Value};
+
+/// Segment event name that unsubscribes a user from email (Segment's email spec).
+pub const EMAIL_UNSUBSCRIBED: &str = "Email Unsubscribed";
+/// Trait that, when true, unsubscribes a user from email.
+pub const UNSUBSCRIBED_TRAIT: &str = "unsubscribed";
+
+/// A send waiting for its guards, at one instant.
+struct Candidate {
+    trigger: usize,
+    key: u32,
+    occurrence: u64,
+    origin: Millis,
+    props: Vec<(String, Scalar)>,
+}
+
+/// Runs a compiled rule set against one user's state at a time.
+#[derive(Clone, Copy)]
+pub struct Engine<'r> {
+    pub rules: &'r CompiledRules,
+}
+
+impl<'r> Engine<'r> {
+    pub fn new(rules: &'r CompiledRules) -> Self {
+        Engine { rules }
+    }
+
+    /// Applies one message at instant `at` (its timestamp, or the time it was received).
+    /// Waits due strictly before `at` fire first. A messageId seen before changes nothing.
+    pub fn handle(&self, state: &mut UserState, user_id: &str, msg: &Message, at: Millis) -> Outcome {
+        state.fit(self.rules);
+        let id_hash = xxhash_rust::xxh3::xxh3_64(msg.message_id.as_bytes());
+        if state.seen.contains(&id_hash) {
+            return Outcome { duplicate: true, decisions: vec![], next_wake: self.next_wake(state) };
+        }
+        let mut out = Outcome::default();
+        self.advance_into(state, user_id, at.saturating_sub(1), &mut out);
+        state.seen.push(id_hash);
+        if state.seen.len() > SEEN_IDS {
+            state.seen.remove(0);
+        }
+        self.update_traits(state, msg);
+        let mut candidates = Vec::new();
+        if let Some(name) = msg.activity_name() {
+            let gap = self.rules.session_gap.0;
+            if state.last_activity.is_none_or(|last| at - last >= gap) {
+                state.sessions = state.sessions.saturating_add(1);
+                state.session_start = Some(at);
+                eval::record_session_start(self.rules, state, at);
+            }
+            state.last_activity = Some(state.last_activity.map_or(at, |l| l.max(at)));
+            if name == EMAIL_UNSUBSCRIBED {
+                state.unsubscribed = true;
+            }
+            eval::update_slots(self.rules, state, &name, &msg.properties, at);
+            self.cancel_by_event(state, user_id, &name, &msg.properties, &mut out);
+            for ti in self.rules.triggers_for(&name) {
+                let COn::Event(m) = &self.rules.triggers[ti].on else { continue };
+                if matches(m, &name, &msg.properties) {
+                    self.arm(state, user_id, ti, &msg.properties, id_hash, at, &mut candidates, &mut out);
+                }
+            }
+        }
+        self.segment_transitions(state, user_id, at, &mut candidates, &mut out);
+        self.resolve(state, user_id, candidates, at, &mut out);
+        out.next_wake = self.next_wake(state);
+        out
+    }
+
+    /// Fires every wait due at or before `now` (and re-checks segments), in time order.
+    pub fn advance(&self, state: &mut UserState, user_id: &str, now: Millis) -> Outcome {
+        state.fit(self.rules);
+        let mut out = Outcome::default();
+        self.advance_into(state, user_id, now, &mut out);
+        out.next_wake = self.next_wake(state);
+        out
+    }
+
+    /// The earliest instant this user's state needs the engine again.
+    pub fn next_wake(&self, state: &UserState) -> Option<Millis> {
+        state.waits.iter().map(|w| w.due).chain(state.wake_at).min()
+    }
+
+    fn update_traits(&self, state: &mut UserState, msg: &Message) {
+        let tz_trait = &self.rules.timezone_trait;
+        for name in &self.rules.traits {
+            if let Some(v) = msg.traits.get(name) {
+                set_trait(state, name, Scalar::from_json(v));
+            }
+        }
+        if let Some(tz) = msg.timezone() {
+            if msg.traits.get(tz_trait).is_none() {
+                set_trait(state, tz_trait, Scalar::Str(tz.to_string()));
+            }
+        }
+        match msg.traits.get(UNSUBSCRIBED_TRAIT) {
+            Some(Value::Bool(b)) => state.unsubscribed = *b,
+            Some(Value::String(s)) if s == "true" => state.unsubscribed = true,
+            _ => {}
+        }
+        if msg.kind == MessageKind::Identify && msg.traits.get("email").is_some() {
+            // A changed address is a new subscription only if the host says so via the trait.
+        }
+    }
+
+    fn cancel_by_event(
+        &self,
+        state: &mut UserState,
+        user_id: &str,
+        name: &str,
+        props: &Map<String, Value>,
+        out: &mut Outcome,
+    ) {
+        for ti in self.rules.cancels_for(name) {
+            let t = &self.rules.triggers[ti];
+            for c in &t.cancel_on {
+                if !matches(&c.event, name, props) {
+                    continue;
+                }
+                let same: Vec<(String, Option<u32>)> = c
+                    .same
+                    .iter()
+                    .map(|p| (p.join("."), lookup(props, p).filter(|v| !v.is_null()).map(value_key)))
+                    .collect();
+                let mut i = 0;
+                while i < state.waits.len() {
+                    let w = &state.waits[i];
+                    let hit = w.trigger == t.stable_id
+                        && same.iter().all(|(path, key)| {
+                            let captured = w.props.iter().find(|(k, _)| k == path).map(|(_, v)| v.to_json());
+                            let captured = captured.filter(|v| !v.is_null()).map(|v| value_key(&v));
+                            captured == *key
+                        });
+                    if hit {
+                        let w = state.waits.remove(i);
+                        out.decisions.push(Decision::Cancel {
+                            id: decision::decision_id(user_id, &t.id, w.occurrence),
+                            user_id: user_id.to_string(),
+                            trigger: t.id.clone(),
+                            reason: CancelReason::Event,
+                        });
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A trigger's start: gate by once/`if`, then wait or become a candidate now.
+    #[allow(clippy::too_many_arguments)]
+    fn arm(
+        &self,
+        state: &mut UserState,
+        user_id: &str,
+        ti: usize,
+        props: &Map<String, Value>,
+        occurrence: u64,
+        at: Millis,
+        candidates: &mut Vec<Candidate>,
+        out: &mut Outcome,
+    ) {
+        let t = &self.rules.triggers[ti];
+        let captured: Vec<(String, Scalar)> = t
+            .captured
+            .iter()
+            .filter_map(|p| {
+                let path: Vec<String> = p.split('.').map(str::to_string).collect();
+                lookup(props, &path).map(|v| (p.clone(), Scalar::from_json(v)))
+            })
+            .collect();
+        let key = wait_key(t, props);
+        if t.rearm {
+            self.drop_waits(state, user_id, t, Some(key), CancelReason::Rearm, out);
+        }
+        if spent(t, &state.triggers[ti], state.sessions, &captured) {
+            return;
+        }
+        if let Some(w) = &t.when {
+            let ctx = Ctx { rules: self.rules, state, now: at, props: Props::Event(props) };
+            if !ctx.holds(w) {
+                return;
+            }
+        }
+        match t.wait {
+            Some(wait) => {
+                if state.waits.iter().any(|w| w.trigger == t.stable_id && w.key == key) {
+                    return;
+                }
+                let wait = match t.experiment {
+                    Some(ei) => {
+                        let v = policy::assign(self.rules, state, user_id, ei);
+                        self.rules.experiments[ei].variants.get(usize::from(v)).and_then(|v| v.wait).unwrap_or(wait)
+                    }
+                    None => wait,
+                };
+                let due = at.saturating_add(wait.0);
+                state.waits.push(Wait { trigger: t.stable_id, key, due, origin: at, occurrence, props: captured, deferred: false });
+                out.decisions.push(Decision::Wait {
+                    id: decision::decision_id(user_id, &t.id, occurrence),
+                    user_id: user_id.to_string(),
+                    trigger: t.id.clone(),
+                    due,
+                    deferred: false,
+                });
+            }
+            None => candidates.push(Candidate { trigger: ti, key, occurrence, origin: at, props: captured }),
+        }
+    }
+
+    fn drop_waits(
+        &self,
+        state: &mut UserState,
+        user_id: &str,
+        t: &CTrigger,
+        key: Option<u32>,
+        reason: CancelReason,
+        out: &mut Outcome,
+    ) {
+        state.waits.retain(|w| {
+            let hit = w.trigger == t.stable_id && key.is_none_or(|k| k == w.key);
+            if hit {
+                out.decisions.push(Decision::Cancel {
+                    id: decision::decision_id(user_id, &t.id, w.occurrence),
+                    user_id: user_id.to_string(),
+                    trigger: t.id.clone(),
+                    reason,
+                });
+            }
+            !hit
+        });
+    }
+
+    fn advance_into(&self, state: &mut UserState, user_id: &str, upto: Millis, out: &mut Outcome) {
+        // Each round handles one instant; the bound keeps a pathological rule set finite.
+        for _ in 0..10_000 {
+            let Some(now) = self.next_wake(state).filter(|t| *t <= upto) else { return };
+            let mut due: Vec<Wait> = Vec::new();
+            state.waits.retain(|w| {
+                if w.due == now {
+                    due.push(w.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            due.sort_by_key(|w| (self.rules.trigger_by_id.get(&w.trigger).copied().unwrap_or(usize::MAX), w.origin, w.occurrence));
+            let mut candidates = Vec::new();
+            for w in due {
+                let Some(&ti) = self.rules.trigger_by_id.get(&w.trigger) else { continue };
+                let t = &self.rules.triggers[ti];
+                let id = decision::decision_id(user_id, &t.id, w.occurrence);
+                let ctx = Ctx { rules: self.rules, state, now, props: Props::Captured(&w.props) };
+                let fails_check = t.check.as_ref().is_some_and(|c| !ctx.holds(c));
+                let exits = t.exit.as_ref().is_some_and(|c| ctx.holds(c));
+                if spent(t, &state.triggers[ti], state.sessions, &w.props) || fails_check {
+                    out.decisions.push(Decision::Cancel {
+                        id,
+                        user_id: user_id.to_string(),
+                        trigger: t.id.clone(),
+                        reason: CancelReason::Condition,
+                    });
+                    continue;
+                }
+                let cand = Candidate { trigger: ti, key: w.key, occurrence: w.occurrence, origin: w.origin, props: w.props };
+                if exits {
+                    let send = self.make_send(state, user_id, &cand, now);
+                    self.suppress(state, send, ti, &cand, decision::Reason::ExitCondition, true, out);
+                    continue;
+                }
+                candidates.push(cand);
+            }
+            if state.wake_at == Some(now) {
+                state.wake_at = None;
+            }
+            self.segment_transitions(state, user_id, now, &mut candidates, out);
+            self.resolve(state, user_id, candidates, now, out);
+        }
+    }
+
+    /// Re-evaluates tracked segments; entering or leaving starts segment triggers.
+    fn segment_transitions(
+        &self,
+        state: &mut UserState,
+        user_id: &str,
+        at: Millis,
+        candidates: &mut Vec<Candidate>,
+        out: &mut Outcome,
+    ) {
+        if !self.rules.track_segments {
+            return;
+        }
+        let mut changes = Vec::new();
+        let mut wake: Option<Millis> = None;
+        {
+            let ctx = Ctx { rules: self.rules, state, now: at, props: Props::None };
+            for (si, seg) in self.rules.segments.iter().enumerate() {
+                let now_in = ctx.holds(&seg.cond);
+                let was_in = state.segments.contains(&seg.stable_id);
+                if now_in != was_in {
+                    changes.push((si, now_in));
+                }
+                ctx.next_change(&seg.cond, &mut wake);
+            }
+        }
+        state.wake_at = wake;
+        let empty = Map::new();
+        for (si, entered) in changes {
+            let sid = self.rules.segments[si].stable_id;
+            if entered {
+                state.segments.push(sid);
+                state.segments.sort_unstable();
+            } else {
+                state.segments.retain(|s| *s != sid);
+            }
+            for &ti in &self.rules.segment_triggers {
+                let fires = match self.rules.triggers[ti].on {
+                    COn::SegmentEntered(s) => entered && s == si,
+                    COn::SegmentExited(s) => !entered && s == si,
+                    COn::Event(_) => false,
+                };
+                if fires {
+                    let occurrence = xxhash_rust::xxh3::xxh3_64(format!("segment:{sid}:{entered}:{at}").as_bytes());
+                    self.arm(state, user_id, ti, &empty, occurrence, at, candidates, out);
+                }
+            }
+        }
+    }
+
+    /// Decides candidates of one instant in priority order so caps spend on the higher first.
+    fn resolve(&self, state: &mut UserState, user_id: &str, mut candidates: Vec<Candidate>, at: Millis, out: &mut Outcome) {
+        candidates.sort_by_key(|c| c.trigger);
+        for c in candidates {
+            self.decide(state, user_id, c, at, out);
+        }
+    }
+
+    fn make_send(&self, state: &mut UserState, user_id: &str, c: &Candidate, at: Millis) -> Send {
+        let t = &self.rules.triggers[c.trigger];
+        let mut message = t.message;
+        let mut experiment = None;
+        let mut exp_variant: Option<(String, Option<String>)> = None;
+        if let Some(ei) = t.experiment {
+            let exp = &self.rules.experiments[ei];
+            let v = policy::assign(self.rules, state, user_id, ei);
+            experiment = Some(exp.id.clone());
+            match exp.variants.get(usize::from(v)) {
+                Some(var) => {
+                    if let Some(m) = var.message {
+                        message = m;
+                    }
+                    exp_variant = Some((var.name.clone(), var.content.clone()));
+                }
+                None => exp_variant = Some((policy::HOLDOUT.to_string(), None)),
+            }
+        }
+        let msg = &self.rules.messages[message];
+        let mut context = policy::template_context(self.rules, state, user_id, t, &c.props, c.origin, at);
+        let content = match &exp_variant {
+            Some((_, Some(content))) => content.clone(),
+            _ => policy::choose_content(self.rules, state, msg, &c.props, &context, at),
+        };
+        let variant = match &exp_variant {
+            Some((name, _)) => name.clone(),
+            None => content.clone(),
+        };
+        context.insert("variant".into(), Value::String(variant.clone()));
+        Send {
+            id: decision::decision_id(user_id, &t.id, c.occurrence),
+            at,
+            user_id: user_id.to_string(),
+            trigger: t.id.clone(),
+            priority: t.priority,
+            channel: t.channel,
+            message: msg.id.clone(),
+            variant,
+            content,
+            experiment,
+            reason: None,
+            context,
+        }
+    }
+
+    /// Applies the guards in order: holdout, cooldown, unsubscribe, quiet hours, caps, gap.
+    fn decide(&self, state: &mut UserState, user_id: &str, c: Candidate, at: Millis, out: &mut Outcome) {
+        let ti = c.trigger;
+        let t = &self.rules.triggers[ti];
+        let send = self.make_send(state, user_id, &c, at);
+        if send.variant == policy::HOLDOUT && send.experiment.is_some() {
+            return self.suppress(state, send, ti, &c, decision::Reason::Holdout, true, out);
+        }
+        if let (Some(cd), Some(last)) = (t.cooldown, state.triggers[ti].last) {
+            if at < last.saturating_add(cd.0) {
+                return self.suppress(state, send, ti, &c, decision::Reason::Cooldown, false, out);
+            }
+        }
+        if t.channel == Channel::Email && state.unsubscribed {
+            return self.suppress(state, send, ti, &c, decision::Reason::Unsubscribed, true, out);
+        }
+        let exempt = self.rules.policies.exempt.contains(&t.priority);
+        if !exempt {
+            match policy::quiet_hours(self.rules, state, t.channel, at) {
+                Some(policy::Quiet::Defer(until)) => {
+                    state.waits.push(Wait {
+                        trigger: t.stable_id,
+                        key: c.key,
+                        due: until,
+                        origin: c.origin,
+                        occurrence: c.occurrence,
+                        props: c.props,
+                        deferred: true,
+                    });
+                    out.decisions.push(Decision::Wait {
+                        id: send.id,
+                        user_id: user_id.to_string(),
+                        trigger: t.id.clone(),
+                        due: until,
+                        deferred: true,
+                    });
+                    return;
+                }
+                Some(policy::Quiet::Suppress) => {
+                    return self.suppress(state, send, ti, &c, decision::Reason::QuietHours, true, out);
+                }
+                None => {}
+            }
+            if policy::capped(self.rules, state, t.channel, at) {
+                return self.suppress(state, send, ti, &c, decision::Reason::FrequencyCap, true, out);
+            }
+            if policy::too_close(self.rules, state, t.channel, t.priority, at) {
+                return self.suppress(state, send, ti, &c, decision::Reason::Priority, true, out);
+            }
+        }
+        consume(t, &mut state.triggers[ti], state.sessions, &c.props, at);
+        policy::record_send(self.rules, state, t.channel, t.priority, at);
+        out.decisions.push(Decision::Send(send));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn suppress(
+        &self,
+        state: &mut UserState,
+        mut send: Send,
+        ti: usize,
+        c: &Candidate,
+        reason: decision::Reason,
+        consumes: bool,
+        out: &mut Outcome,
+    ) {
+        if consumes {
+            let t = &self.rules.triggers[ti];
+            consume(t, &mut state.triggers[ti], state.sessions, &c.props, send.at);
+        }
+        send.reason = Some(reason);
+        out.decisions.push(Decision::Send(send));
+    }
+}
+
+fn set_trait(state: &mut UserState, name: &str, v: Scalar) {
+    match state.traits.iter_mut().find(|(k, _)| k == name) {
+        Some(slot) => slot.1 = v,
+        None => {
+            state.traits.push((name.to_string(), v));
+            state.traits.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+    }
+}
+
+/// The pending-wait key: the `same` properties' values (one wait per distinct value).
+fn wait_key(t: &CTrigger, props: &Map<String, Value>) -> u32 {
+    let mut key: u32 = 0;
+    for c in &t.cancel_on {
+        for p in &c.same {
+            let k = lookup(props, p).map(value_key).unwrap_or(0);
+            key = key.rotate_left(5) ^ k;
+        }
+    }
+    key
+}
+
+fn once_key(t: &CTrigger, props: &[(String, Scalar)]) -> Option<u32> {
+    let COnce::PerProperty(path) = &t.once else { return None };
+    let joined = path.join(".");
+    let v = props.iter().find(|(k, _)| *k == joined).map(|(_, v)| v.to_json()).unwrap_or(Value::Null);
+    Some(value_key(&v))
+}
+
+/// Whether once/once-per-session/once-per-value forbids firing now.
+fn spent(t: &CTrigger, memo: &TriggerMemo, session: u32, props: &[(String, Scalar)]) -> bool {
+    match &t.once {
+        COnce::Never => false,
+        COnce::User => memo.last.is_some(),
+        COnce::Session => memo.session == Some(session),
+        COnce::PerProperty(_) => once_key(t, props).is_some_and(|k| memo.keys.contains(&k)),
+    }
+}
+
+/// Marks the trigger's once/cooldown as spent by a decision at `at`.
+fn consume(t: &CTrigger, memo: &mut TriggerMemo, session: u32, props: &[(String, Scalar)], at: Millis) {
+    if matches!(t.once, COnce::User) || t.cooldown.is_some() {
+        memo.last = Some(at);
+    }
+    if matches!(t.once, COnce::Session) {
+        memo.session = Some(session);
+    }
+    if let Some(k) = once_key(t, props) {
+        if !memo.keys.contains(&k) {
+            memo.keys.push(k);
+            if memo.keys.len() > MAX_ONCE_KEYS {
+                memo.keys.remove(0);
+            }
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The compiled form of a rule set: matchers, state slots and indexes the engine runs on.
+
+use super::model::{Channel, Cmp, FilterOp, Policies, Priority};
+use crate::plan::TrackingPlan;
+use crate::template::Template;
+use crate::time::Duration;
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Which event names a matcher accepts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NameMatch {
+    /// Any activity (track, page, screen).
+    Any,
+    Name(String),
+}
+
+/// A compiled property (or trait) filter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CFilter {
+    pub path: Vec<String>,
+    pub op: FilterOp,
+}
+
+/// A compiled event matcher.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matcher {
+    pub name: NameMatch,
+    pub filters: Vec<CFilter>,
+}
+
+/// What a state slot keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SlotKind {
+    /// Number of matches (since the reset, in the current session when `in_session`).
+    Count,
+    /// Timestamps of the newest `cap` matches, for sliding-window counts.
+    Window { within: Duration, cap: usize },
+    /// Matches in `[first anchor, first anchor + within]`; `anchor` is a `First` slot.
+    Anchored { anchor: usize, within: Duration },
+    /// Number of matches per value of a property (hashed), the `cap` most recent keys.
+    PerKey { property: Vec<String>, cap: usize },
+    /// Time of the first match (since the reset).
+    First,
+    /// Time of the latest match (since the reset).
+    Last,
+    /// Listed properties of the newest `max` matches.
+    Collect { fields: Vec<String>, max: usize },
+    /// Start times of the newest `cap` sessions (not matched against events).
+    SessionStarts { cap: usize },
+}
+
+/// One piece of per-user state the rule set needs.
+#[derive(Debug, Clone)]
+pub struct SlotSpec {
+    /// Stable id: a hash of the slot's definition, so state survives rule edits that keep it.
+    pub id: u32,
+    pub kind: SlotKind,
+    pub event: Matcher,
+    pub reset: Option<Matcher>,
+    pub in_session: bool,
+    /// Human description for `explain`.
+    pub label: String,
+}
+
+/// A compiled condition.
+#[derive(Debug, Clone)]
+pub enum CCond {
+    All(Vec<CCond>),
+    Any(Vec<CCond>),
+    Not(Box<CCond>),
+    /// A count slot compared; `within` set for window slots (read at the clock).
+    Count { slot: usize, cmp: Vec<Cmp>, per: Option<Vec<String>> },
+    TimeSince { slot: usize, cmp: Vec<Cmp> },
+    Idle { cmp: Vec<Cmp> },
+    /// `slot` is a SessionStarts slot when a window is given.
+    Sessions { window: Option<(usize, Duration)>, cmp: Vec<Cmp> },
+    InSegment(usize),
+    Traits(Vec<CFilter>),
+    Props(Vec<CFilter>),
+}
+
+/// A compiled live segment.
+#[derive(Debug, Clone)]
+pub struct CSegment {
+    pub id: String,
+    pub stable_id: u32,
+    pub cond: CCond,
+}
+
+/// What starts a compiled trigger.
+#[derive(Debug, Clone)]
+pub enum COn {
+    Event(Matcher),
+    SegmentEntered(usize),
+    SegmentExited(usize),
+}
+
+/// How often a trigger may fire.
+#[derive(Debug, Clone, PartialEq)]
+pub enum COnce {
+    Never,
+    User,
+    Session,
+    PerProperty(Vec<String>),
+}
+
+/// A compiled cancel rule.
+#[derive(Debug, Clone)]
+pub struct CCancel {
+    pub event: Matcher,
+    pub same: Vec<Vec<String>>,
+}
+
+/// A compiled data item for templates.
+#[derive(Debug, Clone)]
+pub enum CData {
+    Collect { slot: usize, fields: Vec<String> },
+    Count { slot: usize },
+}
+
+/// A compiled trigger.
+#[derive(Debug, Clone)]
+pub struct CTrigger {
+    pub id: String,
+    pub stable_id: u32,
+    pub priority: Priority,
+    pub on: COn,
+    pub when: Option<CCond>,
+    pub wait: Option<Duration>,
+    pub rearm: bool,
+    pub cancel_on: Vec<CCancel>,
+    pub check: Option<CCond>,
+    pub exit: Option<CCond>,
+    pub once: COnce,
+    pub cooldown: Option<Duration>,
+    pub experiment: Option<usize>,
+    pub channel: Channel,
+    pub message: usize,
+    pub data: Vec<(String, CData)>,
+    /// Properties of the triggering event kept with a pending wait (templates, `same`,
+    /// `once: {per}`, `properties` conditions at fire time).
+    pub captured: Vec<String>,
+}
+
+/// A compiled experiment arm.
+#[derive(Debug, Clone)]
+pub struct CVariant {
+    pub name: String,
+    /// Upper bound of this arm's share of the 0..10000 buckets.
+    pub upto: u32,
+    pub wait: Option<Duration>,
+    pub message: Option<usize>,
+    pub content: Option<String>,
+}
+
+/// A compiled experiment.
+#[derive(Debug, Clone)]
+pub struct CExperiment {
+    pub id: String,
+    pub stable_id: u32,
+    /// Buckets below this are the holdout.
+    pub holdout_upto: u32,
+    pub variants: Vec<CVariant>,
+}
+
+/// Compiled content for one channel.
+#[derive(Debug, Clone)]
+pub enum CContent {
+    Email { subject: Template, html: Option<Template>, text: Option<Template> },
+    InApp { title: Template, body: Template, url: Option<Template> },
+    Webhook { url: Template, body: CJson },
+}
+
+/// A JSON document whose strings are templates.
+#[derive(Debug, Clone)]
+pub enum CJson {
+    Template(Template),
+    Literal(Value),
+    Array(Vec<CJson>),
+    Object(Vec<(String, CJson)>),
+}
+
+/// A compiled content variant.
+#[derive(Debug, Clone)]
+pub struct CContentVariant {
+    pub name: String,
+    pub when: Option<CCond>,
+    pub requires: Vec<Vec<String>>,
+    pub content: CContent,
+}
+
+/// A compiled message.
+#[derive(Debug, Clone)]
+pub struct CMessage {
+    pub id: String,
+    pub channel: Channel,
+    pub content: CContent,
+    pub variants: Vec<CContentVariant>,
+}
+
+/// A rule set ready to run.
+#[derive(Debug, Clone)]
+pub struct CompiledRules {
+    pub name: String,
+    pub default_timezone: jiff::tz::TimeZone,
+    pub timezone_trait: String,
+    pub session_gap: Duration,
+    pub plan: TrackingPlan,
+    pub slots: Vec<SlotSpec>,
+    pub slot_by_id: HashMap<u32, usize>,
+    pub segments: Vec<CSegment>,
+    pub triggers: Vec<CTrigger>,
+    pub trigger_by_id: HashMap<u32, usize>,
+    pub experiments: Vec<CExperiment>,
+    pub experiment_by_id: HashMap<u32, usize>,
+    pub messages: Vec<CMessage>,
+    pub policies: Policies,
+    /// Traits kept in state (those the rules and templates read).
+    pub traits: Vec<String>,
+    /// Slots touched by events of a name (as matched event, reset or anchor).
+    pub slots_by_event: HashMap<String, Vec<usize>>,
+    /// Slots touched by any activity.
+    pub slots_any: Vec<usize>,
+    /// Event triggers by event name, in decision order (priority, then definition).
+    pub triggers_by_event: HashMap<String, Vec<usize>>,
+    pub triggers_any: Vec<usize>,
+    /// Triggers with a cancel rule that names this event.
+    pub cancels_by_event: HashMap<String, Vec<usize>>,
+    pub cancels_any: Vec<usize>,
+    /// Segment enter/exit triggers.
+    pub segment_triggers: Vec<usize>,
+    /// SessionStarts slots, updated when a session starts.
+    pub session_slots: Vec<usize>,
+    /// Whether segment membership must be tracked over time (some trigger reacts to it).
+    pub track_segments: bool,
+}
+
+impl CompiledRules {
+    /// Triggers an event name starts, in decision order (named ones and `*` ones merged).
+    pub fn triggers_for(&self, name: &str) -> impl Iterator<Item = usize> + '_ {
+        let named = self.triggers_by_event.get(name).map(|v| v.as_slice()).unwrap_or(&[]);
+        merge_sorted(named, &self.triggers_any)
+    }
+
+    /// Slots an event name touches.
+    pub fn slots_for(&self, name: &str) -> impl Iterator<Item = usize> + '_ {
+        let named = self.slots_by_event.get(name).map(|v| v.as_slice()).unwrap_or(&[]);
+        named.iter().chain(self.slots_any.iter()).copied()
+    }
+
+    /// Triggers whose pending waits an event name may cancel.
+    pub fn cancels_for(&self, name: &str) -> impl Iterator<Item = usize> + '_ {
+        let named = self.cancels_by_event.get(name).map(|v| v.as_slice()).unwrap_or(&[]);
+        named.iter().chain(self.cancels_any.iter()).copied()
+    }
+
+    pub fn trigger_index(&self, id: &str) -> Option<usize> {
+        self.triggers.iter().position(|t| t.id == id)
+    }
+    pub fn segment_index(&self, id: &str) -> Option<usize> {
+        self.segments.iter().position(|s| s.id == id)
+    }
+}
+
+/// Merges two ascending index lists (trigger indices are already in decision order).
+fn merge_sorted<'a>(a: &'a [usize], b: &'a [usize]) -> impl Iterator<Item = usize> + 'a {
+    let (mut i, mut j) = (0, 0);
+    std::iter::from_fn(move || {
+        let next = match (a.get(i), b.get(j)) {
+            (Some(&x), Some(&y)) if x <= y => {
+                i += 1;
+                if x == y {
+                    j += 1;
+                }
+                x
+            }
+            (_, Some(&y)) => {
+                j += 1;
+                y
+            }
+            (Some(&x), None) => {
+                i += 1;
+                x
+            }
+            (None, None) => return None,
+        };
+        Some(next)
+    })
+}
+
+/// A stable 32-bit id for a name or definition.
+pub fn stable_id(text: &str) -> u32 {
+    (xxhash_rust::xxh3::xxh3_64(text.as_bytes()) >> 32) as u32
+}

@@ -1,0 +1,295 @@
+//! Per-user behavioral state: only what the compiled rule set needs, bounded in size, and
+//! encoded compactly (postcard) for storage.
+
+use crate::rules::compiled::{CompiledRules, SlotKind};
+use crate::time::Millis;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Message ids remembered in state to drop immediate redeliveries; stores keep a longer
+/// idempotency record of their own.
+pub const SEEN_IDS: usize = 8;
+/// Longest string kept for a trait or captured property.
+pub const MAX_TEXT: usize = 120;
+
+/// A scalar value kept in state (traits, captured properties, collected fields).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Scalar {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+}
+
+impl Scalar {
+    /// Keeps a JSON value; nested values are kept as JSON text, long text is cut.
+    pub fn from_json(v: &Value) -> Scalar {
+        match v {
+            Value::Null => Scalar::Null,
+            Value::Bool(b) => Scalar::Bool(*b),
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Scalar::Int(i),
+                None => Scalar::Float(n.as_f64().unwrap_or(0.0)),
+            },
+            Value::String(s) => Scalar::Str(truncate(s)),
+            other => Scalar::Str(truncate(&other.to_string())),
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        match self {
+            Scalar::Null => Value::Null,
+            Scalar::Bool(b) => Value::Bool(*b),
+            Scalar::Int(i) => Value::from(*i),
+            Scalar::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
+            Scalar::Str(s) => Value::String(s.clone()),
+        }
+    }
+}
+
+fn truncate(s: &str) -> String {
+    if s.len() <= MAX_TEXT {
+        return s.to_string();
+    }
+    let mut end = MAX_TEXT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// The value of one state slot.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub enum SlotValue {
+    #[default]
+    Empty,
+    Count(u32),
+    /// A count that belongs to one session.
+    SessionCount { session: u32, count: u32 },
+    Time(Millis),
+    Times(Vec<Millis>),
+    /// (hash of a property value, count), most recently updated last.
+    Keys(Vec<(u32, u32)>),
+    Items(Vec<Vec<Scalar>>),
+}
+
+/// What a trigger remembers: when it last consumed its once/cooldown, in which session, and
+/// which property values it has fired for.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TriggerMemo {
+    pub last: Option<Millis>,
+    pub session: Option<u32>,
+    pub keys: Vec<u32>,
+}
+
+impl TriggerMemo {
+    fn is_empty(&self) -> bool {
+        self.last.is_none() && self.session.is_none() && self.keys.is_empty()
+    }
+}
+
+/// Most property values a `once: {per}` trigger remembers.
+pub const MAX_ONCE_KEYS: usize = 64;
+
+/// A pending wait: a delayed send that re-checks its trigger when it falls due.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Wait {
+    /// Stable id of the trigger.
+    pub trigger: u32,
+    /// Hash of the `same` properties (0 when none): one pending wait per key.
+    pub key: u32,
+    pub due: Millis,
+    /// When the triggering event happened.
+    pub origin: Millis,
+    /// Identifies the occurrence (hash of the triggering messageId); with user and trigger it
+    /// makes the decision id.
+    pub occurrence: u64,
+    /// Properties of the triggering event the rules and templates read.
+    pub props: Vec<(String, Scalar)>,
+    /// Set when quiet hours moved the send to `due`.
+    pub deferred: bool,
+}
+
+/// A frequency cap's memory: recent send times (rolling) or this session's count.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub enum CapMemo {
+    #[default]
+    Empty,
+    Times(Vec<Millis>),
+    Session { session: u32, count: u32 },
+}
+
+/// Everything nudge keeps about one user.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UserState {
+    pub seen: Vec<u64>,
+    pub last_activity: Option<Millis>,
+    pub session_start: Option<Millis>,
+    pub sessions: u32,
+    pub traits: Vec<(String, Scalar)>,
+    pub unsubscribed: bool,
+    /// Aligned with `rules.slots`.
+    pub slots: Vec<SlotValue>,
+    /// Aligned with `rules.triggers`.
+    pub triggers: Vec<TriggerMemo>,
+    pub waits: Vec<Wait>,
+    /// Aligned with `rules.policies.caps`.
+    pub caps: Vec<CapMemo>,
+    /// Last send per channel: (channel index, time, priority rank), for `min_gap`.
+    pub last_sends: Vec<(u8, Millis, u8)>,
+    /// Stable ids of the segments the user is in (tracked only when a trigger reacts to them).
+    pub segments: Vec<u32>,
+    /// Experiment assignments: (experiment stable id, variant index; 255 = holdout).
+    pub assignments: Vec<(u32, u8)>,
+    /// When segment membership may next change by the passing of time.
+    pub wake_at: Option<Millis>,
+}
+
+/// The stored form: slots and memos keyed by stable ids so that state survives rule edits.
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    version: u8,
+    seen: Vec<u64>,
+    last_activity: Option<Millis>,
+    session_start: Option<Millis>,
+    sessions: u32,
+    traits: Vec<(String, Scalar)>,
+    unsubscribed: bool,
+    slots: Vec<(u32, SlotValue)>,
+    triggers: Vec<(u32, TriggerMemo)>,
+    waits: Vec<Wait>,
+    caps: Vec<(u32, CapMemo)>,
+    last_sends: Vec<(u8, Millis, u8)>,
+    segments: Vec<u32>,
+    assignments: Vec<(u32, u8)>,
+    wake_at: Option<Millis>,
+}
+
+const FORMAT_VERSION: u8 = 1;
+
+/// Why stored state could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("stored state is corrupt: {0}")]
+    Corrupt(#[from] postcard::Error),
+    #[error("stored state has format version {0}, this build reads version {FORMAT_VERSION}")]
+    Version(u8),
+}
+
+impl UserState {
+    /// An empty state shaped for `rules`.
+    pub fn new(rules: &CompiledRules) -> Self {
+        let mut s = UserState::default();
+        s.fit(rules);
+        s
+    }
+
+    /// Makes the aligned vectors match the rule set's shape.
+    pub fn fit(&mut self, rules: &CompiledRules) {
+        self.slots.resize(rules.slots.len(), SlotValue::Empty);
+        self.triggers.resize(rules.triggers.len(), TriggerMemo::default());
+        self.caps.resize(rules.policies.caps.len(), CapMemo::Empty);
+    }
+
+    /// A trait's value, if kept.
+    pub fn trait_value(&self, name: &str) -> Option<&Scalar> {
+        self.traits.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// Encodes for storage.
+    pub fn encode(&self, rules: &CompiledRules) -> Vec<u8> {
+        let stored = Stored {
+            version: FORMAT_VERSION,
+            seen: self.seen.clone(),
+            last_activity: self.last_activity,
+            session_start: self.session_start,
+            sessions: self.sessions,
+            traits: self.traits.clone(),
+            unsubscribed: self.unsubscribed,
+            slots: rules
+                .slots
+                .iter()
+                .zip(&self.slots)
+                .filter(|(_, v)| **v != SlotValue::Empty)
+                .map(|(s, v)| (s.id, v.clone()))
+                .collect(),
+            triggers: rules
+                .triggers
+                .iter()
+                .zip(&self.triggers)
+                .filter(|(_, m)| !m.is_empty())
+                .map(|(t, m)| (t.stable_id, m.clone()))
+                .collect(),
+            waits: self.waits.clone(),
+            caps: rules
+                .policies
+                .caps
+                .iter()
+                .zip(&self.caps)
+                .filter(|(_, m)| **m != CapMemo::Empty)
+                .map(|(c, m)| (cap_id(c), m.clone()))
+                .collect(),
+            last_sends: self.last_sends.clone(),
+            segments: self.segments.clone(),
+            assignments: self.assignments.clone(),
+            wake_at: self.wake_at,
+        };
+        // Serializing plain data into a Vec cannot fail.
+        postcard::to_allocvec(&stored).unwrap_or_default()
+    }
+
+    /// Decodes stored state for `rules`; parts the rule set no longer uses are dropped.
+    pub fn decode(bytes: &[u8], rules: &CompiledRules) -> Result<Self, StateError> {
+        let stored: Stored = postcard::from_bytes(bytes)?;
+        if stored.version != FORMAT_VERSION {
+            return Err(StateError::Version(stored.version));
+        }
+        let mut s = UserState::new(rules);
+        s.seen = stored.seen;
+        s.last_activity = stored.last_activity;
+        s.session_start = stored.session_start;
+        s.sessions = stored.sessions;
+        s.traits = stored.traits;
+        s.unsubscribed = stored.unsubscribed;
+        for (id, v) in stored.slots {
+            if let Some(&i) = rules.slot_by_id.get(&id) {
+                if value_fits(&rules.slots[i].kind, &v) {
+                    s.slots[i] = v;
+                }
+            }
+        }
+        for (id, m) in stored.triggers {
+            if let Some(&i) = rules.trigger_by_id.get(&id) {
+                s.triggers[i] = m;
+            }
+        }
+        s.waits = stored.waits.into_iter().filter(|w| rules.trigger_by_id.contains_key(&w.trigger)).collect();
+        for (id, m) in stored.caps {
+            if let Some(i) = rules.policies.caps.iter().position(|c| cap_id(c) == id) {
+                s.caps[i] = m;
+            }
+        }
+        s.last_sends = stored.last_sends;
+        s.segments = stored.segments;
+        s.assignments = stored.assignments;
+        s.wake_at = stored.wake_at;
+        Ok(s)
+    }
+}
+
+fn value_fits(kind: &SlotKind, v: &SlotValue) -> bool {
+    matches!(
+        (kind, v),
+        (_, SlotValue::Empty)
+            | (SlotKind::Count | SlotKind::Anchored { .. }, SlotValue::Count(_) | SlotValue::SessionCount { .. })
+            | (SlotKind::Window { .. } | SlotKind::SessionStarts { .. }, SlotValue::Times(_))
+            | (SlotKind::First | SlotKind::Last, SlotValue::Time(_))
+            | (SlotKind::PerKey { .. }, SlotValue::Keys(_))
+            | (SlotKind::Collect { .. }, SlotValue::Items(_))
+    )
+}
+
+fn cap_id(c: &crate::rules::model::CapDef) -> u32 {
+    crate::rules::compiled::stable_id(&format!("{c:?}"))
+}

@@ -1,0 +1,142 @@
+//! Instants and durations as the engine counts them: milliseconds since the Unix epoch (UTC).
+
+use std::fmt;
+
+/// An instant, in milliseconds since 1970-01-01T00:00:00Z.
+pub type Millis = i64;
+
+/// A length of time in milliseconds, written in rules as `90s`, `2m`, `24h`, `7d`, `1h30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Duration(pub i64);
+
+impl Duration {
+    pub const ZERO: Duration = Duration(0);
+
+    pub fn from_secs(s: i64) -> Self {
+        Duration(s * 1000)
+    }
+    pub fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    /// Parses `1d2h30m15s500ms`-style text; units: ms, s, m, h, d, w. Whitespace is not allowed.
+    pub fn parse(text: &str) -> Result<Self, DurationError> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Err(DurationError::Empty);
+        }
+        let bytes = t.as_bytes();
+        let mut i = 0;
+        let mut total: i64 = 0;
+        while i < bytes.len() {
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_digit() {
+                i += 1;
+            }
+            if start == i {
+                return Err(DurationError::Malformed(text.to_string()));
+            }
+            let n: i64 = t[start..i]
+                .parse()
+                .map_err(|_| DurationError::Malformed(text.to_string()))?;
+            let ustart = i;
+            while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
+                i += 1;
+            }
+            let unit = match &t[ustart..i] {
+                "ms" => 1,
+                "s" => 1_000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                "w" => 604_800_000,
+                "" => return Err(DurationError::MissingUnit(text.to_string())),
+                _ => return Err(DurationError::Malformed(text.to_string())),
+            };
+            total = n
+                .checked_mul(unit)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(|| DurationError::TooLong(text.to_string()))?;
+        }
+        // Ten years is far beyond any onboarding journey; refuse what would overflow instants.
+        if total > 10 * 366 * 86_400_000 {
+            return Err(DurationError::TooLong(text.to_string()));
+        }
+        Ok(Duration(total))
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ms = self.0;
+        if ms == 0 {
+            return write!(f, "0s");
+        }
+        for (unit, len) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+            if ms >= len {
+                write!(f, "{}{}", ms / len, unit)?;
+                ms %= len;
+            }
+        }
+        if ms > 0 {
+            write!(f, "{ms}ms")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a duration could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration (write e.g. `30m`, `24h`, `7d`)")]
+    Empty,
+    #[error("`{0}` is not a duration (write e.g. `30m`, `24h`, `1h30m`; units ms, s, m, h, d, w)")]
+    Malformed(String),
+    #[error("`{0}` lacks a unit (write e.g. `{0}s` or `{0}m`)")]
+    MissingUnit(String),
+    #[error("`{0}` is longer than ten years")]
+    TooLong(String),
+}
+
+/// Formats an instant as RFC 3339 UTC with whole seconds, as replay output writes it.
+pub fn format_instant(at: Millis) -> String {
+    match jiff::Timestamp::from_millisecond(at.div_euclid(1000) * 1000) {
+        Ok(ts) => ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        Err(_) => format!("@{at}ms"),
+    }
+}
+
+/// Parses an RFC 3339 instant (any offset) into milliseconds.
+pub fn parse_instant(text: &str) -> Result<Millis, jiff::Error> {
+    let ts: jiff::Timestamp = text.parse()?;
+    Ok(ts.as_millisecond())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_compound_durations() {
+        assert_eq!(Duration::parse("1h30m").unwrap(), Duration(5_400_000));
+        assert_eq!(Duration::parse("7d").unwrap(), Duration(604_800_000));
+        assert_eq!(Duration::parse("250ms").unwrap(), Duration(250));
+        assert_eq!(Duration::parse("2m").unwrap().to_string(), "2m");
+        assert_eq!(Duration::parse("1d1h").unwrap().to_string(), "1d1h");
+    }
+
+    #[test]
+    fn rejects_bad_durations() {
+        assert!(matches!(Duration::parse("10"), Err(DurationError::MissingUnit(_))));
+        assert!(matches!(Duration::parse("ten minutes"), Err(DurationError::Malformed(_))));
+        assert!(matches!(Duration::parse("5y"), Err(DurationError::Malformed(_))));
+        assert!(matches!(Duration::parse("99999999999999d"), Err(DurationError::TooLong(_))));
+        assert_eq!(Duration::parse(""), Err(DurationError::Empty));
+    }
+
+    #[test]
+    fn formats_instants_to_the_second() {
+        let at = parse_instant("2026-03-03T09:01:00.750+01:00").unwrap();
+        assert_eq!(format_instant(at), "2026-03-03T08:01:00Z");
+    }
+}
