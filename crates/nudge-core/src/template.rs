@@ -54,6 +54,8 @@ const MAX_MESSAGE_CHARS: usize = 300;
 const TICK: &str = "__nudge_loop_tick";
 /// Probe rendered when an assigned or captured value is too large; its lookup fails.
 const TOO_LARGE: &str = "__nudge_value_too_large";
+/// Scratch variable holding the size of the value just assigned or captured.
+const SIZE: &str = "__nudge_size";
 
 /// Tags that open a block closed by `end<name>`.
 const BLOCK_TAGS: [&str; 9] = [
@@ -706,6 +708,11 @@ impl<'s> Region<'s> {
         Some(&trimmed[..len])
     }
 
+    /// Source offset of the tag name.
+    fn name_offset(&self) -> usize {
+        self.inner_start + (self.inner.len() - self.inner.trim_start().len())
+    }
+
     /// The text after the tag name (the whole inner text for outputs) and its source offset.
     fn arguments(&self) -> (&'s str, usize) {
         let skip = match self.tag_name() {
@@ -1212,12 +1219,12 @@ impl<'s> Analyzer<'s> {
         match name {
             "include" | "render" => Err(TemplateError::at(
                 self.source,
-                region.inner_start,
+                region.name_offset(),
                 format!("`{name}` is not supported: message templates cannot include other files"),
             )),
             "tablerow" => Err(TemplateError::at(
                 self.source,
-                region.inner_start,
+                region.name_offset(),
                 "`tablerow` is not supported; use `for`",
             )),
             "for" => self.for_tag(region, &tokens, offset),
@@ -1420,9 +1427,6 @@ impl<'s> Analyzer<'s> {
                 format!("variable path has more than {MAX_PATH_SEGMENTS} parts"),
             ));
         }
-        for nested in &var.nested {
-            self.record(nested, offset)?;
-        }
         let origin = self.origin(var);
         match &origin {
             Origin::Global(path) => {
@@ -1434,6 +1438,9 @@ impl<'s> Analyzer<'s> {
             }
             Origin::LoopItem(path) => self.add_fill(path.clone()),
             Origin::Local => {}
+        }
+        for nested in &var.nested {
+            self.record(nested, offset)?;
         }
         Ok(origin)
     }
@@ -1470,7 +1477,8 @@ impl<'s> Analyzer<'s> {
         self.insertions.push((
             region.insertion_point(self.source),
             format!(
-                "{{% if {name}.size > {MAX_OUTPUT_BYTES} %}}{{{{ {TOO_LARGE} }}}}{{% endif %}}"
+                "{{% assign {SIZE} = {name} | size %}}\
+                 {{% if {SIZE} > {MAX_OUTPUT_BYTES} %}}{{{{ {TOO_LARGE} }}}}{{% endif %}}"
             ),
         ));
     }
@@ -1713,5 +1721,625 @@ mod tests {
 
     fn p(parts: &[&str]) -> Vec<String> {
         parts.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// Renders with the liquid crate directly, for comparing whitespace handling.
+    fn plain_liquid(source: &str, data: serde_json::Value) -> String {
+        let template = liquid::ParserBuilder::with_stdlib()
+            .build()
+            .unwrap()
+            .parse(source)
+            .unwrap();
+        let object = match to_liquid(&data, 0) {
+            Value::Object(object) => object,
+            other => panic!("not an object: {other:?}"),
+        };
+        template.render(&object).unwrap()
+    }
+
+    // --- rendering ---
+
+    #[test]
+    fn plain_text_renders_unchanged() {
+        for text in [
+            "",
+            "Hello there!",
+            "Braces { alone } and 100% } are text\nline two\ttab é ü 🚀",
+            "a { {b} } c % d",
+        ] {
+            assert_eq!(render(text, json!({})), text);
+            assert!(paths(text).is_empty());
+        }
+    }
+
+    #[test]
+    fn present_values_render_and_missing_ones_are_nil() {
+        let source = "Hi {{ traits.first_name | default: \"there\" }}!";
+        assert_eq!(
+            render(source, json!({"traits": {"first_name": "Ann"}})),
+            "Hi Ann!"
+        );
+        assert_eq!(render(source, json!({"traits": {}})), "Hi there!");
+        assert_eq!(render(source, json!({})), "Hi there!");
+        assert_eq!(render("[{{ traits.first_name }}]", json!({})), "[]");
+        assert_eq!(
+            render("[{{ properties.a.b.c }}]", json!({"properties": {"a": {}}})),
+            "[]"
+        );
+        assert_eq!(
+            render("{{ 'x' | append: traits.suffix }}", json!({"traits": {}})),
+            "x"
+        );
+        assert_eq!(
+            render(
+                "{% if traits.vip %}vip{% else %}regular{% endif %}",
+                json!({})
+            ),
+            "regular"
+        );
+        assert_eq!(
+            render(
+                "{% if traits.vip %}vip{% endif %}",
+                json!({"traits": {"vip": true}})
+            ),
+            "vip"
+        );
+        assert_eq!(
+            render("{% unless traits.x.y %}no{% endunless %}", json!({})),
+            "no"
+        );
+    }
+
+    #[test]
+    fn json_values_render_naturally() {
+        let data = json!({"p": {
+            "price": 12.5, "count": 3, "neg": -7, "big": 18446744073709551615u64,
+            "yes": true, "no": false, "none": null, "text": "a<b"
+        }});
+        assert_eq!(
+            render(
+                "{{ p.price }}|{{ p.count }}|{{ p.neg }}|{{ p.yes }}|{{ p.no }}|{{ p.none }}|{{ p.text }}",
+                data.clone()
+            ),
+            "12.5|3|-7|true|false||a<b"
+        );
+        assert_eq!(render("{{ p.count | plus: 1 }}", data.clone()), "4");
+        assert_eq!(render("{{ p.price | times: 2 }}", data.clone()), "25");
+        assert!(render("{{ p.big }}", data).starts_with("18446744073709552"));
+        assert_eq!(render("{{ 3.0 }}", json!({})), "3");
+    }
+
+    #[test]
+    fn loops_render_arrays_of_objects() {
+        let source = "{% for item in data.items %}{{ item.name }} ({{ item.price }}){% unless forloop.last %}, {% endunless %}{% endfor %}";
+        let data = json!({"data": {"items": [
+            {"name": "Tea", "price": 3},
+            {"name": "Cake", "price": 4.5}
+        ]}});
+        assert_eq!(render(source, data), "Tea (3), Cake (4.5)");
+        assert_eq!(paths(source), vec![p(&["data", "items"])]);
+    }
+
+    #[test]
+    fn loop_items_missing_fields_render_as_nil() {
+        let source = "{% for item in data.items %}[{{ item.name }}:{{ item.discount | default: 0 }}]{% endfor %}";
+        let data = json!({"data": {"items": [{"name": "a", "discount": 5}, {"name": "b"}, {}]}});
+        assert_eq!(render(source, data), "[a:5][b:0][:0]");
+        // Nested loops follow the item paths through both levels.
+        let nested = "{% for order in data.orders %}{{ order.id }}:{% for line in order.lines %}{{ line.sku }}{{ line.note }};{% endfor %}|{% endfor %}";
+        let data = json!({"data": {"orders": [
+            {"id": 1, "lines": [{"sku": "A"}, {"sku": "B", "note": "!"}]},
+            {"id": 2}
+        ]}});
+        assert_eq!(render(nested, data), "1:A;B!;|2:|");
+        assert_eq!(paths(nested), vec![p(&["data", "orders"])]);
+    }
+
+    #[test]
+    fn missing_collections_loop_zero_times() {
+        let source = "{% for item in data.items %}x{% else %}none{% endfor %}";
+        assert_eq!(render(source, json!({})), "none");
+        assert_eq!(render(source, json!({"data": {"items": []}})), "none");
+        assert_eq!(render("{{ data.items.size }}", json!({})), "0");
+        assert_eq!(
+            render("{{ data.items.size }}", json!({"data": {"items": [1, 2]}})),
+            "2"
+        );
+    }
+
+    #[test]
+    fn special_accessors_keep_their_liquid_meaning() {
+        let data = json!({"traits": {"a": 1, "b": 2}, "data": {"items": ["x", "y", "z"]}});
+        assert_eq!(render("{{ traits.size }}", data.clone()), "2");
+        assert_eq!(
+            render(
+                "{{ data.items.first }}{{ data.items.last }}{{ data.items[1] }}{{ data.items[-1] }}",
+                data.clone()
+            ),
+            "xzyz"
+        );
+        assert_eq!(render("{{ traits.a.size }}", data), "1");
+    }
+
+    #[test]
+    fn quoted_and_dynamic_indexes_work() {
+        let data = json!({"data": {"first name": "Ann", "items": [{"name": "a"}, {"name": "b"}]}, "traits": {"idx": 1}});
+        assert_eq!(render("{{ data[\"first name\"] }}", data.clone()), "Ann");
+        assert_eq!(
+            render("{{ data.items[traits.idx].name }}", data.clone()),
+            "b"
+        );
+        assert_eq!(
+            render(
+                "{% for i in (0..1) %}{{ data.items[i].name }}{% endfor %}",
+                data
+            ),
+            "ab"
+        );
+    }
+
+    #[test]
+    fn assign_capture_and_counters_work() {
+        let source = "{% assign name = traits.first_name | upcase %}{% capture greeting %}Hi {{ name }}{% endcapture %}{{ greeting }}!";
+        assert_eq!(
+            render(source, json!({"traits": {"first_name": "ann"}})),
+            "Hi ANN!"
+        );
+        assert_eq!(render(source, json!({})), "Hi !");
+        assert_eq!(paths(source), vec![p(&["traits", "first_name"])]);
+
+        let counters = "{% increment n %}{% increment n %}{% decrement m %}";
+        assert_eq!(
+            render(counters, json!({})),
+            plain_liquid(counters, json!({}))
+        );
+        assert!(paths(counters).is_empty());
+        assert_eq!(render("{% assign x = nil %}[{{ x }}]", json!({})), "[]");
+    }
+
+    #[test]
+    fn raw_and_comment_blocks_are_left_alone() {
+        let source = "{% raw %}{{ not.a.var }} {% for %}{% endraw %}{% comment %}{{ secret.x }}{% if y %}{% endif %}{% endcomment %}ok";
+        assert_eq!(render(source, json!({})), "{{ not.a.var }} {% for %}ok");
+        assert!(paths(source).is_empty());
+    }
+
+    #[test]
+    fn guards_do_not_change_whitespace_handling() {
+        let data = json!({"data": {"items": [1, 2]}, "other": {"items": []}});
+        for source in [
+            "{%- for i in data.items -%}\n  [{{ i }}]\n{%- endfor -%}\nend",
+            "{% for i in data.items -%}\n  [{{ i }}]\n  {%- endfor %}\nend",
+            "{% for i in data.items -%}\t{{ i }}{% endfor %}",
+            "{% for i in data.items -%}\r\n {{ i }} {%- endfor %}",
+            "{%for i in data.items%}{{i}}{%endfor%}",
+            "{% for i in other.items -%}  x {% else -%}   none  {%- endfor %}",
+            "{% for i in data.items %}\n{% if forloop.first %}first {% endif %}{{ i }}{% endfor %}",
+            "a\n{%- assign x = 1 -%}\n   b {{ x }}\n{% capture y -%}  c  {%- endcapture -%}  \n d{{ y }}",
+            "{% assign x = 1 %}  {%- assign y = 2 -%}  {{ x }}{{ y }}",
+            "{% capture c %}{% for i in data.items %}{{ i }}{% endfor %}{% endcapture %}[{{ c }}]",
+        ] {
+            assert_eq!(
+                render(source, data.clone()),
+                plain_liquid(source, data.clone()),
+                "{source:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn size_guard_accepts_odd_sizes() {
+        let data = json!({"traits": {"size": "big", "n": 5}});
+        assert_eq!(
+            render("{% assign t = traits %}{{ t.size }}|{% assign n = traits.n %}{{ n }}|{% assign m = traits.missing %}{{ m }}|{% assign b = true %}{{ b }}", data),
+            "big|5||true"
+        );
+    }
+
+    #[test]
+    fn template_is_clone_debug_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Template>();
+        let template = Template::compile("Hi {{ traits.name }}").unwrap();
+        let copy = template.clone();
+        assert_eq!(copy.source(), "Hi {{ traits.name }}");
+        assert_eq!(copy.referenced_paths(), template.referenced_paths());
+        assert!(format!("{template:?}").contains("Hi {{ traits.name }}"));
+        assert_eq!(
+            copy.render(&globals(json!({"traits": {"name": "Bo"}})))
+                .unwrap(),
+            "Hi Bo"
+        );
+    }
+
+    // --- referenced paths ---
+
+    #[test]
+    fn referenced_paths_are_deduplicated_in_order_of_appearance() {
+        let source = "Hi {{ traits.first_name }}, step {{ properties.step }}{% for i in data.items %}{{ i.name }}{% endfor %} {{ traits.first_name }}";
+        assert_eq!(
+            paths(source),
+            vec![
+                p(&["traits", "first_name"]),
+                p(&["properties", "step"]),
+                p(&["data", "items"])
+            ]
+        );
+    }
+
+    #[test]
+    fn referenced_paths_include_filter_arguments_but_not_filter_names() {
+        assert_eq!(
+            paths("{{ traits.name | default: properties.fallback | append: context.x | upcase }}"),
+            vec![
+                p(&["traits", "name"]),
+                p(&["properties", "fallback"]),
+                p(&["context", "x"])
+            ]
+        );
+        assert_eq!(
+            paths("{{ \"}}\" | append: traits.x }}{{ 'a' | replace: \"a\", traits.y }}"),
+            vec![p(&["traits", "x"]), p(&["traits", "y"])]
+        );
+    }
+
+    #[test]
+    fn referenced_paths_include_tag_expressions() {
+        let source = concat!(
+            "{% if traits.plan == \"pro\" and properties.count > 3 or traits.tags contains 'x' %}",
+            "{% elsif context.a != empty %}{% else %}{% endif %}",
+            "{% unless traits.off %}{% endunless %}",
+            "{% case traits.tier %}{% when properties.gold, \"silver\" or 'b' %}{% endcase %}",
+            "{% cycle traits.c1, \"b\" %}",
+            "{% for i in data.items limit: properties.n offset: 2 reversed %}{% endfor %}",
+            "{% for n in (1..properties.count) %}{% endfor %}",
+            "{% for n in (properties.from..5) %}{% endfor %}",
+        );
+        assert_eq!(
+            paths(source),
+            vec![
+                p(&["traits", "plan"]),
+                p(&["properties", "count"]),
+                p(&["traits", "tags"]),
+                p(&["context", "a"]),
+                p(&["traits", "off"]),
+                p(&["traits", "tier"]),
+                p(&["properties", "gold"]),
+                p(&["traits", "c1"]),
+                p(&["data", "items"]),
+                p(&["properties", "n"]),
+                p(&["properties", "from"]),
+            ]
+        );
+    }
+
+    #[test]
+    fn referenced_paths_skip_template_variables() {
+        assert_eq!(
+            paths("{% for item in data.items %}{{ item.name }}{{ forloop.index }}{% endfor %}{{ item.name }}"),
+            vec![p(&["data", "items"]), p(&["item", "name"])]
+        );
+        // Read before it is assigned: a global at that point.
+        assert_eq!(
+            paths("{{ x }}{% assign x = 1 %}{{ x }}{% capture y %}{{ y }}{% endcapture %}{{ y }}"),
+            vec![p(&["x"]), p(&["y"])]
+        );
+        assert!(paths("{{ true }}{{ nil }}{{ \"traits.x\" }}{{ 1 | plus: 2.5 }}").is_empty());
+    }
+
+    #[test]
+    fn referenced_paths_keep_literal_indexes_and_stop_at_computed_ones() {
+        assert_eq!(
+            paths("{{ data[\"first name\"] }}{{ data.items[0].name }}{{ traits.first-name }}"),
+            vec![
+                p(&["data", "first name"]),
+                p(&["data", "items", "0", "name"]),
+                p(&["traits", "first-name"])
+            ]
+        );
+        assert_eq!(
+            paths("{{ data.items[traits.idx].name }}"),
+            vec![p(&["data", "items"]), p(&["traits", "idx"])]
+        );
+    }
+
+    // --- errors ---
+
+    #[test]
+    fn parse_errors_carry_positions() {
+        let e = compile_err("Hello\n  {% foo %}");
+        assert_eq!((e.line, e.column), (2, 6), "{e}");
+        assert!(e.message.contains("Unknown tag"), "{e}");
+        assert!(e.message.contains("foo"), "{e}");
+        assert!(!e.message.contains("available"), "{e}");
+
+        let e = compile_err("Hi\n{{ traits.x | nosuch }}");
+        assert_eq!((e.line, e.column), (2, 15), "{e}");
+        assert!(e.message.contains("nosuch"), "{e}");
+
+        let e = compile_err("line1\n{% if x %}abc");
+        assert_eq!(e.line, 2, "{e}");
+
+        let e = compile_err("{{ x ");
+        assert_eq!((e.line, e.column), (1, 4), "{e}");
+        assert_eq!(e.to_string(), format!("1:4: {}", e.message));
+    }
+
+    #[test]
+    fn unsupported_tags_are_refused_with_positions() {
+        for (source, column) in [
+            ("ab {% include 'x' %}", 7),
+            ("{% render 'x' %}", 4),
+            (
+                "{% tablerow i in (1..3) cols: 0 %}{{ i }}{% endtablerow %}",
+                4,
+            ),
+        ] {
+            let e = compile_err(source);
+            assert_eq!((e.line, e.column), (1, column), "{e}");
+        }
+        // Inside a comment they never run.
+        assert_eq!(
+            render(
+                "{% comment %}{% include 'x' %}{% endcomment %}ok",
+                json!({})
+            ),
+            "ok"
+        );
+    }
+
+    #[test]
+    fn render_errors_are_reported_not_raised() {
+        let e = render_err("{{ 5 | divided_by: 0 }}", json!({}));
+        assert_eq!((e.line, e.column), (1, 1));
+        assert!(e.message.contains("divide by zero"), "{e}");
+        let e = render_err(
+            "{{ traits.name | truncate: 'x' }}",
+            json!({"traits": {"name": "Bo"}}),
+        );
+        assert!(!e.message.is_empty());
+    }
+
+    #[test]
+    fn engine_panics_become_errors() {
+        // Liquid's math filters overflow (this one panics in release builds too).
+        let e = render_err("{{ -9223372036854775808 | divided_by: -1 }}", json!({}));
+        assert!(e.message.contains("failed"), "{e}");
+        let e = render_err("{{ p.n | divided_by: -1 }}", json!({"p": {"n": i64::MIN}}));
+        assert!(e.message.contains("failed"), "{e}");
+    }
+
+    // --- limits ---
+
+    #[test]
+    fn output_is_capped() {
+        let exact = "x".repeat(MAX_OUTPUT_BYTES);
+        assert_eq!(
+            render("{{ p.s }}", json!({"p": {"s": exact}})).len(),
+            MAX_OUTPUT_BYTES
+        );
+        let e = render_err("{{ p.s }}!", json!({"p": {"s": exact}}));
+        assert!(e.message.contains("output"), "{e}");
+        let e = render_err(
+            "{% for i in (1..10000) %}{{ p.s }}{% endfor %}",
+            json!({"p": {"s": "y".repeat(100)}}),
+        );
+        assert!(e.message.contains("256 KiB"), "{e}");
+    }
+
+    #[test]
+    fn loops_share_an_iteration_budget() {
+        assert_eq!(
+            render(
+                "{% for a in (1..50) %}{% for b in (1..50) %}{% endfor %}{% endfor %}",
+                json!({})
+            ),
+            ""
+        );
+        let e = render_err(
+            "{% for a in (1..10000) %}{% for b in (1..10000) %}{% for c in (1..10000) %}{% endfor %}{% endfor %}{% endfor %}",
+            json!({}),
+        );
+        assert!(e.message.contains("iterations"), "{e}");
+        let items: Vec<u32> = (0..200).collect();
+        let e = render_err(
+            "{% for a in d.items %}{% for b in d.items %}{{ break }}{% endfor %}{% endfor %}",
+            json!({"d": {"items": items}}),
+        );
+        assert!(e.message.contains("iterations"), "{e}");
+    }
+
+    #[test]
+    fn ranges_are_bounded() {
+        assert_eq!(
+            render("{% for i in (1..10000) %}{% endfor %}", json!({})),
+            ""
+        );
+        let e = compile_err("ok\n{% for i in (1..1000000000000) %}{% endfor %}");
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("range"), "{e}");
+        compile_err("{% for i in (-9223372036854775808..9223372036854775807) %}{% endfor %}");
+        compile_err("{% for i in (\"1\"..\"99999999\") %}{% endfor %}");
+
+        let source = "{% for i in (1..p.n) %}{{ i }}{% endfor %}";
+        assert_eq!(render(source, json!({"p": {"n": 5}})), "12345");
+        assert_eq!(render(source, json!({"p": {"n": "3"}})), "123");
+        let e = render_err(source, json!({"p": {"n": 1_000_000_000_000i64}}));
+        assert!(e.message.contains("range"), "{e}");
+        // Missing bound: nil, which Liquid refuses, rather than a huge range.
+        render_err(source, json!({}));
+
+        let per_item =
+            "{% for item in d.items %}{% for s in (1..item.qty) %}*{% endfor %} {% endfor %}";
+        assert_eq!(
+            render(per_item, json!({"d": {"items": [{"qty": 2}, {"qty": 3}]}})),
+            "** *** "
+        );
+        let e = render_err(
+            per_item,
+            json!({"d": {"items": [{"qty": 2}, {"qty": 99999999}]}}),
+        );
+        assert!(e.message.contains("range"), "{e}");
+    }
+
+    #[test]
+    fn ranges_over_computed_values_are_refused() {
+        compile_err("{% assign n = 1000000000 %}{% for i in (1..n) %}{% endfor %}");
+        compile_err("{% for i in (1..forloop.index) %}{% endfor %}");
+        compile_err("{% for i in (1..3) %}{% for j in (1..i) %}{% endfor %}{% endfor %}");
+        // A global the template may overwrite later is not trusted either.
+        compile_err("{% for i in (1..3) %}{% for j in (1..p.n) %}{% endfor %}{% assign p = x %}{% endfor %}");
+    }
+
+    #[test]
+    fn assigned_and_captured_values_are_capped() {
+        let e = render_err(
+            "{% capture s %}x{% endcapture %}{% for i in (1..40) %}{% capture s %}{{ s }}{{ s }}{% endcapture %}{% endfor %}{{ s | size }}",
+            json!({}),
+        );
+        assert!(e.message.contains("assigned or captured"), "{e}");
+        let e = render_err(
+            "{% assign s = 'xxxxxxxx' %}{% for i in (1..40) %}{% assign s = s | append: s %}{% endfor %}",
+            json!({}),
+        );
+        assert!(e.message.contains("assigned or captured"), "{e}");
+        let e = render_err(
+            "{% assign a = 'x' | split: ',' %}{% for i in (1..40) %}{% assign a = a | concat: a %}{% endfor %}",
+            json!({}),
+        );
+        assert!(e.message.contains("assigned or captured"), "{e}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let ifs = format!("{}x{}", "{% if a %}".repeat(500), "{% endif %}".repeat(500));
+        assert!(compile_err(&ifs).message.contains("nested"));
+        let elsifs = format!("{{% if a %}}{}{{% endif %}}", "{% elsif a %}".repeat(500));
+        assert!(compile_err(&elsifs).message.contains("nested"));
+        let ors = format!("{{% if a{} %}}x{{% endif %}}", " or a".repeat(500));
+        assert!(compile_err(&ors).message.contains("or"));
+        let brackets = format!("{{{{ {}{} }}}}", "a[".repeat(5000), "]".repeat(5000));
+        assert!(compile_err(&brackets).message.contains("nested"));
+        let unterminated = format!("{{{{ {}", "a[".repeat(100_000));
+        assert!(compile_err(&unterminated).message.contains("nested"));
+        let long_path = format!("{{{{ a{} }}}}", ".b".repeat(100));
+        assert!(compile_err(&long_path).message.contains("parts"));
+        let huge = "x".repeat(MAX_SOURCE_BYTES + 1);
+        assert!(compile_err(&huge).message.contains("bytes"));
+        // Reasonable nesting is fine.
+        let ok = format!(
+            "{}x{}",
+            "{% if true %}".repeat(20),
+            "{% endif %}".repeat(20)
+        );
+        assert_eq!(render(&ok, json!({})), "x");
+    }
+
+    #[test]
+    fn deep_event_data_does_not_overflow() {
+        let mut value = json!("leaf");
+        for _ in 0..120 {
+            value = json!({ "a": value });
+        }
+        let data = json!({ "d": value });
+        assert_eq!(
+            render("{% if d.a.a %}deep{% endif %}|{{ d | size }}", data.clone()),
+            "deep|1"
+        );
+        // An object renders as its keys and values; levels past the cut-off are nil.
+        let whole = render("{{ d }}", data);
+        assert!(
+            whole.len() < 120 && whole.chars().all(|c| c == 'a'),
+            "{whole}"
+        );
+    }
+
+    // --- html_to_text ---
+
+    #[test]
+    fn html_to_text_drops_tags_and_breaks_lines() {
+        assert_eq!(
+            html_to_text("<p>Hello <b>Ann</b>,</p><p>Welcome!</p>"),
+            "Hello Ann,\nWelcome!"
+        );
+        assert_eq!(html_to_text("a<br>b<br/>c<BR />d"), "a\nb\nc\nd");
+        assert_eq!(
+            html_to_text("<h1>Title</h1>\n<h3 class=\"x\">Sub</h3><p>Body</p>"),
+            "Title\nSub\nBody"
+        );
+        assert_eq!(
+            html_to_text("<ul>\n  <li>One</li>\n  <li>Two &amp; three</li>\n</ul>"),
+            "- One\n- Two & three"
+        );
+        assert_eq!(html_to_text("Just text."), "Just text.");
+        assert_eq!(html_to_text("  Hello\n   world  "), "Hello world");
+    }
+
+    #[test]
+    fn html_to_text_decodes_entities_once() {
+        assert_eq!(
+            html_to_text("&lt;b&gt; &quot;q&quot; &#39;s&#39; a&nbsp;b &amp;amp; &#x41;&#66; &bogus; & alone &#0;"),
+            "<b> \"q\" 's' a b &amp; AB &bogus; & alone &#0;"
+        );
+    }
+
+    #[test]
+    fn html_to_text_collapses_blank_lines() {
+        assert_eq!(
+            html_to_text("<p>a</p><br><br><br><br><p>b</p><br><br>"),
+            "a\n\nb"
+        );
+        assert_eq!(html_to_text("<br><br>a"), "a");
+    }
+
+    #[test]
+    fn html_to_text_skips_scripts_styles_comments_and_keeps_stray_brackets() {
+        assert_eq!(
+            html_to_text("<style>p{color:red}</style><SCRIPT>if (a<b) x()</script>Hi"),
+            "Hi"
+        );
+        assert_eq!(html_to_text("a<!-- hidden <b> -->b<!-- unterminated"), "ab");
+        assert_eq!(html_to_text("<a href=\"x>y\" title='z'>link</a>"), "link");
+        assert_eq!(
+            html_to_text("1 < 2 and 3 > 2, a <b"),
+            "1 < 2 and 3 > 2, a <b"
+        );
+        assert_eq!(
+            html_to_text("<!DOCTYPE html><html><body>é</body></html>"),
+            "é"
+        );
+    }
+
+    // --- robustness ---
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_templates_never_panic(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "{{", "}}", "{%", "%}", "-", "'", "\"", "[", "]", "(", ")", "..", ".", "|",
+                    ":", ",", " ", "\n", "x", "p.n", "d.items", "i", "1", "-1", "99999999",
+                    "for", "in", "endfor", "if", "elsif", "endif", "raw", "endraw",
+                    "comment", "endcomment", "assign", "=", "capture", "endcapture",
+                    "append", "plus", "é", "<", ">", "&amp;", "<br>", "<li>",
+                ]),
+                0..40,
+            )
+        ) {
+            let source: String = parts.concat();
+            let data = globals(json!({"p": {"n": 3}, "d": {"items": [1, {"a": 2}]}, "x": "s"}));
+            if let Ok(template) = Template::compile(&source) {
+                let _ = template.referenced_paths();
+                let _ = template.render(&data);
+            }
+            let _ = html_to_text(&source);
+        }
+
+        #[test]
+        fn html_to_text_never_panics(text in ".{0,200}") {
+            let _ = html_to_text(&text);
+        }
     }
 }

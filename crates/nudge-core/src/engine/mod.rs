@@ -527,3 +527,6 @@ fn consume(t: &CTrigger, memo: &mut TriggerMemo, session: u32, props: &[(String,
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,280 @@
+//! Engine behaviours the example rule sets do not exercise.
+
+use super::*;
+use crate::rules::{load, RuleFile};
+use crate::time::parse_instant;
+use serde_json::json;
+
+fn rules(yaml: &str) -> CompiledRules {
+    match load(&[RuleFile { name: "rules.yaml".into(), text: yaml.into() }]) {
+        Ok(r) => r,
+        Err(e) => panic!("rules do not compile: {e:?}"),
+    }
+}
+
+fn t(s: &str) -> Millis {
+    parse_instant(s).expect("test instant")
+}
+
+fn track(id: &str, name: &str, props: serde_json::Value, at: &str) -> (Message, Millis) {
+    let v = json!({"type": "track", "userId": "u1", "event": name, "properties": props, "timestamp": at, "messageId": id});
+    (Message::from_json(&v, None).expect("valid message"), t(at))
+}
+
+fn identify(id: &str, traits: serde_json::Value, at: &str) -> (Message, Millis) {
+    let v = json!({"type": "identify", "userId": "u1", "traits": traits, "timestamp": at, "messageId": id});
+    (Message::from_json(&v, None).expect("valid message"), t(at))
+}
+
+fn sends(out: &Outcome) -> Vec<(String, Option<Reason>)> {
+    out.sends().map(|s| (s.trigger.clone(), s.reason)).collect()
+}
+
+const MESSAGES: &str = r#"
+messages:
+  note:
+    channel: in_app
+    in_app: {title: "Hi {{ traits.first_name | default: 'there' }}", body: "b"}
+  mail:
+    channel: email
+    email: {subject: "s", text: "t"}
+  hook:
+    channel: webhook
+    webhook:
+      url: "https://hooks.example.com/{{ user_id }}"
+      body: {user: "{{ user_id }}", step: "{{ properties.step }}", fixed: 3}
+"#;
+
+#[test]
+fn segment_entered_trigger_fires_when_time_passes() {
+    // Given a segment entered by 30 minutes of idleness and a trigger on entering it
+    let r = rules(&format!(
+        "{MESSAGES}
+segments:
+  idle: {{idle: {{at_least: 30m}}}}
+triggers:
+  come-back:
+    on: {{segment_entered: idle}}
+    send: {{channel: in_app, message: note}}
+"
+    ));
+    let e = Engine::new(&r);
+    let mut s = UserState::new(&r);
+    let (m, at) = track("m1", "Anything", json!({}), "2026-03-02T10:00:00Z");
+    // When an event arrives, the engine asks to be woken when the segment may change
+    let out = e.handle(&mut s, "u1", &m, at);
+    assert_eq!(out.next_wake, Some(t("2026-03-02T10:30:00Z")));
+    assert!(sends(&out).is_empty());
+    // Then waking it at that instant fires the trigger once
+    let out = e.advance(&mut s, "u1", t("2026-03-02T10:30:00Z"));
+    assert_eq!(sends(&out), vec![("come-back".to_string(), None)]);
+    let again = e.advance(&mut s, "u1", t("2026-03-02T10:30:00Z"));
+    assert!(sends(&again).is_empty(), "a second wake at the same instant sends nothing");
+}
+
+#[test]
+fn exit_condition_is_recorded_at_fire_time() {
+    let r = rules(&format!(
+        "{MESSAGES}
+triggers:
+  remind:
+    on: Viewed
+    wait: 1h
+    exit: {{traits: {{plan: pro}}}}
+    send: {{channel: in_app, message: note}}
+"
+    ));
+    let e = Engine::new(&r);
+    let mut s = UserState::new(&r);
+    let (m, at) = track("m1", "Viewed", json!({}), "2026-03-02T10:00:00Z");
+    e.handle(&mut s, "u1", &m, at);
+    let (m, at) = identify("m2", json!({"plan": "pro"}), "2026-03-02T10:10:00Z");
+    e.handle(&mut s, "u1", &m, at);
+    let out = e.advance(&mut s, "u1", t("2026-03-02T11:00:00Z"));
+    assert_eq!(sends(&out), vec![("remind".to_string(), Some(Reason::ExitCondition))]);
+}
+
+#[test]
+fn min_gap_suppresses_the_lower_priority_with_reason_priority() {
+    let r = rules(&format!(
+        "{MESSAGES}
+policies:
+  min_gap: 10m
+triggers:
+  important:
+    priority: high
+    on: Clicked
+    send: {{channel: in_app, message: note}}
+  minor:
+    priority: low
+    on: Clicked
+    send: {{channel: in_app, message: note}}
+"
+    ));
+    let e = Engine::new(&r);
+    let mut s = UserState::new(&r);
+    let (m, at) = track("m1", "Clicked", json!({}), "2026-03-02T10:00:00Z");
+    let out = e.handle(&mut s, "u1", &m, at);
+    assert_eq!(
+        sends(&out),
+        vec![("important".to_string(), None), ("minor".to_string(), Some(Reason::Priority))]
+    );
+}
+
+#[test]
+fn quiet_hours_can_suppress_instead_of_defer() {
+    let r = rules(&format!(
+        "{MESSAGES}
+policies:
+  quiet_hours:
+    - {{channels: [email], from: \"22:00\", to: \"07:00\", action: suppress}}
+triggers:
+  mailer:
+    on: Clicked
+    send: {{channel: email, message: mail}}
+"
+    ));
+    let e = Engine::new(&r);
+    let mut s = UserState::new(&r);
+    let (m, at) = identify("m0", json!({"timezone": "Asia/Tokyo"}), "2026-03-02T13:00:00Z");
+    e.handle(&mut s, "u1", &m, at);
+    // 13:30 UTC is 22:30 in Tokyo: quiet.
+    let (m, at) = track("m1", "Clicked", json!({}), "2026-03-02T13:30:00Z");
+    let out = e.handle(&mut s, "u1", &m, at);
+    assert_eq!(sends(&out), vec![("mailer".to_string(), Some(Reason::QuietHours))]);
+    // 23:00 UTC is 08:00 in Tokyo: not quiet.
+    let (m, at) = track("m2", "Clicked", json!({}), "2026-03-02T23:00:00Z");
+    let out = e.handle(&mut s, "u1", &m, at);
+    assert_eq!(sends(&out), vec![("mailer".to_string(), None)]);
+}
+
+#[test]
+fn deferral_lands_on_local_morning_across_a_dst_change() {
+    let r = rules(&format!(
+        "{MESSAGES}
+policies:
+  quiet_hours:
+    - {{channels: [email], from: \"21:00\", to: \"08:00\"}}
+triggers:
+  mailer:
+    on: Clicked
+    send: {{channel: email, message: mail}}
+"
+    ));
+    let e = Engine::new(&r);
+    let mut s = UserState::new(&r);
+    let (m, at) = identify("m0", json!({"timezone": "Europe/Berlin"}), "2026-03-28T12:00:00Z");
+    e.handle(&mut s, "u1", &m, at);
+    // 22:00 CET on Saturday 28 March; clocks go forward that night.
+    let (m, at) = track("m1", "Clicked", json!({}), "2026-03-28T21:00:00Z");
+    let out = e.handle(&mut s, "u1", &m, at);
+    assert!(sends(&out).is_empty());
+    // 08:00 CEST on Sunday is 06:00 UTC (the day before it would have been 07:00 UTC).
+    assert_eq!(out.next_wake, Some(t("2026-03-29T06:00:00Z")));
+    let out = e.advance(&mut s, "u1", t("2026-03-29T06:00:00Z"));
+    let sent: Vec<_> = out.sends().map(|s| (s.trigger.as_str(), s.at, s.reason)).collect();
+    assert_eq!(sent, vec![("mailer", t("2026-03-29T06:00:00Z"), None)]);
+}
+
+#[test]
+fn unsubscribed_users_get_no_email_but_still_in_app() {
+    let r = rules(&format!(
+        "{MESSAGES}
+triggers:
+  mailer:
+    on: Clicked
+    once: user
+    send: {{channel: email, message: mail}}
+  popup:
+    on: Clicked
+    send: {{channel: in_app, message: note}}
+"
+    ));
+    let e = Engine::new(&r);
+    let mut s = UserState::new(&r);
+    let (m, at) = track("m0", EMAIL_UNSUBSCRIBED, json!({}), "2026-03-02T10:00:00Z");
+    e.handle(&mut s, "u1", &m, at);
+    let (m, at) = track("m1", "Clicked", json!({}), "2026-03-02T11:00:00Z");
+    let out = e.handle(&mut s, "u1", &m, at);
+    assert_eq!(
+        sends(&out),
+        vec![("mailer".to_string(), Some(Reason::Unsubscribed)), ("popup".to_string(), None)]
+    );
+    // The suppressed send spent `once: user`.
+    let (m, at) = track("m2", "Clicked", json!({}), "2026-03-02T12:00:00Z");
+    let out = e.handle(&mut s, "u1", &m, at);
+    assert_eq!(sends(&out), vec![("popup".to_string(), None)]);
+}
+
+#[test]
+fn webhook_content_renders_json_with_captured_properties() {
+    let r = rules(&format!(
+        "{MESSAGES}
+triggers:
+  hook:
+    on: Viewed
+    send: {{channel: webhook, message: hook}}
+"
+    ));
+    let e = Engine::new(&r);
+    let mut s = UserState::new(&r);
+    let (m, at) = track("m1", "Viewed", json!({"step": "team"}), "2026-03-02T10:00:00Z");
+    let out = e.handle(&mut s, "u1", &m, at);
+    let send = out.sends().next().expect("a send");
+    let rendered = crate::render::render(&r, send).expect("renders");
+    assert_eq!(rendered.url.as_deref(), Some("https://hooks.example.com/u1"));
+    assert_eq!(rendered.webhook_body, Some(json!({"user": "u1", "step": "team", "fixed": 3})));
+}
+
+#[test]
+fn duplicate_message_ids_change_nothing() {
+    let r = rules(&format!(
+        "{MESSAGES}
+triggers:
+  popup:
+    on: Clicked
+    send: {{channel: in_app, message: note}}
+"
+    ));
+    let e = Engine::new(&r);
+    let mut s = UserState::new(&r);
+    let (m, at) = track("m1", "Clicked", json!({}), "2026-03-02T10:00:00Z");
+    assert_eq!(e.handle(&mut s, "u1", &m, at).sends().count(), 1);
+    let before = s.clone();
+    let out = e.handle(&mut s, "u1", &m, at);
+    assert!(out.duplicate);
+    assert_eq!(s, before);
+}
+
+#[test]
+fn state_survives_encoding_and_rule_edits() {
+    let base = format!(
+        "{MESSAGES}
+triggers:
+  popup:
+    on: Clicked
+    if: {{count: Clicked, at_least: 2}}
+    once: user
+    send: {{channel: in_app, message: note}}
+"
+    );
+    let r = rules(&base);
+    let e = Engine::new(&r);
+    let mut s = UserState::new(&r);
+    let (m, at) = track("m1", "Clicked", json!({}), "2026-03-02T10:00:00Z");
+    e.handle(&mut s, "u1", &m, at);
+    let bytes = s.encode(&r);
+    assert_eq!(UserState::decode(&bytes, &r).expect("decodes"), s);
+    // A rule set with an extra trigger keeps the count of the unchanged one.
+    let edited = rules(&format!(
+        "{base}
+  other:
+    on: Opened
+    send: {{channel: in_app, message: note}}
+"
+    ));
+    let mut s2 = UserState::decode(&bytes, &edited).expect("decodes under edited rules");
+    let e2 = Engine::new(&edited);
+    let (m, at) = track("m2", "Clicked", json!({}), "2026-03-02T10:01:00Z");
+    assert_eq!(sends(&e2.handle(&mut s2, "u1", &m, at)), vec![("popup".to_string(), None)]);
+}
