@@ -1,5 +1,6 @@
-"""The JSON Schema for rule files (schema/nudge-rules.schema.json) against the example rule sets
-and against files that `nudge validate` rejects."""
+"""The JSON Schema for rule files (schema/nudge-rules.schema.json): the example rule sets and
+complete valid snippets must pass; files `nudge validate` rejects (and two it accepts but
+misreads, marked below) must fail."""
 
 import json
 import re
@@ -62,6 +63,40 @@ def validator():
 
 def errors(validator, text):
     return list(validator.iter_errors(load(textwrap.dedent(text))))
+
+
+def test_every_property_has_a_description():
+    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    defs = schema["$defs"]
+
+    def described(sub):
+        while isinstance(sub, dict):
+            if "description" in sub:
+                return True
+            target = sub.get("$ref", "")
+            sub = defs.get(target.rsplit("/", 1)[-1]) if target.startswith("#/$defs/") else None
+        return False
+
+    missing = []
+
+    def walk(node, where):
+        if not isinstance(node, dict):
+            return
+        for name, sub in node.get("properties", {}).items():
+            if not described(sub) and sub is not False:
+                missing.append(f"{where}/properties/{name}")
+            walk(sub, f"{where}/properties/{name}")
+        for name, sub in node.get("$defs", {}).items():
+            walk(sub, f"{where}/$defs/{name}")
+        for key in ("items", "additionalProperties"):
+            walk(node.get(key), f"{where}/{key}")
+        for key in ("allOf", "anyOf", "oneOf"):
+            for i, sub in enumerate(node.get(key, [])):
+                walk(sub, f"{where}/{key}/{i}")
+        # `if`, `then` and `not` only constrain; editors show the descriptions above
+
+    walk(schema, "#")
+    assert missing == []
 
 
 def test_examples_exist():
@@ -309,6 +344,8 @@ INVALID = {
     "send without message": "triggers:\n  t: {on: A, send: {channel: email}}\n",
     "trigger without on": "triggers:\n  t: {send: {channel: in_app, message: hello}}\n" + MESSAGES,
     "collect without fields": trigger("data: {items: {collect: A}}"),
+    # nudge accepts `within`, `after`, `per` and `in_session` on collect but ignores them
+    "collect with a window": trigger("data: {items: {collect: A, fields: [x], within: 1h}}"),
     "collect max above 50": trigger("data: {items: {collect: A, fields: [x], max: 51}}"),
     # nudge reads segment_entered and ignores segment_exited here; one of them is meant
     "on with both segment keys": trigger().replace("on: Signed Up", "on: {segment_entered: a, segment_exited: b}"),

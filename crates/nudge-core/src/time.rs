@@ -50,7 +50,9 @@ impl Duration {
                 "h" => 3_600_000,
                 "d" => 86_400_000,
                 "w" => 604_800_000,
-                "" => return Err(DurationError::MissingUnit(text.to_string())),
+                "" if i == bytes.len() && start == 0 => {
+                    return Err(DurationError::MissingUnit(text.to_string()))
+                }
                 _ => return Err(DurationError::Malformed(text.to_string())),
             };
             total = n

@@ -231,15 +231,13 @@ impl Ctx<'_> {
         let spec = &self.rules.slots[slot];
         match (&spec.kind, &self.state.slots[slot]) {
             (_, SlotValue::Count(n)) => f64::from(*n),
-            (_, SlotValue::SessionCount { session, count }) => {
-                if *session == self.state.sessions {
-                    f64::from(*count)
-                } else {
-                    0.0
-                }
-            }
+            (_, SlotValue::SessionCount { session, count }) if *session == self.state.sessions => f64::from(*count),
+            (_, SlotValue::SessionCount { .. }) => 0.0,
             (SlotKind::Window { within, .. }, SlotValue::Times(t)) => {
-                t.iter().filter(|t| **t >= self.now - within.0 && **t <= self.now).count() as f64
+                // `in_session`: only this session's part of the window.
+                let session_start = if spec.in_session { self.state.session_start.unwrap_or(Millis::MIN) } else { Millis::MIN };
+                let from = (self.now - within.0).max(session_start);
+                t.iter().filter(|t| **t >= from && **t <= self.now).count() as f64
             }
             (SlotKind::PerKey { .. }, SlotValue::Keys(keys)) => {
                 let Some(path) = per else { return 0.0 };

@@ -76,7 +76,7 @@ pub fn template_context(
                 ),
                 _ => Value::Array(vec![]),
             },
-            CData::Count { slot } => Value::from(eval.count(*slot, None)),
+            CData::Count { slot, per } => Value::from(eval.count(*slot, per.as_deref())),
         };
         data.insert(name.clone(), v);
     }

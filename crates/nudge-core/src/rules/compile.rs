@@ -13,13 +13,8 @@ pub fn compile(set: &RuleSet, d: &mut Diagnostics) -> Option<CompiledRules> {
     c.check_duplicates();
     let tz = match jiff::tz::TimeZone::get(&set.settings.default_timezone.value) {
         Ok(tz) => tz,
-        Err(_) => {
-            c.d.error(
-                set.settings.default_timezone.pos,
-                format!("unknown time zone `{}`", set.settings.default_timezone.value),
-            );
-            jiff::tz::TimeZone::UTC
-        }
+        // The parser already reported an unknown zone at its position.
+        Err(_) => jiff::tz::TimeZone::UTC,
     };
     c.check_segment_cycles();
     let messages: Vec<CMessage> = set.messages.iter().map(|m| c.message(m)).collect();
@@ -334,6 +329,9 @@ impl<'a> Compiler<'a> {
                 self.d.error(per.pos, "`per` needs an event to read the property from; segments have none");
             }
             self.check_property(&event.name, per, None);
+            if occ.in_session {
+                self.d.error(per.pos, "`per` and `in_session` cannot be combined");
+            }
             let property = split_path(&per.value);
             label.push_str(&format!(" with the same `{}`", per.value));
             let slot = self.slot(SlotKind::PerKey { property: property.clone(), cap: 32 }, event, reset, occ.in_session, label);
@@ -592,7 +590,11 @@ impl<'a> Compiler<'a> {
                         );
                         CData::Collect { slot, fields: fields.clone() }
                     }
-                    DataSpec::Count(occ) => CData::Count { slot: self.count_slot(occ, 0.0, ctx).0 },
+                    // A window count rendered into a message saturates at this many.
+                    DataSpec::Count(occ) => {
+                        let (slot, per) = self.count_slot(occ, 49.0, ctx);
+                        CData::Count { slot, per }
+                    }
                 };
                 (name.clone(), cd)
             })

@@ -116,7 +116,7 @@ pub struct CCancel {
 #[derive(Debug, Clone)]
 pub enum CData {
     Collect { slot: usize, fields: Vec<String> },
-    Count { slot: usize },
+    Count { slot: usize, per: Option<Vec<String>> },
 }
 
 /// A compiled trigger.

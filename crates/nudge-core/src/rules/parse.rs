@@ -338,9 +338,8 @@ fn parse_cond_map(
             Some(Cond::Count { occ, cmp, pos: kpos })
         }
         "time_since" => {
-            let mut own: Vec<&str> = OCC_KEYS.to_vec();
+            let mut own: Vec<&str> = vec!["where", "since", "first"];
             own.extend_from_slice(CMP_KEYS);
-            own.push("first");
             r.check_keys(m, &allowed(&own), what, d);
             let occ = parse_occurrences(r, body, m, what, d)?;
             let first = m.get_node("first").and_then(|v| r.boolean(v, "first", d)).unwrap_or(false);
@@ -477,10 +476,11 @@ pub fn parse_filters(r: Reader, n: &Node, what: &str, d: &mut Diagnostics) -> Op
         let path = Sp::new(k.as_str().to_string(), r.key_pos(k));
         match v {
             Node::Scalar(s) => out.push(Filter { path, op: FilterOp::Eq(scalar_value(s)) }),
-            Node::Sequence(_) => match to_json(v) {
-                Value::Array(items) => out.push(Filter { path, op: FilterOp::In(items) }),
-                _ => {}
-            },
+            Node::Sequence(_) => {
+                if let Value::Array(items) = to_json(v) {
+                    out.push(Filter { path, op: FilterOp::In(items) });
+                }
+            }
             Node::Mapping(ops) => {
                 r.check_keys(ops, FILTER_OPS, &format!("filter on `{}`", k.as_str()), d);
                 for (op, arg) in ops.iter() {
@@ -554,6 +554,9 @@ fn parse_trigger(r: Reader, id: Sp<String>, n: &Node, d: &mut Diagnostics) -> Op
     let on = match on_node {
         Node::Mapping(om) if om.get_node("segment_entered").is_some() || om.get_node("segment_exited").is_some() => {
             r.check_keys(om, &["segment_entered", "segment_exited"], "on", d);
+            if om.get_node("segment_entered").is_some() && om.get_node("segment_exited").is_some() {
+                d.error(r.pos(on_node), "`on` takes one of `segment_entered` or `segment_exited`; write two triggers");
+            }
             if let Some(v) = om.get_node("segment_entered") {
                 On::SegmentEntered(r.string(v, "segment_entered", d)?)
             } else {
@@ -671,9 +674,7 @@ fn parse_trigger(r: Reader, id: Sp<String>, n: &Node, d: &mut Diagnostics) -> Op
 fn parse_data(r: Reader, n: &Node, d: &mut Diagnostics) -> Option<DataSpec> {
     let m = r.map(n, "data item", d)?;
     if let Some(body) = m.get_node("collect") {
-        let mut keys = OCC_KEYS.to_vec();
-        keys.extend_from_slice(&["collect", "fields", "max"]);
-        r.check_keys(m, &keys, "data item", d);
+        r.check_keys(m, &["collect", "where", "since", "fields", "max"], "a `collect` data item", d);
         let occ = parse_occurrences(r, body, m, "collect", d)?;
         let fields: Vec<String> =
             r.strings(r.required(m, "fields", "collect", d)?, "fields", d).into_iter().map(|s| s.value).collect();
@@ -700,7 +701,7 @@ fn parse_policies(r: Reader, n: &Node, set: &mut RuleSet, d: &mut Diagnostics) {
         for item in r.list(v, "frequency_caps", d).unwrap_or_default() {
             let Some(cm) = r.map(item, "a frequency cap", d) else { continue };
             r.check_keys(cm, &["channel", "max", "per"], "a frequency cap", d);
-            let channel = cm.get_node("channel").and_then(|c| channel_of(r, c, d));
+            let channel = r.required(cm, "channel", "a frequency cap", d).and_then(|c| channel_of(r, c, d));
             let max = r.required(cm, "max", "a frequency cap", d).and_then(|v| r.whole(v, "max", d));
             let per = r.required(cm, "per", "a frequency cap", d).and_then(|v| match v {
                 Node::Scalar(s) if s.as_str() == "session" => Some(CapWindow::Session),
@@ -777,9 +778,13 @@ fn channel_of(r: Reader, n: &Node, d: &mut Diagnostics) -> Option<Channel> {
 fn clock_time(r: Reader, n: &Node, d: &mut Diagnostics) -> Option<u32> {
     let s = r.string(n, "time", d)?;
     let parsed = s.value.split_once(':').and_then(|(h, m)| {
+        let digits = |x: &str, max_len: usize| !x.is_empty() && x.len() <= max_len && x.bytes().all(|b| b.is_ascii_digit());
+        if !digits(h, 2) || !digits(m, 2) || m.len() != 2 {
+            return None;
+        }
         let h: u32 = h.parse().ok()?;
         let m: u32 = m.parse().ok()?;
-        (h < 24 && m < 60 && m.to_string().len() <= 2).then_some(h * 60 + m)
+        (h < 24 && m < 60).then_some(h * 60 + m)
     });
     if parsed.is_none() {
         d.error(s.pos, format!("`{}` is not a time of day (write \"21:00\")", s.value));
@@ -858,6 +863,9 @@ fn parse_message(r: Reader, id: Sp<String>, n: &Node, d: &mut Diagnostics) -> Op
                 continue;
             };
             let vwhat = format!("variant `{}` of {what}", name.value);
+            if name.value == "default" || variants.iter().any(|v: &ContentVariant| v.name.value == name.value) {
+                d.error(name.pos, format!("{what} already has a variant named `{}`", name.value));
+            }
             let when = match vm.get_node("when") {
                 Some(w) => parse_cond(r, w, &vwhat, d),
                 None => None,

@@ -191,9 +191,9 @@ impl Reader {
 
     pub fn boolean(&self, node: &Node, what: &str, d: &mut Diagnostics) -> Option<bool> {
         if let Node::Scalar(s) = node {
-            match s.as_str() {
-                "true" | "True" | "TRUE" | "yes" => return Some(true),
-                "false" | "False" | "FALSE" | "no" => return Some(false),
+            match s.as_str().to_ascii_lowercase().as_str() {
+                "true" | "yes" => return Some(true),
+                "false" | "no" => return Some(false),
                 _ => {}
             }
         }
