@@ -1,7 +1,9 @@
 //! The `nudge` command line.
 
+mod explain_cmd;
 mod replay_cmd;
 mod rules_dir;
+mod test_cmd;
 
 use clap::{Parser, Subcommand};
 use std::io::{BufReader, Write};
@@ -9,7 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "nudge", version, about = "Behavioral trigger engine for product onboarding")]
+#[command(
+    name = "nudge",
+    version,
+    about = "Behavioral trigger engine for product onboarding"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,13 +41,61 @@ enum Command {
         /// Segment messages, one JSON object a line (`-` for stdin).
         events: PathBuf,
     },
+    /// Tell why each trigger did or did not fire for one user, replaying events up to an instant.
+    Explain {
+        #[arg(long)]
+        rules: PathBuf,
+        /// The user (userId, or anonymousId when there is none).
+        #[arg(long)]
+        user: String,
+        /// Only this trigger.
+        #[arg(long)]
+        trigger: Option<String>,
+        /// Read state at this RFC 3339 time or +DURATION after the user's first event (default: the user's last event).
+        #[arg(long)]
+        at: Option<String>,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Segment messages, one JSON object a line (`-` for stdin).
+        events: PathBuf,
+    },
+    /// Run the journey tests in DIR/tests/*.yaml against the rule set in DIR.
+    Test {
+        #[arg(long, default_value = "rules")]
+        rules: PathBuf,
+        /// Only tests whose `file: name` contains this text.
+        #[arg(long)]
+        filter: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { rules } => validate(&rules),
-        Command::Replay { rules, until, stats, events } => replay(&rules, until.as_deref(), stats, &events),
+        Command::Replay {
+            rules,
+            until,
+            stats,
+            events,
+        } => replay(&rules, until.as_deref(), stats, &events),
+        Command::Explain {
+            rules,
+            user,
+            trigger,
+            at,
+            json,
+            events,
+        } => explain_cmd::run(&explain_cmd::Args {
+            rules: &rules,
+            user: &user,
+            events: &events,
+            trigger: trigger.as_deref(),
+            at: at.as_deref(),
+            json,
+        }),
+        Command::Test { rules, filter } => test_cmd::run(&rules, filter.as_deref()),
     }
 }
 
@@ -64,7 +118,12 @@ fn validate(dir: &std::path::Path) -> ExitCode {
             for e in &errors {
                 eprintln!("{e}");
             }
-            eprintln!("{} error{} in {}", errors.len(), if errors.len() == 1 { "" } else { "s" }, dir.display());
+            eprintln!(
+                "{} error{} in {}",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" },
+                dir.display()
+            );
             ExitCode::FAILURE
         }
         Err(e) => {
@@ -74,7 +133,12 @@ fn validate(dir: &std::path::Path) -> ExitCode {
     }
 }
 
-fn replay(dir: &std::path::Path, until: Option<&str>, stats: bool, events: &std::path::Path) -> ExitCode {
+fn replay(
+    dir: &std::path::Path,
+    until: Option<&str>,
+    stats: bool,
+    events: &std::path::Path,
+) -> ExitCode {
     let rules = match rules_dir::load(dir) {
         Ok(r) => r,
         Err(e) => {
@@ -116,13 +180,19 @@ fn replay(dir: &std::path::Path, until: Option<&str>, stats: bool, events: &std:
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let result = replay_cmd::run(&rules, &input, until, &mut out).and_then(|s| out.flush().map(|_| s));
+    let result =
+        replay_cmd::run(&rules, &input, until, &mut out).and_then(|s| out.flush().map(|_| s));
     match result {
         Ok(s) => {
             if stats {
                 eprintln!(
                     "events {} (duplicates {}, rejected {}), users {}, sent {}, suppressed {}",
-                    s.events, s.duplicates, input.rejected.len(), s.users, s.sent, s.suppressed
+                    s.events,
+                    s.duplicates,
+                    input.rejected.len(),
+                    s.users,
+                    s.sent,
+                    s.suppressed
                 );
             }
             if input.rejected.is_empty() {

@@ -34,26 +34,41 @@ pub fn read_input(reader: impl BufRead, rules: &CompiledRules) -> std::io::Resul
         let value: serde_json::Value = match serde_json::from_str(&line) {
             Ok(v) => v,
             Err(e) => {
-                rejected.push(Rejected { line: n, message: format!("malformed JSON: {e}") });
+                rejected.push(Rejected {
+                    line: n,
+                    message: format!("malformed JSON: {e}"),
+                });
                 continue;
             }
         };
         let msg = match Message::from_json(&value, None) {
             Ok(m) => m,
             Err(e) => {
-                rejected.push(Rejected { line: n, message: e.to_string() });
+                rejected.push(Rejected {
+                    line: n,
+                    message: e.to_string(),
+                });
                 continue;
             }
         };
         let Some(at) = msg.timestamp else {
-            rejected.push(Rejected { line: n, message: "timestamp: replay needs a timestamp on every message".into() });
+            rejected.push(Rejected {
+                line: n,
+                message: "timestamp: replay needs a timestamp on every message".into(),
+            });
             continue;
         };
         match rules.plan.check(&msg) {
-            Ok(flags) => flagged.extend(flags.into_iter().map(|f| Rejected { line: n, message: format!("{}: {}", f.field, f.message) })),
+            Ok(flags) => flagged.extend(flags.into_iter().map(|f| Rejected {
+                line: n,
+                message: format!("{}: {}", f.field, f.message),
+            })),
             Err(violations) => {
                 let text: Vec<String> = violations.iter().map(|v| v.to_string()).collect();
-                rejected.push(Rejected { line: n, message: text.join("; ") });
+                rejected.push(Rejected {
+                    line: n,
+                    message: text.join("; "),
+                });
                 continue;
             }
         }
@@ -61,7 +76,11 @@ pub fn read_input(reader: impl BufRead, rules: &CompiledRules) -> std::io::Resul
     }
     // Time order; equal instants keep the file's order.
     events.sort_by_key(|(_, at)| *at);
-    Ok(Input { events, rejected, flagged })
+    Ok(Input {
+        events,
+        rejected,
+        flagged,
+    })
 }
 
 /// When the virtual clock stops: an instant, or a duration after the last event.
@@ -69,13 +88,21 @@ pub fn until(spec: Option<&str>, last: Option<Millis>) -> Result<Millis, String>
     let last = last.unwrap_or(0);
     match spec {
         None => Ok(last + Duration::parse("30d").map(|d| d.0).unwrap_or(0)),
-        Some(s) if s.starts_with('+') => Duration::parse(&s[1..]).map(|d| last + d.0).map_err(|e| format!("--until: {e}")),
-        Some(s) => parse_instant(s).map_err(|e| format!("--until: `{s}` is neither an RFC 3339 time nor +DURATION: {e}")),
+        Some(s) if s.starts_with('+') => Duration::parse(&s[1..])
+            .map(|d| last + d.0)
+            .map_err(|e| format!("--until: {e}")),
+        Some(s) => parse_instant(s)
+            .map_err(|e| format!("--until: `{s}` is neither an RFC 3339 time nor +DURATION: {e}")),
     }
 }
 
 /// Runs the replay and writes its lines.
-pub fn run(rules: &CompiledRules, input: &Input, until: Millis, out: &mut impl Write) -> std::io::Result<nudge_core::replay::ReplayStats> {
+pub fn run(
+    rules: &CompiledRules,
+    input: &Input,
+    until: Millis,
+    out: &mut impl Write,
+) -> std::io::Result<nudge_core::replay::ReplayStats> {
     let mut replay = Replay::new(rules);
     for (m, at) in &input.events {
         for s in replay.event(m, *at) {
@@ -88,7 +115,11 @@ pub fn run(rules: &CompiledRules, input: &Input, until: Millis, out: &mut impl W
     Ok(replay.stats.clone())
 }
 
-fn write_line(rules: &CompiledRules, s: &nudge_core::engine::Send, out: &mut impl Write) -> std::io::Result<()> {
+fn write_line(
+    rules: &CompiledRules,
+    s: &nudge_core::engine::Send,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
     let line = ReplayLine::from_send(rules, s);
     serde_json::to_writer(&mut *out, &line)?;
     out.write_all(b"\n")

@@ -2,12 +2,14 @@
 //! trigger engine. Nothing here performs I/O: time comes in as arguments, storage and sending
 //! belong to adapters.
 
-pub mod event;
-pub mod plan;
-pub mod template;
-pub mod time;
-pub mod rules;
 pub mod engine;
-pub mod state;
+pub mod event;
+pub mod explain;
+pub mod journey;
+pub mod plan;
 pub mod render;
 pub mod replay;
+pub mod rules;
+pub mod state;
+pub mod template;
+pub mod time;

@@ -24,7 +24,10 @@ pub enum RenderError {
     #[error("message `{0}` is not in the rule set")]
     UnknownMessage(String),
     #[error("message `{message}`: {source}")]
-    Template { message: String, source: TemplateError },
+    Template {
+        message: String,
+        source: TemplateError,
+    },
 }
 
 /// Renders `send` with the rule set that decided it.
@@ -42,17 +45,30 @@ pub fn render(rules: &CompiledRules, send: &Send) -> Result<Rendered, RenderErro
         .unwrap_or(&msg.content);
     let ctx = &send.context;
     let r = |t: &Template| {
-        t.render(ctx).map_err(|source| RenderError::Template { message: msg.id.clone(), source })
+        t.render(ctx).map_err(|source| RenderError::Template {
+            message: msg.id.clone(),
+            source,
+        })
     };
     Ok(match content {
-        CContent::Email { subject, html, text } => {
+        CContent::Email {
+            subject,
+            html,
+            text,
+        } => {
             let html = html.as_ref().map(r).transpose()?;
             let body = match (text, &html) {
                 (Some(t), _) => r(t)?,
                 (None, Some(h)) => html_to_text(h),
                 (None, None) => String::new(),
             };
-            Rendered { subject: Some(r(subject)?), body, html, url: None, webhook_body: None }
+            Rendered {
+                subject: Some(r(subject)?),
+                body,
+                html,
+                url: None,
+                webhook_body: None,
+            }
         }
         CContent::InApp { title, body, url } => Rendered {
             subject: Some(r(title)?),
@@ -62,7 +78,10 @@ pub fn render(rules: &CompiledRules, send: &Send) -> Result<Rendered, RenderErro
             webhook_body: None,
         },
         CContent::Webhook { url, body } => {
-            let json = render_json(body, ctx).map_err(|source| RenderError::Template { message: msg.id.clone(), source })?;
+            let json = render_json(body, ctx).map_err(|source| RenderError::Template {
+                message: msg.id.clone(),
+                source,
+            })?;
             Rendered {
                 subject: None,
                 body: json.to_string(),
@@ -78,9 +97,17 @@ fn render_json(j: &CJson, ctx: &Map<String, Value>) -> Result<Value, TemplateErr
     Ok(match j {
         CJson::Template(t) => Value::String(t.render(ctx)?),
         CJson::Literal(v) => v.clone(),
-        CJson::Array(items) => Value::Array(items.iter().map(|i| render_json(i, ctx)).collect::<Result<_, _>>()?),
+        CJson::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| render_json(i, ctx))
+                .collect::<Result<_, _>>()?,
+        ),
         CJson::Object(fields) => Value::Object(
-            fields.iter().map(|(k, v)| Ok((k.clone(), render_json(v, ctx)?))).collect::<Result<_, TemplateError>>()?,
+            fields
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), render_json(v, ctx)?)))
+                .collect::<Result<_, TemplateError>>()?,
         ),
     })
 }

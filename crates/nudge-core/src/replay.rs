@@ -41,7 +41,11 @@ impl ReplayLine {
             at: format_instant(s.at),
             user_id: s.user_id.clone(),
             trigger: s.trigger.clone(),
-            outcome: if s.reason.is_none() { "sent" } else { "suppressed" },
+            outcome: if s.reason.is_none() {
+                "sent"
+            } else {
+                "suppressed"
+            },
             channel: s.channel.as_str(),
             message: s.message.clone(),
             variant: s.variant.clone(),
@@ -72,6 +76,12 @@ pub struct Replay<'r> {
     seq: u64,
     clock: Millis,
     pub stats: ReplayStats,
+    /// Every decision (with the instant it was taken) of the users `record_decisions_of` named.
+    recorded: HashMap<String, Vec<(Millis, Decision)>>,
+    /// Events of the current instant, applied together once the clock moves on so that each
+    /// user's sends at one instant are decided in priority order.
+    pending: Vec<Message>,
+    pending_at: Option<Millis>,
 }
 
 impl<'r> Replay<'r> {
@@ -84,6 +94,9 @@ impl<'r> Replay<'r> {
             seq: 0,
             clock: Millis::MIN,
             stats: ReplayStats::default(),
+            recorded: HashMap::new(),
+            pending: Vec::new(),
+            pending_at: None,
         }
     }
 
@@ -96,10 +109,15 @@ impl<'r> Replay<'r> {
         self.users.iter()
     }
 
-    /// Applies one message at `at` (events must come in time order); timers due strictly
-    /// before it fire first. Returns the sends decided, in time order.
+    /// Takes one message at `at` (events must come in time order). Events sharing an instant
+    /// are applied together when the clock moves past it (or at `advance_to`/`finish`); timers
+    /// due strictly before `at` fire first. Returns the sends decided so far, in time order.
     pub fn event(&mut self, msg: &Message, at: Millis) -> Vec<Send> {
-        let mut sends = self.run_timers(|due| due < at);
+        let mut sends = Vec::new();
+        if self.pending_at.is_some_and(|p| p != at) {
+            sends.extend(self.flush());
+        }
+        sends.extend(self.run_timers(|due| due < at));
         self.clock = self.clock.max(at);
         self.stats.events += 1;
         // The replay keeps every messageId, like a store's idempotency record.
@@ -107,20 +125,45 @@ impl<'r> Replay<'r> {
             self.stats.duplicates += 1;
             return sends;
         }
-        let user = msg.user_key().to_string();
-        let rules = self.engine.rules;
-        let state = self.users.entry(user.clone()).or_insert_with(|| UserState::new(rules));
-        let out = self.engine.handle(state, &user, msg, at);
-        if out.duplicate {
-            self.stats.duplicates += 1;
+        self.pending_at = Some(at);
+        self.pending.push(msg.clone());
+        sends
+    }
+
+    /// Applies the events of the pending instant, grouped per user in order of appearance.
+    fn flush(&mut self) -> Vec<Send> {
+        let mut sends = Vec::new();
+        let Some(at) = self.pending_at.take() else {
+            return sends;
+        };
+        let pending = std::mem::take(&mut self.pending);
+        let mut order: Vec<&str> = Vec::new();
+        for m in &pending {
+            if !order.contains(&m.user_key()) {
+                order.push(m.user_key());
+            }
         }
-        self.absorb(&user, out.decisions, out.next_wake, &mut sends);
+        for user in order {
+            let msgs: Vec<&Message> = pending.iter().filter(|m| m.user_key() == user).collect();
+            let rules = self.engine.rules;
+            let state = self
+                .users
+                .entry(user.to_string())
+                .or_insert_with(|| UserState::new(rules));
+            let out = self.engine.handle_all(state, user, &msgs, at);
+            if out.duplicate {
+                self.stats.duplicates += msgs.len();
+            }
+            self.absorb(user, at, out.decisions, out.next_wake, &mut sends);
+        }
         sends
     }
 
     /// Runs the clock on to `until`, firing every timer due by then.
     pub fn finish(&mut self, until: Millis) -> Vec<Send> {
-        let sends = self.run_timers(|due| due <= until);
+        let mut sends = self.flush();
+        sends.extend(self.run_timers(|due| due <= until));
+        let sends = sends;
         self.clock = self.clock.max(until);
         self.stats.users = self.users.len();
         sends
@@ -132,15 +175,29 @@ impl<'r> Replay<'r> {
             if !due_ok(*due) {
                 break;
             }
-            let Some(Reverse((due, _, user))) = self.timers.pop() else { break };
-            let Some(state) = self.users.get_mut(&user) else { continue };
+            let Some(Reverse((due, _, user))) = self.timers.pop() else {
+                break;
+            };
+            let Some(state) = self.users.get_mut(&user) else {
+                continue;
+            };
             let out = self.engine.advance(state, &user, due);
-            self.absorb(&user, out.decisions, out.next_wake, &mut sends);
+            self.absorb(&user, due, out.decisions, out.next_wake, &mut sends);
         }
         sends
     }
 
-    fn absorb(&mut self, user: &str, decisions: Vec<Decision>, next_wake: Option<Millis>, sends: &mut Vec<Send>) {
+    fn absorb(
+        &mut self,
+        user: &str,
+        at: Millis,
+        decisions: Vec<Decision>,
+        next_wake: Option<Millis>,
+        sends: &mut Vec<Send>,
+    ) {
+        if let Some(kept) = self.recorded.get_mut(user) {
+            kept.extend(decisions.iter().map(|d| (at, d.clone())));
+        }
         for d in decisions {
             if let Decision::Send(s) = d {
                 if s.reason.is_none() {
@@ -159,7 +216,11 @@ impl<'r> Replay<'r> {
 }
 
 /// Replays time-ordered `(message, instant)` pairs to `until` and returns every send.
-pub fn replay_all(rules: &CompiledRules, events: &[(Message, Millis)], until: Millis) -> (Vec<Send>, ReplayStats) {
+pub fn replay_all(
+    rules: &CompiledRules,
+    events: &[(Message, Millis)],
+    until: Millis,
+) -> (Vec<Send>, ReplayStats) {
     let mut r = Replay::new(rules);
     let mut sends = Vec::new();
     for (m, at) in events {
@@ -172,16 +233,41 @@ pub fn replay_all(rules: &CompiledRules, events: &[(Message, Millis)], until: Mi
 impl Replay<'_> {
     /// Runs every timer due at or before `at` without ending the replay (journey checkpoints).
     pub fn advance_to(&mut self, at: Millis) -> Vec<Send> {
-        let sends = self.run_timers(|due| due <= at);
+        let mut sends = self.flush();
+        sends.extend(self.run_timers(|due| due <= at));
         self.clock = self.clock.max(at);
         sends
     }
 
+    /// Keeps every decision taken for this user from now on (sends, waits, cancellations), for
+    /// [`Replay::decisions_of`]; off by default so that large replays keep no history.
+    pub fn record_decisions_of(&mut self, user_id: &str) {
+        self.recorded.entry(user_id.to_string()).or_default();
+    }
+
+    /// The decisions recorded for a user, in order, each with the instant it was taken (an
+    /// event's timestamp, or the due time of the timer that woke the engine).
+    pub fn decisions_of(&self, user_id: &str) -> &[(Millis, Decision)] {
+        self.recorded.get(user_id).map(Vec::as_slice).unwrap_or(&[])
+    }
+
     /// The segments a user is in at `at` (live: evaluated on the state as of the clock).
     pub fn segments_of(&self, user_id: &str, at: Millis) -> Vec<String> {
-        let Some(state) = self.users.get(user_id) else { return vec![] };
+        let Some(state) = self.users.get(user_id) else {
+            return vec![];
+        };
         let rules = self.engine.rules;
-        let ctx = crate::engine::eval::Ctx { rules, state, now: at, props: crate::engine::eval::Props::None };
-        rules.segments.iter().filter(|s| ctx.holds(&s.cond)).map(|s| s.id.clone()).collect()
+        let ctx = crate::engine::eval::Ctx {
+            rules,
+            state,
+            now: at,
+            props: crate::engine::eval::Props::None,
+        };
+        rules
+            .segments
+            .iter()
+            .filter(|s| ctx.holds(&s.cond))
+            .map(|s| s.id.clone())
+            .collect()
     }
 }

@@ -42,7 +42,9 @@ impl Scalar {
             Scalar::Null => Value::Null,
             Scalar::Bool(b) => Value::Bool(*b),
             Scalar::Int(i) => Value::from(*i),
-            Scalar::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
+            Scalar::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
             Scalar::Str(s) => Value::String(s.clone()),
         }
     }
@@ -66,7 +68,10 @@ pub enum SlotValue {
     Empty,
     Count(u32),
     /// A count that belongs to one session.
-    SessionCount { session: u32, count: u32 },
+    SessionCount {
+        session: u32,
+        count: u32,
+    },
     Time(Millis),
     Times(Vec<Millis>),
     /// (hash of a property value, count), most recently updated last.
@@ -117,7 +122,10 @@ pub enum CapMemo {
     #[default]
     Empty,
     Times(Vec<Millis>),
-    Session { session: u32, count: u32 },
+    Session {
+        session: u32,
+        count: u32,
+    },
 }
 
 /// Everything nudge keeps about one user.
@@ -188,7 +196,8 @@ impl UserState {
     /// Makes the aligned vectors match the rule set's shape.
     pub fn fit(&mut self, rules: &CompiledRules) {
         self.slots.resize(rules.slots.len(), SlotValue::Empty);
-        self.triggers.resize(rules.triggers.len(), TriggerMemo::default());
+        self.triggers
+            .resize(rules.triggers.len(), TriggerMemo::default());
         self.caps.resize(rules.policies.caps.len(), CapMemo::Empty);
     }
 
@@ -264,7 +273,11 @@ impl UserState {
                 s.triggers[i] = m;
             }
         }
-        s.waits = stored.waits.into_iter().filter(|w| rules.trigger_by_id.contains_key(&w.trigger)).collect();
+        s.waits = stored
+            .waits
+            .into_iter()
+            .filter(|w| rules.trigger_by_id.contains_key(&w.trigger))
+            .collect();
         for (id, m) in stored.caps {
             if let Some(i) = rules.policies.caps.iter().position(|c| cap_id(c) == id) {
                 s.caps[i] = m;
@@ -282,8 +295,14 @@ fn value_fits(kind: &SlotKind, v: &SlotValue) -> bool {
     matches!(
         (kind, v),
         (_, SlotValue::Empty)
-            | (SlotKind::Count | SlotKind::Anchored { .. }, SlotValue::Count(_) | SlotValue::SessionCount { .. })
-            | (SlotKind::Window { .. } | SlotKind::SessionStarts { .. }, SlotValue::Times(_))
+            | (
+                SlotKind::Count | SlotKind::Anchored { .. },
+                SlotValue::Count(_) | SlotValue::SessionCount { .. }
+            )
+            | (
+                SlotKind::Window { .. } | SlotKind::SessionStarts { .. },
+                SlotValue::Times(_)
+            )
             | (SlotKind::First | SlotKind::Last, SlotValue::Time(_))
             | (SlotKind::PerKey { .. }, SlotValue::Keys(_))
             | (SlotKind::Collect { .. }, SlotValue::Items(_))

@@ -74,7 +74,12 @@ impl fmt::Display for Duration {
         if ms == 0 {
             return write!(f, "0s");
         }
-        for (unit, len) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+        for (unit, len) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+        ] {
             if ms >= len {
                 write!(f, "{}{}", ms / len, unit)?;
                 ms %= len;
@@ -129,10 +134,22 @@ mod tests {
 
     #[test]
     fn rejects_bad_durations() {
-        assert!(matches!(Duration::parse("10"), Err(DurationError::MissingUnit(_))));
-        assert!(matches!(Duration::parse("ten minutes"), Err(DurationError::Malformed(_))));
-        assert!(matches!(Duration::parse("5y"), Err(DurationError::Malformed(_))));
-        assert!(matches!(Duration::parse("99999999999999d"), Err(DurationError::TooLong(_))));
+        assert!(matches!(
+            Duration::parse("10"),
+            Err(DurationError::MissingUnit(_))
+        ));
+        assert!(matches!(
+            Duration::parse("ten minutes"),
+            Err(DurationError::Malformed(_))
+        ));
+        assert!(matches!(
+            Duration::parse("5y"),
+            Err(DurationError::Malformed(_))
+        ));
+        assert!(matches!(
+            Duration::parse("99999999999999d"),
+            Err(DurationError::TooLong(_))
+        ));
         assert_eq!(Duration::parse(""), Err(DurationError::Empty));
     }
 

@@ -71,8 +71,19 @@ pub enum CancelReason {
 pub enum Decision {
     Send(Send),
     /// Wait until `due`, then re-check (timer id = decision id).
-    Wait { id: String, user_id: String, trigger: String, due: Millis, deferred: bool },
-    Cancel { id: String, user_id: String, trigger: String, reason: CancelReason },
+    Wait {
+        id: String,
+        user_id: String,
+        trigger: String,
+        due: Millis,
+        deferred: bool,
+    },
+    Cancel {
+        id: String,
+        user_id: String,
+        trigger: String,
+        reason: CancelReason,
+    },
 }
 
 /// The result of handing one input to the engine.

@@ -24,7 +24,10 @@ impl<'a> Props<'a> {
             Props::Event(m) => lookup(m, path).map(Cow::Borrowed),
             Props::Captured(items) => {
                 let joined = path.join(".");
-                items.iter().find(|(k, _)| *k == joined).map(|(_, v)| Cow::Owned(v.to_json()))
+                items
+                    .iter()
+                    .find(|(k, _)| *k == joined)
+                    .map(|(_, v)| Cow::Owned(v.to_json()))
             }
         }
     }
@@ -78,7 +81,10 @@ pub fn matches(m: &Matcher, name: &str, props: &Map<String, Value>) -> bool {
         NameMatch::Any => true,
         NameMatch::Name(n) => n == name,
     };
-    name_ok && m.filters.iter().all(|f| filter_holds(&f.op, lookup(props, &f.path)))
+    name_ok
+        && m.filters
+            .iter()
+            .all(|f| filter_holds(&f.op, lookup(props, &f.path)))
 }
 
 /// A 32-bit key for a property value (per-key counts, once per value, `same`).
@@ -92,7 +98,13 @@ pub fn value_key(v: &Value) -> u32 {
 }
 
 /// Applies one activity to the slots it touches.
-pub fn update_slots(rules: &CompiledRules, state: &mut UserState, name: &str, props: &Map<String, Value>, at: Millis) {
+pub fn update_slots(
+    rules: &CompiledRules,
+    state: &mut UserState,
+    name: &str,
+    props: &Map<String, Value>,
+    at: Millis,
+) {
     let session = state.sessions;
     for i in rules.slots_for(name) {
         let spec = &rules.slots[i];
@@ -135,7 +147,9 @@ pub fn update_slots(rules: &CompiledRules, state: &mut UserState, name: &str, pr
                 *slot = SlotValue::Times(times);
             }
             SlotKind::PerKey { property, cap } => {
-                let Some(v) = lookup(props, property).filter(|v| !v.is_null()) else { continue };
+                let Some(v) = lookup(props, property).filter(|v| !v.is_null()) else {
+                    continue;
+                };
                 let key = value_key(v);
                 let mut keys = match std::mem::take(slot) {
                     SlotValue::Keys(k) => k,
@@ -166,7 +180,9 @@ pub fn update_slots(rules: &CompiledRules, state: &mut UserState, name: &str, pr
                     .iter()
                     .map(|f| {
                         let path: Vec<String> = f.split('.').map(str::to_string).collect();
-                        lookup(props, &path).map(Scalar::from_json).unwrap_or(Scalar::Null)
+                        lookup(props, &path)
+                            .map(Scalar::from_json)
+                            .unwrap_or(Scalar::Null)
                     })
                     .collect();
                 items.push(row);
@@ -183,7 +199,10 @@ pub fn update_slots(rules: &CompiledRules, state: &mut UserState, name: &str, pr
 fn bump(slot: &mut SlotValue, in_session: bool, session: u32) {
     *slot = match (&*slot, in_session) {
         (SlotValue::SessionCount { session: s, count }, true) if *s == session => {
-            SlotValue::SessionCount { session, count: count.saturating_add(1) }
+            SlotValue::SessionCount {
+                session,
+                count: count.saturating_add(1),
+            }
         }
         (_, true) => SlotValue::SessionCount { session, count: 1 },
         (SlotValue::Count(n), false) => SlotValue::Count(n.saturating_add(1)),
@@ -231,19 +250,30 @@ impl Ctx<'_> {
         let spec = &self.rules.slots[slot];
         match (&spec.kind, &self.state.slots[slot]) {
             (_, SlotValue::Count(n)) => f64::from(*n),
-            (_, SlotValue::SessionCount { session, count }) if *session == self.state.sessions => f64::from(*count),
+            (_, SlotValue::SessionCount { session, count }) if *session == self.state.sessions => {
+                f64::from(*count)
+            }
             (_, SlotValue::SessionCount { .. }) => 0.0,
             (SlotKind::Window { within, .. }, SlotValue::Times(t)) => {
                 // `in_session`: only this session's part of the window.
-                let session_start = if spec.in_session { self.state.session_start.unwrap_or(Millis::MIN) } else { Millis::MIN };
+                let session_start = if spec.in_session {
+                    self.state.session_start.unwrap_or(Millis::MIN)
+                } else {
+                    Millis::MIN
+                };
                 let from = (self.now - within.0).max(session_start);
                 t.iter().filter(|t| **t >= from && **t <= self.now).count() as f64
             }
             (SlotKind::PerKey { .. }, SlotValue::Keys(keys)) => {
                 let Some(path) = per else { return 0.0 };
-                let Some(v) = self.props.get(path) else { return 0.0 };
+                let Some(v) = self.props.get(path) else {
+                    return 0.0;
+                };
                 let key = value_key(&v);
-                keys.iter().find(|(k, _)| *k == key).map(|(_, c)| f64::from(*c)).unwrap_or(0.0)
+                keys.iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, c)| f64::from(*c))
+                    .unwrap_or(0.0)
             }
             (SlotKind::Collect { .. }, SlotValue::Items(items)) => items.len() as f64,
             _ => 0.0,
@@ -289,14 +319,24 @@ impl Ctx<'_> {
             CCond::Any(v) => v.iter().any(|c| self.holds(c)),
             CCond::Not(c) => !self.holds(c),
             CCond::Count { slot, cmp, per } => all_hold(cmp, self.count(*slot, per.as_deref())),
-            CCond::TimeSince { slot, cmp } => self.since(*slot).is_some_and(|ms| all_hold(cmp, ms as f64)),
-            CCond::Idle { cmp } => self.state.last_activity.is_some_and(|t| all_hold(cmp, (self.now - t) as f64)),
+            CCond::TimeSince { slot, cmp } => {
+                self.since(*slot).is_some_and(|ms| all_hold(cmp, ms as f64))
+            }
+            CCond::Idle { cmp } => self
+                .state
+                .last_activity
+                .is_some_and(|t| all_hold(cmp, (self.now - t) as f64)),
             CCond::Sessions { window, cmp } => all_hold(cmp, self.sessions(*window)),
             CCond::InSegment(i) => {
-                let seg = Ctx { props: Props::None, ..*self };
+                let seg = Ctx {
+                    props: Props::None,
+                    ..*self
+                };
                 seg.holds(&self.rules.segments[*i].cond)
             }
-            CCond::Traits(fs) => fs.iter().all(|f| filter_holds(&f.op, self.trait_json(&f.path).as_ref())),
+            CCond::Traits(fs) => fs
+                .iter()
+                .all(|f| filter_holds(&f.op, self.trait_json(&f.path).as_ref())),
             CCond::Props(fs) => fs.iter().all(|f| self.prop_holds(f)),
         }
     }
@@ -333,7 +373,10 @@ impl Ctx<'_> {
                     cmp.iter().for_each(|c| edge(*c, t, &mut at));
                 }
             }
-            CCond::Sessions { window: Some((slot, w)), .. } => {
+            CCond::Sessions {
+                window: Some((slot, w)),
+                ..
+            } => {
                 if let SlotValue::Times(ts) = &self.state.slots[*slot] {
                     ts.iter().for_each(|t| at(t + w.0 + 1));
                 }

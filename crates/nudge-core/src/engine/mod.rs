@@ -42,20 +42,70 @@ impl<'r> Engine<'r> {
 
     /// Applies one message at instant `at` (its timestamp, or the time it was received).
     /// Waits due strictly before `at` fire first. A messageId seen before changes nothing.
-    pub fn handle(&self, state: &mut UserState, user_id: &str, msg: &Message, at: Millis) -> Outcome {
+    pub fn handle(
+        &self,
+        state: &mut UserState,
+        user_id: &str,
+        msg: &Message,
+        at: Millis,
+    ) -> Outcome {
+        self.handle_all(state, user_id, &[msg], at)
+    }
+
+    /// Applies several messages of one user that share the instant `at`: each updates the
+    /// state and starts its triggers in turn, then every send falling at `at` is decided
+    /// together in priority order (so caps spend on the more important message).
+    pub fn handle_all(
+        &self,
+        state: &mut UserState,
+        user_id: &str,
+        msgs: &[&Message],
+        at: Millis,
+    ) -> Outcome {
         state.fit(self.rules);
-        let id_hash = xxhash_rust::xxh3::xxh3_64(msg.message_id.as_bytes());
-        if state.seen.contains(&id_hash) {
-            return Outcome { duplicate: true, decisions: vec![], next_wake: self.next_wake(state) };
+        let hashes: Vec<u64> = msgs
+            .iter()
+            .map(|m| xxhash_rust::xxh3::xxh3_64(m.message_id.as_bytes()))
+            .collect();
+        if hashes.iter().all(|h| state.seen.contains(h)) {
+            return Outcome {
+                duplicate: true,
+                decisions: vec![],
+                next_wake: self.next_wake(state),
+            };
         }
         let mut out = Outcome::default();
         self.advance_into(state, user_id, at.saturating_sub(1), &mut out);
-        state.seen.push(id_hash);
-        if state.seen.len() > SEEN_IDS {
-            state.seen.remove(0);
-        }
-        self.update_traits(state, msg);
         let mut candidates = Vec::new();
+        for (msg, id_hash) in msgs.iter().zip(hashes) {
+            if state.seen.contains(&id_hash) {
+                continue;
+            }
+            state.seen.push(id_hash);
+            if state.seen.len() > SEEN_IDS {
+                state.seen.remove(0);
+            }
+            self.apply(state, user_id, msg, id_hash, at, &mut candidates, &mut out);
+        }
+        self.segment_transitions(state, user_id, at, &mut candidates, &mut out);
+        self.resolve(state, user_id, candidates, at, &mut out);
+        out.next_wake = self.next_wake(state);
+        out
+    }
+
+    /// One message's effect on state, cancellations and trigger starts.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &self,
+        state: &mut UserState,
+        user_id: &str,
+        msg: &Message,
+        id_hash: u64,
+        at: Millis,
+        candidates: &mut Vec<Candidate>,
+        out: &mut Outcome,
+    ) {
+        self.update_traits(state, msg);
         if let Some(name) = msg.activity_name() {
             let gap = self.rules.session_gap.0;
             if state.last_activity.is_none_or(|last| at - last >= gap) {
@@ -68,18 +118,9 @@ impl<'r> Engine<'r> {
                 state.unsubscribed = true;
             }
             eval::update_slots(self.rules, state, &name, &msg.properties, at);
-            self.cancel_by_event(state, user_id, &name, &msg.properties, &mut out);
-            for ti in self.rules.triggers_for(&name) {
-                let COn::Event(m) = &self.rules.triggers[ti].on else { continue };
-                if matches(m, &name, &msg.properties) {
-                    self.arm(state, user_id, ti, &msg.properties, id_hash, at, &mut candidates, &mut out);
-                }
-            }
+            self.cancel_by_event(state, user_id, &name, &msg.properties, out);
+            self.start_triggers(state, user_id, &name, msg, id_hash, at, candidates, out);
         }
-        self.segment_transitions(state, user_id, at, &mut candidates, &mut out);
-        self.resolve(state, user_id, candidates, at, &mut out);
-        out.next_wake = self.next_wake(state);
-        out
     }
 
     /// Fires every wait due at or before `now` (and re-checks segments), in time order.
@@ -94,6 +135,37 @@ impl<'r> Engine<'r> {
     /// The earliest instant this user's state needs the engine again.
     pub fn next_wake(&self, state: &UserState) -> Option<Millis> {
         state.waits.iter().map(|w| w.due).chain(state.wake_at).min()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_triggers(
+        &self,
+        state: &mut UserState,
+        user_id: &str,
+        name: &str,
+        msg: &Message,
+        id_hash: u64,
+        at: Millis,
+        candidates: &mut Vec<Candidate>,
+        out: &mut Outcome,
+    ) {
+        for ti in self.rules.triggers_for(name) {
+            let COn::Event(m) = &self.rules.triggers[ti].on else {
+                continue;
+            };
+            if matches(m, name, &msg.properties) {
+                self.arm(
+                    state,
+                    user_id,
+                    ti,
+                    &msg.properties,
+                    id_hash,
+                    at,
+                    candidates,
+                    out,
+                );
+            }
+        }
     }
 
     fn update_traits(&self, state: &mut UserState, msg: &Message) {
@@ -135,14 +207,23 @@ impl<'r> Engine<'r> {
                 let same: Vec<(String, Option<u32>)> = c
                     .same
                     .iter()
-                    .map(|p| (p.join("."), lookup(props, p).filter(|v| !v.is_null()).map(value_key)))
+                    .map(|p| {
+                        (
+                            p.join("."),
+                            lookup(props, p).filter(|v| !v.is_null()).map(value_key),
+                        )
+                    })
                     .collect();
                 let mut i = 0;
                 while i < state.waits.len() {
                     let w = &state.waits[i];
                     let hit = w.trigger == t.stable_id
                         && same.iter().all(|(path, key)| {
-                            let captured = w.props.iter().find(|(k, _)| k == path).map(|(_, v)| v.to_json());
+                            let captured = w
+                                .props
+                                .iter()
+                                .find(|(k, _)| k == path)
+                                .map(|(_, v)| v.to_json());
                             let captured = captured.filter(|v| !v.is_null()).map(|v| value_key(&v));
                             captured == *key
                         });
@@ -179,38 +260,59 @@ impl<'r> Engine<'r> {
         let captured: Vec<(String, Scalar)> = t
             .captured
             .iter()
-            .filter_map(|p| {
-                let path: Vec<String> = p.split('.').map(str::to_string).collect();
-                lookup(props, &path).map(|v| (p.clone(), Scalar::from_json(v)))
-            })
+            .zip(&t.captured_paths)
+            .filter_map(|(p, path)| lookup(props, path).map(|v| (p.clone(), Scalar::from_json(v))))
             .collect();
         let key = wait_key(t, props);
         if t.rearm {
+            // Restart the pending wait; a send that already fell due and is only held by
+            // quiet hours stays decided (cancel events still cancel it).
             self.drop_waits(state, user_id, t, Some(key), CancelReason::Rearm, out);
         }
         if spent(t, &state.triggers[ti], state.sessions, &captured) {
             return;
         }
         if let Some(w) = &t.when {
-            let ctx = Ctx { rules: self.rules, state, now: at, props: Props::Event(props) };
+            let ctx = Ctx {
+                rules: self.rules,
+                state,
+                now: at,
+                props: Props::Event(props),
+            };
             if !ctx.holds(w) {
                 return;
             }
         }
         match t.wait {
             Some(wait) => {
-                if state.waits.iter().any(|w| w.trigger == t.stable_id && w.key == key) {
+                if state
+                    .waits
+                    .iter()
+                    .any(|w| w.trigger == t.stable_id && w.key == key && !w.deferred)
+                {
                     return;
                 }
                 let wait = match t.experiment {
                     Some(ei) => {
                         let v = policy::assign(self.rules, state, user_id, ei);
-                        self.rules.experiments[ei].variants.get(usize::from(v)).and_then(|v| v.wait).unwrap_or(wait)
+                        self.rules.experiments[ei]
+                            .variants
+                            .get(usize::from(v))
+                            .and_then(|v| v.wait)
+                            .unwrap_or(wait)
                     }
                     None => wait,
                 };
                 let due = at.saturating_add(wait.0);
-                state.waits.push(Wait { trigger: t.stable_id, key, due, origin: at, occurrence, props: captured, deferred: false });
+                state.waits.push(Wait {
+                    trigger: t.stable_id,
+                    key,
+                    due,
+                    origin: at,
+                    occurrence,
+                    props: captured,
+                    deferred: false,
+                });
                 out.decisions.push(Decision::Wait {
                     id: decision::decision_id(user_id, &t.id, occurrence),
                     user_id: user_id.to_string(),
@@ -219,7 +321,13 @@ impl<'r> Engine<'r> {
                     deferred: false,
                 });
             }
-            None => candidates.push(Candidate { trigger: ti, key, occurrence, origin: at, props: captured }),
+            None => candidates.push(Candidate {
+                trigger: ti,
+                key,
+                occurrence,
+                origin: at,
+                props: captured,
+            }),
         }
     }
 
@@ -233,7 +341,7 @@ impl<'r> Engine<'r> {
         out: &mut Outcome,
     ) {
         state.waits.retain(|w| {
-            let hit = w.trigger == t.stable_id && key.is_none_or(|k| k == w.key);
+            let hit = w.trigger == t.stable_id && !w.deferred && key.is_none_or(|k| k == w.key);
             if hit {
                 out.decisions.push(Decision::Cancel {
                     id: decision::decision_id(user_id, &t.id, w.occurrence),
@@ -249,7 +357,9 @@ impl<'r> Engine<'r> {
     fn advance_into(&self, state: &mut UserState, user_id: &str, upto: Millis, out: &mut Outcome) {
         // Each round handles one instant; the bound keeps a pathological rule set finite.
         for _ in 0..10_000 {
-            let Some(now) = self.next_wake(state).filter(|t| *t <= upto) else { return };
+            let Some(now) = self.next_wake(state).filter(|t| *t <= upto) else {
+                return;
+            };
             let mut due: Vec<Wait> = Vec::new();
             state.waits.retain(|w| {
                 if w.due == now {
@@ -259,13 +369,30 @@ impl<'r> Engine<'r> {
                     true
                 }
             });
-            due.sort_by_key(|w| (self.rules.trigger_by_id.get(&w.trigger).copied().unwrap_or(usize::MAX), w.origin, w.occurrence));
+            due.sort_by_key(|w| {
+                (
+                    self.rules
+                        .trigger_by_id
+                        .get(&w.trigger)
+                        .copied()
+                        .unwrap_or(usize::MAX),
+                    w.origin,
+                    w.occurrence,
+                )
+            });
             let mut candidates = Vec::new();
             for w in due {
-                let Some(&ti) = self.rules.trigger_by_id.get(&w.trigger) else { continue };
+                let Some(&ti) = self.rules.trigger_by_id.get(&w.trigger) else {
+                    continue;
+                };
                 let t = &self.rules.triggers[ti];
                 let id = decision::decision_id(user_id, &t.id, w.occurrence);
-                let ctx = Ctx { rules: self.rules, state, now, props: Props::Captured(&w.props) };
+                let ctx = Ctx {
+                    rules: self.rules,
+                    state,
+                    now,
+                    props: Props::Captured(&w.props),
+                };
                 let fails_check = t.check.as_ref().is_some_and(|c| !ctx.holds(c));
                 let exits = t.exit.as_ref().is_some_and(|c| ctx.holds(c));
                 if spent(t, &state.triggers[ti], state.sessions, &w.props) || fails_check {
@@ -277,10 +404,24 @@ impl<'r> Engine<'r> {
                     });
                     continue;
                 }
-                let cand = Candidate { trigger: ti, key: w.key, occurrence: w.occurrence, origin: w.origin, props: w.props };
+                let cand = Candidate {
+                    trigger: ti,
+                    key: w.key,
+                    occurrence: w.occurrence,
+                    origin: w.origin,
+                    props: w.props,
+                };
                 if exits {
                     let send = self.make_send(state, user_id, &cand, now);
-                    self.suppress(state, send, ti, &cand, decision::Reason::ExitCondition, true, out);
+                    self.suppress(
+                        state,
+                        send,
+                        ti,
+                        &cand,
+                        decision::Reason::ExitCondition,
+                        true,
+                        out,
+                    );
                     continue;
                 }
                 candidates.push(cand);
@@ -308,7 +449,12 @@ impl<'r> Engine<'r> {
         let mut changes = Vec::new();
         let mut wake: Option<Millis> = None;
         {
-            let ctx = Ctx { rules: self.rules, state, now: at, props: Props::None };
+            let ctx = Ctx {
+                rules: self.rules,
+                state,
+                now: at,
+                props: Props::None,
+            };
             for (si, seg) in self.rules.segments.iter().enumerate() {
                 let now_in = ctx.holds(&seg.cond);
                 let was_in = state.segments.contains(&seg.stable_id);
@@ -335,7 +481,9 @@ impl<'r> Engine<'r> {
                     COn::Event(_) => false,
                 };
                 if fires {
-                    let occurrence = xxhash_rust::xxh3::xxh3_64(format!("segment:{sid}:{entered}:{at}").as_bytes());
+                    let occurrence = xxhash_rust::xxh3::xxh3_64(
+                        format!("segment:{sid}:{entered}:{at}").as_bytes(),
+                    );
                     self.arm(state, user_id, ti, &empty, occurrence, at, candidates, out);
                 }
             }
@@ -343,7 +491,14 @@ impl<'r> Engine<'r> {
     }
 
     /// Decides candidates of one instant in priority order so caps spend on the higher first.
-    fn resolve(&self, state: &mut UserState, user_id: &str, mut candidates: Vec<Candidate>, at: Millis, out: &mut Outcome) {
+    fn resolve(
+        &self,
+        state: &mut UserState,
+        user_id: &str,
+        mut candidates: Vec<Candidate>,
+        at: Millis,
+        out: &mut Outcome,
+    ) {
         candidates.sort_by_key(|c| c.trigger);
         for c in candidates {
             self.decide(state, user_id, c, at, out);
@@ -370,7 +525,8 @@ impl<'r> Engine<'r> {
             }
         }
         let msg = &self.rules.messages[message];
-        let mut context = policy::template_context(self.rules, state, user_id, t, &c.props, c.origin, at);
+        let mut context =
+            policy::template_context(self.rules, state, user_id, t, &c.props, c.origin, at);
         let content = match &exp_variant {
             Some((_, Some(content))) => content.clone(),
             _ => policy::choose_content(self.rules, state, msg, &c.props, &context, at),
@@ -396,10 +552,56 @@ impl<'r> Engine<'r> {
         }
     }
 
-    /// Applies the guards in order: holdout, cooldown, unsubscribe, quiet hours, caps, gap.
-    fn decide(&self, state: &mut UserState, user_id: &str, c: Candidate, at: Millis, out: &mut Outcome) {
+    /// Applies the guards in order: quiet hours first (a held send meets every other guard
+    /// at the instant it really goes out), then holdout, cooldown, unsubscribe, caps, gap.
+    fn decide(
+        &self,
+        state: &mut UserState,
+        user_id: &str,
+        c: Candidate,
+        at: Millis,
+        out: &mut Outcome,
+    ) {
         let ti = c.trigger;
         let t = &self.rules.triggers[ti];
+        let exempt = self.rules.policies.exempt.contains(&t.priority);
+        if !exempt {
+            match policy::quiet_hours(self.rules, state, t.channel, at) {
+                Some(policy::Quiet::Defer(until)) => {
+                    let id = decision::decision_id(user_id, &t.id, c.occurrence);
+                    out.decisions.push(Decision::Wait {
+                        id,
+                        user_id: user_id.to_string(),
+                        trigger: t.id.clone(),
+                        due: until,
+                        deferred: true,
+                    });
+                    state.waits.push(Wait {
+                        trigger: t.stable_id,
+                        key: c.key,
+                        due: until,
+                        origin: c.origin,
+                        occurrence: c.occurrence,
+                        props: c.props,
+                        deferred: true,
+                    });
+                    return;
+                }
+                Some(policy::Quiet::Suppress) => {
+                    let send = self.make_send(state, user_id, &c, at);
+                    return self.suppress(
+                        state,
+                        send,
+                        ti,
+                        &c,
+                        decision::Reason::QuietHours,
+                        true,
+                        out,
+                    );
+                }
+                None => {}
+            }
+        }
         let send = self.make_send(state, user_id, &c, at);
         if send.variant == policy::HOLDOUT && send.experiment.is_some() {
             return self.suppress(state, send, ti, &c, decision::Reason::Holdout, true, out);
@@ -410,37 +612,27 @@ impl<'r> Engine<'r> {
             }
         }
         if t.channel == Channel::Email && state.unsubscribed {
-            return self.suppress(state, send, ti, &c, decision::Reason::Unsubscribed, true, out);
+            return self.suppress(
+                state,
+                send,
+                ti,
+                &c,
+                decision::Reason::Unsubscribed,
+                true,
+                out,
+            );
         }
-        let exempt = self.rules.policies.exempt.contains(&t.priority);
         if !exempt {
-            match policy::quiet_hours(self.rules, state, t.channel, at) {
-                Some(policy::Quiet::Defer(until)) => {
-                    state.waits.push(Wait {
-                        trigger: t.stable_id,
-                        key: c.key,
-                        due: until,
-                        origin: c.origin,
-                        occurrence: c.occurrence,
-                        props: c.props,
-                        deferred: true,
-                    });
-                    out.decisions.push(Decision::Wait {
-                        id: send.id,
-                        user_id: user_id.to_string(),
-                        trigger: t.id.clone(),
-                        due: until,
-                        deferred: true,
-                    });
-                    return;
-                }
-                Some(policy::Quiet::Suppress) => {
-                    return self.suppress(state, send, ti, &c, decision::Reason::QuietHours, true, out);
-                }
-                None => {}
-            }
             if policy::capped(self.rules, state, t.channel, at) {
-                return self.suppress(state, send, ti, &c, decision::Reason::FrequencyCap, true, out);
+                return self.suppress(
+                    state,
+                    send,
+                    ti,
+                    &c,
+                    decision::Reason::FrequencyCap,
+                    true,
+                    out,
+                );
             }
             if policy::too_close(self.rules, state, t.channel, t.priority, at) {
                 return self.suppress(state, send, ti, &c, decision::Reason::Priority, true, out);
@@ -464,7 +656,13 @@ impl<'r> Engine<'r> {
     ) {
         if consumes {
             let t = &self.rules.triggers[ti];
-            consume(t, &mut state.triggers[ti], state.sessions, &c.props, send.at);
+            consume(
+                t,
+                &mut state.triggers[ti],
+                state.sessions,
+                &c.props,
+                send.at,
+            );
         }
         send.reason = Some(reason);
         out.decisions.push(Decision::Send(send));
@@ -494,9 +692,15 @@ fn wait_key(t: &CTrigger, props: &Map<String, Value>) -> u32 {
 }
 
 fn once_key(t: &CTrigger, props: &[(String, Scalar)]) -> Option<u32> {
-    let COnce::PerProperty(path) = &t.once else { return None };
+    let COnce::PerProperty(path) = &t.once else {
+        return None;
+    };
     let joined = path.join(".");
-    let v = props.iter().find(|(k, _)| *k == joined).map(|(_, v)| v.to_json()).unwrap_or(Value::Null);
+    let v = props
+        .iter()
+        .find(|(k, _)| *k == joined)
+        .map(|(_, v)| v.to_json())
+        .unwrap_or(Value::Null);
     Some(value_key(&v))
 }
 
@@ -511,7 +715,13 @@ fn spent(t: &CTrigger, memo: &TriggerMemo, session: u32, props: &[(String, Scala
 }
 
 /// Marks the trigger's once/cooldown as spent by a decision at `at`.
-fn consume(t: &CTrigger, memo: &mut TriggerMemo, session: u32, props: &[(String, Scalar)], at: Millis) {
+fn consume(
+    t: &CTrigger,
+    memo: &mut TriggerMemo,
+    session: u32,
+    props: &[(String, Scalar)],
+    at: Millis,
+) {
     if matches!(t.once, COnce::User) || t.cooldown.is_some() {
         memo.last = Some(at);
     }

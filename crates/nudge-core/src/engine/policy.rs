@@ -14,9 +14,18 @@ const HOLDOUT_INDEX: u8 = u8::MAX;
 
 /// The user's arm of an experiment: assigned once by hashing the user id, then kept in state
 /// so that later weight changes never move a user.
-pub fn assign(rules: &CompiledRules, state: &mut UserState, user_id: &str, experiment: usize) -> u8 {
+pub fn assign(
+    rules: &CompiledRules,
+    state: &mut UserState,
+    user_id: &str,
+    experiment: usize,
+) -> u8 {
     let exp = &rules.experiments[experiment];
-    if let Some((_, v)) = state.assignments.iter().find(|(id, _)| *id == exp.stable_id) {
+    if let Some((_, v)) = state
+        .assignments
+        .iter()
+        .find(|(id, _)| *id == exp.stable_id)
+    {
         if *v == HOLDOUT_INDEX || usize::from(*v) < exp.variants.len() {
             return *v;
         }
@@ -41,7 +50,10 @@ fn bucket_variant(exp: &crate::rules::compiled::CExperiment, user_id: &str) -> u
     if b < exp.holdout_upto {
         return HOLDOUT_INDEX;
     }
-    exp.variants.iter().position(|v| b < v.upto).unwrap_or(exp.variants.len().saturating_sub(1)) as u8
+    exp.variants
+        .iter()
+        .position(|v| b < v.upto)
+        .unwrap_or(exp.variants.len().saturating_sub(1)) as u8
 }
 
 /// The data templates see: traits, the triggering event's properties, computed data.
@@ -57,21 +69,43 @@ pub fn template_context(
     let mut ctx = Map::new();
     ctx.insert("user_id".into(), Value::String(user_id.to_string()));
     ctx.insert("trigger".into(), Value::String(t.id.clone()));
-    ctx.insert("traits".into(), Value::Object(state.traits.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()));
+    ctx.insert(
+        "traits".into(),
+        Value::Object(
+            state
+                .traits
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect(),
+        ),
+    );
     let mut properties = Map::new();
     for (k, v) in props {
         insert_path(&mut properties, k, v.to_json());
     }
     ctx.insert("properties".into(), Value::Object(properties));
     let mut data = Map::new();
-    let eval = Ctx { rules, state, now: at, props: Props::Captured(props) };
+    let eval = Ctx {
+        rules,
+        state,
+        now: at,
+        props: Props::Captured(props),
+    };
     for (name, spec) in &t.data {
         let v = match spec {
             CData::Collect { slot, fields } => match &state.slots[*slot] {
                 SlotValue::Items(items) => Value::Array(
                     items
                         .iter()
-                        .map(|row| Value::Object(fields.iter().cloned().zip(row.iter().map(Scalar::to_json)).collect()))
+                        .map(|row| {
+                            Value::Object(
+                                fields
+                                    .iter()
+                                    .cloned()
+                                    .zip(row.iter().map(Scalar::to_json))
+                                    .collect(),
+                            )
+                        })
                         .collect(),
                 ),
                 _ => Value::Array(vec![]),
@@ -93,7 +127,9 @@ fn insert_path(m: &mut Map<String, Value>, path: &str, v: Value) {
             m.insert(path.to_string(), v);
         }
         Some((head, rest)) => {
-            let entry = m.entry(head.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            let entry = m
+                .entry(head.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
             if let Value::Object(inner) = entry {
                 insert_path(inner, rest, v);
             }
@@ -110,10 +146,18 @@ pub fn choose_content(
     context: &Map<String, Value>,
     at: Millis,
 ) -> String {
-    let ctx = Ctx { rules, state, now: at, props: Props::Captured(props) };
+    let ctx = Ctx {
+        rules,
+        state,
+        now: at,
+        props: Props::Captured(props),
+    };
     for v in &msg.variants {
         let when_ok = v.when.as_ref().is_none_or(|c| ctx.holds(c));
-        let data_ok = v.requires.iter().all(|p| present(super::eval::lookup(context, p)));
+        let data_ok = v
+            .requires
+            .iter()
+            .all(|p| present(super::eval::lookup(context, p)));
         if when_ok && data_ok {
             return v.name.clone();
         }
@@ -133,7 +177,9 @@ fn present(v: Option<&Value>) -> bool {
 /// The user's time zone: their trait if it names a known zone, else the rule set's default.
 pub fn user_timezone(rules: &CompiledRules, state: &UserState) -> jiff::tz::TimeZone {
     match state.trait_value(&rules.timezone_trait) {
-        Some(Scalar::Str(name)) => jiff::tz::TimeZone::get(name).unwrap_or_else(|_| rules.default_timezone.clone()),
+        Some(Scalar::Str(name)) => {
+            jiff::tz::TimeZone::get(name).unwrap_or_else(|_| rules.default_timezone.clone())
+        }
         _ => rules.default_timezone.clone(),
     }
 }
@@ -146,13 +192,26 @@ pub enum Quiet {
 }
 
 /// Quiet hours for a channel at `at` in the user's zone, if they apply.
-pub fn quiet_hours(rules: &CompiledRules, state: &UserState, channel: Channel, at: Millis) -> Option<Quiet> {
-    let q = rules.policies.quiet_hours.iter().find(|q| q.channels.contains(&channel))?;
+pub fn quiet_hours(
+    rules: &CompiledRules,
+    state: &UserState,
+    channel: Channel,
+    at: Millis,
+) -> Option<Quiet> {
+    let q = rules
+        .policies
+        .quiet_hours
+        .iter()
+        .find(|q| q.channels.contains(&channel))?;
     let tz = user_timezone(rules, state);
     let ts = jiff::Timestamp::from_millisecond(at).ok()?;
     let local = ts.to_zoned(tz.clone());
     let minute = u32::from(local.hour() as u8) * 60 + u32::from(local.minute() as u8);
-    let quiet = if q.from < q.to { minute >= q.from && minute < q.to } else { minute >= q.from || minute < q.to };
+    let quiet = if q.from < q.to {
+        minute >= q.from && minute < q.to
+    } else {
+        minute >= q.from || minute < q.to
+    };
     if !quiet {
         return None;
     }
@@ -174,18 +233,27 @@ pub fn quiet_hours(rules: &CompiledRules, state: &UserState, channel: Channel, a
 
 /// Whether a frequency cap on the channel is full at `at`.
 pub fn capped(rules: &CompiledRules, state: &UserState, channel: Channel, at: Millis) -> bool {
-    rules.policies.caps.iter().zip(&state.caps).any(|(cap, memo)| {
-        cap.channel == channel
-            && match (cap.per, memo) {
-                (CapWindow::Rolling(per), CapMemo::Times(times)) => {
-                    times.iter().filter(|t| **t > at - per.0 && **t <= at).count() >= cap.max as usize
+    rules
+        .policies
+        .caps
+        .iter()
+        .zip(&state.caps)
+        .any(|(cap, memo)| {
+            cap.channel == channel
+                && match (cap.per, memo) {
+                    (CapWindow::Rolling(per), CapMemo::Times(times)) => {
+                        times
+                            .iter()
+                            .filter(|t| **t > at - per.0 && **t <= at)
+                            .count()
+                            >= cap.max as usize
+                    }
+                    (CapWindow::Session, CapMemo::Session { session, count }) => {
+                        *session == state.sessions && *count >= cap.max
+                    }
+                    _ => cap.max == 0,
                 }
-                (CapWindow::Session, CapMemo::Session { session, count }) => {
-                    *session == state.sessions && *count >= cap.max
-                }
-                _ => cap.max == 0,
-            }
-    })
+        })
 }
 
 fn rank(p: Priority) -> u8 {
@@ -193,8 +261,16 @@ fn rank(p: Priority) -> u8 {
 }
 
 /// Whether `min_gap` forbids a send: one of at least this priority went out too recently.
-pub fn too_close(rules: &CompiledRules, state: &UserState, channel: Channel, priority: Priority, at: Millis) -> bool {
-    let Some(gap) = rules.policies.min_gap else { return false };
+pub fn too_close(
+    rules: &CompiledRules,
+    state: &UserState,
+    channel: Channel,
+    priority: Priority,
+    at: Millis,
+) -> bool {
+    let Some(gap) = rules.policies.min_gap else {
+        return false;
+    };
     state
         .last_sends
         .iter()
@@ -202,7 +278,13 @@ pub fn too_close(rules: &CompiledRules, state: &UserState, channel: Channel, pri
 }
 
 /// Counts a send toward the caps (urgent sends count too) and the gap policy.
-pub fn record_send(rules: &CompiledRules, state: &mut UserState, channel: Channel, priority: Priority, at: Millis) {
+pub fn record_send(
+    rules: &CompiledRules,
+    state: &mut UserState,
+    channel: Channel,
+    priority: Priority,
+    at: Millis,
+) {
     for (cap, memo) in rules.policies.caps.iter().zip(state.caps.iter_mut()) {
         if cap.channel != channel {
             continue;
@@ -218,10 +300,18 @@ pub fn record_send(rules: &CompiledRules, state: &mut UserState, channel: Channe
                 CapMemo::Times(times)
             }
             (CapWindow::Rolling(_), _) => CapMemo::Times(vec![at]),
-            (CapWindow::Session, CapMemo::Session { session, count }) if session == state.sessions => {
-                CapMemo::Session { session, count: count.saturating_add(1) }
+            (CapWindow::Session, CapMemo::Session { session, count })
+                if session == state.sessions =>
+            {
+                CapMemo::Session {
+                    session,
+                    count: count.saturating_add(1),
+                }
             }
-            (CapWindow::Session, _) => CapMemo::Session { session: state.sessions, count: 1 },
+            (CapWindow::Session, _) => CapMemo::Session {
+                session: state.sessions,
+                count: 1,
+            },
         };
     }
     if rules.policies.min_gap.is_some() {

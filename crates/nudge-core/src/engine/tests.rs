@@ -6,7 +6,10 @@ use crate::time::parse_instant;
 use serde_json::json;
 
 fn rules(yaml: &str) -> CompiledRules {
-    match load(&[RuleFile { name: "rules.yaml".into(), text: yaml.into() }]) {
+    match load(&[RuleFile {
+        name: "rules.yaml".into(),
+        text: yaml.into(),
+    }]) {
         Ok(r) => r,
         Err(e) => panic!("rules do not compile: {e:?}"),
     }
@@ -69,7 +72,10 @@ triggers:
     let out = e.advance(&mut s, "u1", t("2026-03-02T10:30:00Z"));
     assert_eq!(sends(&out), vec![("come-back".to_string(), None)]);
     let again = e.advance(&mut s, "u1", t("2026-03-02T10:30:00Z"));
-    assert!(sends(&again).is_empty(), "a second wake at the same instant sends nothing");
+    assert!(
+        sends(&again).is_empty(),
+        "a second wake at the same instant sends nothing"
+    );
 }
 
 #[test]
@@ -91,7 +97,10 @@ triggers:
     let (m, at) = identify("m2", json!({"plan": "pro"}), "2026-03-02T10:10:00Z");
     e.handle(&mut s, "u1", &m, at);
     let out = e.advance(&mut s, "u1", t("2026-03-02T11:00:00Z"));
-    assert_eq!(sends(&out), vec![("remind".to_string(), Some(Reason::ExitCondition))]);
+    assert_eq!(
+        sends(&out),
+        vec![("remind".to_string(), Some(Reason::ExitCondition))]
+    );
 }
 
 #[test]
@@ -117,7 +126,10 @@ triggers:
     let out = e.handle(&mut s, "u1", &m, at);
     assert_eq!(
         sends(&out),
-        vec![("important".to_string(), None), ("minor".to_string(), Some(Reason::Priority))]
+        vec![
+            ("important".to_string(), None),
+            ("minor".to_string(), Some(Reason::Priority))
+        ]
     );
 }
 
@@ -136,12 +148,19 @@ triggers:
     ));
     let e = Engine::new(&r);
     let mut s = UserState::new(&r);
-    let (m, at) = identify("m0", json!({"timezone": "Asia/Tokyo"}), "2026-03-02T13:00:00Z");
+    let (m, at) = identify(
+        "m0",
+        json!({"timezone": "Asia/Tokyo"}),
+        "2026-03-02T13:00:00Z",
+    );
     e.handle(&mut s, "u1", &m, at);
     // 13:30 UTC is 22:30 in Tokyo: quiet.
     let (m, at) = track("m1", "Clicked", json!({}), "2026-03-02T13:30:00Z");
     let out = e.handle(&mut s, "u1", &m, at);
-    assert_eq!(sends(&out), vec![("mailer".to_string(), Some(Reason::QuietHours))]);
+    assert_eq!(
+        sends(&out),
+        vec![("mailer".to_string(), Some(Reason::QuietHours))]
+    );
     // 23:00 UTC is 08:00 in Tokyo: not quiet.
     let (m, at) = track("m2", "Clicked", json!({}), "2026-03-02T23:00:00Z");
     let out = e.handle(&mut s, "u1", &m, at);
@@ -163,7 +182,11 @@ triggers:
     ));
     let e = Engine::new(&r);
     let mut s = UserState::new(&r);
-    let (m, at) = identify("m0", json!({"timezone": "Europe/Berlin"}), "2026-03-28T12:00:00Z");
+    let (m, at) = identify(
+        "m0",
+        json!({"timezone": "Europe/Berlin"}),
+        "2026-03-28T12:00:00Z",
+    );
     e.handle(&mut s, "u1", &m, at);
     // 22:00 CET on Saturday 28 March; clocks go forward that night.
     let (m, at) = track("m1", "Clicked", json!({}), "2026-03-28T21:00:00Z");
@@ -172,7 +195,10 @@ triggers:
     // 08:00 CEST on Sunday is 06:00 UTC (the day before it would have been 07:00 UTC).
     assert_eq!(out.next_wake, Some(t("2026-03-29T06:00:00Z")));
     let out = e.advance(&mut s, "u1", t("2026-03-29T06:00:00Z"));
-    let sent: Vec<_> = out.sends().map(|s| (s.trigger.as_str(), s.at, s.reason)).collect();
+    let sent: Vec<_> = out
+        .sends()
+        .map(|s| (s.trigger.as_str(), s.at, s.reason))
+        .collect();
     assert_eq!(sent, vec![("mailer", t("2026-03-29T06:00:00Z"), None)]);
 }
 
@@ -198,7 +224,10 @@ triggers:
     let out = e.handle(&mut s, "u1", &m, at);
     assert_eq!(
         sends(&out),
-        vec![("mailer".to_string(), Some(Reason::Unsubscribed)), ("popup".to_string(), None)]
+        vec![
+            ("mailer".to_string(), Some(Reason::Unsubscribed)),
+            ("popup".to_string(), None)
+        ]
     );
     // The suppressed send spent `once: user`.
     let (m, at) = track("m2", "Clicked", json!({}), "2026-03-02T12:00:00Z");
@@ -218,12 +247,23 @@ triggers:
     ));
     let e = Engine::new(&r);
     let mut s = UserState::new(&r);
-    let (m, at) = track("m1", "Viewed", json!({"step": "team"}), "2026-03-02T10:00:00Z");
+    let (m, at) = track(
+        "m1",
+        "Viewed",
+        json!({"step": "team"}),
+        "2026-03-02T10:00:00Z",
+    );
     let out = e.handle(&mut s, "u1", &m, at);
     let send = out.sends().next().expect("a send");
     let rendered = crate::render::render(&r, send).expect("renders");
-    assert_eq!(rendered.url.as_deref(), Some("https://hooks.example.com/u1"));
-    assert_eq!(rendered.webhook_body, Some(json!({"user": "u1", "step": "team", "fixed": 3})));
+    assert_eq!(
+        rendered.url.as_deref(),
+        Some("https://hooks.example.com/u1")
+    );
+    assert_eq!(
+        rendered.webhook_body,
+        Some(json!({"user": "u1", "step": "team", "fixed": 3}))
+    );
 }
 
 #[test]
@@ -276,5 +316,8 @@ triggers:
     let mut s2 = UserState::decode(&bytes, &edited).expect("decodes under edited rules");
     let e2 = Engine::new(&edited);
     let (m, at) = track("m2", "Clicked", json!({}), "2026-03-02T10:01:00Z");
-    assert_eq!(sends(&e2.handle(&mut s2, "u1", &m, at)), vec![("popup".to_string(), None)]);
+    assert_eq!(
+        sends(&e2.handle(&mut s2, "u1", &m, at)),
+        vec![("popup".to_string(), None)]
+    );
 }

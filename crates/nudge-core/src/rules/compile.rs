@@ -23,7 +23,11 @@ pub fn compile(set: &RuleSet, d: &mut Diagnostics) -> Option<CompiledRules> {
         .iter()
         .map(|s| {
             let cond = c.cond(&s.condition, Ctx::Segment);
-            CSegment { id: s.id.value.clone(), stable_id: stable_id(&s.id.value), cond }
+            CSegment {
+                id: s.id.value.clone(),
+                stable_id: stable_id(&s.id.value),
+                cond,
+            }
         })
         .collect();
     let experiments: Vec<CExperiment> = set.experiments.iter().map(|e| c.experiment(e)).collect();
@@ -43,9 +47,17 @@ pub fn compile(set: &RuleSet, d: &mut Diagnostics) -> Option<CompiledRules> {
         slot_by_id: c.slots.iter().enumerate().map(|(i, s)| (s.id, i)).collect(),
         slots: std::mem::take(&mut c.slots),
         segments,
-        trigger_by_id: triggers.iter().enumerate().map(|(i, t)| (t.stable_id, i)).collect(),
+        trigger_by_id: triggers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.stable_id, i))
+            .collect(),
         triggers,
-        experiment_by_id: experiments.iter().enumerate().map(|(i, e)| (e.stable_id, i)).collect(),
+        experiment_by_id: experiments
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.stable_id, i))
+            .collect(),
         experiments,
         messages,
         policies: set.policies.clone(),
@@ -151,9 +163,24 @@ impl<'a> Compiler<'a> {
             slots: vec![],
             slot_keys: HashMap::new(),
             traits,
-            segment_ids: set.segments.iter().enumerate().map(|(i, s)| (s.id.value.as_str(), i)).collect(),
-            message_ids: set.messages.iter().enumerate().map(|(i, m)| (m.id.value.as_str(), i)).collect(),
-            experiment_ids: set.experiments.iter().enumerate().map(|(i, e)| (e.id.value.as_str(), i)).collect(),
+            segment_ids: set
+                .segments
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id.value.as_str(), i))
+                .collect(),
+            message_ids: set
+                .messages
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.id.value.as_str(), i))
+                .collect(),
+            experiment_ids: set
+                .experiments
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.id.value.as_str(), i))
+                .collect(),
         }
     }
 
@@ -162,19 +189,41 @@ impl<'a> Compiler<'a> {
             let mut seen: HashMap<&str, Pos> = HashMap::new();
             for id in ids {
                 if let Some(first) = seen.get(id.value.as_str()) {
-                    d.error(id.pos, format!("{what} `{}` is defined twice (first on line {})", id.value, first.line));
+                    d.error(
+                        id.pos,
+                        format!(
+                            "{what} `{}` is defined twice (first on line {})",
+                            id.value, first.line
+                        ),
+                    );
                 } else {
                     seen.insert(&id.value, id.pos);
                 }
-                if id.value.is_empty() || id.value.len() > 64 || !id.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                    d.error(id.pos, format!("{what} id `{}` must be 1-64 letters, digits, `-` or `_`", id.value));
+                if id.value.is_empty()
+                    || id.value.len() > 64
+                    || !id
+                        .value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    d.error(
+                        id.pos,
+                        format!(
+                            "{what} id `{}` must be 1-64 letters, digits, `-` or `_`",
+                            id.value
+                        ),
+                    );
                 }
             }
         }
         dups(self.d, "segment", self.set.segments.iter().map(|s| &s.id));
         dups(self.d, "trigger", self.set.triggers.iter().map(|s| &s.id));
         dups(self.d, "message", self.set.messages.iter().map(|s| &s.id));
-        dups(self.d, "experiment", self.set.experiments.iter().map(|s| &s.id));
+        dups(
+            self.d,
+            "experiment",
+            self.set.experiments.iter().map(|s| &s.id),
+        );
     }
 
     fn check_segment_cycles(&mut self) {
@@ -198,11 +247,20 @@ impl<'a> Compiler<'a> {
             .collect();
         for s in &self.set.segments {
             // Depth-first search for a path back to `s`.
-            let mut stack: Vec<&str> = graph.get(s.id.value.as_str()).map(|v| v.iter().map(|x| x.as_str()).collect()).unwrap_or_default();
+            let mut stack: Vec<&str> = graph
+                .get(s.id.value.as_str())
+                .map(|v| v.iter().map(|x| x.as_str()).collect())
+                .unwrap_or_default();
             let mut seen = HashSet::new();
             while let Some(n) = stack.pop() {
                 if n == s.id.value {
-                    self.d.error(s.id.pos, format!("segment `{}` refers to itself through `in_segment`", s.id.value));
+                    self.d.error(
+                        s.id.pos,
+                        format!(
+                            "segment `{}` refers to itself through `in_segment`",
+                            s.id.value
+                        ),
+                    );
                     break;
                 }
                 if seen.insert(n) {
@@ -224,10 +282,18 @@ impl<'a> Compiler<'a> {
             return NameMatch::Any;
         }
         let is_page = name.value.starts_with("page:") || name.value.starts_with("screen:");
-        if !is_page && !self.plan().events.is_empty() && !self.plan().events.contains_key(&name.value) {
+        if !is_page
+            && !self.plan().events.is_empty()
+            && !self.plan().events.contains_key(&name.value)
+        {
             let names: Vec<&str> = self.plan().events.keys().map(|s| s.as_str()).collect();
-            let hint = closest(&name.value, &names).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
-            self.d.error(name.pos, format!("event `{}` is not in the tracking plan{hint}", name.value));
+            let hint = closest(&name.value, &names)
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            self.d.error(
+                name.pos,
+                format!("event `{}` is not in the tracking plan{hint}", name.value),
+            );
         }
         NameMatch::Name(name.value.clone())
     }
@@ -244,12 +310,22 @@ impl<'a> Compiler<'a> {
     /// Checks that a property exists on an event and that a filter's literal fits its type.
     fn check_property(&mut self, event: &NameMatch, path: &Sp<String>, op: Option<&FilterOp>) {
         let NameMatch::Name(ev) = event else { return };
-        let Some(found) = self.property_type(ev, &path.value) else { return };
+        let Some(found) = self.property_type(ev, &path.value) else {
+            return;
+        };
         let Some(ty) = found else {
             let spec = &self.set.plan.events[ev.as_str()];
             let names: Vec<&str> = spec.properties.keys().map(|s| s.as_str()).collect();
-            let hint = closest(&path.value, &names).map(|s| format!("; did you mean `{s}`?")).unwrap_or_default();
-            self.d.error(path.pos, format!("event `{ev}` has no property `{}` in the tracking plan{hint}", path.value));
+            let hint = closest(&path.value, &names)
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            self.d.error(
+                path.pos,
+                format!(
+                    "event `{ev}` has no property `{}` in the tracking plan{hint}",
+                    path.value
+                ),
+            );
             return;
         };
         let Some(op) = op else { return };
@@ -265,18 +341,27 @@ impl<'a> Compiler<'a> {
         } || v.is_null();
         let bad = match op {
             FilterOp::Eq(v) | FilterOp::Ne(v) => (!fits(v)).then(|| v.to_string()),
-            FilterOp::In(vs) | FilterOp::NotIn(vs) => vs.iter().find(|v| !fits(v)).map(|v| v.to_string()),
+            FilterOp::In(vs) | FilterOp::NotIn(vs) => {
+                vs.iter().find(|v| !fits(v)).map(|v| v.to_string())
+            }
             FilterOp::Gt(_) | FilterOp::Gte(_) | FilterOp::Lt(_) | FilterOp::Lte(_) => {
                 (!numeric && ty != PropertyType::Any).then(|| "a numeric comparison".to_string())
             }
-            FilterOp::Contains(_) => (!matches!(ty, PropertyType::String | PropertyType::Array | PropertyType::Any))
-                .then(|| "`contains`".to_string()),
+            FilterOp::Contains(_) => (!matches!(
+                ty,
+                PropertyType::String | PropertyType::Array | PropertyType::Any
+            ))
+            .then(|| "`contains`".to_string()),
             FilterOp::Exists(_) => None,
         };
         if let Some(bad) = bad {
             self.d.error(
                 path.pos,
-                format!("property `{}` of `{ev}` is {} in the tracking plan; {bad} cannot match it", path.value, type_name(ty)),
+                format!(
+                    "property `{}` of `{ev}` is {} in the tracking plan; {bad} cannot match it",
+                    path.value,
+                    type_name(ty)
+                ),
             );
         }
     }
@@ -288,13 +373,23 @@ impl<'a> Compiler<'a> {
             .iter()
             .map(|f| {
                 self.check_property(&name, &f.path, Some(&f.op));
-                CFilter { path: split_path(&f.path.value), op: f.op.clone() }
+                CFilter {
+                    path: split_path(&f.path.value),
+                    op: f.op.clone(),
+                }
             })
             .collect();
         Matcher { name, filters }
     }
 
-    fn slot(&mut self, kind: SlotKind, event: Matcher, reset: Option<Matcher>, in_session: bool, label: String) -> usize {
+    fn slot(
+        &mut self,
+        kind: SlotKind,
+        event: Matcher,
+        reset: Option<Matcher>,
+        in_session: bool,
+        label: String,
+    ) -> usize {
         let key = format!("{kind:?}|{event:?}|{reset:?}|{in_session}");
         if let Some(&i) = self.slot_keys.get(&key) {
             return i;
@@ -303,18 +398,36 @@ impl<'a> Compiler<'a> {
         while self.slots.iter().any(|s| s.id == id) {
             id = id.wrapping_add(1);
         }
-        self.slots.push(SlotSpec { id, kind, event, reset, in_session, label });
+        self.slots.push(SlotSpec {
+            id,
+            kind,
+            event,
+            reset,
+            in_session,
+            label,
+        });
         self.slot_keys.insert(key, self.slots.len() - 1);
         self.slots.len() - 1
     }
 
     fn first_slot(&mut self, m: &EventMatch) -> usize {
         let matcher = self.matcher(m);
-        self.slot(SlotKind::First, matcher, None, false, format!("first {}", describe(m)))
+        self.slot(
+            SlotKind::First,
+            matcher,
+            None,
+            false,
+            format!("first {}", describe(m)),
+        )
     }
 
     /// The slot answering a count over `occ`, given the largest bound compared.
-    fn count_slot(&mut self, occ: &Occurrences, bound: f64, ctx: Ctx) -> (usize, Option<Vec<String>>) {
+    fn count_slot(
+        &mut self,
+        occ: &Occurrences,
+        bound: f64,
+        ctx: Ctx,
+    ) -> (usize, Option<Vec<String>>) {
         let event = self.matcher(&occ.event);
         let reset = occ.since.as_ref().map(|s| self.matcher(s));
         let mut label = format!("count of {}", describe(&occ.event));
@@ -326,27 +439,58 @@ impl<'a> Compiler<'a> {
         }
         if let Some(per) = &occ.per {
             if ctx == Ctx::Segment {
-                self.d.error(per.pos, "`per` needs an event to read the property from; segments have none");
+                self.d.error(
+                    per.pos,
+                    "`per` needs an event to read the property from; segments have none",
+                );
             }
             self.check_property(&event.name, per, None);
             if occ.in_session {
-                self.d.error(per.pos, "`per` and `in_session` cannot be combined");
+                self.d
+                    .error(per.pos, "`per` and `in_session` cannot be combined");
             }
             let property = split_path(&per.value);
             label.push_str(&format!(" with the same `{}`", per.value));
-            let slot = self.slot(SlotKind::PerKey { property: property.clone(), cap: 32 }, event, reset, occ.in_session, label);
+            let slot = self.slot(
+                SlotKind::PerKey {
+                    property: property.clone(),
+                    cap: 32,
+                },
+                event,
+                reset,
+                occ.in_session,
+                label,
+            );
             return (slot, Some(property));
         }
         let slot = match (&occ.after, occ.within) {
             (Some(anchor), Some(within)) => {
                 let anchor_slot = self.first_slot(anchor);
-                label.push_str(&format!(" within {within} after the first {}", describe(anchor)));
-                self.slot(SlotKind::Anchored { anchor: anchor_slot, within }, event, reset, occ.in_session, label)
+                label.push_str(&format!(
+                    " within {within} after the first {}",
+                    describe(anchor)
+                ));
+                self.slot(
+                    SlotKind::Anchored {
+                        anchor: anchor_slot,
+                        within,
+                    },
+                    event,
+                    reset,
+                    occ.in_session,
+                    label,
+                )
             }
             (None, Some(within)) => {
                 let cap = (bound.ceil() as usize).saturating_add(1).clamp(1, 1000);
                 label.push_str(&format!(" in the last {within}"));
-                self.slot(SlotKind::Window { within, cap }, event, reset, occ.in_session, label)
+                self.slot(
+                    SlotKind::Window { within, cap },
+                    event,
+                    reset,
+                    occ.in_session,
+                    label,
+                )
             }
             _ => self.slot(SlotKind::Count, event, reset, occ.in_session, label),
         };
@@ -361,45 +505,85 @@ impl<'a> Compiler<'a> {
             Cond::Count { occ, cmp, pos } => {
                 let bound = cmp.iter().map(|c| c.bound()).fold(0.0, f64::max);
                 if occ.within.is_some() && occ.after.is_none() && bound > 999.0 {
-                    self.d.error(*pos, "a sliding-window count compares against at most 999");
+                    self.d
+                        .error(*pos, "a sliding-window count compares against at most 999");
                 }
                 let (slot, per) = self.count_slot(occ, bound, ctx);
-                CCond::Count { slot, cmp: cmp.clone(), per }
+                CCond::Count {
+                    slot,
+                    cmp: cmp.clone(),
+                    per,
+                }
             }
-            Cond::TimeSince { occ, first, cmp, pos } => {
-                if occ.within.is_some() || occ.after.is_some() || occ.per.is_some() || occ.in_session {
-                    self.d.error(*pos, "`time_since` takes `where`, `since` and `first` only");
+            Cond::TimeSince {
+                occ,
+                first,
+                cmp,
+                pos,
+            } => {
+                if occ.within.is_some()
+                    || occ.after.is_some()
+                    || occ.per.is_some()
+                    || occ.in_session
+                {
+                    self.d
+                        .error(*pos, "`time_since` takes `where`, `since` and `first` only");
                 }
                 let event = self.matcher(&occ.event);
                 let reset = occ.since.as_ref().map(|s| self.matcher(s));
-                let (kind, word) = if *first { (SlotKind::First, "first") } else { (SlotKind::Last, "last") };
+                let (kind, word) = if *first {
+                    (SlotKind::First, "first")
+                } else {
+                    (SlotKind::Last, "last")
+                };
                 let mut label = format!("time since the {word} {}", describe(&occ.event));
                 if let Some(s) = &occ.since {
                     label.push_str(&format!(" since the last {}", describe(s)));
                 }
                 let slot = self.slot(kind, event, reset, false, label);
-                CCond::TimeSince { slot, cmp: cmp.clone() }
+                CCond::TimeSince {
+                    slot,
+                    cmp: cmp.clone(),
+                }
             }
             Cond::Idle { cmp, .. } => CCond::Idle { cmp: cmp.clone() },
             Cond::Sessions { within, cmp, pos } => {
                 let window = within.map(|w| {
                     let bound = cmp.iter().map(|c| c.bound()).fold(0.0, f64::max);
                     if bound > 999.0 {
-                        self.d.error(*pos, "a session count over a window compares against at most 999");
+                        self.d.error(
+                            *pos,
+                            "a session count over a window compares against at most 999",
+                        );
                     }
                     let cap = (bound.ceil() as usize).saturating_add(1).clamp(1, 1000);
-                    let matcher = Matcher { name: NameMatch::Any, filters: vec![] };
-                    let slot = self.slot(SlotKind::SessionStarts { cap }, matcher, None, false, format!("sessions started in the last {w}"));
+                    let matcher = Matcher {
+                        name: NameMatch::Any,
+                        filters: vec![],
+                    };
+                    let slot = self.slot(
+                        SlotKind::SessionStarts { cap },
+                        matcher,
+                        None,
+                        false,
+                        format!("sessions started in the last {w}"),
+                    );
                     (slot, w)
                 });
-                CCond::Sessions { window, cmp: cmp.clone() }
+                CCond::Sessions {
+                    window,
+                    cmp: cmp.clone(),
+                }
             }
             Cond::InSegment(s) => match self.segment_ids.get(s.value.as_str()) {
                 Some(&i) => CCond::InSegment(i),
                 None => {
                     let names: Vec<&str> = self.segment_ids.keys().copied().collect();
-                    let hint = closest(&s.value, &names).map(|x| format!("; did you mean `{x}`?")).unwrap_or_default();
-                    self.d.error(s.pos, format!("unknown segment `{}`{hint}", s.value));
+                    let hint = closest(&s.value, &names)
+                        .map(|x| format!("; did you mean `{x}`?"))
+                        .unwrap_or_default();
+                    self.d
+                        .error(s.pos, format!("unknown segment `{}`{hint}", s.value));
                     CCond::All(vec![])
                 }
             },
@@ -411,7 +595,10 @@ impl<'a> Compiler<'a> {
                         if let Some(first) = path.first() {
                             self.traits.insert(first.clone());
                         }
-                        CFilter { path, op: f.op.clone() }
+                        CFilter {
+                            path,
+                            op: f.op.clone(),
+                        }
                     })
                     .collect(),
             ),
@@ -421,7 +608,15 @@ impl<'a> Compiler<'a> {
                         self.d.error(f.path.pos, "`properties` reads the triggering event; segments have none (use `count` with `where`)");
                     }
                 }
-                CCond::Props(filters.iter().map(|f| CFilter { path: split_path(&f.path.value), op: f.op.clone() }).collect())
+                CCond::Props(
+                    filters
+                        .iter()
+                        .map(|f| CFilter {
+                            path: split_path(&f.path.value),
+                            op: f.op.clone(),
+                        })
+                        .collect(),
+                )
             }
         }
     }
@@ -444,10 +639,21 @@ impl<'a> Compiler<'a> {
                     holdout_upto + (f64::from(rest) * acc / total).round() as u32
                 };
                 let message = v.message.as_ref().and_then(|m| self.message_ref(m));
-                CVariant { name: v.name.value.clone(), upto, wait: v.wait, message, content: v.content.as_ref().map(|c| c.value.clone()) }
+                CVariant {
+                    name: v.name.value.clone(),
+                    upto,
+                    wait: v.wait,
+                    message,
+                    content: v.content.as_ref().map(|c| c.value.clone()),
+                }
             })
             .collect();
-        CExperiment { id: e.id.value.clone(), stable_id: stable_id(&e.id.value), holdout_upto, variants }
+        CExperiment {
+            id: e.id.value.clone(),
+            stable_id: stable_id(&e.id.value),
+            holdout_upto,
+            variants,
+        }
     }
 
     fn message_ref(&mut self, m: &Sp<String>) -> Option<usize> {
@@ -455,8 +661,11 @@ impl<'a> Compiler<'a> {
             Some(&i) => Some(i),
             None => {
                 let names: Vec<&str> = self.message_ids.keys().copied().collect();
-                let hint = closest(&m.value, &names).map(|x| format!("; did you mean `{x}`?")).unwrap_or_default();
-                self.d.error(m.pos, format!("unknown message `{}`{hint}", m.value));
+                let hint = closest(&m.value, &names)
+                    .map(|x| format!("; did you mean `{x}`?"))
+                    .unwrap_or_default();
+                self.d
+                    .error(m.pos, format!("unknown message `{}`{hint}", m.value));
                 None
             }
         }
@@ -467,7 +676,8 @@ impl<'a> Compiler<'a> {
             On::Event(m) => COn::Event(self.matcher(m)),
             On::SegmentEntered(s) | On::SegmentExited(s) => {
                 let Some(&i) = self.segment_ids.get(s.value.as_str()) else {
-                    self.d.error(s.pos, format!("unknown segment `{}`", s.value));
+                    self.d
+                        .error(s.pos, format!("unknown segment `{}`", s.value));
                     return None;
                 };
                 if matches!(t.on, On::SegmentEntered(_)) {
@@ -481,7 +691,11 @@ impl<'a> Compiler<'a> {
             COn::Event(m) => m.name.clone(),
             _ => NameMatch::Any,
         };
-        let ctx = if matches!(on, COn::Event(_)) { Ctx::Event } else { Ctx::Segment };
+        let ctx = if matches!(on, COn::Event(_)) {
+            Ctx::Event
+        } else {
+            Ctx::Segment
+        };
         let when = t.when.as_ref().map(|c| self.cond(c, ctx));
         let check = t.check.as_ref().map(|c| self.cond(c, ctx));
         let exit = t.exit.as_ref().map(|c| self.cond(c, ctx));
@@ -494,7 +708,10 @@ impl<'a> Compiler<'a> {
             ];
             for (used, key) in needs_wait {
                 if used {
-                    self.d.error(t.id.pos, format!("trigger `{}` uses `{key}` but has no `wait`", t.id.value));
+                    self.d.error(
+                        t.id.pos,
+                        format!("trigger `{}` uses `{key}` but has no `wait`", t.id.value),
+                    );
                 }
             }
         }
@@ -530,25 +747,44 @@ impl<'a> Compiler<'a> {
         for c in [&t.when, &t.check, &t.exit].into_iter().flatten() {
             collect_props(c, &mut captured);
         }
-        let experiment = t.experiment.as_ref().and_then(|e| match self.experiment_ids.get(e.value.as_str()) {
-            Some(&i) => Some(i),
-            None => {
-                self.d.error(e.pos, format!("unknown experiment `{}`", e.value));
-                None
-            }
-        });
+        let experiment =
+            t.experiment
+                .as_ref()
+                .and_then(|e| match self.experiment_ids.get(e.value.as_str()) {
+                    Some(&i) => Some(i),
+                    None => {
+                        self.d
+                            .error(e.pos, format!("unknown experiment `{}`", e.value));
+                        None
+                    }
+                });
         if let Some(i) = experiment {
             let exp = &self.set.experiments[i];
             if t.wait.is_none() {
                 if let Some(v) = exp.variants.iter().find(|v| v.wait.is_some()) {
-                    self.d.error(v.name.pos, format!("variant `{}` sets `wait` but trigger `{}` has no `wait`", v.name.value, t.id.value));
+                    self.d.error(
+                        v.name.pos,
+                        format!(
+                            "variant `{}` sets `wait` but trigger `{}` has no `wait`",
+                            v.name.value, t.id.value
+                        ),
+                    );
                 }
             }
-            let msg = self.message_ids.get(t.message.value.as_str()).map(|&m| &self.set.messages[m]);
+            let msg = self
+                .message_ids
+                .get(t.message.value.as_str())
+                .map(|&m| &self.set.messages[m]);
             for v in &exp.variants {
                 if let (Some(content), None, Some(msg)) = (&v.content, &v.message, msg) {
                     if !msg.variants.iter().any(|cv| cv.name.value == content.value) {
-                        self.d.error(content.pos, format!("message `{}` has no content variant `{}`", msg.id.value, content.value));
+                        self.d.error(
+                            content.pos,
+                            format!(
+                                "message `{}` has no content variant `{}`",
+                                msg.id.value, content.value
+                            ),
+                        );
                     }
                 }
             }
@@ -558,7 +794,12 @@ impl<'a> Compiler<'a> {
         if msg.channel != t.channel.value {
             self.d.error(
                 t.channel.pos,
-                format!("trigger sends on {} but message `{}` is for {}", t.channel.value.as_str(), msg.id.value, msg.channel.as_str()),
+                format!(
+                    "trigger sends on {} but message `{}` is for {}",
+                    t.channel.value.as_str(),
+                    msg.id.value,
+                    msg.channel.as_str()
+                ),
             );
         }
         // Properties the message's templates read from the triggering event.
@@ -578,17 +819,27 @@ impl<'a> Compiler<'a> {
                     DataSpec::Collect { occ, fields, max } => {
                         let event = self.matcher(&occ.event);
                         for f in fields {
-                            self.check_property(&event.name, &Sp::new(f.clone(), occ.event.name.pos), None);
+                            self.check_property(
+                                &event.name,
+                                &Sp::new(f.clone(), occ.event.name.pos),
+                                None,
+                            );
                         }
                         let reset = occ.since.as_ref().map(|s| self.matcher(s));
                         let slot = self.slot(
-                            SlotKind::Collect { fields: fields.clone(), max: *max },
+                            SlotKind::Collect {
+                                fields: fields.clone(),
+                                max: *max,
+                            },
                             event,
                             reset,
                             occ.in_session,
                             format!("recent {}", describe(&occ.event)),
                         );
-                        CData::Collect { slot, fields: fields.clone() }
+                        CData::Collect {
+                            slot,
+                            fields: fields.clone(),
+                        }
                     }
                     // A window count rendered into a message saturates at this many.
                     DataSpec::Count(occ) => {
@@ -616,6 +867,7 @@ impl<'a> Compiler<'a> {
             channel: t.channel.value,
             message,
             data,
+            captured_paths: captured.iter().map(|p| split_path(p)).collect(),
             captured: captured.into_iter().collect(),
         })
     }
@@ -624,7 +876,13 @@ impl<'a> Compiler<'a> {
         match Template::compile(&t.value) {
             Ok(tpl) => tpl,
             Err(e) => {
-                self.d.error(t.pos, format!("template error (template line {}, column {}): {}", e.line, e.column, e.message));
+                self.d.error(
+                    t.pos,
+                    format!(
+                        "template error (template line {}, column {}): {}",
+                        e.line, e.column, e.message
+                    ),
+                );
                 Template::compile("").unwrap_or_else(|_| unreachable!("empty template compiles"))
             }
         }
@@ -632,7 +890,11 @@ impl<'a> Compiler<'a> {
 
     fn content(&mut self, c: &Content) -> CContent {
         match c {
-            Content::Email { subject, html, text } => CContent::Email {
+            Content::Email {
+                subject,
+                html,
+                text,
+            } => CContent::Email {
                 subject: self.template(subject),
                 html: html.as_ref().map(|t| self.template(t)),
                 text: text.as_ref().map(|t| self.template(t)),
@@ -642,7 +904,10 @@ impl<'a> Compiler<'a> {
                 body: self.template(body),
                 url: url.as_ref().map(|t| self.template(t)),
             },
-            Content::Webhook { url, body } => CContent::Webhook { url: self.template(url), body: self.json(&body.value, body.pos) },
+            Content::Webhook { url, body } => CContent::Webhook {
+                url: self.template(url),
+                body: self.json(&body.value, body.pos),
+            },
         }
     }
 
@@ -651,8 +916,14 @@ impl<'a> Compiler<'a> {
             serde_json::Value::String(s) if s.contains("{{") || s.contains("{%") => {
                 CJson::Template(self.template(&Sp::new(s.clone(), pos)))
             }
-            serde_json::Value::Array(items) => CJson::Array(items.iter().map(|i| self.json(i, pos)).collect()),
-            serde_json::Value::Object(m) => CJson::Object(m.iter().map(|(k, v)| (k.clone(), self.json(v, pos))).collect()),
+            serde_json::Value::Array(items) => {
+                CJson::Array(items.iter().map(|i| self.json(i, pos)).collect())
+            }
+            serde_json::Value::Object(m) => CJson::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), self.json(v, pos)))
+                    .collect(),
+            ),
             other => CJson::Literal(other.clone()),
         }
     }
@@ -669,7 +940,12 @@ impl<'a> Compiler<'a> {
                 content: self.content(&v.content),
             })
             .collect();
-        CMessage { id: m.id.value.clone(), channel: m.channel, content, variants }
+        CMessage {
+            id: m.id.value.clone(),
+            channel: m.channel,
+            content,
+            variants,
+        }
     }
 }
 
@@ -677,7 +953,10 @@ fn collect_props(c: &Cond, out: &mut BTreeSet<String>) {
     match c {
         Cond::All(v) | Cond::Any(v) => v.iter().for_each(|c| collect_props(c, out)),
         Cond::Not(c) => collect_props(c, out),
-        Cond::Properties(fs) => out.extend(fs.iter().filter_map(|f| split_path(&f.path.value).into_iter().next())),
+        Cond::Properties(fs) => out.extend(
+            fs.iter()
+                .filter_map(|f| split_path(&f.path.value).into_iter().next()),
+        ),
         Cond::Count { occ, .. } => {
             if let Some(p) = &occ.per {
                 out.extend(split_path(&p.value).into_iter().next());
@@ -696,7 +975,11 @@ fn message_paths(m: &MessageDef) -> Vec<Vec<String>> {
         }
     };
     let mut visit = |c: &Content| match c {
-        Content::Email { subject, html, text } => {
+        Content::Email {
+            subject,
+            html,
+            text,
+        } => {
             add(subject);
             html.iter().chain(text.iter()).for_each(&mut add);
         }
@@ -739,7 +1022,11 @@ fn describe(m: &EventMatch) -> String {
     if m.filters.is_empty() {
         format!("`{}`", m.name.value)
     } else {
-        let fs: Vec<String> = m.filters.iter().map(|f| format!("{} {}", f.path.value, op_text(&f.op))).collect();
+        let fs: Vec<String> = m
+            .filters
+            .iter()
+            .map(|f| format!("{} {}", f.path.value, op_text(&f.op)))
+            .collect();
         format!("`{}` where {}", m.name.value, fs.join(", "))
     }
 }
@@ -755,7 +1042,13 @@ pub fn op_text(op: &FilterOp) -> String {
         FilterOp::Lte(v) => format!("<= {v}"),
         FilterOp::In(v) => format!("in {}", serde_json::Value::Array(v.clone())),
         FilterOp::NotIn(v) => format!("not in {}", serde_json::Value::Array(v.clone())),
-        FilterOp::Exists(b) => if *b { "exists".into() } else { "is absent".into() },
+        FilterOp::Exists(b) => {
+            if *b {
+                "exists".into()
+            } else {
+                "is absent".into()
+            }
+        }
         FilterOp::Contains(s) => format!("contains {s:?}"),
     }
 }

@@ -70,11 +70,23 @@ pub enum CCond {
     Any(Vec<CCond>),
     Not(Box<CCond>),
     /// A count slot compared; `within` set for window slots (read at the clock).
-    Count { slot: usize, cmp: Vec<Cmp>, per: Option<Vec<String>> },
-    TimeSince { slot: usize, cmp: Vec<Cmp> },
-    Idle { cmp: Vec<Cmp> },
+    Count {
+        slot: usize,
+        cmp: Vec<Cmp>,
+        per: Option<Vec<String>>,
+    },
+    TimeSince {
+        slot: usize,
+        cmp: Vec<Cmp>,
+    },
+    Idle {
+        cmp: Vec<Cmp>,
+    },
     /// `slot` is a SessionStarts slot when a window is given.
-    Sessions { window: Option<(usize, Duration)>, cmp: Vec<Cmp> },
+    Sessions {
+        window: Option<(usize, Duration)>,
+        cmp: Vec<Cmp>,
+    },
     InSegment(usize),
     Traits(Vec<CFilter>),
     Props(Vec<CFilter>),
@@ -115,8 +127,14 @@ pub struct CCancel {
 /// A compiled data item for templates.
 #[derive(Debug, Clone)]
 pub enum CData {
-    Collect { slot: usize, fields: Vec<String> },
-    Count { slot: usize, per: Option<Vec<String>> },
+    Collect {
+        slot: usize,
+        fields: Vec<String>,
+    },
+    Count {
+        slot: usize,
+        per: Option<Vec<String>>,
+    },
 }
 
 /// A compiled trigger.
@@ -141,6 +159,8 @@ pub struct CTrigger {
     /// Properties of the triggering event kept with a pending wait (templates, `same`,
     /// `once: {per}`, `properties` conditions at fire time).
     pub captured: Vec<String>,
+    /// `captured`, split into path segments once.
+    pub captured_paths: Vec<Vec<String>>,
 }
 
 /// A compiled experiment arm.
@@ -167,9 +187,20 @@ pub struct CExperiment {
 /// Compiled content for one channel.
 #[derive(Debug, Clone)]
 pub enum CContent {
-    Email { subject: Template, html: Option<Template>, text: Option<Template> },
-    InApp { title: Template, body: Template, url: Option<Template> },
-    Webhook { url: Template, body: CJson },
+    Email {
+        subject: Template,
+        html: Option<Template>,
+        text: Option<Template>,
+    },
+    InApp {
+        title: Template,
+        body: Template,
+        url: Option<Template>,
+    },
+    Webhook {
+        url: Template,
+        body: CJson,
+    },
 }
 
 /// A JSON document whose strings are templates.
@@ -239,19 +270,31 @@ pub struct CompiledRules {
 impl CompiledRules {
     /// Triggers an event name starts, in decision order (named ones and `*` ones merged).
     pub fn triggers_for(&self, name: &str) -> impl Iterator<Item = usize> + '_ {
-        let named = self.triggers_by_event.get(name).map(|v| v.as_slice()).unwrap_or(&[]);
+        let named = self
+            .triggers_by_event
+            .get(name)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[]);
         merge_sorted(named, &self.triggers_any)
     }
 
     /// Slots an event name touches.
     pub fn slots_for(&self, name: &str) -> impl Iterator<Item = usize> + '_ {
-        let named = self.slots_by_event.get(name).map(|v| v.as_slice()).unwrap_or(&[]);
+        let named = self
+            .slots_by_event
+            .get(name)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[]);
         named.iter().chain(self.slots_any.iter()).copied()
     }
 
     /// Triggers whose pending waits an event name may cancel.
     pub fn cancels_for(&self, name: &str) -> impl Iterator<Item = usize> + '_ {
-        let named = self.cancels_by_event.get(name).map(|v| v.as_slice()).unwrap_or(&[]);
+        let named = self
+            .cancels_by_event
+            .get(name)
+            .map(|v| v.as_slice())
+            .unwrap_or(&[]);
         named.iter().chain(self.cancels_any.iter()).copied()
     }
 

@@ -21,7 +21,11 @@ pub struct RuleError {
 
 impl fmt::Display for RuleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
     }
 }
 
@@ -39,7 +43,9 @@ pub fn load(files: &[RuleFile]) -> Result<CompiledRules, Vec<RuleError>> {
     for (i, f) in files.iter().enumerate() {
         parse::parse_file(i, &f.text, &mut set, &mut d);
     }
-    let compiled = if d.errors.is_empty() { compile::compile(&set, &mut d) } else {
+    let compiled = if d.errors.is_empty() {
+        compile::compile(&set, &mut d)
+    } else {
         // Still run the cross-file checks so one pass reports as much as possible.
         compile::compile(&set, &mut d);
         None
@@ -51,7 +57,10 @@ pub fn load(files: &[RuleFile]) -> Result<CompiledRules, Vec<RuleError>> {
                 .errors
                 .into_iter()
                 .map(|(pos, message)| RuleError {
-                    file: files.get(pos.file).map(|f| f.name.clone()).unwrap_or_default(),
+                    file: files
+                        .get(pos.file)
+                        .map(|f| f.name.clone())
+                        .unwrap_or_default(),
                     line: pos.line,
                     col: pos.col,
                     message,

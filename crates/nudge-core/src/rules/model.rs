@@ -156,13 +156,29 @@ pub enum Cond {
     Any(Vec<Cond>),
     Not(Box<Cond>),
     /// How many matching occurrences.
-    Count { occ: Occurrences, cmp: Vec<Cmp>, pos: Pos },
+    Count {
+        occ: Occurrences,
+        cmp: Vec<Cmp>,
+        pos: Pos,
+    },
     /// Time since the last (or first) matching occurrence; false when there is none.
-    TimeSince { occ: Occurrences, first: bool, cmp: Vec<Cmp>, pos: Pos },
+    TimeSince {
+        occ: Occurrences,
+        first: bool,
+        cmp: Vec<Cmp>,
+        pos: Pos,
+    },
     /// Time since the user's last activity.
-    Idle { cmp: Vec<Cmp>, pos: Pos },
+    Idle {
+        cmp: Vec<Cmp>,
+        pos: Pos,
+    },
     /// Number of sessions, all time or started within a window.
-    Sessions { within: Option<Duration>, cmp: Vec<Cmp>, pos: Pos },
+    Sessions {
+        within: Option<Duration>,
+        cmp: Vec<Cmp>,
+        pos: Pos,
+    },
     /// Membership of a segment.
     InSegment(Sp<String>),
     /// Filters on user traits.
@@ -180,7 +196,9 @@ pub struct SegmentDef {
 }
 
 /// Urgency of a trigger; decisions at one instant are taken in this order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     Urgent,
@@ -199,7 +217,9 @@ impl Priority {
 }
 
 /// A delivery channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Channel {
     Email,
@@ -250,7 +270,11 @@ pub struct CancelOn {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DataSpec {
     /// The listed properties of recent occurrences, oldest first.
-    Collect { occ: Occurrences, fields: Vec<String>, max: usize },
+    Collect {
+        occ: Occurrences,
+        fields: Vec<String>,
+        max: usize,
+    },
     Count(Occurrences),
 }
 
@@ -354,9 +378,20 @@ pub type TemplateText = Sp<String>;
 /// Content for one channel.
 #[derive(Debug, Clone)]
 pub enum Content {
-    Email { subject: TemplateText, html: Option<TemplateText>, text: Option<TemplateText> },
-    InApp { title: TemplateText, body: TemplateText, url: Option<TemplateText> },
-    Webhook { url: TemplateText, body: Sp<Value> },
+    Email {
+        subject: TemplateText,
+        html: Option<TemplateText>,
+        text: Option<TemplateText>,
+    },
+    InApp {
+        title: TemplateText,
+        body: TemplateText,
+        url: Option<TemplateText>,
+    },
+    Webhook {
+        url: TemplateText,
+        body: Sp<Value>,
+    },
 }
 
 /// A content variant chosen by segment or data availability.

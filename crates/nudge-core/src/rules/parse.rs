@@ -32,7 +32,9 @@ pub fn parse_file(file: usize, text: &str, set: &mut RuleSet, d: &mut Diagnostic
         }
     };
     let r = Reader { file };
-    let Some(top) = r.map(&root, "a rule file", d) else { return };
+    let Some(top) = r.map(&root, "a rule file", d) else {
+        return;
+    };
     r.check_keys(top, TOP_KEYS, "a rule file", d);
     if let Some(n) = top.get_node("name") {
         set.name = r.string(n, "name", d).map(|s| s.value);
@@ -90,7 +92,11 @@ pub fn parse_file(file: usize, text: &str, set: &mut RuleSet, d: &mut Diagnostic
 
 fn load_error(file: usize, e: &marked_yaml::LoadError) -> (Pos, String) {
     use marked_yaml::LoadError::*;
-    let at = |m: &marked_yaml::Marker| Pos { file, line: m.line(), col: m.column() };
+    let at = |m: &marked_yaml::Marker| Pos {
+        file,
+        line: m.line(),
+        col: m.column(),
+    };
     match e {
         TopLevelMustBeMapping(m) => (at(m), "a rule file must be a mapping of sections".into()),
         TopLevelMustBeSequence(m) => (at(m), "expected a list".into()),
@@ -99,25 +105,43 @@ fn load_error(file: usize, e: &marked_yaml::LoadError) -> (Pos, String) {
         UnexpectedTag(m) => (at(m), "YAML tags are not supported".into()),
         ScanError(m, se) => (at(m), format!("YAML syntax error: {}", se.info())),
         DuplicateKey(inner) => {
-            let p = inner
-                .key
-                .span()
-                .start()
-                .map(at)
-                .unwrap_or(Pos { file, line: 1, col: 1 });
+            let p = inner.key.span().start().map(at).unwrap_or(Pos {
+                file,
+                line: 1,
+                col: 1,
+            });
             let first = inner.prev_key.span().start().map(|m| m.line()).unwrap_or(0);
-            (p, format!("duplicate key `{}` (first defined on line {first})", inner.key.as_str()))
+            (
+                p,
+                format!(
+                    "duplicate key `{}` (first defined on line {first})",
+                    inner.key.as_str()
+                ),
+            )
         }
     }
 }
 
 fn parse_settings(r: Reader, n: &Node, set: &mut RuleSet, d: &mut Diagnostics) {
-    let Some(m) = r.map(n, "settings", d) else { return };
-    r.check_keys(m, &["default_timezone", "timezone_trait", "session_gap"], "settings", d);
+    let Some(m) = r.map(n, "settings", d) else {
+        return;
+    };
+    r.check_keys(
+        m,
+        &["default_timezone", "timezone_trait", "session_gap"],
+        "settings",
+        d,
+    );
     if let Some(v) = m.get_node("default_timezone") {
         if let Some(tz) = r.string(v, "default_timezone", d) {
             if jiff::tz::TimeZone::get(&tz.value).is_err() {
-                d.error(tz.pos, format!("unknown time zone `{}` (use an IANA name like Europe/Berlin)", tz.value));
+                d.error(
+                    tz.pos,
+                    format!(
+                        "unknown time zone `{}` (use an IANA name like Europe/Berlin)",
+                        tz.value
+                    ),
+                );
             }
             set.settings.default_timezone = tz;
         }
@@ -135,23 +159,38 @@ fn parse_settings(r: Reader, n: &Node, set: &mut RuleSet, d: &mut Diagnostics) {
 }
 
 fn parse_plan(r: Reader, n: &Node, set: &mut RuleSet, d: &mut Diagnostics) {
-    let Some(m) = r.map(n, "tracking_plan", d) else { return };
+    let Some(m) = r.map(n, "tracking_plan", d) else {
+        return;
+    };
     r.check_keys(m, &["allow_unknown_events", "events"], "tracking_plan", d);
     if let Some(v) = m.get_node("allow_unknown_events") {
         if let Some(b) = r.boolean(v, "allow_unknown_events", d) {
             set.plan.allow_unknown_events = b;
         }
     }
-    let Some(events) = m.get_node("events") else { return };
-    let Some(events) = r.map(events, "tracking_plan.events", d) else { return };
+    let Some(events) = m.get_node("events") else {
+        return;
+    };
+    let Some(events) = r.map(events, "tracking_plan.events", d) else {
+        return;
+    };
     for (name, spec) in events.iter() {
         let what = format!("event `{}`", name.as_str());
-        let mut ev = EventSpec { properties: Default::default(), allow_unknown_properties: true };
+        let mut ev = EventSpec {
+            properties: Default::default(),
+            allow_unknown_properties: true,
+        };
         match spec {
-            Node::Scalar(s) if s.as_str().is_empty() || s.as_str() == "null" || s.as_str() == "~" => {}
+            Node::Scalar(s)
+                if s.as_str().is_empty() || s.as_str() == "null" || s.as_str() == "~" => {}
             _ => {
                 if let Some(sm) = r.map(spec, &what, d) {
-                    r.check_keys(sm, &["description", "properties", "allow_unknown_properties"], &what, d);
+                    r.check_keys(
+                        sm,
+                        &["description", "properties", "allow_unknown_properties"],
+                        &what,
+                        d,
+                    );
                     if let Some(v) = sm.get_node("allow_unknown_properties") {
                         if let Some(b) = r.boolean(v, "allow_unknown_properties", d) {
                             ev.allow_unknown_properties = b;
@@ -169,7 +208,8 @@ fn parse_plan(r: Reader, n: &Node, set: &mut RuleSet, d: &mut Diagnostics) {
                 }
             }
         }
-        set.plan_positions.insert(name.as_str().to_string(), r.key_pos(name));
+        set.plan_positions
+            .insert(name.as_str().to_string(), r.key_pos(name));
         set.plan.events.insert(name.as_str().to_string(), ev);
     }
 }
@@ -188,12 +228,23 @@ fn parse_property(r: Reader, name: &str, n: &Node, d: &mut Diagnostics) -> Optio
             }
         }
     };
-    let mut spec = PropertySpec { ty: PropertyType::Any, required: false, min: None, max: None, one_of: None };
+    let mut spec = PropertySpec {
+        ty: PropertyType::Any,
+        required: false,
+        min: None,
+        max: None,
+        one_of: None,
+    };
     match n {
         Node::Scalar(_) => spec.ty = ty_of(n, d)?,
         _ => {
             let m = r.map(n, &format!("property `{name}`"), d)?;
-            r.check_keys(m, &["type", "required", "min", "max", "one_of", "description"], &format!("property `{name}`"), d);
+            r.check_keys(
+                m,
+                &["type", "required", "min", "max", "one_of", "description"],
+                &format!("property `{name}`"),
+                d,
+            );
             if let Some(t) = m.get_node("type") {
                 spec.ty = ty_of(t, d)?;
             }
@@ -224,7 +275,11 @@ fn parse_segment(r: Reader, id: Sp<String>, n: &Node, d: &mut Diagnostics) -> Op
         description = r.text(v, "description", d).map(|s| s.value);
     }
     let condition = parse_cond_map(r, m, &what, &["description"], d)?;
-    Some(SegmentDef { id, description, condition })
+    Some(SegmentDef {
+        id,
+        description,
+        condition,
+    })
 }
 
 const COND_KEYS: &[&str] = &[
@@ -248,7 +303,10 @@ const CMP_KEYS: &[&str] = &["at_least", "at_most", "exactly", "more_than", "less
 pub fn parse_cond(r: Reader, n: &Node, what: &str, d: &mut Diagnostics) -> Option<Cond> {
     match n {
         Node::Sequence(seq) => {
-            let items: Vec<Cond> = seq.iter().filter_map(|c| parse_cond(r, c, what, d)).collect();
+            let items: Vec<Cond> = seq
+                .iter()
+                .filter_map(|c| parse_cond(r, c, what, d))
+                .collect();
             Some(Cond::All(items))
         }
         Node::Mapping(m) => parse_cond_map(r, m, what, &[], d),
@@ -269,20 +327,35 @@ fn parse_cond_map(
     extra: &[&str],
     d: &mut Diagnostics,
 ) -> Option<Cond> {
-    let kinds: Vec<_> = m.keys().filter(|k| COND_KEYS.contains(&k.as_str())).collect();
+    let kinds: Vec<_> = m
+        .keys()
+        .filter(|k| COND_KEYS.contains(&k.as_str()))
+        .collect();
     let mpos = super::yaml::span_pos(r.file, m.span());
     let kind = match kinds.as_slice() {
         [] => {
             let unknown = m.keys().find(|k| !extra.contains(&k.as_str()));
             match unknown {
                 Some(k) => {
-                    let hint = closest(k.as_str(), COND_KEYS).map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+                    let hint = closest(k.as_str(), COND_KEYS)
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
                     d.error(
                         r.key_pos(k),
-                        format!("unknown condition `{}` in {what}{hint}; conditions are: {}", k.as_str(), COND_KEYS.join(", ")),
+                        format!(
+                            "unknown condition `{}` in {what}{hint}; conditions are: {}",
+                            k.as_str(),
+                            COND_KEYS.join(", ")
+                        ),
                     );
                 }
-                None => d.error(mpos, format!("{what} needs a condition (one of: {})", COND_KEYS.join(", "))),
+                None => d.error(
+                    mpos,
+                    format!(
+                        "{what} needs a condition (one of: {})",
+                        COND_KEYS.join(", ")
+                    ),
+                ),
             }
             return None;
         }
@@ -309,8 +382,15 @@ fn parse_cond_map(
         "all" | "any" => {
             r.check_keys(m, &allowed(&[]), what, d);
             let items = r.list(body, kind.as_str(), d)?;
-            let conds: Vec<Cond> = items.into_iter().filter_map(|c| parse_cond(r, c, what, d)).collect();
-            Some(if kind.as_str() == "all" { Cond::All(conds) } else { Cond::Any(conds) })
+            let conds: Vec<Cond> = items
+                .into_iter()
+                .filter_map(|c| parse_cond(r, c, what, d))
+                .collect();
+            Some(if kind.as_str() == "all" {
+                Cond::All(conds)
+            } else {
+                Cond::Any(conds)
+            })
         }
         "not" => {
             r.check_keys(m, &allowed(&[]), what, d);
@@ -329,26 +409,47 @@ fn parse_cond_map(
                 _ => {
                     let c = parse_cmps(r, m, false, what, d);
                     if c.is_empty() {
-                        d.error(kpos, format!("{what}: `count` needs a comparison ({})", CMP_KEYS.join(", ")));
+                        d.error(
+                            kpos,
+                            format!(
+                                "{what}: `count` needs a comparison ({})",
+                                CMP_KEYS.join(", ")
+                            ),
+                        );
                         return None;
                     }
                     c
                 }
             };
-            Some(Cond::Count { occ, cmp, pos: kpos })
+            Some(Cond::Count {
+                occ,
+                cmp,
+                pos: kpos,
+            })
         }
         "time_since" => {
             let mut own: Vec<&str> = vec!["where", "since", "first"];
             own.extend_from_slice(CMP_KEYS);
             r.check_keys(m, &allowed(&own), what, d);
             let occ = parse_occurrences(r, body, m, what, d)?;
-            let first = m.get_node("first").and_then(|v| r.boolean(v, "first", d)).unwrap_or(false);
+            let first = m
+                .get_node("first")
+                .and_then(|v| r.boolean(v, "first", d))
+                .unwrap_or(false);
             let cmp = parse_cmps(r, m, true, what, d);
             if cmp.is_empty() {
-                d.error(kpos, format!("{what}: `time_since` needs a comparison such as `at_least: 24h`"));
+                d.error(
+                    kpos,
+                    format!("{what}: `time_since` needs a comparison such as `at_least: 24h`"),
+                );
                 return None;
             }
-            Some(Cond::TimeSince { occ, first, cmp, pos: kpos })
+            Some(Cond::TimeSince {
+                occ,
+                first,
+                cmp,
+                pos: kpos,
+            })
         }
         "idle" => {
             r.check_keys(m, &allowed(&[]), what, d);
@@ -356,7 +457,10 @@ fn parse_cond_map(
             r.check_keys(im, CMP_KEYS, "idle", d);
             let cmp = parse_cmps(r, im, true, what, d);
             if cmp.is_empty() {
-                d.error(kpos, format!("{what}: `idle` needs a comparison such as `at_least: 30m`"));
+                d.error(
+                    kpos,
+                    format!("{what}: `idle` needs a comparison such as `at_least: 30m`"),
+                );
                 return None;
             }
             Some(Cond::Idle { cmp, pos: kpos })
@@ -367,13 +471,23 @@ fn parse_cond_map(
             let mut keys = CMP_KEYS.to_vec();
             keys.push("within");
             r.check_keys(sm, &keys, "sessions", d);
-            let within = sm.get_node("within").and_then(|v| r.duration(v, "within", d)).map(|s| s.value);
+            let within = sm
+                .get_node("within")
+                .and_then(|v| r.duration(v, "within", d))
+                .map(|s| s.value);
             let cmp = parse_cmps(r, sm, false, what, d);
             if cmp.is_empty() {
-                d.error(kpos, format!("{what}: `sessions` needs a comparison such as `at_least: 3`"));
+                d.error(
+                    kpos,
+                    format!("{what}: `sessions` needs a comparison such as `at_least: 3`"),
+                );
                 return None;
             }
-            Some(Cond::Sessions { within, cmp, pos: kpos })
+            Some(Cond::Sessions {
+                within,
+                cmp,
+                pos: kpos,
+            })
         }
         "in_segment" => {
             r.check_keys(m, &allowed(&[]), what, d);
@@ -382,13 +496,23 @@ fn parse_cond_map(
         "traits" | "properties" => {
             r.check_keys(m, &allowed(&[]), what, d);
             let filters = parse_filters(r, body, kind.as_str(), d)?;
-            Some(if kind.as_str() == "traits" { Cond::Traits(filters) } else { Cond::Properties(filters) })
+            Some(if kind.as_str() == "traits" {
+                Cond::Traits(filters)
+            } else {
+                Cond::Properties(filters)
+            })
         }
         _ => None,
     }
 }
 
-fn parse_cmps(r: Reader, m: &MarkedMappingNode, durations: bool, what: &str, d: &mut Diagnostics) -> Vec<Cmp> {
+fn parse_cmps(
+    r: Reader,
+    m: &MarkedMappingNode,
+    durations: bool,
+    what: &str,
+    d: &mut Diagnostics,
+) -> Vec<Cmp> {
     let mut out = Vec::new();
     for key in CMP_KEYS {
         let Some(v) = m.get_node(key) else { continue };
@@ -417,9 +541,17 @@ fn parse_cmps(r: Reader, m: &MarkedMappingNode, durations: bool, what: &str, d: 
 }
 
 /// An event reference: `Name`, or `{event: Name, where: {...}}`.
-pub fn parse_event_match(r: Reader, n: &Node, what: &str, d: &mut Diagnostics) -> Option<EventMatch> {
+pub fn parse_event_match(
+    r: Reader,
+    n: &Node,
+    what: &str,
+    d: &mut Diagnostics,
+) -> Option<EventMatch> {
     match n {
-        Node::Scalar(_) => Some(EventMatch { name: r.string(n, what, d)?, filters: vec![] }),
+        Node::Scalar(_) => Some(EventMatch {
+            name: r.string(n, what, d)?,
+            filters: vec![],
+        }),
         Node::Mapping(m) => {
             r.check_keys(m, &["event", "where"], what, d);
             let name = r.string(r.required(m, "event", what, d)?, "event", d)?;
@@ -430,7 +562,10 @@ pub fn parse_event_match(r: Reader, n: &Node, what: &str, d: &mut Diagnostics) -
             Some(EventMatch { name, filters })
         }
         other => {
-            d.error(r.pos(other), format!("{what} must be an event name or `{{event: NAME, where: ...}}`"));
+            d.error(
+                r.pos(other),
+                format!("{what} must be an event name or `{{event: NAME, where: ...}}`"),
+            );
             None
         }
     }
@@ -447,7 +582,10 @@ fn parse_occurrences(
     if let Some(w) = m.get_node("where") {
         event.filters.extend(parse_filters(r, w, "where", d)?);
     }
-    let within = m.get_node("within").and_then(|v| r.duration(v, "within", d)).map(|s| s.value);
+    let within = m
+        .get_node("within")
+        .and_then(|v| r.duration(v, "within", d))
+        .map(|s| s.value);
     let since = match m.get_node("since") {
         Some(v) => Some(parse_event_match(r, v, "since", d)?),
         None => None,
@@ -462,11 +600,23 @@ fn parse_occurrences(
         }
     }
     let per = m.get_node("per").and_then(|v| r.string(v, "per", d));
-    let in_session = m.get_node("in_session").and_then(|v| r.boolean(v, "in_session", d)).unwrap_or(false);
-    Some(Occurrences { event, within, since, after, per, in_session })
+    let in_session = m
+        .get_node("in_session")
+        .and_then(|v| r.boolean(v, "in_session", d))
+        .unwrap_or(false);
+    Some(Occurrences {
+        event,
+        within,
+        since,
+        after,
+        per,
+        in_session,
+    })
 }
 
-const FILTER_OPS: &[&str] = &["eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists", "contains"];
+const FILTER_OPS: &[&str] = &[
+    "eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "exists", "contains",
+];
 
 /// `{prop: value}` (equality), `{prop: [a, b]}` (membership) or `{prop: {gte: 3}}`.
 pub fn parse_filters(r: Reader, n: &Node, what: &str, d: &mut Diagnostics) -> Option<Vec<Filter>> {
@@ -475,10 +625,16 @@ pub fn parse_filters(r: Reader, n: &Node, what: &str, d: &mut Diagnostics) -> Op
     for (k, v) in m.iter() {
         let path = Sp::new(k.as_str().to_string(), r.key_pos(k));
         match v {
-            Node::Scalar(s) => out.push(Filter { path, op: FilterOp::Eq(scalar_value(s)) }),
+            Node::Scalar(s) => out.push(Filter {
+                path,
+                op: FilterOp::Eq(scalar_value(s)),
+            }),
             Node::Sequence(_) => {
                 if let Value::Array(items) = to_json(v) {
-                    out.push(Filter { path, op: FilterOp::In(items) });
+                    out.push(Filter {
+                        path,
+                        op: FilterOp::In(items),
+                    });
                 }
             }
             Node::Mapping(ops) => {
@@ -493,20 +649,27 @@ pub fn parse_filters(r: Reader, n: &Node, what: &str, d: &mut Diagnostics) -> Op
                         "lt" => num(d).map(FilterOp::Lt),
                         "lte" => num(d).map(FilterOp::Lte),
                         "in" | "not_in" => match to_json(arg) {
-                            Value::Array(items) => {
-                                Some(if op.as_str() == "in" { FilterOp::In(items) } else { FilterOp::NotIn(items) })
-                            }
+                            Value::Array(items) => Some(if op.as_str() == "in" {
+                                FilterOp::In(items)
+                            } else {
+                                FilterOp::NotIn(items)
+                            }),
                             _ => {
                                 d.error(r.pos(arg), format!("`{}` takes a list", op.as_str()));
                                 None
                             }
                         },
                         "exists" => r.boolean(arg, "exists", d).map(FilterOp::Exists),
-                        "contains" => r.string(arg, "contains", d).map(|s| FilterOp::Contains(s.value)),
+                        "contains" => r
+                            .string(arg, "contains", d)
+                            .map(|s| FilterOp::Contains(s.value)),
                         _ => None,
                     };
                     if let Some(op) = parsed {
-                        out.push(Filter { path: path.clone(), op });
+                        out.push(Filter {
+                            path: path.clone(),
+                            op,
+                        });
                     }
                 }
             }
@@ -537,7 +700,10 @@ fn parse_trigger(r: Reader, id: Sp<String>, n: &Node, d: &mut Diagnostics) -> Op
     let m = r.map(n, &what, d)?;
     r.check_keys(m, TRIGGER_KEYS, &what, d);
     let errors_before = d.errors.len();
-    let description = m.get_node("description").and_then(|v| r.text(v, "description", d)).map(|s| s.value);
+    let description = m
+        .get_node("description")
+        .and_then(|v| r.text(v, "description", d))
+        .map(|s| s.value);
     let priority = match m.get_node("priority") {
         None => Priority::Low,
         Some(v) => match r.string(v, "priority", d)?.value.as_str() {
@@ -545,17 +711,26 @@ fn parse_trigger(r: Reader, id: Sp<String>, n: &Node, d: &mut Diagnostics) -> Op
             "high" => Priority::High,
             "low" => Priority::Low,
             other => {
-                d.error(r.pos(v), format!("unknown priority `{other}` (use urgent, high or low)"));
+                d.error(
+                    r.pos(v),
+                    format!("unknown priority `{other}` (use urgent, high or low)"),
+                );
                 Priority::Low
             }
         },
     };
     let on_node = r.required(m, "on", &what, d)?;
     let on = match on_node {
-        Node::Mapping(om) if om.get_node("segment_entered").is_some() || om.get_node("segment_exited").is_some() => {
+        Node::Mapping(om)
+            if om.get_node("segment_entered").is_some()
+                || om.get_node("segment_exited").is_some() =>
+        {
             r.check_keys(om, &["segment_entered", "segment_exited"], "on", d);
             if om.get_node("segment_entered").is_some() && om.get_node("segment_exited").is_some() {
-                d.error(r.pos(on_node), "`on` takes one of `segment_entered` or `segment_exited`; write two triggers");
+                d.error(
+                    r.pos(on_node),
+                    "`on` takes one of `segment_entered` or `segment_exited`; write two triggers",
+                );
             }
             if let Some(v) = om.get_node("segment_entered") {
                 On::SegmentEntered(r.string(v, "segment_entered", d)?)
@@ -570,14 +745,20 @@ fn parse_trigger(r: Reader, id: Sp<String>, n: &Node, d: &mut Diagnostics) -> Op
         None => None,
     };
     let wait = m.get_node("wait").and_then(|v| r.duration(v, "wait", d));
-    let rearm = m.get_node("rearm").and_then(|v| r.boolean(v, "rearm", d)).unwrap_or(false);
+    let rearm = m
+        .get_node("rearm")
+        .and_then(|v| r.boolean(v, "rearm", d))
+        .unwrap_or(false);
     let mut cancel_on = Vec::new();
     if let Some(v) = m.get_node("cancel_on") {
         for item in r.one_or_many(v) {
             let (ev_node, same) = match item {
                 Node::Mapping(cm) if cm.get_node("same").is_some() => {
                     r.check_keys(cm, &["event", "where", "same"], "cancel_on", d);
-                    let same = cm.get_node("same").map(|s| r.strings(s, "same", d)).unwrap_or_default();
+                    let same = cm
+                        .get_node("same")
+                        .map(|s| r.strings(s, "same", d))
+                        .unwrap_or_default();
                     (item, same)
                 }
                 _ => (item, vec![]),
@@ -623,8 +804,13 @@ fn parse_trigger(r: Reader, id: Sp<String>, n: &Node, d: &mut Diagnostics) -> Op
             }
         },
     };
-    let cooldown = m.get_node("cooldown").and_then(|v| r.duration(v, "cooldown", d)).map(|s| s.value);
-    let experiment = m.get_node("experiment").and_then(|v| r.string(v, "experiment", d));
+    let cooldown = m
+        .get_node("cooldown")
+        .and_then(|v| r.duration(v, "cooldown", d))
+        .map(|s| s.value);
+    let experiment = m
+        .get_node("experiment")
+        .and_then(|v| r.string(v, "experiment", d));
     let send = r.required(m, "send", &what, d)?;
     let sm = r.map(send, "send", d)?;
     r.check_keys(sm, &["channel", "message"], "send", d);
@@ -633,7 +819,13 @@ fn parse_trigger(r: Reader, id: Sp<String>, n: &Node, d: &mut Diagnostics) -> Op
     let channel = match Channel::parse(&ch.value) {
         Some(c) => Sp::new(c, ch.pos),
         None => {
-            d.error(ch.pos, format!("unknown channel `{}` (use email, in_app or webhook)", ch.value));
+            d.error(
+                ch.pos,
+                format!(
+                    "unknown channel `{}` (use email, in_app or webhook)",
+                    ch.value
+                ),
+            );
             return None;
         }
     };
@@ -674,58 +866,118 @@ fn parse_trigger(r: Reader, id: Sp<String>, n: &Node, d: &mut Diagnostics) -> Op
 fn parse_data(r: Reader, n: &Node, d: &mut Diagnostics) -> Option<DataSpec> {
     let m = r.map(n, "data item", d)?;
     if let Some(body) = m.get_node("collect") {
-        r.check_keys(m, &["collect", "where", "since", "fields", "max"], "a `collect` data item", d);
+        r.check_keys(
+            m,
+            &["collect", "where", "since", "fields", "max"],
+            "a `collect` data item",
+            d,
+        );
         let occ = parse_occurrences(r, body, m, "collect", d)?;
-        let fields: Vec<String> =
-            r.strings(r.required(m, "fields", "collect", d)?, "fields", d).into_iter().map(|s| s.value).collect();
-        let max = m.get_node("max").and_then(|v| r.whole(v, "max", d)).unwrap_or(10);
+        let fields: Vec<String> = r
+            .strings(r.required(m, "fields", "collect", d)?, "fields", d)
+            .into_iter()
+            .map(|s| s.value)
+            .collect();
+        let max = m
+            .get_node("max")
+            .and_then(|v| r.whole(v, "max", d))
+            .unwrap_or(10);
         if max == 0 || max > 50 {
-            d.error(r.pos(n), "collect `max` must be between 1 and 50 (state stays small)");
+            d.error(
+                r.pos(n),
+                "collect `max` must be between 1 and 50 (state stays small)",
+            );
         }
-        Some(DataSpec::Collect { occ, fields, max: max.clamp(1, 50) as usize })
+        Some(DataSpec::Collect {
+            occ,
+            fields,
+            max: max.clamp(1, 50) as usize,
+        })
     } else if let Some(body) = m.get_node("count") {
         let mut keys = OCC_KEYS.to_vec();
         keys.push("count");
         r.check_keys(m, &keys, "data item", d);
         Some(DataSpec::Count(parse_occurrences(r, body, m, "count", d)?))
     } else {
-        d.error(r.pos(n), "a data item is `collect: EVENT` (with `fields`) or `count: EVENT`");
+        d.error(
+            r.pos(n),
+            "a data item is `collect: EVENT` (with `fields`) or `count: EVENT`",
+        );
         None
     }
 }
 
 fn parse_policies(r: Reader, n: &Node, set: &mut RuleSet, d: &mut Diagnostics) {
-    let Some(m) = r.map(n, "policies", d) else { return };
-    r.check_keys(m, &["frequency_caps", "quiet_hours", "exempt_priorities", "min_gap"], "policies", d);
+    let Some(m) = r.map(n, "policies", d) else {
+        return;
+    };
+    r.check_keys(
+        m,
+        &[
+            "frequency_caps",
+            "quiet_hours",
+            "exempt_priorities",
+            "min_gap",
+        ],
+        "policies",
+        d,
+    );
     if let Some(v) = m.get_node("frequency_caps") {
         for item in r.list(v, "frequency_caps", d).unwrap_or_default() {
-            let Some(cm) = r.map(item, "a frequency cap", d) else { continue };
+            let Some(cm) = r.map(item, "a frequency cap", d) else {
+                continue;
+            };
             r.check_keys(cm, &["channel", "max", "per"], "a frequency cap", d);
-            let channel = r.required(cm, "channel", "a frequency cap", d).and_then(|c| channel_of(r, c, d));
-            let max = r.required(cm, "max", "a frequency cap", d).and_then(|v| r.whole(v, "max", d));
-            let per = r.required(cm, "per", "a frequency cap", d).and_then(|v| match v {
-                Node::Scalar(s) if s.as_str() == "session" => Some(CapWindow::Session),
-                _ => r.duration(v, "per (a duration or `session`)", d).map(|s| CapWindow::Rolling(s.value)),
-            });
+            let channel = r
+                .required(cm, "channel", "a frequency cap", d)
+                .and_then(|c| channel_of(r, c, d));
+            let max = r
+                .required(cm, "max", "a frequency cap", d)
+                .and_then(|v| r.whole(v, "max", d));
+            let per = r
+                .required(cm, "per", "a frequency cap", d)
+                .and_then(|v| match v {
+                    Node::Scalar(s) if s.as_str() == "session" => Some(CapWindow::Session),
+                    _ => r
+                        .duration(v, "per (a duration or `session`)", d)
+                        .map(|s| CapWindow::Rolling(s.value)),
+                });
             if let (Some(channel), Some(max), Some(per)) = (channel, max, per) {
                 if max > 1000 {
-                    d.error(r.pos(item), "frequency cap `max` above 1000 is not supported");
+                    d.error(
+                        r.pos(item),
+                        "frequency cap `max` above 1000 is not supported",
+                    );
                     continue;
                 }
-                set.policies.caps.push(CapDef { channel, max: max as u32, per });
+                set.policies.caps.push(CapDef {
+                    channel,
+                    max: max as u32,
+                    per,
+                });
             }
         }
     }
     if let Some(v) = m.get_node("quiet_hours") {
         for item in r.list(v, "quiet_hours", d).unwrap_or_default() {
-            let Some(qm) = r.map(item, "quiet hours", d) else { continue };
+            let Some(qm) = r.map(item, "quiet hours", d) else {
+                continue;
+            };
             r.check_keys(qm, &["channels", "from", "to", "action"], "quiet hours", d);
             let channels: Vec<Channel> = match qm.get_node("channels") {
-                Some(c) => r.one_or_many(c).into_iter().filter_map(|c| channel_of(r, c, d)).collect(),
+                Some(c) => r
+                    .one_or_many(c)
+                    .into_iter()
+                    .filter_map(|c| channel_of(r, c, d))
+                    .collect(),
                 None => Channel::ALL.to_vec(),
             };
-            let from = r.required(qm, "from", "quiet hours", d).and_then(|v| clock_time(r, v, d));
-            let to = r.required(qm, "to", "quiet hours", d).and_then(|v| clock_time(r, v, d));
+            let from = r
+                .required(qm, "from", "quiet hours", d)
+                .and_then(|v| clock_time(r, v, d));
+            let to = r
+                .required(qm, "to", "quiet hours", d)
+                .and_then(|v| clock_time(r, v, d));
             let action = match qm.get_node("action") {
                 None => QuietAction::Defer,
                 Some(a) => match r.string(a, "action", d).map(|s| s.value).as_deref() {
@@ -742,7 +994,12 @@ fn parse_policies(r: Reader, n: &Node, set: &mut RuleSet, d: &mut Diagnostics) {
                     d.error(r.pos(item), "quiet hours `from` and `to` must differ");
                     continue;
                 }
-                set.policies.quiet_hours.push(QuietHoursDef { channels, from, to, action });
+                set.policies.quiet_hours.push(QuietHoursDef {
+                    channels,
+                    from,
+                    to,
+                    action,
+                });
             }
         }
     }
@@ -770,7 +1027,13 @@ fn channel_of(r: Reader, n: &Node, d: &mut Diagnostics) -> Option<Channel> {
     let s = r.string(n, "channel", d)?;
     let c = Channel::parse(&s.value);
     if c.is_none() {
-        d.error(s.pos, format!("unknown channel `{}` (use email, in_app or webhook)", s.value));
+        d.error(
+            s.pos,
+            format!(
+                "unknown channel `{}` (use email, in_app or webhook)",
+                s.value
+            ),
+        );
     }
     c
 }
@@ -778,7 +1041,9 @@ fn channel_of(r: Reader, n: &Node, d: &mut Diagnostics) -> Option<Channel> {
 fn clock_time(r: Reader, n: &Node, d: &mut Diagnostics) -> Option<u32> {
     let s = r.string(n, "time", d)?;
     let parsed = s.value.split_once(':').and_then(|(h, m)| {
-        let digits = |x: &str, max_len: usize| !x.is_empty() && x.len() <= max_len && x.bytes().all(|b| b.is_ascii_digit());
+        let digits = |x: &str, max_len: usize| {
+            !x.is_empty() && x.len() <= max_len && x.bytes().all(|b| b.is_ascii_digit())
+        };
         if !digits(h, 2) || !digits(m, 2) || m.len() != 2 {
             return None;
         }
@@ -787,12 +1052,20 @@ fn clock_time(r: Reader, n: &Node, d: &mut Diagnostics) -> Option<u32> {
         (h < 24 && m < 60).then_some(h * 60 + m)
     });
     if parsed.is_none() {
-        d.error(s.pos, format!("`{}` is not a time of day (write \"21:00\")", s.value));
+        d.error(
+            s.pos,
+            format!("`{}` is not a time of day (write \"21:00\")", s.value),
+        );
     }
     parsed
 }
 
-fn parse_experiment(r: Reader, id: Sp<String>, n: &Node, d: &mut Diagnostics) -> Option<ExperimentDef> {
+fn parse_experiment(
+    r: Reader,
+    id: Sp<String>,
+    n: &Node,
+    d: &mut Diagnostics,
+) -> Option<ExperimentDef> {
     let what = format!("experiment `{}`", id.value);
     let m = r.map(n, &what, d)?;
     r.check_keys(m, &["description", "holdout", "variants"], &what, d);
@@ -805,10 +1078,20 @@ fn parse_experiment(r: Reader, id: Sp<String>, n: &Node, d: &mut Diagnostics) ->
     for (k, v) in vm.iter() {
         let name = Sp::new(k.as_str().to_string(), r.key_pos(k));
         if name.value == "holdout" {
-            d.error(name.pos, "`holdout` is reserved for the holdout group; name the variant differently");
+            d.error(
+                name.pos,
+                "`holdout` is reserved for the holdout group; name the variant differently",
+            );
         }
-        let Some(spec) = r.map(v, "a variant", d) else { continue };
-        r.check_keys(spec, &["weight", "wait", "message", "content"], "a variant", d);
+        let Some(spec) = r.map(v, "a variant", d) else {
+            continue;
+        };
+        r.check_keys(
+            spec,
+            &["weight", "wait", "message", "content"],
+            "a variant",
+            d,
+        );
         let weight = match spec.get_node("weight") {
             Some(w) => r.number(w, "weight", d).unwrap_or(0.0),
             None => 1.0,
@@ -819,16 +1102,27 @@ fn parse_experiment(r: Reader, id: Sp<String>, n: &Node, d: &mut Diagnostics) ->
         variants.push(ExperimentVariant {
             name,
             weight,
-            wait: spec.get_node("wait").and_then(|w| r.duration(w, "wait", d)).map(|s| s.value),
-            message: spec.get_node("message").and_then(|w| r.string(w, "message", d)),
-            content: spec.get_node("content").and_then(|w| r.string(w, "content", d)),
+            wait: spec
+                .get_node("wait")
+                .and_then(|w| r.duration(w, "wait", d))
+                .map(|s| s.value),
+            message: spec
+                .get_node("message")
+                .and_then(|w| r.string(w, "message", d)),
+            content: spec
+                .get_node("content")
+                .and_then(|w| r.string(w, "content", d)),
         });
     }
     if variants.is_empty() {
         d.error(id.pos, format!("{what} needs at least one variant"));
         return None;
     }
-    Some(ExperimentDef { id, holdout, variants })
+    Some(ExperimentDef {
+        id,
+        holdout,
+        variants,
+    })
 }
 
 /// `10%` or `0.1`.
@@ -841,7 +1135,10 @@ fn share(r: Reader, n: &Node, what: &str, d: &mut Diagnostics) -> Option<f64> {
     match v {
         Some(x) if (0.0..1.0).contains(&x) => Some(x),
         _ => {
-            d.error(s.pos, format!("{what} must be a share like `10%` or `0.1`, below 100%"));
+            d.error(
+                s.pos,
+                format!("{what} must be a share like `10%` or `0.1`, below 100%"),
+            );
             None
         }
     }
@@ -850,41 +1147,95 @@ fn share(r: Reader, n: &Node, what: &str, d: &mut Diagnostics) -> Option<f64> {
 fn parse_message(r: Reader, id: Sp<String>, n: &Node, d: &mut Diagnostics) -> Option<MessageDef> {
     let what = format!("message `{}`", id.value);
     let m = r.map(n, &what, d)?;
-    r.check_keys(m, &["description", "channel", "email", "in_app", "webhook", "variants"], &what, d);
+    r.check_keys(
+        m,
+        &[
+            "description",
+            "channel",
+            "email",
+            "in_app",
+            "webhook",
+            "variants",
+        ],
+        &what,
+        d,
+    );
     let ch_node = r.required(m, "channel", &what, d)?;
     let channel = channel_of(r, ch_node, d)?;
     let content = parse_content(r, m, channel, &what, d)?;
     let mut variants = Vec::new();
     if let Some(v) = m.get_node("variants") {
         for item in r.list(v, "variants", d).unwrap_or_default() {
-            let Some(vm) = r.map(item, "a content variant", d) else { continue };
-            r.check_keys(vm, &["name", "when", "requires", "email", "in_app", "webhook"], "a content variant", d);
-            let Some(name) = r.required(vm, "name", "a content variant", d).and_then(|x| r.string(x, "name", d)) else {
+            let Some(vm) = r.map(item, "a content variant", d) else {
+                continue;
+            };
+            r.check_keys(
+                vm,
+                &["name", "when", "requires", "email", "in_app", "webhook"],
+                "a content variant",
+                d,
+            );
+            let Some(name) = r
+                .required(vm, "name", "a content variant", d)
+                .and_then(|x| r.string(x, "name", d))
+            else {
                 continue;
             };
             let vwhat = format!("variant `{}` of {what}", name.value);
-            if name.value == "default" || variants.iter().any(|v: &ContentVariant| v.name.value == name.value) {
-                d.error(name.pos, format!("{what} already has a variant named `{}`", name.value));
+            if name.value == "default"
+                || variants
+                    .iter()
+                    .any(|v: &ContentVariant| v.name.value == name.value)
+            {
+                d.error(
+                    name.pos,
+                    format!("{what} already has a variant named `{}`", name.value),
+                );
             }
             let when = match vm.get_node("when") {
                 Some(w) => parse_cond(r, w, &vwhat, d),
                 None => None,
             };
-            let requires = vm.get_node("requires").map(|x| r.strings(x, "requires", d)).unwrap_or_default();
+            let requires = vm
+                .get_node("requires")
+                .map(|x| r.strings(x, "requires", d))
+                .unwrap_or_default();
             if let Some(content) = parse_content(r, vm, channel, &vwhat, d) {
-                variants.push(ContentVariant { name, when, requires, content });
+                variants.push(ContentVariant {
+                    name,
+                    when,
+                    requires,
+                    content,
+                });
             }
         }
     }
-    Some(MessageDef { id, channel, content, variants })
+    Some(MessageDef {
+        id,
+        channel,
+        content,
+        variants,
+    })
 }
 
-fn parse_content(r: Reader, m: &MarkedMappingNode, channel: Channel, what: &str, d: &mut Diagnostics) -> Option<Content> {
+fn parse_content(
+    r: Reader,
+    m: &MarkedMappingNode,
+    channel: Channel,
+    what: &str,
+    d: &mut Diagnostics,
+) -> Option<Content> {
     let key = channel.as_str();
     for other in Channel::ALL {
         if other != channel {
             if let Some(k) = m.keys().find(|k| k.as_str() == other.as_str()) {
-                d.error(r.key_pos(k), format!("{what} is on channel {key}; `{}` content does not apply", other.as_str()));
+                d.error(
+                    r.key_pos(k),
+                    format!(
+                        "{what} is on channel {key}; `{}` content does not apply",
+                        other.as_str()
+                    ),
+                );
             }
         }
     }
@@ -899,7 +1250,11 @@ fn parse_content(r: Reader, m: &MarkedMappingNode, channel: Channel, what: &str,
             if html.is_none() && text.is_none() {
                 d.error(r.pos(body), "email content needs `text`, `html` or both");
             }
-            Some(Content::Email { subject, html, text })
+            Some(Content::Email {
+                subject,
+                html,
+                text,
+            })
         }
         Channel::InApp => {
             r.check_keys(cm, &["title", "body", "url"], "in-app content", d);
@@ -912,7 +1267,10 @@ fn parse_content(r: Reader, m: &MarkedMappingNode, channel: Channel, what: &str,
             r.check_keys(cm, &["url", "body"], "webhook content", d);
             let url = r.text(r.required(cm, "url", "webhook content", d)?, "url", d)?;
             let bnode = r.required(cm, "body", "webhook content", d)?;
-            Some(Content::Webhook { url, body: Sp::new(to_json(bnode), r.pos(bnode)) })
+            Some(Content::Webhook {
+                url,
+                body: Sp::new(to_json(bnode), r.pos(bnode)),
+            })
         }
     }
 }

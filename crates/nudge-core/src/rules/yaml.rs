@@ -22,8 +22,16 @@ impl Diagnostics {
 /// The position where a span starts.
 pub fn span_pos(file: usize, span: &Span) -> Pos {
     match span.start() {
-        Some(m) => Pos { file, line: m.line(), col: m.column() },
-        None => Pos { file, line: 1, col: 1 },
+        Some(m) => Pos {
+            file,
+            line: m.line(),
+            col: m.column(),
+        },
+        None => Pos {
+            file,
+            line: 1,
+            col: 1,
+        },
     }
 }
 
@@ -66,18 +74,29 @@ impl Reader {
         match node {
             Node::Mapping(m) => Some(m),
             other => {
-                d.error(self.pos(other), format!("{what} must be a mapping, found {}", kind(other)));
+                d.error(
+                    self.pos(other),
+                    format!("{what} must be a mapping, found {}", kind(other)),
+                );
                 None
             }
         }
     }
 
     /// The node as a list; a single item stands for a list of one when `allow_single`.
-    pub fn list<'a>(&self, node: &'a Node, what: &str, d: &mut Diagnostics) -> Option<Vec<&'a Node>> {
+    pub fn list<'a>(
+        &self,
+        node: &'a Node,
+        what: &str,
+        d: &mut Diagnostics,
+    ) -> Option<Vec<&'a Node>> {
         match node {
             Node::Sequence(s) => Some(s.iter().collect()),
             other => {
-                d.error(self.pos(other), format!("{what} must be a list, found {}", kind(other)));
+                d.error(
+                    self.pos(other),
+                    format!("{what} must be a list, found {}", kind(other)),
+                );
                 None
             }
         }
@@ -92,13 +111,22 @@ impl Reader {
     }
 
     /// Reports keys that are not in `allowed`.
-    pub fn check_keys(&self, m: &MarkedMappingNode, allowed: &[&str], what: &str, d: &mut Diagnostics) {
+    pub fn check_keys(
+        &self,
+        m: &MarkedMappingNode,
+        allowed: &[&str],
+        what: &str,
+        d: &mut Diagnostics,
+    ) {
         for key in m.keys() {
             if !allowed.contains(&key.as_str()) {
                 let hint = closest(key.as_str(), allowed)
                     .map(|s| format!(" (did you mean `{s}`?)"))
                     .unwrap_or_else(|| format!(" (expected one of: {})", allowed.join(", ")));
-                d.error(self.key_pos(key), format!("unknown key `{}` in {what}{hint}", key.as_str()));
+                d.error(
+                    self.key_pos(key),
+                    format!("unknown key `{}` in {what}{hint}", key.as_str()),
+                );
             }
         }
     }
@@ -113,7 +141,10 @@ impl Reader {
     ) -> Option<&'a Node> {
         let found = m.get_node(key);
         if found.is_none() {
-            d.error(span_pos(self.file, m.span()), format!("{what} needs `{key}`"));
+            d.error(
+                span_pos(self.file, m.span()),
+                format!("{what} needs `{key}`"),
+            );
         }
         found
     }
@@ -129,7 +160,10 @@ impl Reader {
                 None
             }
             other => {
-                d.error(self.pos(other), format!("{what} must be a string, found {}", kind(other)));
+                d.error(
+                    self.pos(other),
+                    format!("{what} must be a string, found {}", kind(other)),
+                );
                 None
             }
         }
@@ -140,7 +174,10 @@ impl Reader {
         match node {
             Node::Scalar(s) => Some(Sp::new(s.as_str().to_string(), self.pos(node))),
             other => {
-                d.error(self.pos(other), format!("{what} must be text, found {}", kind(other)));
+                d.error(
+                    self.pos(other),
+                    format!("{what} must be text, found {}", kind(other)),
+                );
                 None
             }
         }
@@ -150,7 +187,13 @@ impl Reader {
         let s = match node {
             Node::Scalar(s) => s.as_str(),
             other => {
-                d.error(self.pos(other), format!("{what} must be a duration like `30m`, found {}", kind(other)));
+                d.error(
+                    self.pos(other),
+                    format!(
+                        "{what} must be a duration like `30m`, found {}",
+                        kind(other)
+                    ),
+                );
                 return None;
             }
         };
@@ -175,7 +218,10 @@ impl Reader {
                 }
             }
         }
-        d.error(self.pos(node), format!("{what} must be a number, found {}", describe(node)));
+        d.error(
+            self.pos(node),
+            format!("{what} must be a number, found {}", describe(node)),
+        );
         None
     }
 
@@ -185,7 +231,10 @@ impl Reader {
                 return Some(v);
             }
         }
-        d.error(self.pos(node), format!("{what} must be a whole number, found {}", describe(node)));
+        d.error(
+            self.pos(node),
+            format!("{what} must be a whole number, found {}", describe(node)),
+        );
         None
     }
 
@@ -197,13 +246,19 @@ impl Reader {
                 _ => {}
             }
         }
-        d.error(self.pos(node), format!("{what} must be true or false, found {}", describe(node)));
+        d.error(
+            self.pos(node),
+            format!("{what} must be true or false, found {}", describe(node)),
+        );
         None
     }
 
     /// A list of non-empty strings; a single string counts as a list of one.
     pub fn strings(&self, node: &Node, what: &str, d: &mut Diagnostics) -> Vec<Sp<String>> {
-        self.one_or_many(node).into_iter().filter_map(|n| self.string(n, what, d)).collect()
+        self.one_or_many(node)
+            .into_iter()
+            .filter_map(|n| self.string(n, what, d))
+            .collect()
     }
 }
 
@@ -222,7 +277,11 @@ pub fn scalar_value(s: &MarkedScalarNode) -> Value {
     if let Ok(i) = t.parse::<i64>() {
         return Value::from(i);
     }
-    if t.contains(['.', 'e', 'E']) && t.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '-') {
+    if t.contains(['.', 'e', 'E'])
+        && t.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_digit() || c == '-')
+    {
         if let Ok(f) = t.parse::<f64>() {
             if let Some(n) = serde_json::Number::from_f64(f) {
                 return Value::Number(n);
@@ -238,7 +297,9 @@ pub fn to_json(node: &Node) -> Value {
         Node::Scalar(s) => scalar_value(s),
         Node::Sequence(seq) => Value::Array(seq_to_json(seq)),
         Node::Mapping(m) => Value::Object(
-            m.iter().map(|(k, v)| (k.as_str().to_string(), to_json(v))).collect(),
+            m.iter()
+                .map(|(k, v)| (k.as_str().to_string(), to_json(v)))
+                .collect(),
         ),
     }
 }
