@@ -130,6 +130,7 @@ impl Template {
         }
         let lexed = lex(source);
         check_nesting(source, &lexed)?;
+        check_no_wall_clock(source, &lexed)?;
         let parser = parser()?;
         let plain = parse_liquid(parser, source).map_err(|failure| match failure {
             ParseFailure::Liquid(error) => parse_error(source, &lexed, &error),
@@ -933,6 +934,25 @@ fn executable_regions<'a, 's>(lexed: &'a Lexed<'s>) -> Vec<&'a Region<'s>> {
     out
 }
 
+/// Refuses `"now"` / `"today"` literals: the wall clock would make replays differ run to run.
+fn check_no_wall_clock(source: &str, lexed: &Lexed<'_>) -> Result<(), TemplateError> {
+    for region in &lexed.regions {
+        let (arguments, offset) = region.arguments();
+        for t in tokenize(arguments) {
+            if let Tok::Str(text) = t.tok {
+                if text.eq_ignore_ascii_case("now") || text.eq_ignore_ascii_case("today") {
+                    return Err(TemplateError::at(
+                        source,
+                        offset + t.offset,
+                        format!("\"{text}\" reads the wall clock, which would make replays differ; use `event.timestamp`"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Offset of the first use of filter `name` (after a `|`).
 fn find_filter(lexed: &Lexed<'_>, name: &str) -> Option<usize> {
     lexed.regions.iter().find_map(|region| {
@@ -1730,6 +1750,16 @@ mod tests {
             Ok(out) => panic!("expected a render error for {source:?}, got {out:?}"),
             Err(e) => e,
         }
+    }
+
+    #[test]
+    fn the_wall_clock_is_refused() {
+        let e = compile_err("Sent {{ 'now' | date: '%Y' }}");
+        assert_eq!((e.line, e.column), (1, 9));
+        assert!(e.message.contains("wall clock"), "{}", e.message);
+        assert!(
+            Template::compile("{{ event.timestamp | date: '%Y' }} is fine, and so is now").is_ok()
+        );
     }
 
     fn compile_err(source: &str) -> TemplateError {
