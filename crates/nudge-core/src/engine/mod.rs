@@ -7,7 +7,7 @@ pub mod policy;
 
 pub use decision::{CancelReason, Decision, Outcome, Reason, Send};
 
-use crate::event::{Message, MessageKind};
+use crate::event::Message;
 use crate::rules::compiled::{COn, COnce, CTrigger, CompiledRules};
 use crate::rules::model::Channel;
 use crate::state::{Scalar, TriggerMemo, UserState, Wait, MAX_ONCE_KEYS, SEEN_IDS};
@@ -184,9 +184,6 @@ impl<'r> Engine<'r> {
             Some(Value::Bool(b)) => state.unsubscribed = *b,
             Some(Value::String(s)) if s == "true" => state.unsubscribed = true,
             _ => {}
-        }
-        if msg.kind == MessageKind::Identify && msg.traits.get("email").is_some() {
-            // A changed address is a new subscription only if the host says so via the trait.
         }
     }
 

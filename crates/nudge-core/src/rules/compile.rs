@@ -185,27 +185,33 @@ impl<'a> Compiler<'a> {
     }
 
     fn check_duplicates(&mut self) {
-        fn dups<'b>(d: &mut Diagnostics, what: &str, ids: impl Iterator<Item = &'b Sp<String>>) {
+        fn dups<'b>(
+            d: &mut Diagnostics,
+            files: &[String],
+            what: &str,
+            ids: impl Iterator<Item = &'b Sp<String>>,
+        ) {
             let mut seen: HashMap<&str, Pos> = HashMap::new();
             for id in ids {
                 if let Some(first) = seen.get(id.value.as_str()) {
+                    let file = files.get(first.file).map(String::as_str).unwrap_or("?");
                     d.error(
                         id.pos,
                         format!(
-                            "{what} `{}` is defined twice (first on line {})",
-                            id.value, first.line
+                            "{what} `{}` is defined twice (first at {file}:{}:{})",
+                            id.value, first.line, first.col
                         ),
                     );
                 } else {
                     seen.insert(&id.value, id.pos);
                 }
-                if id.value.is_empty()
-                    || id.value.len() > 64
-                    || !id
+                let valid = !id.value.is_empty()
+                    && id.value.len() <= 64
+                    && id
                         .value
                         .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-                {
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !valid {
                     d.error(
                         id.pos,
                         format!(
@@ -216,13 +222,15 @@ impl<'a> Compiler<'a> {
                 }
             }
         }
-        dups(self.d, "segment", self.set.segments.iter().map(|s| &s.id));
-        dups(self.d, "trigger", self.set.triggers.iter().map(|s| &s.id));
-        dups(self.d, "message", self.set.messages.iter().map(|s| &s.id));
+        let (set, files) = (self.set, &self.set.file_names);
+        dups(self.d, files, "segment", set.segments.iter().map(|s| &s.id));
+        dups(self.d, files, "trigger", set.triggers.iter().map(|s| &s.id));
+        dups(self.d, files, "message", set.messages.iter().map(|s| &s.id));
         dups(
             self.d,
+            files,
             "experiment",
-            self.set.experiments.iter().map(|s| &s.id),
+            set.experiments.iter().map(|s| &s.id),
         );
     }
 

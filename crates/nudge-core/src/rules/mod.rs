@@ -39,7 +39,10 @@ pub struct RuleFile {
 /// Parses and compiles a rule set from its files; every mistake is reported, sorted by place.
 pub fn load(files: &[RuleFile]) -> Result<CompiledRules, Vec<RuleError>> {
     let mut d = yaml::Diagnostics::default();
-    let mut set = model::RuleSet::default();
+    let mut set = model::RuleSet {
+        file_names: files.iter().map(|f| f.name.clone()).collect(),
+        ..Default::default()
+    };
     for (i, f) in files.iter().enumerate() {
         parse::parse_file(i, &f.text, &mut set, &mut d);
     }

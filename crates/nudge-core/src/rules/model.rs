@@ -30,6 +30,8 @@ impl<T> Sp<T> {
 /// A whole rule set, merged from every YAML file of its directory.
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
+    /// Display names of the files, indexed by `Pos::file`.
+    pub file_names: Vec<String>,
     pub name: Option<String>,
     pub settings: Settings,
     pub plan: TrackingPlan,
