@@ -362,7 +362,7 @@ pub fn explain(e: &Evidence<'_>, trigger: Option<&str>) -> Result<Explanation, E
         Some(id) => match e.rules.trigger_index(id) {
             Some(i) => vec![i],
             None => {
-                let known: Vec<&str> = e.rules.triggers.iter().map(|t| t.id.as_str()).collect();
+                let known: Vec<&str> = e.rules.triggers.iter().map(|t| &*t.id).collect();
                 let hint = closest(id, &known)
                     .map(|c| format!(" (did you mean `{c}`?)"))
                     .unwrap_or_default();
@@ -488,7 +488,7 @@ fn explain_trigger(e: &Evidence<'_>, ti: usize) -> TriggerExplanation {
         .collect();
 
     TriggerExplanation {
-        id: t.id.clone(),
+        id: t.id.to_string(),
         priority: t.priority,
         channel: t.channel,
         setup: setup(e.rules, t),
@@ -510,9 +510,9 @@ fn step(e: &Evidence<'_>, t: &CTrigger, at: Millis, d: &Decision) -> Option<Step
         Decision::Send(s) if s.trigger == t.id => Some(match s.reason {
             None => Step::Sent {
                 at: s.at,
-                message: s.message.clone(),
-                variant: s.variant.clone(),
-                experiment: s.experiment.clone(),
+                message: s.message.to_string(),
+                variant: s.variant.to_string(),
+                experiment: s.experiment.as_deref().map(str::to_string),
             },
             Some(reason) => Step::Suppressed { at: s.at, reason },
         }),
@@ -978,11 +978,11 @@ fn policy_state(e: &Evidence<'_>, t: &CTrigger) -> PolicyState {
                 .iter()
                 .find(|(id, _)| *id == exp.stable_id)
                 .map(|(_, v)| match exp.variants.get(usize::from(*v)) {
-                    Some(var) => var.name.clone(),
+                    Some(var) => var.name.to_string(),
                     None => policy::HOLDOUT.to_string(),
                 });
             ExperimentState {
-                id: exp.id.clone(),
+                id: exp.id.to_string(),
                 variant,
             }
         }),

@@ -555,18 +555,18 @@ impl Refs {
             crate::engine::policy::HOLDOUT.to_string(),
         ];
         for m in &rules.messages {
-            variants.extend(m.variants.iter().map(|v| v.name.clone()));
+            variants.extend(m.variants.iter().map(|v| v.name.to_string()));
         }
         for e in &rules.experiments {
-            variants.extend(e.variants.iter().map(|v| v.name.clone()));
+            variants.extend(e.variants.iter().map(|v| v.name.to_string()));
         }
         let mut seen = HashSet::new();
         variants.retain(|v| seen.insert(v.clone()));
         Refs {
-            triggers: rules.triggers.iter().map(|t| t.id.clone()).collect(),
+            triggers: rules.triggers.iter().map(|t| t.id.to_string()).collect(),
             segments: rules.segments.iter().map(|s| s.id.clone()).collect(),
-            messages: rules.messages.iter().map(|m| m.id.clone()).collect(),
-            experiments: rules.experiments.iter().map(|e| e.id.clone()).collect(),
+            messages: rules.messages.iter().map(|m| m.id.to_string()).collect(),
+            experiments: rules.experiments.iter().map(|e| e.id.to_string()).collect(),
             variants,
             reasons: reasons(),
         }

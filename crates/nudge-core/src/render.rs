@@ -36,7 +36,7 @@ pub fn render(rules: &CompiledRules, send: &Send) -> Result<Rendered, RenderErro
         .messages
         .iter()
         .find(|m| m.id == send.message)
-        .ok_or_else(|| RenderError::UnknownMessage(send.message.clone()))?;
+        .ok_or_else(|| RenderError::UnknownMessage(send.message.to_string()))?;
     let content = msg
         .variants
         .iter()
@@ -46,7 +46,7 @@ pub fn render(rules: &CompiledRules, send: &Send) -> Result<Rendered, RenderErro
     let ctx = &send.context;
     let r = |t: &Template| {
         t.render(ctx).map_err(|source| RenderError::Template {
-            message: msg.id.clone(),
+            message: msg.id.to_string(),
             source,
         })
     };
@@ -79,7 +79,7 @@ pub fn render(rules: &CompiledRules, send: &Send) -> Result<Rendered, RenderErro
         },
         CContent::Webhook { url, body } => {
             let json = render_json(body, ctx).map_err(|source| RenderError::Template {
-                message: msg.id.clone(),
+                message: msg.id.to_string(),
                 source,
             })?;
             Rendered {

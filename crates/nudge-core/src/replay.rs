@@ -40,16 +40,16 @@ impl ReplayLine {
         ReplayLine {
             at: format_instant(s.at),
             user_id: s.user_id.clone(),
-            trigger: s.trigger.clone(),
+            trigger: s.trigger.to_string(),
             outcome: if s.reason.is_none() {
                 "sent"
             } else {
                 "suppressed"
             },
             channel: s.channel.as_str(),
-            message: s.message.clone(),
-            variant: s.variant.clone(),
-            experiment: s.experiment.clone(),
+            message: s.message.to_string(),
+            variant: s.variant.to_string(),
+            experiment: s.experiment.as_deref().map(str::to_string),
             reason: s.reason.map(|r| r.as_str()),
             subject,
             body,
@@ -205,7 +205,7 @@ impl<'r> Replay<'r> {
                 } else {
                     self.stats.suppressed += 1;
                 }
-                sends.push(s);
+                sends.push(*s);
             }
         }
         if let Some(t) = next_wake {

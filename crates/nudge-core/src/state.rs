@@ -51,14 +51,19 @@ impl Scalar {
 }
 
 fn truncate(s: &str) -> String {
+    truncated(s).to_string()
+}
+
+/// The part of a text that state keeps (at most [`MAX_TEXT`] bytes, on a char boundary).
+pub fn truncated(s: &str) -> &str {
     if s.len() <= MAX_TEXT {
-        return s.to_string();
+        return s;
     }
     let mut end = MAX_TEXT;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_string()
+    &s[..end]
 }
 
 /// The value of one state slot.

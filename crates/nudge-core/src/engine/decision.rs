@@ -4,6 +4,7 @@ use crate::rules::model::{Channel, Priority};
 use crate::time::Millis;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// Why a send was suppressed (replay's `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -32,24 +33,42 @@ impl Reason {
     }
 }
 
+/// Deterministic id of a decision: a hash of (user, trigger, occurrence). Keys timers,
+/// deliveries and inbox items; written as 32 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DecisionId(pub u128);
+
+impl std::fmt::Display for DecisionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl Serialize for DecisionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// A decided send: sent, or suppressed with a reason.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Send {
     /// Deterministic id (user, trigger, occurrence): keys deliveries and inbox items.
-    pub id: String,
+    pub id: DecisionId,
     pub at: Millis,
     pub user_id: String,
-    pub trigger: String,
+    pub trigger: Arc<str>,
     pub priority: Priority,
     pub channel: Channel,
-    pub message: String,
+    pub message: Arc<str>,
     /// Content variant (or experiment variant) name.
-    pub variant: String,
+    pub variant: Arc<str>,
     /// Name of the content variant to render (differs from `variant` under experiments).
-    pub content: String,
-    pub experiment: Option<String>,
+    pub content: Arc<str>,
+    pub experiment: Option<Arc<str>>,
     pub reason: Option<Reason>,
     /// What templates read: traits, properties, data, user_id, trigger, variant, event.
+    /// Built for sends that go out; empty for suppressed ones.
     pub context: Map<String, Value>,
 }
 
@@ -69,19 +88,18 @@ pub enum CancelReason {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Decision {
-    Send(Send),
+    /// Boxed: sends are rarer than waits and cancels, and much larger.
+    Send(Box<Send>),
     /// Wait until `due`, then re-check (timer id = decision id).
     Wait {
-        id: String,
-        user_id: String,
-        trigger: String,
+        id: DecisionId,
+        trigger: Arc<str>,
         due: Millis,
         deferred: bool,
     },
     Cancel {
-        id: String,
-        user_id: String,
-        trigger: String,
+        id: DecisionId,
+        trigger: Arc<str>,
         reason: CancelReason,
     },
 }
@@ -100,19 +118,50 @@ pub struct Outcome {
 impl Outcome {
     pub fn sends(&self) -> impl Iterator<Item = &Send> {
         self.decisions.iter().filter_map(|d| match d {
-            Decision::Send(s) => Some(s),
+            Decision::Send(s) => Some(&**s),
             _ => None,
         })
     }
 }
 
 /// Deterministic decision id from user, trigger and occurrence.
-pub fn decision_id(user_id: &str, trigger: &str, occurrence: u64) -> String {
-    let mut buf = Vec::with_capacity(user_id.len() + trigger.len() + 10);
-    buf.extend_from_slice(user_id.as_bytes());
-    buf.push(0);
-    buf.extend_from_slice(trigger.as_bytes());
-    buf.push(0);
-    buf.extend_from_slice(&occurrence.to_le_bytes());
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&buf))
+pub fn decision_id(user_id: &str, trigger: &str, occurrence: u64) -> DecisionId {
+    // One-shot hashing over a stack buffer; the streaming hasher costs more to set up.
+    let mut buf = [0u8; 192];
+    let len = user_id.len() + trigger.len() + 10;
+    if len <= buf.len() {
+        let (u, t) = (user_id.len(), trigger.len());
+        buf[..u].copy_from_slice(user_id.as_bytes());
+        buf[u + 1..u + 1 + t].copy_from_slice(trigger.as_bytes());
+        buf[u + t + 2..len].copy_from_slice(&occurrence.to_le_bytes());
+        return DecisionId(xxhash_rust::xxh3::xxh3_128(&buf[..len]));
+    }
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(user_id.as_bytes());
+    h.update(&[0]);
+    h.update(trigger.as_bytes());
+    h.update(&[0]);
+    h.update(&occurrence.to_le_bytes());
+    DecisionId(h.digest128())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_ids_hash_the_same_bytes_for_short_and_long_inputs() {
+        // The stack-buffer path and the streaming path must agree.
+        let short = decision_id("u1", "profile-reminder", 42);
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(b"u1\0profile-reminder\0");
+        h.update(&42u64.to_le_bytes());
+        assert_eq!(short, DecisionId(h.digest128()));
+        let long_user = "u".repeat(300);
+        assert_ne!(
+            decision_id(&long_user, "t", 1),
+            decision_id(&long_user, "t", 2)
+        );
+        assert_eq!(short.to_string().len(), 32);
+    }
 }

@@ -22,13 +22,10 @@ impl<'a> Props<'a> {
         match self {
             Props::None => None,
             Props::Event(m) => lookup(m, path).map(Cow::Borrowed),
-            Props::Captured(items) => {
-                let joined = path.join(".");
-                items
-                    .iter()
-                    .find(|(k, _)| *k == joined)
-                    .map(|(_, v)| Cow::Owned(v.to_json()))
-            }
+            Props::Captured(items) => items
+                .iter()
+                .find(|(k, _)| is_dotted(k, path))
+                .map(|(_, v)| Cow::Owned(v.to_json())),
         }
     }
 }
@@ -75,6 +72,70 @@ pub fn filter_holds(op: &FilterOp, v: Option<&Value>) -> bool {
     }
 }
 
+/// [`filter_holds`] for a value kept in state, without building JSON.
+pub fn scalar_holds(op: &FilterOp, v: Option<&Scalar>) -> bool {
+    let v = v.filter(|v| !matches!(v, Scalar::Null));
+    let eq = |x: &Value| v.is_some_and(|v| scalar_eq(v, x));
+    let num = v.and_then(|v| match v {
+        Scalar::Int(i) => Some(*i as f64),
+        Scalar::Float(f) => Some(*f),
+        _ => None,
+    });
+    match op {
+        FilterOp::Eq(x) => eq(x),
+        FilterOp::Ne(x) => !eq(x),
+        FilterOp::Gt(x) => num.is_some_and(|n| n > *x),
+        FilterOp::Gte(x) => num.is_some_and(|n| n >= *x),
+        FilterOp::Lt(x) => num.is_some_and(|n| n < *x),
+        FilterOp::Lte(x) => num.is_some_and(|n| n <= *x),
+        FilterOp::In(xs) => xs.iter().any(eq),
+        FilterOp::NotIn(xs) => !xs.iter().any(eq),
+        FilterOp::Exists(want) => v.is_some() == *want,
+        // Arrays are kept as JSON text; read them back to look inside.
+        FilterOp::Contains(_) => filter_holds(op, v.map(Scalar::to_json).as_ref()),
+    }
+}
+
+fn scalar_eq(s: &Scalar, x: &Value) -> bool {
+    match (s, x) {
+        (Scalar::Str(a), Value::String(b)) => a == b,
+        (Scalar::Bool(a), Value::Bool(b)) => a == b,
+        (Scalar::Int(a), Value::Number(n)) => n.as_f64() == Some(*a as f64),
+        (Scalar::Float(a), Value::Number(n)) => n.as_f64() == Some(*a),
+        _ => false,
+    }
+}
+
+/// Whether `key` is the dotted form of `path` (no allocation).
+pub fn is_dotted(key: &str, path: &[String]) -> bool {
+    let mut rest = key;
+    for (i, part) in path.iter().enumerate() {
+        if i > 0 {
+            match rest.strip_prefix('.') {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        }
+        match rest.strip_prefix(part.as_str()) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// Whether an activity matches, its name already resolved to an event id.
+pub fn matches_id(m: &Matcher, event_id: Option<u32>, props: &Map<String, Value>) -> bool {
+    let name_ok = match m.name {
+        NameMatch::Any => true,
+        NameMatch::Name(_) => m.event_id.is_some() && m.event_id == event_id,
+    };
+    name_ok
+        && m.filters
+            .iter()
+            .all(|f| filter_holds(&f.op, lookup(props, &f.path)))
+}
+
 /// Whether an activity (its rule-facing name and properties) matches.
 pub fn matches(m: &Matcher, name: &str, props: &Map<String, Value>) -> bool {
     let name_ok = match &m.name {
@@ -89,31 +150,45 @@ pub fn matches(m: &Matcher, name: &str, props: &Map<String, Value>) -> bool {
 
 /// A 32-bit key for a property value (per-key counts, once per value, `same`).
 pub fn value_key(v: &Value) -> u32 {
+    // Texts are cut as state keeps them, so a key from a live event equals the key of the
+    // same value captured with a wait (`scalar_key`).
     let text = match v {
-        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::String(s) => Cow::Borrowed(crate::state::truncated(s)),
         Value::Number(n) => Cow::Owned(n.as_f64().map(|f| f.to_string()).unwrap_or_default()),
         other => Cow::Owned(other.to_string()),
     };
     (xxhash_rust::xxh3::xxh3_64(text.as_bytes()) >> 32) as u32
 }
 
-/// Applies one activity to the slots it touches.
+/// The same key as [`value_key`] for a value kept in state.
+pub fn scalar_key(v: &Scalar) -> u32 {
+    let hash = |text: &str| (xxhash_rust::xxh3::xxh3_64(text.as_bytes()) >> 32) as u32;
+    match v {
+        Scalar::Str(s) => hash(s),
+        Scalar::Int(i) => hash(&(*i as f64).to_string()),
+        Scalar::Float(f) => hash(&f.to_string()),
+        Scalar::Bool(b) => hash(if *b { "true" } else { "false" }),
+        Scalar::Null => hash("null"),
+    }
+}
+
+/// Applies one activity (its name resolved to an event id) to the slots it touches.
 pub fn update_slots(
     rules: &CompiledRules,
     state: &mut UserState,
-    name: &str,
+    event_id: Option<u32>,
     props: &Map<String, Value>,
     at: Millis,
 ) {
     let session = state.sessions;
-    for i in rules.slots_for(name) {
+    for i in rules.slots_for_id(event_id) {
         let spec = &rules.slots[i];
         if let Some(reset) = &spec.reset {
-            if matches(reset, name, props) {
+            if matches_id(reset, event_id, props) {
                 state.slots[i] = SlotValue::Empty;
             }
         }
-        if !matches(&spec.event, name, props) {
+        if !matches_id(&spec.event, event_id, props) {
             continue;
         }
         let anchor_time = match &spec.kind {
@@ -334,15 +409,25 @@ impl Ctx<'_> {
                 };
                 seg.holds(&self.rules.segments[*i].cond)
             }
-            CCond::Traits(fs) => fs
-                .iter()
-                .all(|f| filter_holds(&f.op, self.trait_json(&f.path).as_ref())),
+            CCond::Traits(fs) => fs.iter().all(|f| match f.path.as_slice() {
+                [name] => scalar_holds(&f.op, self.state.trait_value(name)),
+                _ => filter_holds(&f.op, self.trait_json(&f.path).as_ref()),
+            }),
             CCond::Props(fs) => fs.iter().all(|f| self.prop_holds(f)),
         }
     }
 
     fn prop_holds(&self, f: &CFilter) -> bool {
-        filter_holds(&f.op, self.props.get(&f.path).as_deref())
+        match self.props {
+            Props::Captured(items) => scalar_holds(
+                &f.op,
+                items
+                    .iter()
+                    .find(|(k, _)| is_dotted(k, &f.path))
+                    .map(|(_, v)| v),
+            ),
+            _ => filter_holds(&f.op, self.props.get(&f.path).as_deref()),
+        }
     }
 
     /// The earliest instant after the clock when a condition's value may change with no new

@@ -8,12 +8,13 @@ pub mod policy;
 pub use decision::{CancelReason, Decision, Outcome, Reason, Send};
 
 use crate::event::Message;
-use crate::rules::compiled::{COn, COnce, CTrigger, CompiledRules};
+use crate::rules::compiled::{COn, COnce, CTrigger, CompiledRules, SegmentMask};
 use crate::rules::model::Channel;
 use crate::state::{Scalar, TriggerMemo, UserState, Wait, MAX_ONCE_KEYS, SEEN_IDS};
 use crate::time::Millis;
-use eval::{lookup, matches, value_key, Ctx, Props};
+use eval::{lookup, value_key, Ctx, Props};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// Segment event name that unsubscribes a user from email (Segment's email spec).
 pub const EMAIL_UNSUBSCRIBED: &str = "Email Unsubscribed";
@@ -77,6 +78,7 @@ impl<'r> Engine<'r> {
         let mut out = Outcome::default();
         self.advance_into(state, user_id, at.saturating_sub(1), &mut out);
         let mut candidates = Vec::new();
+        let mut dirty: SegmentMask = 0;
         for (msg, id_hash) in msgs.iter().zip(hashes) {
             if state.seen.contains(&id_hash) {
                 continue;
@@ -85,15 +87,16 @@ impl<'r> Engine<'r> {
             if state.seen.len() > SEEN_IDS {
                 state.seen.remove(0);
             }
-            self.apply(state, user_id, msg, id_hash, at, &mut candidates, &mut out);
+            dirty |= self.apply(state, user_id, msg, id_hash, at, &mut candidates, &mut out);
         }
-        self.segment_transitions(state, user_id, at, &mut candidates, &mut out);
+        self.segment_transitions(state, user_id, at, Some(dirty), &mut candidates, &mut out);
         self.resolve(state, user_id, candidates, at, &mut out);
         out.next_wake = self.next_wake(state);
         out
     }
 
-    /// One message's effect on state, cancellations and trigger starts.
+    /// One message's effect on state, cancellations and trigger starts; returns the tracked
+    /// segments it may have changed.
     #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
@@ -104,11 +107,20 @@ impl<'r> Engine<'r> {
         at: Millis,
         candidates: &mut Vec<Candidate>,
         out: &mut Outcome,
-    ) {
-        self.update_traits(state, msg);
+    ) -> SegmentMask {
+        let mut dirty = 0;
+        if self.update_traits(state, msg) {
+            dirty |= self.rules.trait_segment_mask;
+        }
         if let Some(name) = msg.activity_name() {
             let gap = self.rules.session_gap.0;
-            if state.last_activity.is_none_or(|last| at - last >= gap) {
+            // Idle conditions flip on activity only after a long enough gap.
+            let idle_for = state.last_activity.map(|last| at - last);
+            if idle_for.is_none_or(|g| g >= self.rules.min_idle_bound) {
+                dirty |= self.rules.idle_segment_mask;
+            }
+            if idle_for.is_none_or(|g| g >= gap) {
+                dirty |= self.rules.session_segment_mask;
                 state.sessions = state.sessions.saturating_add(1);
                 state.session_start = Some(at);
                 eval::record_session_start(self.rules, state, at);
@@ -117,10 +129,17 @@ impl<'r> Engine<'r> {
             if name == EMAIL_UNSUBSCRIBED {
                 state.unsubscribed = true;
             }
-            eval::update_slots(self.rules, state, &name, &msg.properties, at);
-            self.cancel_by_event(state, user_id, &name, &msg.properties, out);
-            self.start_triggers(state, user_id, &name, msg, id_hash, at, candidates, out);
+            // The name is looked up once; matching below compares event ids.
+            let event_id = self.rules.event_id(&name);
+            dirty |= self.rules.any_event_segment_mask;
+            if let Some(e) = event_id.and_then(|i| self.rules.event_entries.get(i as usize)) {
+                dirty |= e.segment_mask;
+            }
+            eval::update_slots(self.rules, state, event_id, &msg.properties, at);
+            self.cancel_by_event(state, user_id, event_id, &msg.properties, out);
+            self.start_triggers(state, user_id, event_id, msg, id_hash, at, candidates, out);
         }
+        dirty
     }
 
     /// Fires every wait due at or before `now` (and re-checks segments), in time order.
@@ -142,18 +161,18 @@ impl<'r> Engine<'r> {
         &self,
         state: &mut UserState,
         user_id: &str,
-        name: &str,
+        event_id: Option<u32>,
         msg: &Message,
         id_hash: u64,
         at: Millis,
         candidates: &mut Vec<Candidate>,
         out: &mut Outcome,
     ) {
-        for ti in self.rules.triggers_for(name) {
+        for ti in self.rules.triggers_for_id(event_id) {
             let COn::Event(m) = &self.rules.triggers[ti].on else {
                 continue;
             };
-            if matches(m, name, &msg.properties) {
+            if eval::matches_id(m, event_id, &msg.properties) {
                 self.arm(
                     state,
                     user_id,
@@ -168,16 +187,21 @@ impl<'r> Engine<'r> {
         }
     }
 
-    fn update_traits(&self, state: &mut UserState, msg: &Message) {
+    /// Keeps the traits the rules read; returns whether any changed.
+    fn update_traits(&self, state: &mut UserState, msg: &Message) -> bool {
+        let mut changed = false;
         let tz_trait = &self.rules.timezone_trait;
-        for name in &self.rules.traits {
-            if let Some(v) = msg.traits.get(name) {
-                set_trait(state, name, Scalar::from_json(v));
+        // Only the traits the rules read are kept (`rules.traits` is sorted).
+        for (name, v) in &msg.traits {
+            if self.rules.traits.binary_search(name).is_ok() {
+                changed |= set_trait(state, name, Scalar::from_json(v));
             }
         }
         if let Some(tz) = msg.timezone() {
-            if msg.traits.get(tz_trait).is_none() {
-                set_trait(state, tz_trait, Scalar::Str(tz.to_string()));
+            // Most events repeat the zone the user already has: compare before storing.
+            let known = matches!(state.trait_value(tz_trait), Some(Scalar::Str(s)) if s == tz);
+            if !known && msg.traits.get(tz_trait).is_none() {
+                changed |= set_trait(state, tz_trait, Scalar::Str(tz.to_string()));
             }
         }
         match msg.traits.get(UNSUBSCRIBED_TRAIT) {
@@ -185,20 +209,24 @@ impl<'r> Engine<'r> {
             Some(Value::String(s)) if s == "true" => state.unsubscribed = true,
             _ => {}
         }
+        changed
     }
 
     fn cancel_by_event(
         &self,
         state: &mut UserState,
         user_id: &str,
-        name: &str,
+        event_id: Option<u32>,
         props: &Map<String, Value>,
         out: &mut Outcome,
     ) {
-        for ti in self.rules.cancels_for(name) {
+        for ti in self.rules.cancels_for_id(event_id) {
             let t = &self.rules.triggers[ti];
+            if !state.waits.iter().any(|w| w.trigger == t.stable_id) {
+                continue;
+            }
             for c in &t.cancel_on {
-                if !matches(&c.event, name, props) {
+                if !eval::matches_id(&c.event, event_id, props) {
                     continue;
                 }
                 let same: Vec<(String, Option<u32>)> = c
@@ -228,7 +256,6 @@ impl<'r> Engine<'r> {
                         let w = state.waits.remove(i);
                         out.decisions.push(Decision::Cancel {
                             id: decision::decision_id(user_id, &t.id, w.occurrence),
-                            user_id: user_id.to_string(),
                             trigger: t.id.clone(),
                             reason: CancelReason::Event,
                         });
@@ -254,19 +281,17 @@ impl<'r> Engine<'r> {
         out: &mut Outcome,
     ) {
         let t = &self.rules.triggers[ti];
-        let captured: Vec<(String, Scalar)> = t
-            .captured
-            .iter()
-            .zip(&t.captured_paths)
-            .filter_map(|(p, path)| lookup(props, path).map(|v| (p.clone(), Scalar::from_json(v))))
-            .collect();
         let key = wait_key(t, props);
         if t.rearm {
             // Restart the pending wait; a send that already fell due and is only held by
             // quiet hours stays decided (cancel events still cancel it).
             self.drop_waits(state, user_id, t, Some(key), CancelReason::Rearm, out);
         }
-        if spent(t, &state.triggers[ti], state.sessions, &captured) {
+        let once = t
+            .once_path
+            .as_ref()
+            .map(|p| lookup(props, p).map_or_else(|| value_key(&Value::Null), value_key));
+        if spent(t, &state.triggers[ti], state.sessions, once) {
             return;
         }
         if let Some(w) = &t.when {
@@ -280,6 +305,13 @@ impl<'r> Engine<'r> {
                 return;
             }
         }
+        // Only now, with the trigger started, keep what rules and templates read later.
+        let captured: Vec<(String, Scalar)> = t
+            .captured
+            .iter()
+            .zip(&t.captured_paths)
+            .filter_map(|(p, path)| lookup(props, path).map(|v| (p.clone(), Scalar::from_json(v))))
+            .collect();
         match t.wait {
             Some(wait) => {
                 if state
@@ -312,7 +344,6 @@ impl<'r> Engine<'r> {
                 });
                 out.decisions.push(Decision::Wait {
                     id: decision::decision_id(user_id, &t.id, occurrence),
-                    user_id: user_id.to_string(),
                     trigger: t.id.clone(),
                     due,
                     deferred: false,
@@ -337,18 +368,22 @@ impl<'r> Engine<'r> {
         reason: CancelReason,
         out: &mut Outcome,
     ) {
-        state.waits.retain(|w| {
-            let hit = w.trigger == t.stable_id && !w.deferred && key.is_none_or(|k| k == w.key);
-            if hit {
+        let hit =
+            |w: &Wait| w.trigger == t.stable_id && !w.deferred && key.is_none_or(|k| k == w.key);
+        // Waits are few and unordered: remove hits in place without shifting the rest.
+        let mut i = 0;
+        while i < state.waits.len() {
+            if hit(&state.waits[i]) {
+                let w = state.waits.swap_remove(i);
                 out.decisions.push(Decision::Cancel {
                     id: decision::decision_id(user_id, &t.id, w.occurrence),
-                    user_id: user_id.to_string(),
                     trigger: t.id.clone(),
                     reason,
                 });
+            } else {
+                i += 1;
             }
-            !hit
-        });
+        }
     }
 
     fn advance_into(&self, state: &mut UserState, user_id: &str, upto: Millis, out: &mut Outcome) {
@@ -392,10 +427,15 @@ impl<'r> Engine<'r> {
                 };
                 let fails_check = t.check.as_ref().is_some_and(|c| !ctx.holds(c));
                 let exits = t.exit.as_ref().is_some_and(|c| ctx.holds(c));
-                if spent(t, &state.triggers[ti], state.sessions, &w.props) || fails_check {
+                if spent(
+                    t,
+                    &state.triggers[ti],
+                    state.sessions,
+                    once_key(t, &w.props),
+                ) || fails_check
+                {
                     out.decisions.push(Decision::Cancel {
                         id,
-                        user_id: user_id.to_string(),
                         trigger: t.id.clone(),
                         reason: CancelReason::Condition,
                     });
@@ -423,28 +463,40 @@ impl<'r> Engine<'r> {
                 }
                 candidates.push(cand);
             }
-            if state.wake_at == Some(now) {
+            // Waits firing change no segment input; only a due segment wake re-evaluates them.
+            let dirty = if state.wake_at == Some(now) {
                 state.wake_at = None;
-            }
-            self.segment_transitions(state, user_id, now, &mut candidates, out);
+                None
+            } else {
+                Some(0)
+            };
+            self.segment_transitions(state, user_id, now, dirty, &mut candidates, out);
             self.resolve(state, user_id, candidates, now, out);
         }
     }
 
     /// Re-evaluates tracked segments; entering or leaving starts segment triggers.
+    /// `dirty`: the tracked segments an event may have changed (None: all, as when time
+    /// passes). Skipped segments keep their membership and their share of `wake_at`.
     fn segment_transitions(
         &self,
         state: &mut UserState,
         user_id: &str,
         at: Millis,
+        dirty: Option<SegmentMask>,
         candidates: &mut Vec<Candidate>,
         out: &mut Outcome,
     ) {
-        if !self.rules.track_segments {
+        if !self.rules.track_segments || dirty == Some(0) {
             return;
         }
         let mut changes = Vec::new();
-        let mut wake: Option<Millis> = None;
+        // A skipped segment's next change is still covered by the earlier wake (at worst
+        // early: a wake that finds nothing re-evaluates everything and moves on).
+        let mut wake: Option<Millis> = match dirty {
+            Some(_) => state.wake_at.filter(|w| *w >= at),
+            None => None,
+        };
         {
             let ctx = Ctx {
                 rules: self.rules,
@@ -452,7 +504,13 @@ impl<'r> Engine<'r> {
                 now: at,
                 props: Props::None,
             };
-            for (si, seg) in self.rules.segments.iter().enumerate() {
+            for (bit, &si) in self.rules.tracked_segments.iter().enumerate() {
+                if let Some(mask) = dirty {
+                    if bit < 128 && mask & (1u128 << bit) == 0 {
+                        continue;
+                    }
+                }
+                let seg = &self.rules.segments[si];
                 let now_in = ctx.holds(&seg.cond);
                 let was_in = state.segments.contains(&seg.stable_id);
                 if now_in != was_in {
@@ -506,7 +564,7 @@ impl<'r> Engine<'r> {
         let t = &self.rules.triggers[c.trigger];
         let mut message = t.message;
         let mut experiment = None;
-        let mut exp_variant: Option<(String, Option<String>)> = None;
+        let mut exp_variant: Option<(Arc<str>, Option<Arc<str>>)> = None;
         if let Some(ei) = t.experiment {
             let exp = &self.rules.experiments[ei];
             let v = policy::assign(self.rules, state, user_id, ei);
@@ -518,21 +576,27 @@ impl<'r> Engine<'r> {
                     }
                     exp_variant = Some((var.name.clone(), var.content.clone()));
                 }
-                None => exp_variant = Some((policy::HOLDOUT.to_string(), None)),
+                None => exp_variant = Some((exp.holdout_name.clone(), None)),
             }
         }
         let msg = &self.rules.messages[message];
-        let mut context =
-            policy::template_context(self.rules, state, user_id, t, &c.props, c.origin, at);
+        // The template context is built only when a content variant's `requires` reads it;
+        // sends that go out get theirs in `with_context`.
         let content = match &exp_variant {
             Some((_, Some(content))) => content.clone(),
-            _ => policy::choose_content(self.rules, state, msg, &c.props, &context, at),
+            _ => {
+                let context = if msg.variants.iter().any(|v| !v.requires.is_empty()) {
+                    policy::template_context(self.rules, state, user_id, t, &c.props, c.origin, at)
+                } else {
+                    Map::new()
+                };
+                policy::choose_content(self.rules, state, msg, &c.props, &context, at)
+            }
         };
         let variant = match &exp_variant {
             Some((name, _)) => name.clone(),
             None => content.clone(),
         };
-        context.insert("variant".into(), Value::String(variant.clone()));
         Send {
             id: decision::decision_id(user_id, &t.id, c.occurrence),
             at,
@@ -545,8 +609,25 @@ impl<'r> Engine<'r> {
             content,
             experiment,
             reason: None,
-            context,
+            context: Map::new(),
         }
+    }
+
+    /// Adds the template context to a send that goes out.
+    fn with_context(&self, state: &UserState, c: &Candidate, mut send: Send) -> Send {
+        let t = &self.rules.triggers[c.trigger];
+        let mut context = policy::template_context(
+            self.rules,
+            state,
+            &send.user_id,
+            t,
+            &c.props,
+            c.origin,
+            send.at,
+        );
+        context.insert("variant".into(), Value::String(send.variant.to_string()));
+        send.context = context;
+        send
     }
 
     /// Applies the guards in order: quiet hours first (a held send meets every other guard
@@ -568,7 +649,6 @@ impl<'r> Engine<'r> {
                     let id = decision::decision_id(user_id, &t.id, c.occurrence);
                     out.decisions.push(Decision::Wait {
                         id,
-                        user_id: user_id.to_string(),
                         trigger: t.id.clone(),
                         due: until,
                         deferred: true,
@@ -600,7 +680,7 @@ impl<'r> Engine<'r> {
             }
         }
         let send = self.make_send(state, user_id, &c, at);
-        if send.variant == policy::HOLDOUT && send.experiment.is_some() {
+        if &*send.variant == policy::HOLDOUT && send.experiment.is_some() {
             return self.suppress(state, send, ti, &c, decision::Reason::Holdout, true, out);
         }
         if let (Some(cd), Some(last)) = (t.cooldown, state.triggers[ti].last) {
@@ -637,7 +717,8 @@ impl<'r> Engine<'r> {
         }
         consume(t, &mut state.triggers[ti], state.sessions, &c.props, at);
         policy::record_send(self.rules, state, t.channel, t.priority, at);
-        out.decisions.push(Decision::Send(send));
+        let send = self.with_context(state, &c, send);
+        out.decisions.push(Decision::Send(Box::new(send)));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -662,16 +743,22 @@ impl<'r> Engine<'r> {
             );
         }
         send.reason = Some(reason);
-        out.decisions.push(Decision::Send(send));
+        out.decisions.push(Decision::Send(Box::new(send)));
     }
 }
 
-fn set_trait(state: &mut UserState, name: &str, v: Scalar) {
+/// Stores a trait; returns whether its value changed.
+fn set_trait(state: &mut UserState, name: &str, v: Scalar) -> bool {
     match state.traits.iter_mut().find(|(k, _)| k == name) {
-        Some(slot) => slot.1 = v,
+        Some(slot) if slot.1 == v => false,
+        Some(slot) => {
+            slot.1 = v;
+            true
+        }
         None => {
             state.traits.push((name.to_string(), v));
             state.traits.sort_by(|a, b| a.0.cmp(&b.0));
+            true
         }
     }
 }
@@ -689,25 +776,26 @@ fn wait_key(t: &CTrigger, props: &Map<String, Value>) -> u32 {
 }
 
 fn once_key(t: &CTrigger, props: &[(String, Scalar)]) -> Option<u32> {
-    let COnce::PerProperty(path) = &t.once else {
+    let COnce::PerProperty(_) = &t.once else {
         return None;
     };
-    let joined = path.join(".");
-    let v = props
+    let name = t.once_name.as_deref().unwrap_or_default();
+    let key = props
         .iter()
-        .find(|(k, _)| *k == joined)
-        .map(|(_, v)| v.to_json())
-        .unwrap_or(Value::Null);
-    Some(value_key(&v))
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| eval::scalar_key(v))
+        .unwrap_or_else(|| eval::scalar_key(&Scalar::Null));
+    Some(key)
 }
 
-/// Whether once/once-per-session/once-per-value forbids firing now.
-fn spent(t: &CTrigger, memo: &TriggerMemo, session: u32, props: &[(String, Scalar)]) -> bool {
+/// Whether once/once-per-session/once-per-value forbids firing now (`once_key`: the
+/// `once: {per}` property's key for this occurrence).
+fn spent(t: &CTrigger, memo: &TriggerMemo, session: u32, once_key: Option<u32>) -> bool {
     match &t.once {
         COnce::Never => false,
         COnce::User => memo.last.is_some(),
         COnce::Session => memo.session == Some(session),
-        COnce::PerProperty(_) => once_key(t, props).is_some_and(|k| memo.keys.contains(&k)),
+        COnce::PerProperty(_) => once_key.is_some_and(|k| memo.keys.contains(&k)),
     }
 }
 

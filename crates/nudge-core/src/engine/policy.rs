@@ -6,6 +6,7 @@ use crate::rules::model::{CapWindow, Channel, Priority, QuietAction};
 use crate::state::{CapMemo, Scalar, SlotValue, UserState};
 use crate::time::{format_instant, Millis};
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// Variant name recorded for users in an experiment's holdout.
 pub const HOLDOUT: &str = "holdout";
@@ -68,7 +69,7 @@ pub fn template_context(
 ) -> Map<String, Value> {
     let mut ctx = Map::new();
     ctx.insert("user_id".into(), Value::String(user_id.to_string()));
-    ctx.insert("trigger".into(), Value::String(t.id.clone()));
+    ctx.insert("trigger".into(), Value::String(t.id.to_string()));
     ctx.insert(
         "traits".into(),
         Value::Object(
@@ -145,7 +146,7 @@ pub fn choose_content(
     props: &[(String, Scalar)],
     context: &Map<String, Value>,
     at: Millis,
-) -> String {
+) -> Arc<str> {
     let ctx = Ctx {
         rules,
         state,
@@ -162,7 +163,7 @@ pub fn choose_content(
             return v.name.clone();
         }
     }
-    "default".to_string()
+    msg.default_name.clone()
 }
 
 fn present(v: Option<&Value>) -> bool {

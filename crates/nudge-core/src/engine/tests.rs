@@ -30,7 +30,9 @@ fn identify(id: &str, traits: serde_json::Value, at: &str) -> (Message, Millis) 
 }
 
 fn sends(out: &Outcome) -> Vec<(String, Option<Reason>)> {
-    out.sends().map(|s| (s.trigger.clone(), s.reason)).collect()
+    out.sends()
+        .map(|s| (s.trigger.to_string(), s.reason))
+        .collect()
 }
 
 const MESSAGES: &str = r#"
@@ -195,10 +197,7 @@ triggers:
     // 08:00 CEST on Sunday is 06:00 UTC (the day before it would have been 07:00 UTC).
     assert_eq!(out.next_wake, Some(t("2026-03-29T06:00:00Z")));
     let out = e.advance(&mut s, "u1", t("2026-03-29T06:00:00Z"));
-    let sent: Vec<_> = out
-        .sends()
-        .map(|s| (s.trigger.as_str(), s.at, s.reason))
-        .collect();
+    let sent: Vec<_> = out.sends().map(|s| (&*s.trigger, s.at, s.reason)).collect();
     assert_eq!(sent, vec![("mailer", t("2026-03-29T06:00:00Z"), None)]);
 }
 

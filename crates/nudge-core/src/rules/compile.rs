@@ -62,6 +62,8 @@ pub fn compile(set: &RuleSet, d: &mut Diagnostics) -> Option<CompiledRules> {
         messages,
         policies: set.policies.clone(),
         traits: c.traits.iter().cloned().collect(),
+        event_ids: HashMap::new(),
+        event_entries: vec![],
         slots_by_event: HashMap::new(),
         slots_any: vec![],
         triggers_by_event: HashMap::new(),
@@ -70,10 +72,130 @@ pub fn compile(set: &RuleSet, d: &mut Diagnostics) -> Option<CompiledRules> {
         cancels_any: vec![],
         segment_triggers: vec![],
         session_slots: vec![],
+        tracked_segments: vec![],
         track_segments: false,
+        idle_segment_mask: 0,
+        min_idle_bound: 0,
+        session_segment_mask: 0,
+        trait_segment_mask: 0,
+        any_event_segment_mask: 0,
     };
     index(&mut rules);
     Some(rules)
+}
+
+/// Numbers every event name the matchers mention and points each matcher at its number.
+fn number_events(r: &mut CompiledRules) {
+    fn visit(m: &mut Matcher, ids: &mut HashMap<String, u32>) {
+        if let NameMatch::Name(n) = &m.name {
+            let next = ids.len() as u32;
+            m.event_id = Some(*ids.entry(n.clone()).or_insert(next));
+        }
+    }
+    let mut ids = HashMap::new();
+    for s in &mut r.slots {
+        visit(&mut s.event, &mut ids);
+        if let Some(reset) = &mut s.reset {
+            visit(reset, &mut ids);
+        }
+    }
+    for t in &mut r.triggers {
+        if let COn::Event(m) = &mut t.on {
+            visit(m, &mut ids);
+        }
+        for c in &mut t.cancel_on {
+            visit(&mut c.event, &mut ids);
+        }
+    }
+    r.event_entries = vec![EventEntry::default(); ids.len()];
+    for (name, &id) in &ids {
+        let e = &mut r.event_entries[id as usize];
+        e.triggers = r.triggers_by_event.get(name).cloned().unwrap_or_default();
+        e.slots = r.slots_by_event.get(name).cloned().unwrap_or_default();
+        e.cancels = r.cancels_by_event.get(name).cloned().unwrap_or_default();
+    }
+    r.event_ids = ids;
+    segment_masks(r);
+}
+
+/// What each tracked segment reads, so an event re-evaluates only the segments it can change.
+/// With more than 128 tracked segments every mask is full (always re-evaluate).
+fn segment_masks(r: &mut CompiledRules) {
+    #[derive(Default)]
+    struct Deps {
+        slots: Vec<usize>,
+        idle: Option<f64>,
+        sessions: bool,
+        traits: bool,
+    }
+    fn walk(r: &CompiledRules, c: &CCond, d: &mut Deps, depth: usize) {
+        match c {
+            CCond::All(v) | CCond::Any(v) => v.iter().for_each(|c| walk(r, c, d, depth)),
+            CCond::Not(c) => walk(r, c, d, depth),
+            CCond::Count { slot, .. } | CCond::TimeSince { slot, .. } => {
+                d.slots.push(*slot);
+                if let SlotKind::Anchored { anchor, .. } = r.slots[*slot].kind {
+                    d.slots.push(anchor);
+                }
+                if r.slots[*slot].in_session {
+                    d.sessions = true;
+                }
+            }
+            CCond::Idle { cmp } => {
+                let least = cmp.iter().map(|c| c.bound()).fold(f64::INFINITY, f64::min);
+                d.idle = Some(d.idle.map_or(least, |x| x.min(least)));
+            }
+            CCond::Sessions { .. } => d.sessions = true,
+            CCond::Traits(_) => d.traits = true,
+            // Segment cycles are rejected; the depth bound is a second guard.
+            CCond::InSegment(s) if depth < 64 => walk(r, &r.segments[*s].cond, d, depth + 1),
+            CCond::InSegment(_) | CCond::Props(_) => {}
+        }
+    }
+    let all = if r.tracked_segments.len() > 128 {
+        u128::MAX
+    } else {
+        0
+    };
+    let mut idle = all;
+    let mut min_idle = if all != 0 { 0.0 } else { f64::INFINITY };
+    let mut sessions = all;
+    let mut traits = all;
+    let mut any_event = all;
+    let mut per_slot: Vec<SegmentMask> = vec![all; r.slots.len()];
+    for (bit, &si) in r.tracked_segments.iter().enumerate().take(128) {
+        let mut d = Deps::default();
+        walk(r, &r.segments[si].cond, &mut d, 0);
+        let b = 1u128 << bit;
+        if let Some(bound) = d.idle {
+            idle |= b;
+            min_idle = f64::min(min_idle, bound);
+        }
+        if d.sessions {
+            sessions |= b;
+        }
+        if d.traits {
+            traits |= b;
+        }
+        for s in d.slots {
+            per_slot[s] |= b;
+        }
+    }
+    for &s in &r.slots_any {
+        any_event |= per_slot[s];
+    }
+    for e in &mut r.event_entries {
+        e.segment_mask = e.slots.iter().fold(all, |m, s| m | per_slot[*s]);
+    }
+    r.idle_segment_mask = idle;
+    r.min_idle_bound = if min_idle.is_finite() {
+        min_idle as i64
+    } else {
+        i64::MAX
+    };
+    r.session_segment_mask = sessions;
+    r.trait_segment_mask = traits;
+    r.any_event_segment_mask = any_event;
 }
 
 fn index(r: &mut CompiledRules) {
@@ -128,7 +250,19 @@ fn index(r: &mut CompiledRules) {
             }
         }
     }
-    r.track_segments = !r.segment_triggers.is_empty();
+    let mut tracked: Vec<usize> = r
+        .segment_triggers
+        .iter()
+        .filter_map(|&ti| match r.triggers[ti].on {
+            COn::SegmentEntered(s) | COn::SegmentExited(s) => Some(s),
+            COn::Event(_) => None,
+        })
+        .collect();
+    tracked.sort_unstable();
+    tracked.dedup();
+    r.track_segments = !tracked.is_empty();
+    r.tracked_segments = tracked;
+    number_events(r);
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -387,7 +521,11 @@ impl<'a> Compiler<'a> {
                 }
             })
             .collect();
-        Matcher { name, filters }
+        Matcher {
+            name,
+            filters,
+            event_id: None,
+        }
     }
 
     fn slot(
@@ -568,6 +706,7 @@ impl<'a> Compiler<'a> {
                     let matcher = Matcher {
                         name: NameMatch::Any,
                         filters: vec![],
+                        event_id: None,
                     };
                     let slot = self.slot(
                         SlotKind::SessionStarts { cap },
@@ -648,16 +787,17 @@ impl<'a> Compiler<'a> {
                 };
                 let message = v.message.as_ref().and_then(|m| self.message_ref(m));
                 CVariant {
-                    name: v.name.value.clone(),
+                    name: v.name.value.as_str().into(),
                     upto,
                     wait: v.wait,
                     message,
-                    content: v.content.as_ref().map(|c| c.value.clone()),
+                    content: v.content.as_ref().map(|c| c.value.as_str().into()),
                 }
             })
             .collect();
         CExperiment {
-            id: e.id.value.clone(),
+            id: e.id.value.as_str().into(),
+            holdout_name: crate::engine::policy::HOLDOUT.into(),
             stable_id: stable_id(&e.id.value),
             holdout_upto,
             variants,
@@ -859,7 +999,7 @@ impl<'a> Compiler<'a> {
             })
             .collect();
         Some(CTrigger {
-            id: t.id.value.clone(),
+            id: t.id.value.clone().into(),
             stable_id: stable_id(&t.id.value),
             priority: t.priority,
             on,
@@ -875,6 +1015,14 @@ impl<'a> Compiler<'a> {
             channel: t.channel.value,
             message,
             data,
+            once_name: match &t.once {
+                Once::PerProperty(p) => Some(p.value.clone()),
+                _ => None,
+            },
+            once_path: match &t.once {
+                Once::PerProperty(p) => Some(split_path(&p.value)),
+                _ => None,
+            },
             captured_paths: captured.iter().map(|p| split_path(p)).collect(),
             captured: captured.into_iter().collect(),
         })
@@ -942,14 +1090,15 @@ impl<'a> Compiler<'a> {
             .variants
             .iter()
             .map(|v| CContentVariant {
-                name: v.name.value.clone(),
+                name: v.name.value.as_str().into(),
                 when: v.when.as_ref().map(|c| self.cond(c, Ctx::Event)),
                 requires: v.requires.iter().map(|p| split_path(&p.value)).collect(),
                 content: self.content(&v.content),
             })
             .collect();
         CMessage {
-            id: m.id.value.clone(),
+            id: m.id.value.as_str().into(),
+            default_name: "default".into(),
             channel: m.channel,
             content,
             variants,

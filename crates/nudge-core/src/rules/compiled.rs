@@ -6,6 +6,7 @@ use crate::template::Template;
 use crate::time::Duration;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Which event names a matcher accepts.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,6 +28,9 @@ pub struct CFilter {
 pub struct Matcher {
     pub name: NameMatch,
     pub filters: Vec<CFilter>,
+    /// Index of the event name in `CompiledRules::event_ids` (None for `*`), so matching
+    /// compares integers.
+    pub event_id: Option<u32>,
 }
 
 /// What a state slot keeps.
@@ -140,7 +144,7 @@ pub enum CData {
 /// A compiled trigger.
 #[derive(Debug, Clone)]
 pub struct CTrigger {
-    pub id: String,
+    pub id: Arc<str>,
     pub stable_id: u32,
     pub priority: Priority,
     pub on: COn,
@@ -159,6 +163,10 @@ pub struct CTrigger {
     /// Properties of the triggering event kept with a pending wait (templates, `same`,
     /// `once: {per}`, `properties` conditions at fire time).
     pub captured: Vec<String>,
+    /// The `once: {per}` property as written (a key of the captured properties).
+    pub once_name: Option<String>,
+    /// The same, split into a path.
+    pub once_path: Option<Vec<String>>,
     /// `captured`, split into path segments once.
     pub captured_paths: Vec<Vec<String>>,
 }
@@ -166,21 +174,23 @@ pub struct CTrigger {
 /// A compiled experiment arm.
 #[derive(Debug, Clone)]
 pub struct CVariant {
-    pub name: String,
+    pub name: Arc<str>,
     /// Upper bound of this arm's share of the 0..10000 buckets.
     pub upto: u32,
     pub wait: Option<Duration>,
     pub message: Option<usize>,
-    pub content: Option<String>,
+    pub content: Option<Arc<str>>,
 }
 
 /// A compiled experiment.
 #[derive(Debug, Clone)]
 pub struct CExperiment {
-    pub id: String,
+    pub id: Arc<str>,
     pub stable_id: u32,
     /// Buckets below this are the holdout.
     pub holdout_upto: u32,
+    /// "holdout", shared by every holdout decision.
+    pub holdout_name: Arc<str>,
     pub variants: Vec<CVariant>,
 }
 
@@ -215,7 +225,7 @@ pub enum CJson {
 /// A compiled content variant.
 #[derive(Debug, Clone)]
 pub struct CContentVariant {
-    pub name: String,
+    pub name: Arc<str>,
     pub when: Option<CCond>,
     pub requires: Vec<Vec<String>>,
     pub content: CContent,
@@ -224,11 +234,26 @@ pub struct CContentVariant {
 /// A compiled message.
 #[derive(Debug, Clone)]
 pub struct CMessage {
-    pub id: String,
+    pub id: Arc<str>,
+    /// "default", shared by every send of the default content.
+    pub default_name: Arc<str>,
     pub channel: Channel,
     pub content: CContent,
     pub variants: Vec<CContentVariant>,
 }
+
+/// What one event name reaches, resolved once per event.
+#[derive(Debug, Clone, Default)]
+pub struct EventEntry {
+    pub triggers: Vec<usize>,
+    pub slots: Vec<usize>,
+    pub cancels: Vec<usize>,
+    /// Tracked segments (bit i = `tracked_segments[i]`) whose state this event can change.
+    pub segment_mask: u128,
+}
+
+/// Which tracked segments must be re-evaluated after an input (bit i = `tracked_segments[i]`).
+pub type SegmentMask = u128;
 
 /// A rule set ready to run.
 #[derive(Debug, Clone)]
@@ -249,6 +274,10 @@ pub struct CompiledRules {
     pub policies: Policies,
     /// Traits kept in state (those the rules and templates read).
     pub traits: Vec<String>,
+    /// Every event name the rules mention, numbered.
+    pub event_ids: HashMap<String, u32>,
+    /// Per event id: the triggers it starts, slots it touches and waits it may cancel.
+    pub event_entries: Vec<EventEntry>,
     /// Slots touched by events of a name (as matched event, reset or anchor).
     pub slots_by_event: HashMap<String, Vec<usize>>,
     /// Slots touched by any activity.
@@ -263,43 +292,68 @@ pub struct CompiledRules {
     pub segment_triggers: Vec<usize>,
     /// SessionStarts slots, updated when a session starts.
     pub session_slots: Vec<usize>,
-    /// Whether segment membership must be tracked over time (some trigger reacts to it).
+    /// Segments whose membership is tracked over time (some trigger reacts to entering or
+    /// leaving them); the others are evaluated only when read.
+    pub tracked_segments: Vec<usize>,
+    /// Whether any segment is tracked.
     pub track_segments: bool,
+    /// Tracked segments that read idleness: an activity can change them only after a gap of
+    /// at least `min_idle_bound` (the smallest idle duration they compare against).
+    pub idle_segment_mask: SegmentMask,
+    pub min_idle_bound: i64,
+    /// Tracked segments that read sessions (changed when a session starts).
+    pub session_segment_mask: SegmentMask,
+    /// Tracked segments that read traits.
+    pub trait_segment_mask: SegmentMask,
+    /// Tracked segments that read slots touched by any activity (`*` matchers).
+    pub any_event_segment_mask: SegmentMask,
 }
 
 impl CompiledRules {
-    /// Triggers an event name starts, in decision order (named ones and `*` ones merged).
-    pub fn triggers_for(&self, name: &str) -> impl Iterator<Item = usize> + '_ {
-        let named = self
-            .triggers_by_event
-            .get(name)
-            .map(|v| v.as_slice())
-            .unwrap_or(&[]);
+    /// The id of an event name the rules mention.
+    pub fn event_id(&self, name: &str) -> Option<u32> {
+        self.event_ids.get(name).copied()
+    }
+
+    fn entry(&self, id: Option<u32>) -> Option<&EventEntry> {
+        id.and_then(|i| self.event_entries.get(i as usize))
+    }
+
+    /// Triggers an event starts, in decision order (named ones and `*` ones merged).
+    pub fn triggers_for_id(&self, id: Option<u32>) -> impl Iterator<Item = usize> + '_ {
+        let named = self.entry(id).map(|e| e.triggers.as_slice()).unwrap_or(&[]);
         merge_sorted(named, &self.triggers_any)
+    }
+
+    /// Slots an event touches.
+    pub fn slots_for_id(&self, id: Option<u32>) -> impl Iterator<Item = usize> + '_ {
+        let named = self.entry(id).map(|e| e.slots.as_slice()).unwrap_or(&[]);
+        named.iter().chain(self.slots_any.iter()).copied()
+    }
+
+    /// Triggers whose pending waits an event may cancel.
+    pub fn cancels_for_id(&self, id: Option<u32>) -> impl Iterator<Item = usize> + '_ {
+        let named = self.entry(id).map(|e| e.cancels.as_slice()).unwrap_or(&[]);
+        named.iter().chain(self.cancels_any.iter()).copied()
+    }
+
+    /// Triggers an event name starts, in decision order.
+    pub fn triggers_for(&self, name: &str) -> impl Iterator<Item = usize> + '_ {
+        self.triggers_for_id(self.event_id(name))
     }
 
     /// Slots an event name touches.
     pub fn slots_for(&self, name: &str) -> impl Iterator<Item = usize> + '_ {
-        let named = self
-            .slots_by_event
-            .get(name)
-            .map(|v| v.as_slice())
-            .unwrap_or(&[]);
-        named.iter().chain(self.slots_any.iter()).copied()
+        self.slots_for_id(self.event_id(name))
     }
 
     /// Triggers whose pending waits an event name may cancel.
     pub fn cancels_for(&self, name: &str) -> impl Iterator<Item = usize> + '_ {
-        let named = self
-            .cancels_by_event
-            .get(name)
-            .map(|v| v.as_slice())
-            .unwrap_or(&[]);
-        named.iter().chain(self.cancels_any.iter()).copied()
+        self.cancels_for_id(self.event_id(name))
     }
 
     pub fn trigger_index(&self, id: &str) -> Option<usize> {
-        self.triggers.iter().position(|t| t.id == id)
+        self.triggers.iter().position(|t| &*t.id == id)
     }
     pub fn segment_index(&self, id: &str) -> Option<usize> {
         self.segments.iter().position(|s| s.id == id)
