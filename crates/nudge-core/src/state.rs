@@ -66,6 +66,131 @@ pub fn truncated(s: &str) -> &str {
     &s[..end]
 }
 
+/// Property-value keys (per-key counts, `once: {per}`) are 24-bit hashes: with at most a few
+/// dozen kept per user a collision is a few-in-a-million event, and each costs 3 bytes stored
+/// where a varint of a random 32-bit hash costs 5.
+pub const KEY_MASK: u32 = 0x00FF_FFFF;
+
+/// Fixed-width byte encodings for lists of hashes, which varints would make larger.
+mod packed {
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+    use std::fmt;
+
+    struct Bytes;
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("packed bytes")
+        }
+        fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+
+    fn bytes<'de, D: Deserializer<'de>>(d: D, width: usize) -> Result<Vec<u8>, D::Error> {
+        let b = d.deserialize_bytes(Bytes)?;
+        if b.len() % width != 0 {
+            return Err(D::Error::custom("packed list has a partial item"));
+        }
+        Ok(b)
+    }
+
+    /// A random `u32` as 4 bytes (a varint would take 5).
+    pub mod fixed_u32 {
+        use super::*;
+        pub fn serialize<S: Serializer>(v: &u32, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(&v.to_le_bytes())
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+            let b = bytes(d, 4)?;
+            match <[u8; 4]>::try_from(b.as_slice()) {
+                Ok(a) => Ok(u32::from_le_bytes(a)),
+                Err(_) => Err(D::Error::custom("expected 4 bytes")),
+            }
+        }
+    }
+
+    /// A random `u64` as 8 bytes (a varint would take 10).
+    pub mod fixed_u64 {
+        use super::*;
+        pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(&v.to_le_bytes())
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+            let b = bytes(d, 8)?;
+            match <[u8; 8]>::try_from(b.as_slice()) {
+                Ok(a) => Ok(u64::from_le_bytes(a)),
+                Err(_) => Err(D::Error::custom("expected 8 bytes")),
+            }
+        }
+    }
+
+    /// `Vec<u32>` as 4 bytes each.
+    pub mod u32s {
+        use super::*;
+        pub fn serialize<S: Serializer>(v: &[u32], s: S) -> Result<S::Ok, S::Error> {
+            let b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+            s.serialize_bytes(&b)
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+            Ok(bytes(d, 4)?
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
+        }
+    }
+
+    /// 24-bit keys as 3 bytes each.
+    pub mod keys {
+        use super::*;
+        pub fn serialize<S: Serializer>(v: &[u32], s: S) -> Result<S::Ok, S::Error> {
+            let b: Vec<u8> = v
+                .iter()
+                .flat_map(|x| x.to_le_bytes().into_iter().take(3))
+                .collect();
+            s.serialize_bytes(&b)
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+            Ok(bytes(d, 3)?
+                .chunks_exact(3)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], 0]))
+                .collect())
+        }
+    }
+
+    /// (24-bit key, count) as 3 + 2 bytes; counts above 65,535 are kept at 65,535.
+    pub mod key_counts {
+        use super::*;
+        pub fn serialize<S: Serializer>(v: &[(u32, u32)], s: S) -> Result<S::Ok, S::Error> {
+            let mut b = Vec::with_capacity(v.len() * 5);
+            for (k, c) in v {
+                b.extend(k.to_le_bytes().into_iter().take(3));
+                b.extend((u16::try_from(*c).unwrap_or(u16::MAX)).to_le_bytes());
+            }
+            s.serialize_bytes(&b)
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(u32, u32)>, D::Error> {
+            Ok(bytes(d, 5)?
+                .chunks_exact(5)
+                .map(|c| {
+                    (
+                        u32::from_le_bytes([c[0], c[1], c[2], 0]),
+                        u32::from(u16::from_le_bytes([c[3], c[4]])),
+                    )
+                })
+                .collect())
+        }
+    }
+}
+
 /// The value of one state slot.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub enum SlotValue {
@@ -79,8 +204,8 @@ pub enum SlotValue {
     },
     Time(Millis),
     Times(Vec<Millis>),
-    /// (hash of a property value, count), most recently updated last.
-    Keys(Vec<(u32, u32)>),
+    /// (key of a property value, count), most recently updated last.
+    Keys(#[serde(with = "packed::key_counts")] Vec<(u32, u32)>),
     Items(Vec<Vec<Scalar>>),
 }
 
@@ -90,6 +215,7 @@ pub enum SlotValue {
 pub struct TriggerMemo {
     pub last: Option<Millis>,
     pub session: Option<u32>,
+    #[serde(with = "packed::keys")]
     pub keys: Vec<u32>,
 }
 
@@ -100,12 +226,13 @@ impl TriggerMemo {
 }
 
 /// Most property values a `once: {per}` trigger remembers.
-pub const MAX_ONCE_KEYS: usize = 64;
+pub const MAX_ONCE_KEYS: usize = 48;
 
 /// A pending wait: a delayed send that re-checks its trigger when it falls due.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Wait {
     /// Stable id of the trigger.
+    #[serde(with = "packed::fixed_u32")]
     pub trigger: u32,
     /// Hash of the `same` properties (0 when none): one pending wait per key.
     pub key: u32,
@@ -114,6 +241,7 @@ pub struct Wait {
     pub origin: Millis,
     /// Identifies the occurrence (hash of the triggering messageId); with user and trigger it
     /// makes the decision id.
+    #[serde(with = "packed::fixed_u64")]
     pub occurrence: u64,
     /// Properties of the triggering event the rules and templates read.
     pub props: Vec<(String, Scalar)>,
@@ -136,7 +264,8 @@ pub enum CapMemo {
 /// Everything nudge keeps about one user.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct UserState {
-    pub seen: Vec<u64>,
+    /// Hashes of the latest messageIds (32-bit).
+    pub seen: Vec<u32>,
     pub last_activity: Option<Millis>,
     pub session_start: Option<Millis>,
     pub sessions: u32,
@@ -163,7 +292,8 @@ pub struct UserState {
 #[derive(Debug, Serialize, Deserialize)]
 struct Stored {
     version: u8,
-    seen: Vec<u64>,
+    #[serde(with = "packed::u32s")]
+    seen: Vec<u32>,
     last_activity: Option<Millis>,
     session_start: Option<Millis>,
     sessions: u32,

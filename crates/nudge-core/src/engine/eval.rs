@@ -157,12 +157,14 @@ pub fn value_key(v: &Value) -> u32 {
         Value::Number(n) => Cow::Owned(n.as_f64().map(|f| f.to_string()).unwrap_or_default()),
         other => Cow::Owned(other.to_string()),
     };
-    (xxhash_rust::xxh3::xxh3_64(text.as_bytes()) >> 32) as u32
+    ((xxhash_rust::xxh3::xxh3_64(text.as_bytes()) >> 32) as u32) & crate::state::KEY_MASK
 }
 
 /// The same key as [`value_key`] for a value kept in state.
 pub fn scalar_key(v: &Scalar) -> u32 {
-    let hash = |text: &str| (xxhash_rust::xxh3::xxh3_64(text.as_bytes()) >> 32) as u32;
+    let hash = |text: &str| {
+        ((xxhash_rust::xxh3::xxh3_64(text.as_bytes()) >> 32) as u32) & crate::state::KEY_MASK
+    };
     match v {
         Scalar::Str(s) => hash(s),
         Scalar::Int(i) => hash(&(*i as f64).to_string()),
@@ -260,6 +262,8 @@ pub fn update_slots(
                             .unwrap_or(Scalar::Null)
                     })
                     .collect();
+                // The same row again moves to the end: a list shows each item once, newest last.
+                items.retain(|r| *r != row);
                 items.push(row);
                 if items.len() > *max {
                     items.remove(0);

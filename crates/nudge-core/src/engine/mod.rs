@@ -68,7 +68,7 @@ impl<'r> Engine<'r> {
             .iter()
             .map(|m| xxhash_rust::xxh3::xxh3_64(m.message_id.as_bytes()))
             .collect();
-        if hashes.iter().all(|h| state.seen.contains(h)) {
+        if hashes.iter().all(|h| state.seen.contains(&seen_key(*h))) {
             return Outcome {
                 duplicate: true,
                 decisions: vec![],
@@ -80,10 +80,10 @@ impl<'r> Engine<'r> {
         let mut candidates = Vec::new();
         let mut dirty: SegmentMask = 0;
         for (msg, id_hash) in msgs.iter().zip(hashes) {
-            if state.seen.contains(&id_hash) {
+            if state.seen.contains(&seen_key(id_hash)) {
                 continue;
             }
-            state.seen.push(id_hash);
+            state.seen.push(seen_key(id_hash));
             if state.seen.len() > SEEN_IDS {
                 state.seen.remove(0);
             }
@@ -645,6 +645,19 @@ impl<'r> Engine<'r> {
         let exempt = self.rules.policies.exempt.contains(&t.priority);
         if !exempt {
             match policy::quiet_hours(self.rules, state, t.channel, at) {
+                Some(policy::Quiet::Defer(_)) if held_sends(state, t) >= MAX_HELD_PER_TRIGGER => {
+                    // Deferral is impossible: the trigger already has this many sends held.
+                    let send = self.make_send(state, user_id, &c, at);
+                    return self.suppress(
+                        state,
+                        send,
+                        ti,
+                        &c,
+                        decision::Reason::QuietHours,
+                        true,
+                        out,
+                    );
+                }
                 Some(policy::Quiet::Defer(until)) => {
                     let id = decision::decision_id(user_id, &t.id, c.occurrence);
                     out.decisions.push(Decision::Wait {
@@ -745,6 +758,23 @@ impl<'r> Engine<'r> {
         send.reason = Some(reason);
         out.decisions.push(Decision::Send(Box::new(send)));
     }
+}
+
+/// Most sends one trigger may have held by quiet hours at once; beyond it the send is
+/// suppressed with reason `quiet_hours` (keeps state bounded when a trigger fires all night).
+pub const MAX_HELD_PER_TRIGGER: usize = 2;
+
+fn held_sends(state: &UserState, t: &CTrigger) -> usize {
+    state
+        .waits
+        .iter()
+        .filter(|w| w.deferred && w.trigger == t.stable_id)
+        .count()
+}
+
+/// The part of a messageId hash kept in the seen ring.
+fn seen_key(h: u64) -> u32 {
+    (h >> 32) as u32
 }
 
 /// Stores a trait; returns whether its value changed.

@@ -320,3 +320,76 @@ triggers:
         vec![("popup".to_string(), None)]
     );
 }
+
+#[test]
+fn a_trigger_holds_at_most_two_sends_through_quiet_hours() {
+    let r = rules(&format!(
+        "{MESSAGES}
+policies:
+  quiet_hours:
+    - {{channels: [email], from: \"21:00\", to: \"08:00\"}}
+triggers:
+  mailer:
+    on: Clicked
+    send: {{channel: email, message: mail}}
+"
+    ));
+    let e = Engine::new(&r);
+    let mut s = UserState::new(&r);
+    let mut reasons = Vec::new();
+    for (i, at) in [
+        "2026-03-02T22:00:00Z",
+        "2026-03-02T22:10:00Z",
+        "2026-03-02T22:20:00Z",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (m, at) = track(&format!("m{i}"), "Clicked", json!({}), at);
+        reasons.extend(sends(&e.handle(&mut s, "u1", &m, at)));
+    }
+    // The third cannot be deferred: it is suppressed with reason quiet_hours.
+    assert_eq!(
+        reasons,
+        vec![("mailer".to_string(), Some(Reason::QuietHours))]
+    );
+    let out = e.advance(&mut s, "u1", t("2026-03-03T08:00:00Z"));
+    assert_eq!(
+        sends(&out),
+        vec![("mailer".to_string(), None), ("mailer".to_string(), None)]
+    );
+}
+
+#[test]
+fn collected_rows_are_listed_once_newest_last() {
+    let r = rules(&format!(
+        "{MESSAGES}
+triggers:
+  popup:
+    on: Added
+    data:
+      items: {{collect: Added, fields: [name], max: 3}}
+    send: {{channel: in_app, message: note}}
+"
+    ));
+    let e = Engine::new(&r);
+    let mut s = UserState::new(&r);
+    let mut last = None;
+    for (i, name) in ["a", "b", "a", "c", "d"].iter().enumerate() {
+        let (m, at) = track(
+            &format!("m{i}"),
+            "Added",
+            json!({"name": name}),
+            &format!("2026-03-02T10:0{i}:00Z"),
+        );
+        last = e
+            .handle(&mut s, "u1", &m, at)
+            .sends()
+            .next()
+            .map(|s| s.context["data"]["items"].clone());
+    }
+    assert_eq!(
+        last,
+        Some(json!([{"name": "a"}, {"name": "c"}, {"name": "d"}]))
+    );
+}

@@ -7,6 +7,9 @@ use crate::plan::{PropertyType, TrackingPlan};
 use crate::template::Template;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+/// Property values a per-key count remembers (the most recently seen ones).
+pub const PER_KEY_CAP: usize = 24;
+
 /// Compiles a parsed rule set, reporting every semantic mistake with its position.
 pub fn compile(set: &RuleSet, d: &mut Diagnostics) -> Option<CompiledRules> {
     let mut c = Compiler::new(set, d);
@@ -600,7 +603,7 @@ impl<'a> Compiler<'a> {
             let slot = self.slot(
                 SlotKind::PerKey {
                     property: property.clone(),
-                    cap: 32,
+                    cap: PER_KEY_CAP,
                 },
                 event,
                 reset,

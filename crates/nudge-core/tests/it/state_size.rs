@@ -17,7 +17,7 @@ const DAY: i64 = 24 * HOUR;
 
 const DAYS: i64 = 30;
 const EVENTS_PER_DAY: usize = 200;
-/// The budget asserted at every day's end.
+/// The budget asserted at every day's end and after every event and timer.
 const LIMIT: usize = 1024;
 const USER: &str = "user_5d1f0c7e2a9b";
 const TIMEZONE: &str = "Europe/Berlin";
@@ -510,6 +510,11 @@ fn report_and_check(example: &str, events: usize, s: &Sizes) {
         "{example}: encoded state reaches the {LIMIT}-byte budget on {} of {DAYS} days ({})",
         over.len(),
         over.join(", ")
+    );
+    assert!(
+        s.peak_any < LIMIT,
+        "{example}: encoded state reached {} bytes after some event or timer (budget {LIMIT})",
+        s.peak_any
     );
 }
 
