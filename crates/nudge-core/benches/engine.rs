@@ -37,9 +37,11 @@ impl Lcg {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The generated rule set: 50 events, 20 segments, 1,000 triggers, 5 experiments, 1,000 messages.
+// The generated rule set: 1,000 triggers, 20 segments, 5 experiments, 1,000 messages, over a
+// tracking plan of 200 events (typical fan-out: about 5 triggers per event) or, for the dense
+// case, of 50 events (20 triggers per event).
 
-const NOUNS: [&str; 10] = [
+const NOUNS: [&str; 40] = [
     "Report",
     "Dashboard",
     "Invoice",
@@ -50,23 +52,57 @@ const NOUNS: [&str; 10] = [
     "Team",
     "Integration",
     "Workflow",
+    "Board",
+    "Sprint",
+    "Ticket",
+    "Document",
+    "Folder",
+    "Calendar",
+    "Meeting",
+    "Note",
+    "Goal",
+    "Milestone",
+    "Template",
+    "Form",
+    "Survey",
+    "Campaign",
+    "Contact",
+    "Deal",
+    "Pipeline",
+    "Quote",
+    "Order",
+    "Product",
+    "Coupon",
+    "Webhook",
+    "Token",
+    "Role",
+    "Workspace",
+    "Channel",
+    "Message",
+    "Alert",
+    "Export",
+    "Import",
 ];
+/// Events in the typical plan and in the dense one.
+const EVENTS_TYPICAL: usize = 200;
+const EVENTS_DENSE: usize = 50;
 const VERBS: [&str; 5] = ["Created", "Viewed", "Updated", "Shared", "Deleted"];
 const CATEGORIES: [&str; 4] = ["basic", "pro", "team", "enterprise"];
 const TRIGGERS: usize = 1000;
 const SEGMENTS: usize = 20;
 const EXPERIMENTS: usize = 5;
 
-fn event_names() -> Vec<String> {
+fn event_names(count: usize) -> Vec<String> {
     NOUNS
         .iter()
         .flat_map(|n| VERBS.iter().map(move |v| format!("{n} {v}")))
+        .take(count)
         .collect()
 }
 
 /// The YAML text of the generated rule set, in the shapes the examples use.
-fn generated_rules() -> String {
-    let ev = event_names();
+fn generated_rules(events: usize) -> String {
+    let ev = event_names(events);
     let e = |i: usize| ev[i % ev.len()].as_str();
     let mut y = String::with_capacity(512 * 1024);
     y.push_str("name: generated-1000\nsettings:\n  default_timezone: UTC\n  session_gap: 30m\n");
@@ -357,8 +393,8 @@ impl Stream {
     }
 }
 
-fn load_generated() -> CompiledRules {
-    let text = generated_rules();
+fn load_generated(events: usize) -> CompiledRules {
+    let text = generated_rules(events);
     load(&[RuleFile {
         name: "generated.yaml".into(),
         text,
@@ -391,7 +427,7 @@ fn start() -> Millis {
 /// A generated-rules user who has already sent `warm` events.
 fn generated_user(rules: &CompiledRules, warm: usize) -> (UserState, Stream) {
     let engine = Engine::new(rules);
-    let names = event_names();
+    let names = event_names(rules.plan.events.len());
     let mut rng = Lcg(42);
     let messages: Vec<Message> = (0..2000)
         .map(|_| generated_event(&mut rng, &names))
@@ -540,23 +576,22 @@ fn parse_event_json(c: &mut Criterion) {
 }
 
 fn evaluate_1000_triggers(c: &mut Criterion) {
-    let rules = load_generated();
-    assert_eq!(rules.triggers.len(), TRIGGERS);
-    let engine = Engine::new(&rules);
-    let (mut state, mut stream) = generated_user(&rules, 400);
-    describe(
-        "evaluate_1000_triggers",
-        &rules,
-        &engine,
-        &mut state,
-        &mut stream,
-    );
-    c.bench_function("evaluate_1000_triggers", |b| {
-        b.iter(|| {
-            let (msg, at) = stream.step();
-            engine.handle(&mut state, USER, black_box(msg), at)
-        })
-    });
+    for (name, events) in [
+        ("evaluate_1000_triggers", EVENTS_TYPICAL),
+        ("evaluate_1000_triggers_dense", EVENTS_DENSE),
+    ] {
+        let rules = load_generated(events);
+        assert_eq!(rules.triggers.len(), TRIGGERS);
+        let engine = Engine::new(&rules);
+        let (mut state, mut stream) = generated_user(&rules, 400);
+        describe(name, &rules, &engine, &mut state, &mut stream);
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                let (msg, at) = stream.step();
+                engine.handle(&mut state, USER, black_box(msg), at)
+            })
+        });
+    }
 }
 
 fn evaluate_example_saas(c: &mut Criterion) {
@@ -581,7 +616,7 @@ fn evaluate_example_saas(c: &mut Criterion) {
 fn state_encode_decode(c: &mut Criterion) {
     let mut g = c.benchmark_group("state_encode_decode");
     let saas = load_example("saas-onboarding");
-    let generated = load_generated();
+    let generated = load_generated(EVENTS_DENSE);
     let (saas_state, _) = saas_user(&saas, 6000);
     let (gen_state, _) = generated_user(&generated, 6000);
     for (name, rules, state) in [

@@ -230,11 +230,18 @@ impl Message {
 
     /// What rules match on: the track event name, `page:<name>` or `screen:<name>`; `None` for
     /// identify, group and alias, which describe the user rather than an activity.
-    pub fn activity_name(&self) -> Option<String> {
+    pub fn activity_name(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
         match self.kind {
-            MessageKind::Track => self.event.clone(),
-            MessageKind::Page => Some(format!("page:{}", self.name.as_deref().unwrap_or(""))),
-            MessageKind::Screen => Some(format!("screen:{}", self.name.as_deref().unwrap_or(""))),
+            MessageKind::Track => self.event.as_deref().map(Cow::Borrowed),
+            MessageKind::Page => Some(Cow::Owned(format!(
+                "page:{}",
+                self.name.as_deref().unwrap_or("")
+            ))),
+            MessageKind::Screen => Some(Cow::Owned(format!(
+                "screen:{}",
+                self.name.as_deref().unwrap_or("")
+            ))),
             MessageKind::Identify | MessageKind::Group | MessageKind::Alias => None,
         }
     }

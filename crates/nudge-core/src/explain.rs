@@ -39,7 +39,7 @@ impl Activity {
             }
             if let Some(name) = m.activity_name() {
                 out.push(Activity {
-                    name,
+                    name: name.into_owned(),
                     properties: m.properties.clone(),
                     at: *t,
                 });

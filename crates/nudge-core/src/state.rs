@@ -286,6 +286,8 @@ pub struct UserState {
     pub assignments: Vec<(u32, u8)>,
     /// When segment membership may next change by the passing of time.
     pub wake_at: Option<Millis>,
+    /// `CompiledRules::segments_fingerprint` when `segments` was computed (0: never).
+    pub segments_fingerprint: u32,
 }
 
 /// The stored form: slots and memos keyed by stable ids so that state survives rule edits.
@@ -307,6 +309,7 @@ struct Stored {
     segments: Vec<u32>,
     assignments: Vec<(u32, u8)>,
     wake_at: Option<Millis>,
+    segments_fingerprint: u32,
 }
 
 const FORMAT_VERSION: u8 = 1;
@@ -378,6 +381,7 @@ impl UserState {
             segments: self.segments.clone(),
             assignments: self.assignments.clone(),
             wake_at: self.wake_at,
+            segments_fingerprint: self.segments_fingerprint,
         };
         // Serializing plain data into a Vec cannot fail.
         postcard::to_allocvec(&stored).unwrap_or_default()
@@ -422,6 +426,7 @@ impl UserState {
         s.segments = stored.segments;
         s.assignments = stored.assignments;
         s.wake_at = stored.wake_at;
+        s.segments_fingerprint = stored.segments_fingerprint;
         Ok(s)
     }
 }

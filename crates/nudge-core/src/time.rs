@@ -108,21 +108,26 @@ pub enum DurationError {
 /// Formats an instant as RFC 3339 UTC with whole seconds, as replay output writes it.
 pub fn format_instant(at: Millis) -> String {
     use std::fmt::Write;
-    let Ok(ts) = jiff::Timestamp::from_millisecond(at.div_euclid(1000) * 1000) else {
-        return format!("@{at}ms");
-    };
-    // Written field by field: `strftime` costs several times more on this hot path.
-    let dt = ts.to_zoned(jiff::tz::TimeZone::UTC).datetime();
+    // Civil date from days since the epoch (H. Hinnant's algorithm): this runs for every
+    // send, and going through a time zone database costs far more.
+    let secs = at.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
     let mut out = String::with_capacity(20);
     let _ = write!(
         out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        dt.year(),
-        dt.month(),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second()
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
     );
     out
 }
@@ -165,6 +170,25 @@ mod tests {
             Err(DurationError::TooLong(_))
         ));
         assert_eq!(Duration::parse(""), Err(DurationError::Empty));
+    }
+
+    #[test]
+    fn formatting_agrees_with_jiff_across_centuries() {
+        for at in [
+            0i64,
+            951_782_400_000,
+            1_772_400_000_123,
+            4_102_444_799_000,
+            -86_400_000,
+            253_402_200_000_000,
+        ] {
+            let ts = jiff::Timestamp::from_millisecond(at.div_euclid(1000) * 1000).unwrap();
+            assert_eq!(
+                format_instant(at),
+                ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                "{at}"
+            );
+        }
     }
 
     #[test]

@@ -90,7 +90,8 @@ pub enum CancelReason {
 pub enum Decision {
     /// Boxed: sends are rarer than waits and cancels, and much larger.
     Send(Box<Send>),
-    /// Wait until `due`, then re-check (timer id = decision id).
+    /// Wait until `due`, then re-check. `id` is the timer's: a later `Wait` with the same id
+    /// moves that timer (a re-arm); a `Cancel` with it deletes it.
     Wait {
         id: DecisionId,
         trigger: Arc<str>,
@@ -105,7 +106,7 @@ pub enum Decision {
 }
 
 /// The result of handing one input to the engine.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// The input's messageId was already applied: nothing changed.
     pub duplicate: bool,
@@ -113,6 +114,17 @@ pub struct Outcome {
     /// The earliest instant the engine must be woken for this user (pending waits, segment
     /// changes), after this input.
     pub next_wake: Option<Millis>,
+}
+
+impl Default for Outcome {
+    fn default() -> Self {
+        // Most inputs decide a handful of things; reserve once instead of growing.
+        Outcome {
+            duplicate: false,
+            decisions: Vec::with_capacity(8),
+            next_wake: None,
+        }
+    }
 }
 
 impl Outcome {

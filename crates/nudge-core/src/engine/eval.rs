@@ -406,6 +406,12 @@ impl Ctx<'_> {
                 .last_activity
                 .is_some_and(|t| all_hold(cmp, (self.now - t) as f64)),
             CCond::Sessions { window, cmp } => all_hold(cmp, self.sessions(*window)),
+            // Tracked segments keep their membership in state, kept exact by the engine.
+            CCond::InSegment(i) if self.rules.segment_tracked[*i] => self
+                .state
+                .segments
+                .binary_search(&self.rules.segments[*i].stable_id)
+                .is_ok(),
             CCond::InSegment(i) => {
                 let seg = Ctx {
                     props: Props::None,
@@ -418,6 +424,24 @@ impl Ctx<'_> {
                 _ => filter_holds(&f.op, self.trait_json(&f.path).as_ref()),
             }),
             CCond::Props(fs) => fs.iter().all(|f| self.prop_holds(f)),
+        }
+    }
+
+    /// Like [`Ctx::holds`] but evaluates every `in_segment` from its definition, ignoring the
+    /// membership kept in state (a reference for tests and diagnostics).
+    pub fn holds_uncached(&self, c: &CCond) -> bool {
+        match c {
+            CCond::All(v) => v.iter().all(|c| self.holds_uncached(c)),
+            CCond::Any(v) => v.iter().any(|c| self.holds_uncached(c)),
+            CCond::Not(c) => !self.holds_uncached(c),
+            CCond::InSegment(i) => {
+                let seg = Ctx {
+                    props: Props::None,
+                    ..*self
+                };
+                seg.holds_uncached(&self.rules.segments[*i].cond)
+            }
+            other => self.holds(other),
         }
     }
 

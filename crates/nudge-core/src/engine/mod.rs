@@ -78,7 +78,7 @@ impl<'r> Engine<'r> {
         let mut out = Outcome::default();
         self.advance_into(state, user_id, at.saturating_sub(1), &mut out);
         let mut candidates = Vec::new();
-        let mut dirty: SegmentMask = 0;
+        self.refresh_segments(state, user_id, at, &mut candidates, &mut out);
         for (msg, id_hash) in msgs.iter().zip(hashes) {
             if state.seen.contains(&seen_key(id_hash)) {
                 continue;
@@ -87,16 +87,15 @@ impl<'r> Engine<'r> {
             if state.seen.len() > SEEN_IDS {
                 state.seen.remove(0);
             }
-            dirty |= self.apply(state, user_id, msg, id_hash, at, &mut candidates, &mut out);
+            self.apply(state, user_id, msg, id_hash, at, &mut candidates, &mut out);
         }
-        self.segment_transitions(state, user_id, at, Some(dirty), &mut candidates, &mut out);
         self.resolve(state, user_id, candidates, at, &mut out);
         out.next_wake = self.next_wake(state);
         out
     }
 
-    /// One message's effect on state, cancellations and trigger starts; returns the tracked
-    /// segments it may have changed.
+    /// One message's effect on state, then on tracked segments (so that `in_segment` reads
+    /// current membership), cancellations and trigger starts.
     #[allow(clippy::too_many_arguments)]
     fn apply(
         &self,
@@ -107,8 +106,8 @@ impl<'r> Engine<'r> {
         at: Millis,
         candidates: &mut Vec<Candidate>,
         out: &mut Outcome,
-    ) -> SegmentMask {
-        let mut dirty = 0;
+    ) {
+        let mut dirty: SegmentMask = 0;
         if self.update_traits(state, msg) {
             dirty |= self.rules.trait_segment_mask;
         }
@@ -136,10 +135,37 @@ impl<'r> Engine<'r> {
                 dirty |= e.segment_mask;
             }
             eval::update_slots(self.rules, state, event_id, &msg.properties, at);
+            self.segment_transitions(state, user_id, at, Some(dirty), candidates, out);
             self.cancel_by_event(state, user_id, event_id, &msg.properties, out);
             self.start_triggers(state, user_id, event_id, msg, id_hash, at, candidates, out);
+        } else {
+            self.segment_transitions(state, user_id, at, Some(dirty), candidates, out);
         }
-        dirty
+    }
+
+    /// Evaluates every tracked segment when the stored membership was computed under other
+    /// segment definitions (or never, for a new user), so that cached membership is exact.
+    fn refresh_segments(
+        &self,
+        state: &mut UserState,
+        user_id: &str,
+        at: Millis,
+        candidates: &mut Vec<Candidate>,
+        out: &mut Outcome,
+    ) {
+        if self.rules.track_segments
+            && state.segments_fingerprint != self.rules.segments_fingerprint
+        {
+            let tracked = |id: &u32| {
+                self.rules
+                    .tracked_segments
+                    .iter()
+                    .any(|&i| self.rules.segments[i].stable_id == *id)
+            };
+            state.segments.retain(tracked);
+            self.segment_transitions(state, user_id, at, None, candidates, out);
+            state.segments_fingerprint = self.rules.segments_fingerprint;
+        }
     }
 
     /// Fires every wait due at or before `now` (and re-checks segments), in time order.
@@ -255,7 +281,7 @@ impl<'r> Engine<'r> {
                     if hit {
                         let w = state.waits.remove(i);
                         out.decisions.push(Decision::Cancel {
-                            id: decision::decision_id(user_id, &t.id, w.occurrence),
+                            id: timer_id(user_id, t, &w),
                             trigger: t.id.clone(),
                             reason: CancelReason::Event,
                         });
@@ -282,28 +308,44 @@ impl<'r> Engine<'r> {
     ) {
         let t = &self.rules.triggers[ti];
         let key = wait_key(t, props);
-        if t.rearm {
-            // Restart the pending wait; a send that already fell due and is only held by
-            // quiet hours stays decided (cancel events still cancel it).
-            self.drop_waits(state, user_id, t, Some(key), CancelReason::Rearm, out);
-        }
+        // The pending wait of this trigger and key, if any (sends held by quiet hours are
+        // not pending waits: they already fell due).
+        let pending = match t.wait {
+            Some(_) => state
+                .waits
+                .iter()
+                .position(|w| w.trigger == t.stable_id && w.key == key && !w.deferred),
+            None => None,
+        };
         let once = t
             .once_path
             .as_ref()
             .map(|p| lookup(props, p).map_or_else(|| value_key(&Value::Null), value_key));
-        if spent(t, &state.triggers[ti], state.sessions, once) {
+        let blocked = spent(t, &state.triggers[ti], state.sessions, once)
+            || t.when.as_ref().is_some_and(|w| {
+                let ctx = Ctx {
+                    rules: self.rules,
+                    state,
+                    now: at,
+                    props: Props::Event(props),
+                };
+                !ctx.holds(w)
+            });
+        if blocked {
+            // A re-arming event that does not start the trigger still ends the pending wait.
+            if let (true, Some(i)) = (t.rearm, pending) {
+                let w = state.waits.swap_remove(i);
+                out.decisions.push(Decision::Cancel {
+                    id: timer_id(user_id, t, &w),
+                    trigger: t.id.clone(),
+                    reason: CancelReason::Rearm,
+                });
+            }
             return;
         }
-        if let Some(w) = &t.when {
-            let ctx = Ctx {
-                rules: self.rules,
-                state,
-                now: at,
-                props: Props::Event(props),
-            };
-            if !ctx.holds(w) {
-                return;
-            }
+        if pending.is_some() && !t.rearm {
+            // Keep the first wait: a new triggering event does not restart it.
+            return;
         }
         // Only now, with the trigger started, keep what rules and templates read later.
         let captured: Vec<(String, Scalar)> = t
@@ -314,13 +356,6 @@ impl<'r> Engine<'r> {
             .collect();
         match t.wait {
             Some(wait) => {
-                if state
-                    .waits
-                    .iter()
-                    .any(|w| w.trigger == t.stable_id && w.key == key && !w.deferred)
-                {
-                    return;
-                }
                 let wait = match t.experiment {
                     Some(ei) => {
                         let v = policy::assign(self.rules, state, user_id, ei);
@@ -333,7 +368,7 @@ impl<'r> Engine<'r> {
                     None => wait,
                 };
                 let due = at.saturating_add(wait.0);
-                state.waits.push(Wait {
+                let w = Wait {
                     trigger: t.stable_id,
                     key,
                     due,
@@ -341,9 +376,15 @@ impl<'r> Engine<'r> {
                     occurrence,
                     props: captured,
                     deferred: false,
-                });
+                };
+                let id = timer_id(user_id, t, &w);
+                // A re-arm moves the pending wait: the same timer, due later.
+                match pending {
+                    Some(i) => state.waits[i] = w,
+                    None => state.waits.push(w),
+                }
                 out.decisions.push(Decision::Wait {
-                    id: decision::decision_id(user_id, &t.id, occurrence),
+                    id,
                     trigger: t.id.clone(),
                     due,
                     deferred: false,
@@ -356,33 +397,6 @@ impl<'r> Engine<'r> {
                 origin: at,
                 props: captured,
             }),
-        }
-    }
-
-    fn drop_waits(
-        &self,
-        state: &mut UserState,
-        user_id: &str,
-        t: &CTrigger,
-        key: Option<u32>,
-        reason: CancelReason,
-        out: &mut Outcome,
-    ) {
-        let hit =
-            |w: &Wait| w.trigger == t.stable_id && !w.deferred && key.is_none_or(|k| k == w.key);
-        // Waits are few and unordered: remove hits in place without shifting the rest.
-        let mut i = 0;
-        while i < state.waits.len() {
-            if hit(&state.waits[i]) {
-                let w = state.waits.swap_remove(i);
-                out.decisions.push(Decision::Cancel {
-                    id: decision::decision_id(user_id, &t.id, w.occurrence),
-                    trigger: t.id.clone(),
-                    reason,
-                });
-            } else {
-                i += 1;
-            }
         }
     }
 
@@ -413,12 +427,19 @@ impl<'r> Engine<'r> {
                 )
             });
             let mut candidates = Vec::new();
+            // Segments first, so that conditions below read membership as of `now`. Waits
+            // firing change no segment input; only a due segment wake re-evaluates them.
+            self.refresh_segments(state, user_id, now, &mut candidates, out);
+            if state.wake_at == Some(now) {
+                state.wake_at = None;
+                self.segment_transitions(state, user_id, now, None, &mut candidates, out);
+            }
             for w in due {
                 let Some(&ti) = self.rules.trigger_by_id.get(&w.trigger) else {
                     continue;
                 };
                 let t = &self.rules.triggers[ti];
-                let id = decision::decision_id(user_id, &t.id, w.occurrence);
+                let id = timer_id(user_id, t, &w);
                 let ctx = Ctx {
                     rules: self.rules,
                     state,
@@ -463,14 +484,6 @@ impl<'r> Engine<'r> {
                 }
                 candidates.push(cand);
             }
-            // Waits firing change no segment input; only a due segment wake re-evaluates them.
-            let dirty = if state.wake_at == Some(now) {
-                state.wake_at = None;
-                None
-            } else {
-                Some(0)
-            };
-            self.segment_transitions(state, user_id, now, dirty, &mut candidates, out);
             self.resolve(state, user_id, candidates, now, out);
         }
     }
@@ -497,38 +510,40 @@ impl<'r> Engine<'r> {
             Some(_) => state.wake_at.filter(|w| *w >= at),
             None => None,
         };
-        {
+        // In dependency order, each result stored at once: a later segment reading this one
+        // through `in_segment` sees its new membership.
+        for (bit, &si) in self.rules.tracked_segments.iter().enumerate() {
+            if let Some(mask) = dirty {
+                if bit < 128 && mask & (1u128 << bit) == 0 {
+                    continue;
+                }
+            }
+            let seg = &self.rules.segments[si];
             let ctx = Ctx {
                 rules: self.rules,
                 state,
                 now: at,
                 props: Props::None,
             };
-            for (bit, &si) in self.rules.tracked_segments.iter().enumerate() {
-                if let Some(mask) = dirty {
-                    if bit < 128 && mask & (1u128 << bit) == 0 {
-                        continue;
-                    }
+            let now_in = ctx.holds(&seg.cond);
+            ctx.next_change(&seg.cond, &mut wake);
+            let pos = state.segments.binary_search(&seg.stable_id);
+            match (now_in, pos) {
+                (true, Err(p)) => {
+                    state.segments.insert(p, seg.stable_id);
+                    changes.push((si, true));
                 }
-                let seg = &self.rules.segments[si];
-                let now_in = ctx.holds(&seg.cond);
-                let was_in = state.segments.contains(&seg.stable_id);
-                if now_in != was_in {
-                    changes.push((si, now_in));
+                (false, Ok(p)) => {
+                    state.segments.remove(p);
+                    changes.push((si, false));
                 }
-                ctx.next_change(&seg.cond, &mut wake);
+                _ => {}
             }
         }
         state.wake_at = wake;
         let empty = Map::new();
         for (si, entered) in changes {
             let sid = self.rules.segments[si].stable_id;
-            if entered {
-                state.segments.push(sid);
-                state.segments.sort_unstable();
-            } else {
-                state.segments.retain(|s| *s != sid);
-            }
             for &ti in &self.rules.segment_triggers {
                 let fires = match self.rules.triggers[ti].on {
                     COn::SegmentEntered(s) => entered && s == si,
@@ -757,6 +772,19 @@ impl<'r> Engine<'r> {
         }
         send.reason = Some(reason);
         out.decisions.push(Decision::Send(Box::new(send)));
+    }
+}
+
+/// A wait's timer id. Pending waits have one per (user, trigger, `same` key), so a re-arm
+/// moves the same timer (one write for a scheduler, not a delete and a put); sends held by
+/// quiet hours have their decision's id.
+pub fn timer_id(user_id: &str, t: &CTrigger, w: &Wait) -> decision::DecisionId {
+    // Occurrences are 64-bit hashes; this tag keeps pending-wait ids apart from them.
+    const PENDING: u64 = 0x7E5D_0000_0000_0000;
+    if w.deferred {
+        decision::decision_id(user_id, &t.id, w.occurrence)
+    } else {
+        decision::decision_id(user_id, &t.id, PENDING | u64::from(w.key))
     }
 }
 

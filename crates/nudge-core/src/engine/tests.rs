@@ -393,3 +393,76 @@ triggers:
         Some(json!([{"name": "a"}, {"name": "c"}, {"name": "d"}]))
     );
 }
+
+/// The membership the engine keeps for tracked segments always equals evaluating their
+/// definitions from scratch, after every event and every wake, over a long random journey.
+#[test]
+fn tracked_segment_membership_matches_live_evaluation() {
+    let r = rules(&format!(
+        "{MESSAGES}
+segments:
+  clicker: {{count: Clicked, within: 1h, at_least: 2}}
+  quiet: {{idle: {{at_least: 20m}}}}
+  regular: {{sessions: {{within: 1d, at_least: 2}}}}
+  pro: {{traits: {{plan: pro}}}}
+  pro_clicker: {{all: [{{in_segment: pro}}, {{in_segment: clicker}}]}}
+  lapsed: {{all: [{{in_segment: pro_clicker}}, {{in_segment: quiet}}]}}
+  never_opened: {{never: Opened}}
+triggers:
+  t-clicker: {{on: {{segment_entered: clicker}}, send: {{channel: in_app, message: note}}}}
+  t-quiet: {{on: {{segment_entered: quiet}}, send: {{channel: in_app, message: note}}}}
+  t-regular: {{on: {{segment_exited: regular}}, send: {{channel: in_app, message: note}}}}
+  t-lapsed: {{on: {{segment_entered: lapsed}}, send: {{channel: in_app, message: note}}}}
+  t-never: {{on: {{segment_exited: never_opened}}, send: {{channel: in_app, message: note}}}}
+  t-pro-click:
+    on: Clicked
+    if: {{in_segment: pro_clicker}}
+    send: {{channel: in_app, message: note}}
+"
+    ));
+    assert!(r.tracked_segments.len() >= 5);
+    let e = Engine::new(&r);
+    let mut s = UserState::new(&r);
+    let mut seed: u64 = 7;
+    let mut next = move |n: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    let mut at = t("2026-03-02T08:00:00Z");
+    let check = |s: &UserState, now: Millis, when: &str| {
+        for &si in &r.tracked_segments {
+            let seg = &r.segments[si];
+            let ctx = eval::Ctx {
+                rules: &r,
+                state: s,
+                now,
+                props: Props::None,
+            };
+            let live = ctx.holds_uncached(&seg.cond);
+            let kept = s.segments.contains(&seg.stable_id);
+            assert_eq!(kept, live, "segment {} {when} at {now}", seg.id);
+        }
+    };
+    for i in 0..600 {
+        at += [5_000, 60_000, 600_000, 1_800_000, 7_200_000, 86_400_000][next(6) as usize] as i64;
+        // Wake the engine when it asked to be woken, as a scheduler would.
+        while let Some(w) = e.next_wake(&s).filter(|w| *w < at) {
+            e.advance(&mut s, "u1", w);
+            check(&s, w, "after a wake");
+        }
+        let v = match next(5) {
+            0 => {
+                json!({"type": "identify", "userId": "u1", "traits": {"plan": if next(2) == 0 { "pro" } else { "free" }}})
+            }
+            1 => json!({"type": "track", "userId": "u1", "event": "Opened"}),
+            _ => json!({"type": "track", "userId": "u1", "event": "Clicked"}),
+        };
+        let mut v = v;
+        v["messageId"] = json!(format!("m{i}"));
+        let m = Message::from_json(&v, None).expect("valid message");
+        e.handle(&mut s, "u1", &m, at);
+        check(&s, at, "after an event");
+    }
+}

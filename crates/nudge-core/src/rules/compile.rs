@@ -77,6 +77,8 @@ pub fn compile(set: &RuleSet, d: &mut Diagnostics) -> Option<CompiledRules> {
         session_slots: vec![],
         tracked_segments: vec![],
         track_segments: false,
+        segment_tracked: vec![],
+        segments_fingerprint: 0,
         idle_segment_mask: 0,
         min_idle_bound: 0,
         session_segment_mask: 0,
@@ -263,7 +265,32 @@ fn index(r: &mut CompiledRules) {
         .collect();
     tracked.sort_unstable();
     tracked.dedup();
+    // A tracked segment that reads another through `in_segment` is evaluated after it (cycles
+    // are rejected, so depths are finite): the engine caches membership as it goes.
+    fn depth(r: &CompiledRules, c: &CCond, seen: usize) -> usize {
+        match c {
+            CCond::All(v) | CCond::Any(v) => v.iter().map(|c| depth(r, c, seen)).max().unwrap_or(0),
+            CCond::Not(c) => depth(r, c, seen),
+            CCond::InSegment(s) if seen < 64 => 1 + depth(r, &r.segments[*s].cond, seen + 1),
+            _ => 0,
+        }
+    }
+    tracked.sort_by_key(|&s| (depth(r, &r.segments[s].cond, 0), s));
     r.track_segments = !tracked.is_empty();
+    r.segment_tracked = (0..r.segments.len())
+        .map(|i| tracked.contains(&i))
+        .collect();
+    // Definitions (not positions) of the tracked segments and of what they read.
+    let defs: Vec<String> = tracked
+        .iter()
+        .map(|&i| format!("{}={:?}", r.segments[i].id, r.segments[i].cond))
+        .collect();
+    let slots: Vec<String> = r
+        .slots
+        .iter()
+        .map(|s| format!("{}:{:?}", s.id, s.kind))
+        .collect();
+    r.segments_fingerprint = stable_id(&format!("{defs:?}{slots:?}")) | 1;
     r.tracked_segments = tracked;
     number_events(r);
 }

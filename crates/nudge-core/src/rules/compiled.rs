@@ -297,6 +297,11 @@ pub struct CompiledRules {
     pub tracked_segments: Vec<usize>,
     /// Whether any segment is tracked.
     pub track_segments: bool,
+    /// Per segment: whether it is tracked.
+    pub segment_tracked: Vec<bool>,
+    /// A hash of the tracked segments' definitions; state records the one its membership
+    /// was computed under.
+    pub segments_fingerprint: u32,
     /// Tracked segments that read idleness: an activity can change them only after a gap of
     /// at least `min_idle_bound` (the smallest idle duration they compare against).
     pub idle_segment_mask: SegmentMask,
