@@ -43,7 +43,8 @@ pub fn render(rules: &CompiledRules, send: &Send) -> Result<Rendered, RenderErro
         .find(|v| v.name == send.content)
         .map(|v| &v.content)
         .unwrap_or(&msg.content);
-    let ctx = &send.context;
+    let globals = send.context.globals(send);
+    let ctx = &globals;
     let r = |t: &Template| {
         t.render(ctx).map_err(|source| RenderError::Template {
             message: msg.id.to_string(),

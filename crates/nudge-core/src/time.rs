@@ -107,7 +107,6 @@ pub enum DurationError {
 
 /// Formats an instant as RFC 3339 UTC with whole seconds, as replay output writes it.
 pub fn format_instant(at: Millis) -> String {
-    use std::fmt::Write;
     // Civil date from days since the epoch (H. Hinnant's algorithm): this runs for every
     // send, and going through a time zone database costs far more.
     let secs = at.div_euclid(1000);
@@ -121,15 +120,24 @@ pub fn format_instant(at: Millis) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    let mut out = String::with_capacity(20);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
-    out
+    if !(0..=9999).contains(&year) {
+        return format!("@{at}ms");
+    }
+    // Digits written directly: `format!` machinery costs more than the date arithmetic.
+    let mut b = *b"0000-00-00T00:00:00Z";
+    let mut put = |pos: usize, width: usize, mut v: i64| {
+        for k in (0..width).rev() {
+            b[pos + k] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, year);
+    put(5, 2, month);
+    put(8, 2, day);
+    put(11, 2, rem / 3600);
+    put(14, 2, rem % 3600 / 60);
+    put(17, 2, rem % 60);
+    String::from_utf8_lossy(&b).into_owned()
 }
 
 /// Parses an RFC 3339 instant (any offset) into milliseconds.

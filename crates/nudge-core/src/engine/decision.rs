@@ -33,14 +33,15 @@ impl Reason {
     }
 }
 
-/// Deterministic id of a decision: a hash of (user, trigger, occurrence). Keys timers,
-/// deliveries and inbox items; written as 32 hex digits.
+/// Deterministic id of a decision: a 64-bit hash of (user, trigger, occurrence). Keys timers,
+/// deliveries and inbox items within one user's partition (where a collision needs billions
+/// of one user's decisions); written as 16 hex digits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DecisionId(pub u128);
+pub struct DecisionId(pub u64);
 
 impl std::fmt::Display for DecisionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:032x}", self.0)
+        write!(f, "{:016x}", self.0)
     }
 }
 
@@ -67,9 +68,72 @@ pub struct Send {
     pub content: Arc<str>,
     pub experiment: Option<Arc<str>>,
     pub reason: Option<Reason>,
-    /// What templates read: traits, properties, data, user_id, trigger, variant, event.
-    /// Built for sends that go out; empty for suppressed ones.
-    pub context: Map<String, Value>,
+    /// What templates read (traits, the triggering event's properties, data), captured
+    /// when the send went out; empty for suppressed ones. `render` builds the globals.
+    pub context: SendContext,
+}
+
+/// A send's template data as values; [`SendContext::globals`] builds the template globals
+/// (`traits`, `properties`, `data`, `event`, `user_id`, `trigger`, `variant`) when rendering.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct SendContext {
+    pub traits: Vec<(String, crate::state::Scalar)>,
+    pub properties: Vec<(String, crate::state::Scalar)>,
+    pub data: Vec<(String, Value)>,
+    /// When the triggering event happened (`event.timestamp`).
+    pub origin: Millis,
+}
+
+impl SendContext {
+    /// The template globals for `send`.
+    pub fn globals(&self, send: &Send) -> Map<String, Value> {
+        let mut g = Map::new();
+        g.insert("user_id".into(), Value::String(send.user_id.clone()));
+        g.insert("trigger".into(), Value::String(send.trigger.to_string()));
+        g.insert("variant".into(), Value::String(send.variant.to_string()));
+        g.insert(
+            "traits".into(),
+            Value::Object(
+                self.traits
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
+        );
+        let mut properties = Map::new();
+        for (k, v) in &self.properties {
+            insert_path(&mut properties, k, v.to_json());
+        }
+        g.insert("properties".into(), Value::Object(properties));
+        g.insert(
+            "data".into(),
+            Value::Object(self.data.iter().cloned().collect()),
+        );
+        let mut event = Map::new();
+        event.insert(
+            "timestamp".into(),
+            Value::String(crate::time::format_instant(self.origin)),
+        );
+        g.insert("event".into(), Value::Object(event));
+        g
+    }
+}
+
+/// Sets `a.b.c` inside an object, creating the objects on the way.
+fn insert_path(m: &mut Map<String, Value>, path: &str, v: Value) {
+    match path.split_once('.') {
+        None => {
+            m.insert(path.to_string(), v);
+        }
+        Some((head, rest)) => {
+            let entry = m
+                .entry(head.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(inner) = entry {
+                insert_path(inner, rest, v);
+            }
+        }
+    }
 }
 
 /// Why a pending wait ended without firing.
@@ -146,7 +210,7 @@ pub fn decision_id(user_id: &str, trigger: &str, occurrence: u64) -> DecisionId 
         buf[..u].copy_from_slice(user_id.as_bytes());
         buf[u + 1..u + 1 + t].copy_from_slice(trigger.as_bytes());
         buf[u + t + 2..len].copy_from_slice(&occurrence.to_le_bytes());
-        return DecisionId(xxhash_rust::xxh3::xxh3_128(&buf[..len]));
+        return DecisionId(xxhash_rust::xxh3::xxh3_64(&buf[..len]));
     }
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(user_id.as_bytes());
@@ -154,7 +218,7 @@ pub fn decision_id(user_id: &str, trigger: &str, occurrence: u64) -> DecisionId 
     h.update(trigger.as_bytes());
     h.update(&[0]);
     h.update(&occurrence.to_le_bytes());
-    DecisionId(h.digest128())
+    DecisionId(h.digest())
 }
 
 #[cfg(test)]
@@ -168,12 +232,12 @@ mod tests {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         h.update(b"u1\0profile-reminder\0");
         h.update(&42u64.to_le_bytes());
-        assert_eq!(short, DecisionId(h.digest128()));
+        assert_eq!(short, DecisionId(h.digest()));
         let long_user = "u".repeat(300);
         assert_ne!(
             decision_id(&long_user, "t", 1),
             decision_id(&long_user, "t", 2)
         );
-        assert_eq!(short.to_string().len(), 32);
+        assert_eq!(short.to_string().len(), 16);
     }
 }

@@ -5,7 +5,7 @@ pub mod decision;
 pub mod eval;
 pub mod policy;
 
-pub use decision::{CancelReason, Decision, Outcome, Reason, Send};
+pub use decision::{CancelReason, Decision, Outcome, Reason, Send, SendContext};
 
 use crate::event::Message;
 use crate::rules::compiled::{COn, COnce, CTrigger, CompiledRules, SegmentMask};
@@ -595,24 +595,11 @@ impl<'r> Engine<'r> {
             }
         }
         let msg = &self.rules.messages[message];
-        // The template context is built only when a content variant's `requires` reads it;
-        // sends that go out get theirs in `with_context`.
-        let content = match &exp_variant {
-            Some((_, Some(content))) => content.clone(),
-            _ => {
-                let context = if msg.variants.iter().any(|v| !v.requires.is_empty()) {
-                    policy::template_context(self.rules, state, user_id, t, &c.props, c.origin, at)
-                } else {
-                    Map::new()
-                };
-                policy::choose_content(self.rules, state, msg, &c.props, &context, at)
-            }
-        };
-        let variant = match &exp_variant {
+        let variant_of = |content: &Arc<str>| match &exp_variant {
             Some((name, _)) => name.clone(),
             None => content.clone(),
         };
-        Send {
+        let mut send = Send {
             id: decision::decision_id(user_id, &t.id, c.occurrence),
             at,
             user_id: user_id.to_string(),
@@ -620,28 +607,33 @@ impl<'r> Engine<'r> {
             priority: t.priority,
             channel: t.channel,
             message: msg.id.clone(),
-            variant,
-            content,
+            variant: msg.default_name.clone(),
+            content: msg.default_name.clone(),
             experiment,
             reason: None,
-            context: Map::new(),
-        }
+            context: SendContext::default(),
+        };
+        send.content = match &exp_variant {
+            Some((_, Some(content))) => content.clone(),
+            // Template globals are built only when a content variant's `requires` reads them;
+            // sends that go out get their context in `with_context`.
+            _ if msg.variants.iter().any(|v| !v.requires.is_empty()) => {
+                send.context =
+                    policy::template_context(self.rules, state, t, &c.props, c.origin, at);
+                let globals = send.context.globals(&send);
+                send.context = SendContext::default();
+                policy::choose_content(self.rules, state, msg, &c.props, &globals, at)
+            }
+            _ => policy::choose_content(self.rules, state, msg, &c.props, &Map::new(), at),
+        };
+        send.variant = variant_of(&send.content);
+        send
     }
 
     /// Adds the template context to a send that goes out.
     fn with_context(&self, state: &UserState, c: &Candidate, mut send: Send) -> Send {
         let t = &self.rules.triggers[c.trigger];
-        let mut context = policy::template_context(
-            self.rules,
-            state,
-            &send.user_id,
-            t,
-            &c.props,
-            c.origin,
-            send.at,
-        );
-        context.insert("variant".into(), Value::String(send.variant.to_string()));
-        send.context = context;
+        send.context = policy::template_context(self.rules, state, t, &c.props, c.origin, send.at);
         send
     }
 

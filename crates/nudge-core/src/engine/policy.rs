@@ -1,10 +1,11 @@
 //! Delivery policies and send context: experiments, content variants, quiet hours, caps.
 
+use super::decision::SendContext;
 use super::eval::{Ctx, Props};
 use crate::rules::compiled::{CData, CMessage, CTrigger, CompiledRules};
 use crate::rules::model::{CapWindow, Channel, Priority, QuietAction};
 use crate::state::{CapMemo, Scalar, SlotValue, UserState};
-use crate::time::{format_instant, Millis};
+use crate::time::Millis;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -61,80 +62,49 @@ fn bucket_variant(exp: &crate::rules::compiled::CExperiment, user_id: &str) -> u
 pub fn template_context(
     rules: &CompiledRules,
     state: &UserState,
-    user_id: &str,
     t: &CTrigger,
     props: &[(String, Scalar)],
     origin: Millis,
     at: Millis,
-) -> Map<String, Value> {
-    let mut ctx = Map::new();
-    ctx.insert("user_id".into(), Value::String(user_id.to_string()));
-    ctx.insert("trigger".into(), Value::String(t.id.to_string()));
-    ctx.insert(
-        "traits".into(),
-        Value::Object(
-            state
-                .traits
-                .iter()
-                .map(|(k, v)| (k.clone(), v.to_json()))
-                .collect(),
-        ),
-    );
-    let mut properties = Map::new();
-    for (k, v) in props {
-        insert_path(&mut properties, k, v.to_json());
-    }
-    ctx.insert("properties".into(), Value::Object(properties));
-    let mut data = Map::new();
+) -> SendContext {
     let eval = Ctx {
         rules,
         state,
         now: at,
         props: Props::Captured(props),
     };
-    for (name, spec) in &t.data {
-        let v = match spec {
-            CData::Collect { slot, fields } => match &state.slots[*slot] {
-                SlotValue::Items(items) => Value::Array(
-                    items
-                        .iter()
-                        .map(|row| {
-                            Value::Object(
-                                fields
-                                    .iter()
-                                    .cloned()
-                                    .zip(row.iter().map(Scalar::to_json))
-                                    .collect(),
-                            )
-                        })
-                        .collect(),
-                ),
-                _ => Value::Array(vec![]),
-            },
-            CData::Count { slot, per } => Value::from(eval.count(*slot, per.as_deref())),
-        };
-        data.insert(name.clone(), v);
-    }
-    ctx.insert("data".into(), Value::Object(data));
-    let mut event = Map::new();
-    event.insert("timestamp".into(), Value::String(format_instant(origin)));
-    ctx.insert("event".into(), Value::Object(event));
-    ctx
-}
-
-fn insert_path(m: &mut Map<String, Value>, path: &str, v: Value) {
-    match path.split_once('.') {
-        None => {
-            m.insert(path.to_string(), v);
-        }
-        Some((head, rest)) => {
-            let entry = m
-                .entry(head.to_string())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(inner) = entry {
-                insert_path(inner, rest, v);
-            }
-        }
+    let data = t
+        .data
+        .iter()
+        .map(|(name, spec)| {
+            let v = match spec {
+                CData::Collect { slot, fields } => match &state.slots[*slot] {
+                    SlotValue::Items(items) => Value::Array(
+                        items
+                            .iter()
+                            .map(|row| {
+                                Value::Object(
+                                    fields
+                                        .iter()
+                                        .cloned()
+                                        .zip(row.iter().map(Scalar::to_json))
+                                        .collect(),
+                                )
+                            })
+                            .collect(),
+                    ),
+                    _ => Value::Array(vec![]),
+                },
+                CData::Count { slot, per } => Value::from(eval.count(*slot, per.as_deref())),
+            };
+            (name.clone(), v)
+        })
+        .collect();
+    SendContext {
+        traits: state.traits.clone(),
+        properties: props.to_vec(),
+        data,
+        origin,
     }
 }
 

@@ -386,7 +386,7 @@ triggers:
             .handle(&mut s, "u1", &m, at)
             .sends()
             .next()
-            .map(|s| s.context["data"]["items"].clone());
+            .map(|s| s.context.globals(s)["data"]["items"].clone());
     }
     assert_eq!(
         last,
