@@ -64,11 +64,8 @@ impl<'r> Engine<'r> {
         at: Millis,
     ) -> Outcome {
         state.fit(self.rules);
-        let hashes: Vec<u64> = msgs
-            .iter()
-            .map(|m| xxhash_rust::xxh3::xxh3_64(m.message_id.as_bytes()))
-            .collect();
-        if hashes.iter().all(|h| state.seen.contains(&seen_key(*h))) {
+        let hash = |m: &Message| xxhash_rust::xxh3::xxh3_64(m.message_id.as_bytes());
+        if msgs.iter().all(|m| state.seen.contains(&seen_key(hash(m)))) {
             return Outcome {
                 duplicate: true,
                 decisions: vec![],
@@ -79,7 +76,8 @@ impl<'r> Engine<'r> {
         self.advance_into(state, user_id, at.saturating_sub(1), &mut out);
         let mut candidates = Vec::new();
         self.refresh_segments(state, user_id, at, &mut candidates, &mut out);
-        for (msg, id_hash) in msgs.iter().zip(hashes) {
+        for msg in msgs {
+            let id_hash = hash(msg);
             if state.seen.contains(&seen_key(id_hash)) {
                 continue;
             }

@@ -65,13 +65,13 @@ pub fn compile(set: &RuleSet, d: &mut Diagnostics) -> Option<CompiledRules> {
         messages,
         policies: set.policies.clone(),
         traits: c.traits.iter().cloned().collect(),
-        event_ids: HashMap::new(),
+        event_ids: Default::default(),
         event_entries: vec![],
-        slots_by_event: HashMap::new(),
+        slots_by_event: Default::default(),
         slots_any: vec![],
-        triggers_by_event: HashMap::new(),
+        triggers_by_event: Default::default(),
         triggers_any: vec![],
-        cancels_by_event: HashMap::new(),
+        cancels_by_event: Default::default(),
         cancels_any: vec![],
         segment_triggers: vec![],
         session_slots: vec![],
@@ -91,13 +91,13 @@ pub fn compile(set: &RuleSet, d: &mut Diagnostics) -> Option<CompiledRules> {
 
 /// Numbers every event name the matchers mention and points each matcher at its number.
 fn number_events(r: &mut CompiledRules) {
-    fn visit(m: &mut Matcher, ids: &mut HashMap<String, u32>) {
+    fn visit(m: &mut Matcher, ids: &mut rustc_hash::FxHashMap<String, u32>) {
         if let NameMatch::Name(n) = &m.name {
             let next = ids.len() as u32;
             m.event_id = Some(*ids.entry(n.clone()).or_insert(next));
         }
     }
-    let mut ids = HashMap::new();
+    let mut ids = rustc_hash::FxHashMap::default();
     for s in &mut r.slots {
         visit(&mut s.event, &mut ids);
         if let Some(reset) = &mut s.reset {

@@ -5,7 +5,9 @@ use crate::plan::TrackingPlan;
 use crate::template::Template;
 use crate::time::Duration;
 use serde_json::Value;
-use std::collections::HashMap;
+// Lookups on the per-event path use FxHash: keys are our own names and ids, not attacker-chosen
+// collision material worth SipHash's cost.
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 /// Which event names a matcher accepts.
