@@ -26,7 +26,7 @@ cargo clippy --locked --workspace --all-targets -- -D warnings
 step "cargo test (unit, property, CLI integration; benches once in test mode)"
 cargo test --locked --workspace --all-targets
 
-NUDGE=target/debug/nudge
+NUDGE="${CARGO_TARGET_DIR:-target}/debug/nudge"
 step "nudge validate on the examples"
 for ex in examples/*/; do
   "$NUDGE" validate --rules "$ex"
