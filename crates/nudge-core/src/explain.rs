@@ -423,11 +423,31 @@ fn zone_name(rules: &CompiledRules, state: &UserState) -> String {
 
 fn explain_trigger(e: &Evidence<'_>, ti: usize) -> TriggerExplanation {
     let t = &e.rules.triggers[ti];
-    let decisions: Vec<Step> = e
-        .decisions
-        .iter()
-        .filter_map(|(at, d)| step(e, t, *at, d))
-        .collect();
+    // A `Wait` whose timer is already pending moves that timer: the engine's re-arm. It
+    // reads as the pending wait cancelled by the new event, then the new wait.
+    let mut armed: Vec<crate::engine::decision::DecisionId> = Vec::new();
+    let mut decisions: Vec<Step> = Vec::new();
+    for (at, d) in e.decisions.iter() {
+        match d {
+            Decision::Wait { id, trigger, .. } if *trigger == t.id => {
+                if armed.contains(id) {
+                    let rearm = Decision::Cancel {
+                        id: *id,
+                        trigger: trigger.clone(),
+                        reason: CancelReason::Rearm,
+                    };
+                    decisions.extend(step(e, t, *at, &rearm));
+                } else {
+                    armed.push(*id);
+                }
+            }
+            Decision::Cancel { id, trigger, .. } if *trigger == t.id => armed.retain(|p| p != id),
+            // A decided send means its wait fell due: later waits are new ones.
+            Decision::Send(s) if s.trigger == t.id => armed.clear(),
+            _ => {}
+        }
+        decisions.extend(step(e, t, *at, d));
+    }
     let mut waits: Vec<&Wait> = e
         .state
         .waits
