@@ -506,22 +506,7 @@ pub fn parse(files: &[JourneyFile], rules: &CompiledRules) -> Result<Vec<Journey
     if d.errors.is_empty() {
         return Ok(journeys);
     }
-    let mut errors: Vec<RuleError> = d
-        .errors
-        .into_iter()
-        .map(|(pos, message)| RuleError {
-            file: files
-                .get(pos.file)
-                .map(|f| f.name.clone())
-                .unwrap_or_default(),
-            line: pos.line,
-            col: pos.col,
-            message,
-        })
-        .collect();
-    errors.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
-    errors.dedup();
-    Err(errors)
+    Err(d.into_rule_errors(|i| files.get(i).map(|f| f.name.clone()).unwrap_or_default()))
 }
 
 /// Parses the files and runs every journey whose `file: name` contains `filter`.
@@ -637,41 +622,6 @@ fn items<'a>(r: Reader, node: Option<&'a Node>, what: &str, d: &mut Diagnostics)
     }
 }
 
-fn load_error(file: usize, e: &marked_yaml::LoadError) -> (Pos, String) {
-    use marked_yaml::LoadError::*;
-    let at = |m: &marked_yaml::Marker| Pos {
-        file,
-        line: m.line(),
-        col: m.column(),
-    };
-    match e {
-        TopLevelMustBeMapping(m) => (
-            at(m),
-            "a journey test file must be a mapping with `tests:`".into(),
-        ),
-        TopLevelMustBeSequence(m) => (at(m), "expected a list".into()),
-        UnexpectedAnchor(m) => (at(m), "YAML anchors and aliases are not supported".into()),
-        MappingKeyMustBeScalar(m) => (at(m), "mapping keys must be plain strings".into()),
-        UnexpectedTag(m) => (at(m), "YAML tags are not supported".into()),
-        ScanError(m, se) => (at(m), format!("YAML syntax error: {}", se.info())),
-        DuplicateKey(inner) => {
-            let p = inner.key.span().start().map(at).unwrap_or(Pos {
-                file,
-                line: 1,
-                col: 1,
-            });
-            let first = inner.prev_key.span().start().map(|m| m.line()).unwrap_or(0);
-            (
-                p,
-                format!(
-                    "duplicate key `{}` (first defined on line {first})",
-                    inner.key.as_str()
-                ),
-            )
-        }
-    }
-}
-
 fn parse_file(i: usize, f: &JourneyFile, refs: &Refs, out: &mut Vec<Journey>, d: &mut Diagnostics) {
     if f.text.trim().is_empty() {
         return;
@@ -680,7 +630,11 @@ fn parse_file(i: usize, f: &JourneyFile, refs: &Refs, out: &mut Vec<Journey>, d:
     let root = match marked_yaml::parse_yaml_with_options(i, &f.text, opts) {
         Ok(n) => n,
         Err(e) => {
-            d.errors.push(load_error(i, &e));
+            d.errors.push(crate::rules::parse::load_error(
+                i,
+                &e,
+                "a journey test file must be a mapping with `tests:`",
+            ));
             return;
         }
     };

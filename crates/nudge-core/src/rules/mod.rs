@@ -55,23 +55,6 @@ pub fn load(files: &[RuleFile]) -> Result<CompiledRules, Vec<RuleError>> {
     };
     match compiled {
         Some(c) if d.errors.is_empty() => Ok(c),
-        _ => {
-            let mut errors: Vec<RuleError> = d
-                .errors
-                .into_iter()
-                .map(|(pos, message)| RuleError {
-                    file: files
-                        .get(pos.file)
-                        .map(|f| f.name.clone())
-                        .unwrap_or_default(),
-                    line: pos.line,
-                    col: pos.col,
-                    message,
-                })
-                .collect();
-            errors.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
-            errors.dedup();
-            Err(errors)
-        }
+        _ => Err(d.into_rule_errors(|i| files.get(i).map(|f| f.name.clone()).unwrap_or_default())),
     }
 }

@@ -27,7 +27,11 @@ pub fn parse_file(file: usize, text: &str, set: &mut RuleSet, d: &mut Diagnostic
     let root = match marked_yaml::parse_yaml_with_options(file, text, opts) {
         Ok(n) => n,
         Err(e) => {
-            d.errors.push(load_error(file, &e));
+            d.errors.push(load_error(
+                file,
+                &e,
+                "a rule file must be a mapping of sections",
+            ));
             return;
         }
     };
@@ -90,7 +94,8 @@ pub fn parse_file(file: usize, text: &str, set: &mut RuleSet, d: &mut Diagnostic
     }
 }
 
-fn load_error(file: usize, e: &marked_yaml::LoadError) -> (Pos, String) {
+/// Where and why a YAML text could not be loaded; `top` says what the top level must be.
+pub fn load_error(file: usize, e: &marked_yaml::LoadError, top: &str) -> (Pos, String) {
     use marked_yaml::LoadError::*;
     let at = |m: &marked_yaml::Marker| Pos {
         file,
@@ -98,7 +103,7 @@ fn load_error(file: usize, e: &marked_yaml::LoadError) -> (Pos, String) {
         col: m.column(),
     };
     match e {
-        TopLevelMustBeMapping(m) => (at(m), "a rule file must be a mapping of sections".into()),
+        TopLevelMustBeMapping(m) => (at(m), top.to_string()),
         TopLevelMustBeSequence(m) => (at(m), "expected a list".into()),
         UnexpectedAnchor(m) => (at(m), "YAML anchors and aliases are not supported".into()),
         MappingKeyMustBeScalar(m) => (at(m), "mapping keys must be plain strings".into()),

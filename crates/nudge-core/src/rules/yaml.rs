@@ -14,6 +14,23 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
+    /// The errors as `file:line:col` records, sorted by place, repeats removed.
+    pub fn into_rule_errors(self, file_name: impl Fn(usize) -> String) -> Vec<super::RuleError> {
+        let mut errors: Vec<super::RuleError> = self
+            .errors
+            .into_iter()
+            .map(|(pos, message)| super::RuleError {
+                file: file_name(pos.file),
+                line: pos.line,
+                col: pos.col,
+                message,
+            })
+            .collect();
+        errors.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+        errors.dedup();
+        errors
+    }
+
     pub fn error(&mut self, pos: Pos, message: impl Into<String>) {
         self.errors.push((pos, message.into()));
     }
