@@ -583,30 +583,10 @@ fn check_ref(
 /// Where a node starts. A block mapping's own span starts at its first key's colon, so a
 /// mapping is placed at its first key when that comes earlier.
 fn start_of(r: Reader, node: &Node) -> Pos {
-    let own = r.pos(node);
     match node {
-        Node::Mapping(m) => match m.keys().next().map(|k| r.key_pos(k)) {
-            Some(k) if (k.line, k.col) < (own.line, own.col) => k,
-            _ => own,
-        },
-        _ => own,
+        Node::Mapping(m) => r.map_pos(m),
+        _ => r.pos(node),
     }
-}
-
-/// A required key of the mapping `m` (which is `node`), reported at the mapping's start.
-fn required<'a>(
-    r: Reader,
-    node: &Node,
-    m: &'a MarkedMappingNode,
-    key: &str,
-    what: &str,
-    d: &mut Diagnostics,
-) -> Option<&'a Node> {
-    let found = m.get_node(key);
-    if found.is_none() {
-        d.error(start_of(r, node), format!("{what} needs `{key}`"));
-    }
-    found
 }
 
 fn is_null(node: &Node) -> bool {
@@ -643,7 +623,7 @@ fn parse_file(i: usize, f: &JourneyFile, refs: &Refs, out: &mut Vec<Journey>, d:
         return;
     };
     r.check_keys(top, FILE_KEYS, "a journey test file", d);
-    let Some(tests) = required(r, &root, top, "tests", "a journey test file", d) else {
+    let Some(tests) = r.required(top, "tests", "a journey test file", d) else {
         return;
     };
     let mut names: Vec<(String, usize)> = Vec::new();
@@ -775,7 +755,8 @@ fn parse_test(
     let m = r.map(node, "a test", d)?;
     r.check_keys(m, TEST_KEYS, "a test", d);
     let loc = Loc::from(start_of(r, node));
-    let name = required(r, node, m, "name", "a test", d)
+    let name = r
+        .required(m, "name", "a test", d)
         .and_then(|n| r.string(n, "name", d))
         .map(|s| s.value);
     let default_start = parse_instant(DEFAULT_START).unwrap_or_default();
@@ -919,7 +900,9 @@ fn parse_event(
     let what = format!("events[{index}]");
     let m = r.map(node, &what, d)?;
     r.check_keys(m, EVENT_KEYS, "an event", d);
-    let at = required(r, node, m, "at", &what, d).and_then(|n| instant(r, n, start, "at", d));
+    let at = r
+        .required(m, "at", &what, d)
+        .and_then(|n| instant(r, n, start, "at", d));
     let calls: Vec<&str> = ["event", "identify", "page", "screen"]
         .into_iter()
         .filter(|k| m.get_node(k).is_some())
@@ -1013,7 +996,8 @@ fn parse_expect(
 ) -> Option<Expect> {
     let m = r.map(node, "an expect item", d)?;
     r.check_keys(m, EXPECT_KEYS, "an expect item", d);
-    let trigger = required(r, node, m, "trigger", "an expect item", d)
+    let trigger = r
+        .required(m, "trigger", "an expect item", d)
         .and_then(|n| r.string(n, "trigger", d));
     let trigger_ok = trigger
         .as_ref()
@@ -1109,8 +1093,9 @@ fn parse_never(
 ) -> Option<Never> {
     let m = r.map(node, "a never item", d)?;
     r.check_keys(m, NEVER_KEYS, "a never item", d);
-    let trigger =
-        required(r, node, m, "trigger", "a never item", d).and_then(|n| r.string(n, "trigger", d));
+    let trigger = r
+        .required(m, "trigger", "a never item", d)
+        .and_then(|n| r.string(n, "trigger", d));
     let trigger_ok = trigger
         .as_ref()
         .is_some_and(|t| check_ref(&t.value, &refs.triggers, "trigger", t.pos, d));
@@ -1149,7 +1134,7 @@ fn parse_checkpoint(
 ) -> Option<Checkpoint> {
     let m = r.map(node, "a segments checkpoint", d)?;
     r.check_keys(m, CHECKPOINT_KEYS, "a segments checkpoint", d);
-    let at_node = required(r, node, m, "at", "a segments checkpoint", d);
+    let at_node = r.required(m, "at", "a segments checkpoint", d);
     let at = at_node.and_then(|n| instant(r, n, start, "at", d));
     if let (Some(at), Some(n)) = (at, at_node) {
         if at > until {

@@ -649,21 +649,12 @@ impl<'r> Engine<'r> {
         let t = &self.rules.triggers[ti];
         let exempt = self.rules.policies.exempt.contains(&t.priority);
         if !exempt {
+            // A send that cannot be held (policy `suppress`, or the trigger already holds
+            // its maximum) is suppressed with reason quiet_hours.
             match policy::quiet_hours(self.rules, state, t.channel, at) {
-                Some(policy::Quiet::Defer(_)) if held_sends(state, t) >= MAX_HELD_PER_TRIGGER => {
-                    // Deferral is impossible: the trigger already has this many sends held.
-                    let send = self.make_send(state, user_id, &c, at);
-                    return self.suppress(
-                        state,
-                        send,
-                        ti,
-                        &c,
-                        decision::Reason::QuietHours,
-                        true,
-                        out,
-                    );
-                }
-                Some(policy::Quiet::Defer(until)) => {
+                Some(policy::Quiet::Defer(until))
+                    if held_sends(state, t) < MAX_HELD_PER_TRIGGER =>
+                {
                     let id = decision::decision_id(user_id, &t.id, c.occurrence);
                     out.decisions.push(Decision::Wait {
                         id,
@@ -682,17 +673,10 @@ impl<'r> Engine<'r> {
                     });
                     return;
                 }
-                Some(policy::Quiet::Suppress) => {
+                Some(_) => {
                     let send = self.make_send(state, user_id, &c, at);
-                    return self.suppress(
-                        state,
-                        send,
-                        ti,
-                        &c,
-                        decision::Reason::QuietHours,
-                        true,
-                        out,
-                    );
+                    let reason = decision::Reason::QuietHours;
+                    return self.suppress(state, send, ti, &c, reason, true, out);
                 }
                 None => {}
             }

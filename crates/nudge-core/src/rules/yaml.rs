@@ -148,7 +148,17 @@ impl Reader {
         }
     }
 
-    /// A required key.
+    /// Where a mapping starts. marked-yaml starts a block mapping's span at the colon after
+    /// its first key; the first key is where a reader looks.
+    pub fn map_pos(&self, m: &MarkedMappingNode) -> Pos {
+        let own = span_pos(self.file, m.span());
+        match m.keys().next().map(|k| self.key_pos(k)) {
+            Some(k) if (k.line, k.col) < (own.line, own.col) => k,
+            _ => own,
+        }
+    }
+
+    /// A required key, reported at the mapping's start when missing.
     pub fn required<'a>(
         &self,
         m: &'a MarkedMappingNode,
@@ -158,10 +168,7 @@ impl Reader {
     ) -> Option<&'a Node> {
         let found = m.get_node(key);
         if found.is_none() {
-            d.error(
-                span_pos(self.file, m.span()),
-                format!("{what} needs `{key}`"),
-            );
+            d.error(self.map_pos(m), format!("{what} needs `{key}`"));
         }
         found
     }
