@@ -25,11 +25,13 @@ struct Cli {
 enum Command {
     /// Check a rule set; every mistake is printed as file:line:col: message.
     Validate {
+        /// The rule set directory (every *.yaml file in it).
         #[arg(long, default_value = "rules")]
         rules: PathBuf,
     },
     /// Run Segment JSONL events through the engine on a virtual clock; one JSON line per send decision.
     Replay {
+        /// The rule set directory (every *.yaml file in it).
         #[arg(long)]
         rules: PathBuf,
         /// Stop the clock at this RFC 3339 time or +DURATION after the last event (default +30d).

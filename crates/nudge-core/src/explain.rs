@@ -1384,8 +1384,6 @@ impl fmt::Display for PolicyState {
 mod tests {
     use super::*;
     use crate::replay::Replay;
-    use crate::rules::{load, RuleFile};
-    use crate::time::parse_instant;
     use serde_json::json;
 
     const RULES: &str = r#"
@@ -1433,18 +1431,10 @@ policies:
     - {channel: email, max: 2, per: 7d}
 "#;
 
-    fn rules() -> CompiledRules {
-        match load(&[RuleFile {
-            name: "rules.yaml".into(),
-            text: RULES.into(),
-        }]) {
-            Ok(r) => r,
-            Err(e) => panic!("rules do not compile: {e:?}"),
-        }
-    }
+    use crate::test_support::t;
 
-    fn t(s: &str) -> Millis {
-        parse_instant(s).expect("test instant")
+    fn rules() -> CompiledRules {
+        crate::test_support::compile(RULES)
     }
 
     fn track(id: &str, name: &str, props: Value, at: &str) -> (Message, Millis) {

@@ -1526,7 +1526,6 @@ impl Journey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::{load, RuleFile};
 
     const RULES: &str = r#"
 name: journey-test
@@ -1563,13 +1562,7 @@ messages:
 "#;
 
     fn rules() -> CompiledRules {
-        match load(&[RuleFile {
-            name: "rules.yaml".into(),
-            text: RULES.into(),
-        }]) {
-            Ok(r) => r,
-            Err(e) => panic!("rules do not compile: {e:?}"),
-        }
+        crate::test_support::compile(RULES)
     }
 
     /// One test file holding `body` (the YAML of one test, indented as a list item).

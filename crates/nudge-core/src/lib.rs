@@ -13,3 +13,6 @@ pub mod rules;
 pub mod state;
 pub mod template;
 pub mod time;
+
+#[cfg(test)]
+mod test_support;

@@ -1,23 +1,9 @@
 //! Engine behaviours the example rule sets do not exercise.
 
 use super::*;
-use crate::rules::{load, RuleFile};
-use crate::time::parse_instant;
 use serde_json::json;
 
-fn rules(yaml: &str) -> CompiledRules {
-    match load(&[RuleFile {
-        name: "rules.yaml".into(),
-        text: yaml.into(),
-    }]) {
-        Ok(r) => r,
-        Err(e) => panic!("rules do not compile: {e:?}"),
-    }
-}
-
-fn t(s: &str) -> Millis {
-    parse_instant(s).expect("test instant")
-}
+use crate::test_support::{compile as rules, t};
 
 fn track(id: &str, name: &str, props: serde_json::Value, at: &str) -> (Message, Millis) {
     let v = json!({"type": "track", "userId": "u1", "event": name, "properties": props, "timestamp": at, "messageId": id});
