@@ -2,12 +2,12 @@
 
 use crate::rules::model::{Channel, Priority};
 use crate::time::Millis;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// Why a send was suppressed (replay's `reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     FrequencyCap,
@@ -51,8 +51,24 @@ impl Serialize for DecisionId {
     }
 }
 
+impl std::str::FromStr for DecisionId {
+    type Err = std::num::ParseIntError;
+
+    /// Reads the 16 hex digits [`DecisionId`]'s `Display` writes.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        u64::from_str_radix(s, 16).map(DecisionId)
+    }
+}
+
+impl<'de> Deserialize<'de> for DecisionId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// A decided send: sent, or suppressed with a reason.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Send {
     /// Deterministic id (user, trigger, occurrence): keys deliveries and inbox items.
     pub id: DecisionId,
@@ -75,7 +91,7 @@ pub struct Send {
 
 /// A send's template data as values; [`SendContext::globals`] builds the template globals
 /// (`traits`, `properties`, `data`, `event`, `user_id`, `trigger`, `variant`) when rendering.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct SendContext {
     pub traits: Vec<(String, crate::state::Scalar)>,
     pub properties: Vec<(String, crate::state::Scalar)>,

@@ -1,0 +1,156 @@
+//! The events the four handlers exchange over the bus (EventBridge on AWS, in-process
+//! locally): one enum, one `source`, one detail-type per variant.
+
+use nudge_core::engine::decision::DecisionId;
+use nudge_core::engine::Send;
+use nudge_core::rules::model::Channel;
+use nudge_core::time::Millis;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The EventBridge `source` of every event nudge publishes.
+pub const SOURCE: &str = "nudge";
+
+/// One bus event. Serialized with its detail-type as `type`, so the JSON alone says what it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum BusEvent {
+    /// ingest → evaluate: a validated Segment message.
+    #[serde(rename = "Event Accepted")]
+    EventAccepted(AcceptedEvent),
+    /// schedule-delay → evaluate: a user's wake-up time has come.
+    #[serde(rename = "Timer Fired")]
+    TimerFired(TimerFired),
+    /// evaluate → schedule-delay: wake this user at `due`.
+    #[serde(rename = "Delay Requested")]
+    DelayRequested(DelayRequest),
+    /// evaluate → schedule-delay: this user needs no wake-up any more.
+    #[serde(rename = "Delay Cancelled")]
+    DelayCancelled(DelayCancel),
+    /// evaluate → deliver: a decided send (made or suppressed).
+    #[serde(rename = "Message Requested")]
+    MessageRequested(MessageRequest),
+    /// deliver → anyone: the outcome of a send.
+    #[serde(rename = "Message Sent")]
+    MessageSent(DeliveryReport),
+    #[serde(rename = "Message Suppressed")]
+    MessageSuppressed(DeliveryReport),
+    #[serde(rename = "Message Failed")]
+    MessageFailed(DeliveryReport),
+}
+
+/// Every detail-type, in the order of [`BusEvent`]'s variants.
+pub const DETAIL_TYPES: [&str; 8] = [
+    "Event Accepted",
+    "Timer Fired",
+    "Delay Requested",
+    "Delay Cancelled",
+    "Message Requested",
+    "Message Sent",
+    "Message Suppressed",
+    "Message Failed",
+];
+
+impl BusEvent {
+    /// The EventBridge detail-type (equal to the `type` field of the JSON).
+    pub fn detail_type(&self) -> &'static str {
+        match self {
+            BusEvent::EventAccepted(_) => DETAIL_TYPES[0],
+            BusEvent::TimerFired(_) => DETAIL_TYPES[1],
+            BusEvent::DelayRequested(_) => DETAIL_TYPES[2],
+            BusEvent::DelayCancelled(_) => DETAIL_TYPES[3],
+            BusEvent::MessageRequested(_) => DETAIL_TYPES[4],
+            BusEvent::MessageSent(_) => DETAIL_TYPES[5],
+            BusEvent::MessageSuppressed(_) => DETAIL_TYPES[6],
+            BusEvent::MessageFailed(_) => DETAIL_TYPES[7],
+        }
+    }
+
+    /// The user the event is about (every event is about exactly one).
+    pub fn user_id(&self) -> &str {
+        match self {
+            BusEvent::EventAccepted(e) => &e.user_id,
+            BusEvent::TimerFired(t) => &t.user_id,
+            BusEvent::DelayRequested(d) => &d.user_id,
+            BusEvent::DelayCancelled(d) => &d.user_id,
+            BusEvent::MessageRequested(m) => &m.send.user_id,
+            BusEvent::MessageSent(r)
+            | BusEvent::MessageSuppressed(r)
+            | BusEvent::MessageFailed(r) => &r.user_id,
+        }
+    }
+
+    /// The JSON detail (what EventBridge carries in `detail`).
+    pub fn to_detail(&self) -> String {
+        // Serializing plain data with string keys cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A Segment message that passed ingest's checks, in canonical form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceptedEvent {
+    /// userId, or anonymousId when there is none: the key of the user's state.
+    pub user_id: String,
+    pub message_id: String,
+    /// The instant the engine applies it at: the sender's timestamp corrected for clock skew
+    /// (Segment's `timestamp - sentAt + receivedAt`), never later than `received_at`.
+    pub at: Millis,
+    pub received_at: Millis,
+    /// The message as `Message::to_json` writes it.
+    pub message: Value,
+}
+
+/// A user's wake-up time has come.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimerFired {
+    pub user_id: String,
+    pub due: Millis,
+    /// The state version that requested the timer.
+    pub version: u64,
+}
+
+/// Wake `user_id` at `due`. A user has one timer (their state's earliest wake-up); a request
+/// replaces it only if its `version` is newer, so requests arriving out of order are harmless.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DelayRequest {
+    pub user_id: String,
+    pub due: Millis,
+    /// The user-state version that produced this request.
+    pub version: u64,
+}
+
+/// Drop `user_id`'s timer, unless a newer request set it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DelayCancel {
+    pub user_id: String,
+    pub version: u64,
+}
+
+/// A decided send on its way to deliver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageRequest {
+    pub send: Send,
+}
+
+/// What became of a send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryReport {
+    /// The decision id (keys the delivery log and the inbox item).
+    pub id: DecisionId,
+    pub user_id: String,
+    pub trigger: String,
+    pub channel: Channel,
+    pub message: String,
+    pub variant: String,
+    pub experiment: Option<String>,
+    /// Why it was suppressed (`frequency_cap`, `quiet_hours`, ...).
+    pub reason: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// When it was decided.
+    pub at: Millis,
+    /// When deliver finished with it.
+    pub finished_at: Millis,
+    pub attempts: u32,
+}

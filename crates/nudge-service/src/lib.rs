@@ -1,0 +1,6 @@
+//! nudge's four handlers (ingest, evaluate, schedule-delay, deliver) over ports that adapters
+//! implement (SQLite and an in-process bus for `nudge serve`; DynamoDB, EventBridge and SES v2
+//! on AWS), the HTTP API contract both serve, and the bus events they exchange.
+
+pub mod bus;
+pub mod ports;

@@ -1,0 +1,325 @@
+//! The ports adapters implement: storage by capability (user state, timers, deliveries, inbox),
+//! the bus, and the outside world (mail, webhooks, the clock). SQLite (`nudge serve`) and
+//! DynamoDB/EventBridge/SES (AWS) implement the same traits with the same guarantees.
+
+use std::future::Future;
+
+use nudge_core::engine::decision::DecisionId;
+use nudge_core::rules::model::Channel;
+use nudge_core::time::Millis;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::bus::{BusEvent, DelayCancel, DelayRequest, TimerFired};
+
+/// A storage or bus failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The conditional write lost: the version moved, or a messageId in the write was applied
+    /// meanwhile. Reload and try again.
+    #[error("concurrent update of user `{0}`")]
+    Conflict(String),
+    /// Stored data that cannot be read back.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// The backend failed; `retryable` says whether trying again may help.
+    #[error("{context}: {source}")]
+    Backend {
+        context: &'static str,
+        retryable: bool,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StoreError {
+    /// Wraps a backend error.
+    pub fn backend(
+        context: &'static str,
+        retryable: bool,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        StoreError::Backend {
+            context,
+            retryable,
+            source: source.into(),
+        }
+    }
+
+    /// Whether a retry of the whole operation may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Conflict(_) => true,
+            StoreError::Corrupt(_) => false,
+            StoreError::Backend { retryable, .. } => *retryable,
+        }
+    }
+}
+
+/// A user's stored state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredUser {
+    /// `UserState::encode` bytes.
+    pub state: Vec<u8>,
+    /// Starts at 1 with the first write; every write adds one.
+    pub version: u64,
+    /// Bus events produced with this version that may not have been published yet.
+    pub outbox: Vec<BusEvent>,
+}
+
+/// One write of a user's state: the new state, the bus events it produced, and the messageIds
+/// it applied, stored atomically.
+#[derive(Debug, Clone, Copy)]
+pub struct UserWrite<'a> {
+    pub state: &'a [u8],
+    pub outbox: &'a [BusEvent],
+    pub message_ids: &'a [&'a str],
+    /// When the write happens (for the applied messageIds' expiry).
+    pub now: Millis,
+}
+
+/// How long an applied messageId is remembered (a retry later than this counts again).
+pub const MESSAGE_ID_RETENTION_MS: Millis = 7 * 24 * 3600 * 1000;
+
+/// User state, written only by evaluate. Optimistic concurrency on a version number.
+pub trait UserStore: Send + Sync {
+    /// The user's state, or `None` for a user never written.
+    fn load(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = Result<Option<StoredUser>, StoreError>> + Send;
+
+    /// Which of `message_ids` were already applied to this user (and are not yet expired).
+    fn applied(
+        &self,
+        user_id: &str,
+        message_ids: &[&str],
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Writes state, outbox and applied messageIds in one atomic step if the stored version
+    /// is `expected` (`None`: no state stored yet) and none of the messageIds is applied.
+    /// Returns the new version (`expected + 1`). Otherwise fails with `Conflict`, writing
+    /// nothing.
+    fn save(
+        &self,
+        user_id: &str,
+        expected: Option<u64>,
+        write: UserWrite<'_>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Empties the outbox once its events are published, if the version is still `version`
+    /// (a newer write has its own outbox).
+    fn clear_outbox(
+        &self,
+        user_id: &str,
+        version: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Erases everything stored under the user (GDPR): state, applied messageIds, timer,
+    /// delivery log and inbox.
+    fn erase_user(&self, user_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A user's pending wake-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timer {
+    pub user_id: String,
+    pub due: Millis,
+    pub version: u64,
+}
+
+/// Timers, written only by schedule-delay: one per user, replaced only by newer versions.
+pub trait TimerStore: Send + Sync {
+    /// Sets the user's timer to `req.due` unless a request or cancel with a version at least
+    /// `req.version` was applied already. Idempotent.
+    fn set(&self, req: &DelayRequest) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes the user's timer unless a newer request set it; remembers the version so that
+    /// an older request arriving later does not bring it back. Idempotent.
+    fn cancel(&self, req: &DelayCancel) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Claims up to `limit` timers due at or before `now`, earliest first. Each timer is
+    /// claimed by exactly one caller, however many sweep at once; a claimed timer is gone.
+    fn claim_due(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<TimerFired>, StoreError>> + Send;
+
+    /// The user's pending timer (admin view); expired-but-unclaimed timers are still pending.
+    fn pending(
+        &self,
+        user_id: &str,
+    ) -> impl Future<Output = Result<Option<Timer>, StoreError>> + Send;
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Claimed by deliver, not finished (a crash leaves it so; a retry takes it over).
+    Sending,
+    Sent,
+    Suppressed,
+    /// Failed after the last attempt (the dead-letter record).
+    Failed,
+}
+
+/// One entry of the delivery log, keyed by (user, decision id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    pub id: DecisionId,
+    pub user_id: String,
+    pub trigger: String,
+    pub channel: Channel,
+    pub message: String,
+    pub variant: String,
+    pub experiment: Option<String>,
+    pub status: DeliveryStatus,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    /// When the decision was taken.
+    pub at: Millis,
+    /// Last change of status.
+    pub updated_at: Millis,
+    pub attempts: u32,
+    /// Subject (email) or title (in-app) as rendered, for the admin view.
+    pub subject: Option<String>,
+}
+
+/// How long delivery log entries are kept.
+pub const DELIVERY_RETENTION_MS: Millis = 90 * 24 * 3600 * 1000;
+
+/// The delivery log, written only by deliver.
+pub trait DeliveryStore: Send + Sync {
+    /// Records `d` (status `Sending` or `Suppressed`) if no entry with its id exists and
+    /// returns `None`; otherwise leaves the log alone and returns the existing entry.
+    fn begin(
+        &self,
+        d: &Delivery,
+    ) -> impl Future<Output = Result<Option<Delivery>, StoreError>> + Send;
+
+    /// Replaces the entry (same user and id) with its final form.
+    fn finish(&self, d: &Delivery) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The user's latest entries, newest first.
+    fn recent(
+        &self,
+        user_id: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
+}
+
+/// One in-app message in a user's inbox, keyed by (user, decision id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboxItem {
+    pub id: DecisionId,
+    pub user_id: String,
+    pub trigger: String,
+    pub message: String,
+    pub title: Option<String>,
+    pub body: String,
+    pub url: Option<String>,
+    pub created_at: Millis,
+    pub read_at: Option<Millis>,
+    /// After this the item is no longer listed.
+    pub expires_at: Millis,
+}
+
+/// How long an in-app message stays in the inbox.
+pub const INBOX_RETENTION_MS: Millis = 30 * 24 * 3600 * 1000;
+
+/// Per-user in-app inboxes, written by deliver (items) and the inbox API (read, dismiss).
+pub trait InboxStore: Send + Sync {
+    /// Adds the item unless one with its id exists (idempotent).
+    fn put(&self, item: &InboxItem) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The user's items not dismissed and not expired at `now`, newest first.
+    fn list(
+        &self,
+        user_id: &str,
+        now: Millis,
+    ) -> impl Future<Output = Result<Vec<InboxItem>, StoreError>> + Send;
+
+    /// Marks an item read; `false` if the user has no such item.
+    fn mark_read(
+        &self,
+        user_id: &str,
+        id: DecisionId,
+        now: Millis,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Removes an item from the inbox; `false` if the user has no such item.
+    fn dismiss(
+        &self,
+        user_id: &str,
+        id: DecisionId,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// The bus the handlers talk through.
+pub trait Bus: Send + Sync {
+    /// Publishes every event or fails; on failure some may have been published (handlers
+    /// are idempotent, so publishing again is safe).
+    fn publish(&self, events: &[BusEvent]) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// A mail that is ready to go: envelope plus the RFC 5322 bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingEmail {
+    /// The decision id (idempotency key and file name in the outbox).
+    pub id: DecisionId,
+    pub from: String,
+    pub to: String,
+    pub raw: Vec<u8>,
+}
+
+/// A mail provider's failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct SendError {
+    pub message: String,
+    /// Whether trying again later may work (throttling, timeouts, 5xx).
+    pub retryable: bool,
+}
+
+/// Sends mail: an outbox folder, SMTP, SES v2.
+pub trait Mailer: Send + Sync {
+    /// Sends the mail; returns the provider's message id.
+    fn send(&self, email: &OutgoingEmail)
+        -> impl Future<Output = Result<String, SendError>> + Send;
+}
+
+/// An HTTP POST of a webhook: the transport only; signing and retries are deliver's.
+pub trait WebhookTransport: Send + Sync {
+    /// POSTs `body` with `headers`; returns the response status, or an error for transport
+    /// failures (connection refused, timeout).
+    fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> impl Future<Output = Result<u16, SendError>> + Send;
+}
+
+/// The time, injected so tests and replays control it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Millis;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        let d = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        d.as_millis() as Millis
+    }
+}
+
+/// Admin-facing JSON of a value (decoded state etc.).
+pub type Json = Value;
