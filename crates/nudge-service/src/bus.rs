@@ -15,9 +15,10 @@ pub const SOURCE: &str = "nudge";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
 pub enum BusEvent {
-    /// ingest → evaluate: a validated Segment message.
-    #[serde(rename = "Event Accepted")]
-    EventAccepted(AcceptedEvent),
+    /// ingest → evaluate: validated Segment messages (several per bus entry, up to
+    /// [`MAX_DETAIL_BYTES`], because the bus bills per 64 KB chunk, not per message).
+    #[serde(rename = "Events Accepted")]
+    EventsAccepted(AcceptedEvents),
     /// schedule-delay → evaluate: a user's wake-up time has come.
     #[serde(rename = "Timer Fired")]
     TimerFired(TimerFired),
@@ -41,7 +42,7 @@ pub enum BusEvent {
 
 /// Every detail-type, in the order of [`BusEvent`]'s variants.
 pub const DETAIL_TYPES: [&str; 8] = [
-    "Event Accepted",
+    "Events Accepted",
     "Timer Fired",
     "Delay Requested",
     "Delay Cancelled",
@@ -55,7 +56,7 @@ impl BusEvent {
     /// The EventBridge detail-type (equal to the `type` field of the JSON).
     pub fn detail_type(&self) -> &'static str {
         match self {
-            BusEvent::EventAccepted(_) => DETAIL_TYPES[0],
+            BusEvent::EventsAccepted(_) => DETAIL_TYPES[0],
             BusEvent::TimerFired(_) => DETAIL_TYPES[1],
             BusEvent::DelayRequested(_) => DETAIL_TYPES[2],
             BusEvent::DelayCancelled(_) => DETAIL_TYPES[3],
@@ -66,10 +67,10 @@ impl BusEvent {
         }
     }
 
-    /// The user the event is about (every event is about exactly one).
-    pub fn user_id(&self) -> &str {
-        match self {
-            BusEvent::EventAccepted(e) => &e.user_id,
+    /// The user the event is about; `None` for accepted events, which may carry several.
+    pub fn user_id(&self) -> Option<&str> {
+        Some(match self {
+            BusEvent::EventsAccepted(_) => return None,
             BusEvent::TimerFired(t) => &t.user_id,
             BusEvent::DelayRequested(d) => &d.user_id,
             BusEvent::DelayCancelled(d) => &d.user_id,
@@ -77,7 +78,7 @@ impl BusEvent {
             BusEvent::MessageSent(r)
             | BusEvent::MessageSuppressed(r)
             | BusEvent::MessageFailed(r) => &r.user_id,
-        }
+        })
     }
 
     /// The JSON detail (what EventBridge carries in `detail`).
@@ -85,6 +86,16 @@ impl BusEvent {
         // Serializing plain data with string keys cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
+}
+
+/// Largest `detail` ingest packs into one bus entry (EventBridge bills each 64 KB chunk of an
+/// entry as one event and takes at most 256 KB per PutEvents call).
+pub const MAX_DETAIL_BYTES: usize = 60 * 1024;
+
+/// Accepted messages packed into one bus entry, in the order they were received.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceptedEvents {
+    pub events: Vec<AcceptedEvent>,
 }
 
 /// A Segment message that passed ingest's checks, in canonical form.

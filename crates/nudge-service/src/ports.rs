@@ -65,6 +65,8 @@ pub struct StoredUser {
     pub version: u64,
     /// Bus events produced with this version that may not have been published yet.
     pub outbox: Vec<BusEvent>,
+    /// Those of the messageIds asked about in [`UserStore::load`] that were already applied.
+    pub applied: Vec<String>,
 }
 
 /// One write of a user's state: the new state, the bus events it produced, and the messageIds
@@ -83,18 +85,14 @@ pub const MESSAGE_ID_RETENTION_MS: Millis = 7 * 24 * 3600 * 1000;
 
 /// User state, written only by evaluate. Optimistic concurrency on a version number.
 pub trait UserStore: Send + Sync {
-    /// The user's state, or `None` for a user never written.
+    /// The user's state, or `None` for a user never written, with which of `message_ids`
+    /// were already applied to this user (within the retention; one read where the backend
+    /// allows it).
     fn load(
         &self,
         user_id: &str,
-    ) -> impl Future<Output = Result<Option<StoredUser>, StoreError>> + Send;
-
-    /// Which of `message_ids` were already applied to this user (and are not yet expired).
-    fn applied(
-        &self,
-        user_id: &str,
         message_ids: &[&str],
-    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<StoredUser>, StoreError>> + Send;
 
     /// Writes state, outbox and applied messageIds in one atomic step if the stored version
     /// is `expected` (`None`: no state stored yet) and none of the messageIds is applied.
