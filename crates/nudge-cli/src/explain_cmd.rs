@@ -1,7 +1,8 @@
 //! `nudge explain`: replays the events up to an instant and tells, for one user, why each
 //! trigger did or did not fire.
 
-use crate::{replay_cmd, rules_dir};
+use crate::replay_cmd;
+use nudge_service::rules_dir;
 use nudge_core::explain::{self, Activity, Evidence, ExplainError};
 use nudge_core::replay::Replay;
 use nudge_core::time::{format_instant, parse_instant, Duration, Millis};

@@ -2,7 +2,8 @@
 
 mod explain_cmd;
 mod replay_cmd;
-mod rules_dir;
+mod serve_cmd;
+use nudge_service::rules_dir;
 mod test_cmd;
 
 use clap::{Parser, Subcommand};
@@ -62,6 +63,8 @@ enum Command {
         /// Segment messages, one JSON object a line (`-` for stdin).
         events: PathBuf,
     },
+    /// Run the engine as one local process: HTTP API, embedded store, timers and channels.
+    Serve(serve_cmd::ServeArgs),
     /// Run the journey tests in DIR/tests/*.yaml against the rule set in DIR.
     Test {
         #[arg(long, default_value = "rules")]
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
             json,
         }),
         Command::Test { rules, filter } => test_cmd::run(&rules, filter.as_deref()),
+        Command::Serve(args) => serve_cmd::run(args),
     }
 }
 

@@ -881,3 +881,5 @@ fn a_bad_until_is_an_error() {
         assert!(out.stdout.is_empty());
     }
 }
+
+mod serve;

@@ -4,3 +4,14 @@
 
 pub mod bus;
 pub mod ports;
+pub mod error;
+pub mod evaluate;
+pub mod ingest;
+pub mod metrics;
+pub mod rules_dir;
+pub mod schedule;
+pub mod signing;
+pub mod email;
+pub mod webhook;
+pub mod api;
+pub mod deliver;

@@ -136,6 +136,11 @@ pub trait TimerStore: Send + Sync {
     /// an older request arriving later does not bring it back. Idempotent.
     fn cancel(&self, req: &DelayCancel) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Puts back a timer claimed by `claim_due` whose "Timer Fired" could not be published:
+    /// like `set`, but also applies when the stored version equals `req.version` (the claim
+    /// left that version behind). A newer request or cancel still wins.
+    fn restore(&self, req: &DelayRequest) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Claims up to `limit` timers due at or before `now`, earliest first. Each timer is
     /// claimed by exactly one caller, however many sweep at once; a claimed timer is gone.
     fn claim_due(

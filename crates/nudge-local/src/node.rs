@@ -1,0 +1,343 @@
+//! One `nudge serve` process: the store, the four handlers wired to the in-process bus, the
+//! timer loop standing in for the sweeper, and the HTTP server.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nudge_core::rules::CompiledRules;
+use nudge_service::api::{Api, ApiKeys};
+use nudge_service::deliver::{Deliver, DeliverConfig};
+use nudge_service::evaluate::Evaluate;
+use nudge_service::ingest::WriteKeys;
+use nudge_service::metrics::{Metrics, PromMetrics};
+use nudge_service::ports::{Clock, SystemClock};
+use nudge_service::schedule::Schedule;
+use nudge_service::webhook::{HttpWebhookTransport, RetryPolicy};
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tracing::{info, warn};
+
+use crate::bus::{ack_loop, dispatch, run_job, Job, LocalBus, Routes};
+use crate::mail::LocalMailer;
+use crate::secrets::Secrets;
+use crate::store::SqliteStore;
+
+/// How `nudge serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub rules_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Write keys; a generated development key (kept in the data folder) when empty.
+    pub write_keys: Vec<String>,
+    pub admin_key: Option<String>,
+    pub inbox_secret: Option<String>,
+    pub signing_secret: Option<String>,
+    /// Base URL of this server as mail recipients reach it (unsubscribe links).
+    pub public_url: Option<String>,
+    /// `From` address of emails.
+    pub sender: String,
+    /// Send mail over SMTP instead of writing `<data>/outbox/*.eml`.
+    pub smtp_url: Option<String>,
+    /// Evaluate workers (users are spread over them).
+    pub evaluate_workers: usize,
+    /// Webhook retry policy.
+    pub webhook: RetryPolicy,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Rules(#[from] nudge_service::rules_dir::LoadError),
+    #[error("data folder {path}: {source}")]
+    Data {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] nudge_service::ports::StoreError),
+    #[error("mail: {0}")]
+    Mail(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+type Store = SqliteStore;
+type Clk = SystemClock;
+/// The handlers of one node.
+pub struct Handlers {
+    pub api: Api<Store, LocalBus, Clk>,
+    pub evaluate: Evaluate<Store, LocalBus, Clk>,
+    pub schedule: Schedule<Store, LocalBus, Clk>,
+    pub deliver: Deliver<Store, LocalMailer, HttpWebhookTransport, LocalBus, Clk>,
+    pub metrics: Arc<PromMetrics>,
+    pub bus: LocalBus,
+    pub store: Store,
+}
+
+/// Starts everything and serves until ctrl-c / SIGTERM.
+pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+    let rules = Arc::new(nudge_service::rules_dir::load(&config.rules_dir)?);
+    let data = |source| ServeError::Data {
+        path: config.data_dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&config.data_dir).map_err(data)?;
+    let secrets = Secrets::load_or_create(&config.data_dir.join("secrets.json")).map_err(data)?;
+    let store = SqliteStore::open(&config.data_dir.join("nudge.db"))?;
+    let mailer = match &config.smtp_url {
+        Some(url) => LocalMailer::smtp(url).map_err(|e| ServeError::Mail(e.to_string()))?,
+        None => LocalMailer::outbox(&config.data_dir.join("outbox")).map_err(data)?,
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(ServeError::Serve)?;
+
+    let write_keys = if config.write_keys.is_empty() {
+        vec![secrets.write_key.clone()]
+    } else {
+        config.write_keys.clone()
+    };
+    let admin_key = config
+        .admin_key
+        .clone()
+        .unwrap_or_else(|| secrets.admin_key.clone());
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let signing_secret = config
+        .signing_secret
+        .clone()
+        .unwrap_or_else(|| secrets.signing_secret.clone())
+        .into_bytes();
+    let inbox_secret = config
+        .inbox_secret
+        .clone()
+        .unwrap_or_else(|| secrets.inbox_secret.clone())
+        .into_bytes();
+
+    let (bus, rx) = LocalBus::new(store.clone());
+    let metrics = Arc::new(PromMetrics::new());
+    let dyn_metrics: Arc<dyn Metrics> = metrics.clone();
+    let handlers = Arc::new(Handlers {
+        api: Api {
+            rules: rules.clone(),
+            store: store.clone(),
+            bus: bus.with_backpressure(),
+            clock: SystemClock,
+            metrics: dyn_metrics.clone(),
+            keys: ApiKeys {
+                write: WriteKeys::new(write_keys.clone()),
+                admin: Some(admin_key.clone()),
+                inbox_secret,
+                signing_secret: signing_secret.clone(),
+            },
+        },
+        evaluate: Evaluate {
+            rules: rules.clone(),
+            store: store.clone(),
+            bus: bus.clone(),
+            clock: SystemClock,
+            metrics: dyn_metrics.clone(),
+        },
+        schedule: Schedule {
+            timers: store.clone(),
+            bus: bus.clone(),
+            clock: SystemClock,
+            metrics: dyn_metrics.clone(),
+        },
+        deliver: Deliver {
+            rules: rules.clone(),
+            store: store.clone(),
+            mailer,
+            webhooks: HttpWebhookTransport::new().map_err(|e| ServeError::Mail(e.to_string()))?,
+            bus: bus.clone(),
+            clock: SystemClock,
+            metrics: dyn_metrics.clone(),
+            config: DeliverConfig {
+                sender: config.sender.clone(),
+                public_url: public_url.clone(),
+                signing_secret,
+                webhook: config.webhook.clone(),
+                mail_attempts: 4,
+                mail_backoff: Duration::from_millis(500),
+            },
+        },
+        metrics: metrics.clone(),
+        bus: bus.clone(),
+        store: store.clone(),
+    });
+
+    let timers_changed = Arc::new(Notify::new());
+    start_workers(&handlers, rx, config.evaluate_workers, timers_changed.clone());
+    let redelivered = bus.redeliver_unacked().await?;
+    if redelivered > 0 {
+        info!(events = redelivered, "redelivering events a previous run left unhandled");
+    }
+    tokio::spawn(timer_loop(handlers.clone(), timers_changed));
+
+    print_banner(&config, &rules, addr, &write_keys, &admin_key, &public_url);
+    crate::server::run(listener, handlers).await.map_err(ServeError::Serve)
+}
+
+fn start_workers(
+    h: &Arc<Handlers>,
+    rx: mpsc::UnboundedReceiver<crate::bus::Delivery>,
+    evaluate_workers: usize,
+    timers_changed: Arc<Notify>,
+) {
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    tokio::spawn(ack_loop(h.store.clone(), ack_rx));
+
+    let mut evaluate = Vec::new();
+    for _ in 0..evaluate_workers.max(1) {
+        let (tx, mut jobs) = mpsc::unbounded_channel::<Job>();
+        evaluate.push(tx);
+        let h = h.clone();
+        tokio::spawn(async move {
+            while let Some(job) = jobs.recv().await {
+                run_job(job, |event| {
+                    let h = h.clone();
+                    async move {
+                        let r = h.evaluate.handle(&event).await;
+                        (event, r)
+                    }
+                })
+                .await;
+            }
+        });
+    }
+
+    let (schedule_tx, mut schedule_jobs) = mpsc::unbounded_channel::<Job>();
+    {
+        let h = h.clone();
+        tokio::spawn(async move {
+            while let Some(job) = schedule_jobs.recv().await {
+                run_job(job, |event| {
+                    let h = h.clone();
+                    async move {
+                        let r = h.schedule.handle(&event).await;
+                        (event, r)
+                    }
+                })
+                .await;
+                timers_changed.notify_one();
+            }
+        });
+    }
+
+    let (deliver_tx, mut deliver_jobs) = mpsc::unbounded_channel::<Job>();
+    {
+        let h = h.clone();
+        // Webhooks wait on slow receivers and retries: deliver runs many sends at once.
+        let slots = Arc::new(Semaphore::new(32));
+        tokio::spawn(async move {
+            while let Some(job) = deliver_jobs.recv().await {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let h = h.clone();
+                tokio::spawn(async move {
+                    run_job(job, |event| {
+                        let h = h.clone();
+                        async move {
+                            let r = h.deliver.handle(&event).await;
+                            (event, r)
+                        }
+                    })
+                    .await;
+                    drop(slot);
+                });
+            }
+        });
+    }
+
+    let routes = Routes {
+        evaluate,
+        schedule: schedule_tx,
+        deliver: deliver_tx,
+        acks: ack_tx,
+    };
+    tokio::spawn(dispatch(rx, h.bus.clone(), routes));
+}
+
+/// Sleeps until the earliest timer is due (or a timer changes), then sweeps; purges expired
+/// rows once a minute.
+async fn timer_loop(h: Arc<Handlers>, changed: Arc<Notify>) {
+    let mut last_purge = 0;
+    loop {
+        let now = SystemClock.now();
+        if now - last_purge >= 60_000 {
+            if let Err(e) = h.store.purge_expired(now).await {
+                warn!(error = %e, "purge of expired rows failed");
+            }
+            last_purge = now;
+        }
+        match h.schedule.sweep().await {
+            Ok(n) if n > 0 => info!(fired = n, "timers fired"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "timer sweep failed"),
+        }
+        h.metrics.queue_depth(h.bus.depth());
+        let next = match h.store.next_due().await {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(error = %e, "cannot read the next timer");
+                None
+            }
+        };
+        let now = SystemClock.now();
+        let wait = next.map_or(1_000, |due| (due - now).clamp(0, 1_000)) as u64;
+        if wait == 0 {
+            continue;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+            _ = changed.notified() => {}
+        }
+    }
+}
+
+fn print_banner(
+    config: &ServeConfig,
+    rules: &CompiledRules,
+    addr: SocketAddr,
+    write_keys: &[String],
+    admin_key: &str,
+    public_url: &str,
+) {
+    let mail = match &config.smtp_url {
+        Some(_) => "SMTP (--smtp-url)".to_string(),
+        None => display(&config.data_dir.join("outbox")),
+    };
+    let key = write_keys.first().map(String::as_str).unwrap_or("");
+    eprintln!(
+        "nudge serve: rule set `{name}` ({triggers} triggers) from {rules_dir}\n  \
+         listening on http://{addr}   (public URL {public_url})\n  \
+         data in {data}   emails to {mail}\n  \
+         write key:  {key}\n  \
+         admin key:  {admin_key}\n  \
+         try: curl -u {key}: http://{addr}/v1/track -H 'content-type: application/json' \\\n    \
+         -d '{{\"userId\":\"u1\",\"event\":\"Signed Up\",\"traits\":{{\"email\":\"u1@example.com\"}}}}'",
+        name = rules.name,
+        triggers = rules.triggers.len(),
+        rules_dir = display(&config.rules_dir),
+        data = display(&config.data_dir),
+    );
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}

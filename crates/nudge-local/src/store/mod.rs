@@ -1,0 +1,211 @@
+//! `SqliteStore`: the embedded store of `nudge serve`. One SQLite file holds user state with
+//! its applied messageIds, timers, the delivery log, inboxes and the durable local event
+//! queue; it implements every storage port with the guarantees the DynamoDB adapter gives.
+//!
+//! One thread owns the only connection and runs every command, reads included, in group
+//! commits (see `writer`). Reads go through that thread too: a point read costs a few
+//! microseconds, less than handing it to another thread would, the thread sustains far more
+//! than the server's load, and a read then always sees every write already acknowledged
+//! (evaluate's load after its own save needs no care).
+//!
+//! Durability: a command's reply is sent only after its transaction committed. With WAL and
+//! `synchronous=NORMAL` a committed transaction survives the process being killed (`kill -9`,
+//! a panic, an OOM kill), since it is in the WAL file in the OS's page cache; it can be lost
+//! only if the machine loses power or the OS crashes before the next checkpoint syncs.
+
+mod deliveries;
+mod error;
+mod inbox;
+mod purge;
+mod queue;
+mod schema;
+mod sql_values;
+#[cfg(test)]
+mod test_support;
+mod timers;
+mod users;
+mod writer;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use nudge_service::ports::StoreError;
+
+pub use schema::SCHEMA_VERSION;
+
+/// The SQLite store; cheap to clone, usable from any number of tasks.
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Arc<writer::Writer>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating the file and its schema if needed, and starts
+    /// its writer thread (which stops, closing the file, when the last clone is dropped).
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn = schema::open(path)?;
+        let writer = writer::Writer::start(conn)?;
+        Ok(SqliteStore {
+            writer: Arc::new(writer),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nudge_core::engine::decision::DecisionId;
+    use nudge_core::rules::model::Channel;
+    use nudge_service::bus::{BusEvent, DelayRequest};
+    use nudge_service::ports::{
+        Delivery, DeliveryStatus, DeliveryStore, InboxItem, InboxStore, TimerStore, UserStore,
+        UserWrite,
+    };
+
+    use super::error::sqlite;
+    use super::test_support::TempDir;
+    use super::*;
+
+    fn delay(user: &str) -> DelayRequest {
+        DelayRequest {
+            user_id: user.into(),
+            due: 42,
+            version: 1,
+        }
+    }
+
+    fn delivery() -> Delivery {
+        Delivery {
+            id: DecisionId(9),
+            user_id: "u".into(),
+            trigger: "t".into(),
+            channel: Channel::InApp,
+            message: "m".into(),
+            variant: "a".into(),
+            experiment: None,
+            status: DeliveryStatus::Suppressed,
+            reason: Some("quiet_hours".into()),
+            error: None,
+            at: 1,
+            updated_at: 2,
+            attempts: 0,
+            subject: None,
+        }
+    }
+
+    fn item() -> InboxItem {
+        InboxItem {
+            id: DecisionId(9),
+            user_id: "u".into(),
+            trigger: "t".into(),
+            message: "m".into(),
+            title: None,
+            body: "b".into(),
+            url: Some("https://example.invalid/".into()),
+            created_at: 1,
+            read_at: None,
+            expires_at: 100,
+        }
+    }
+
+    #[tokio::test]
+    async fn reopening_the_file_keeps_everything() {
+        let dir = TempDir::new("reopen");
+        let outbox = [BusEvent::DelayRequested(delay("u"))];
+        {
+            let store = dir.open();
+            let write = UserWrite {
+                state: b"state",
+                outbox: &outbox,
+                message_ids: &["m1"],
+                now: nudge_service::ports::Clock::now(&nudge_service::ports::SystemClock),
+            };
+            store.save("u", None, write).await.unwrap();
+            store.set(&delay("u")).await.unwrap();
+            store.begin(&delivery()).await.unwrap();
+            store.put(&item()).await.unwrap();
+            store.mark_read("u", DecisionId(9), 5).await.unwrap();
+        }
+
+        let store = dir.open();
+
+        let user = store.load("u", &["m1"]).await.unwrap().unwrap();
+        assert_eq!((user.state.as_slice(), user.version), (&b"state"[..], 1));
+        assert_eq!(
+            (user.outbox.as_slice(), user.applied),
+            (&outbox[..], vec!["m1".into()])
+        );
+        assert_eq!(store.next_due().await.unwrap(), Some(42));
+        assert_eq!(store.recent("u", 5).await.unwrap(), [delivery()]);
+        let listed = store.list("u", 50).await.unwrap();
+        assert_eq!(
+            listed,
+            [InboxItem {
+                read_at: Some(5),
+                ..item()
+            }]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_file_is_in_wal_mode_with_the_schema_version() {
+        let dir = TempDir::new("pragmas");
+        let store = dir.open();
+
+        let (mode, sync, version): (String, i64, i64) = store
+            .writer
+            .read("test", |conn| {
+                let get = |pragma: &str| {
+                    conn.pragma_query_value(None, pragma, |r| r.get::<_, rusqlite::types::Value>(0))
+                };
+                let mode = match get("journal_mode").map_err(sqlite("test"))? {
+                    rusqlite::types::Value::Text(m) => m,
+                    other => format!("{other:?}"),
+                };
+                let int = |v| match v {
+                    rusqlite::types::Value::Integer(i) => i,
+                    _ => -1,
+                };
+                let sync = int(get("synchronous").map_err(sqlite("test"))?);
+                let version = int(get("user_version").map_err(sqlite("test"))?);
+                Ok((mode, sync, version))
+            })
+            .await
+            .unwrap();
+
+        assert_eq!(mode, "wal");
+        assert_eq!(sync, 1, "NORMAL");
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    #[tokio::test]
+    async fn a_file_of_a_newer_schema_is_refused() {
+        let dir = TempDir::new("newer");
+        {
+            let store = dir.open();
+            store
+                .writer
+                .write("test", |conn| {
+                    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+                        .map_err(sqlite("test"))
+                })
+                .await
+                .unwrap();
+        }
+
+        let opened = SqliteStore::open(&dir.db());
+
+        assert!(matches!(
+            opened,
+            Err(StoreError::Backend {
+                retryable: false,
+                ..
+            })
+        ));
+    }
+}

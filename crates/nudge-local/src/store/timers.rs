@@ -1,0 +1,352 @@
+//! Timers: one row per user holding the due time and the version that set it. A cancel or a
+//! claim keeps the row with `due` NULL as a tombstone of its version, so a request of an older
+//! version arriving late cannot bring the timer back.
+
+use nudge_core::time::Millis;
+use nudge_service::bus::{DelayCancel, DelayRequest, TimerFired};
+use nudge_service::ports::{StoreError, Timer, TimerStore};
+use rusqlite::{params, OptionalExtension};
+
+use super::error::sqlite;
+use super::sql_values::{to_sql_int, version_from_sql};
+use super::SqliteStore;
+
+/// Sets a timer if the request's version is newer than the stored one.
+const SET_IF_NEWER: &str = "
+INSERT INTO timers (user_id, due, version) VALUES (?1, ?2, ?3)
+ON CONFLICT (user_id) DO UPDATE SET due = excluded.due, version = excluded.version
+WHERE excluded.version > timers.version";
+
+/// Sets a timer if the request's version is at least the stored one (a restore of a claim).
+const SET_IF_NOT_OLDER: &str = "
+INSERT INTO timers (user_id, due, version) VALUES (?1, ?2, ?3)
+ON CONFLICT (user_id) DO UPDATE SET due = excluded.due, version = excluded.version
+WHERE excluded.version >= timers.version";
+
+impl SqliteStore {
+    /// The earliest due time of any pending timer (the timer loop sleeps until then).
+    pub async fn next_due(&self) -> Result<Option<Millis>, StoreError> {
+        const CONTEXT: &str = "next timer due";
+        self.writer
+            .read(CONTEXT, |conn| {
+                conn.prepare_cached(
+                    "SELECT due FROM timers WHERE due IS NOT NULL ORDER BY due LIMIT 1",
+                )
+                .map_err(sqlite(CONTEXT))?
+                .query_row([], |r| r.get(0))
+                .optional()
+                .map_err(sqlite(CONTEXT))
+            })
+            .await
+    }
+
+    /// Writes `req` as the user's timer with `sql` (which decides which versions win).
+    async fn put_timer(
+        &self,
+        context: &'static str,
+        sql: &'static str,
+        req: &DelayRequest,
+    ) -> Result<(), StoreError> {
+        let user = req.user_id.clone();
+        let due = req.due;
+        let version = to_sql_int(context, req.version)?;
+        self.writer
+            .write(context, move |conn| {
+                conn.prepare_cached(sql)
+                    .map_err(sqlite(context))?
+                    .execute(params![user, due, version])
+                    .map_err(sqlite(context))?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+impl TimerStore for SqliteStore {
+    /// Applies only a version newer than the stored one; the same version again is a no-op.
+    async fn set(&self, req: &DelayRequest) -> Result<(), StoreError> {
+        self.put_timer("set timer", SET_IF_NEWER, req).await
+    }
+
+    /// Like `set`, newer wins: one version produces either a request or a cancel, never both,
+    /// so the same version again is a repeat and a no-op.
+    async fn cancel(&self, req: &DelayCancel) -> Result<(), StoreError> {
+        const CONTEXT: &str = "cancel timer";
+        let user = req.user_id.clone();
+        let version = to_sql_int(CONTEXT, req.version)?;
+        self.writer
+            .write(CONTEXT, move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO timers (user_id, due, version) VALUES (?1, NULL, ?2)
+                     ON CONFLICT (user_id) DO UPDATE SET due = NULL, version = excluded.version
+                     WHERE excluded.version > timers.version",
+                )
+                .map_err(sqlite(CONTEXT))?
+                .execute(params![user, version])
+                .map_err(sqlite(CONTEXT))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn restore(&self, req: &DelayRequest) -> Result<(), StoreError> {
+        self.put_timer("restore timer", SET_IF_NOT_OLDER, req).await
+    }
+
+    /// Claims run on the one writer thread, each in its own savepoint, so two sweeps never
+    /// see the same timer: the first turns it into a tombstone before the second reads.
+    async fn claim_due(&self, now: Millis, limit: usize) -> Result<Vec<TimerFired>, StoreError> {
+        const CONTEXT: &str = "claim due timers";
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let claimed: Vec<(String, Millis, i64)> = self
+            .writer
+            .write(CONTEXT, move |conn| {
+                let due: Vec<(String, Millis, i64)> = conn
+                    .prepare_cached(
+                        "SELECT user_id, due, version FROM timers
+                         WHERE due IS NOT NULL AND due <= ?1
+                         ORDER BY due, user_id LIMIT ?2",
+                    )
+                    .map_err(sqlite(CONTEXT))?
+                    .query_map(params![now, limit], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .map_err(sqlite(CONTEXT))?
+                    .collect::<Result<_, _>>()
+                    .map_err(sqlite(CONTEXT))?;
+                let mut tombstone = conn
+                    .prepare_cached("UPDATE timers SET due = NULL WHERE user_id = ?1")
+                    .map_err(sqlite(CONTEXT))?;
+                for (user, _, _) in &due {
+                    tombstone.execute([user]).map_err(sqlite(CONTEXT))?;
+                }
+                Ok(due)
+            })
+            .await?;
+        claimed
+            .into_iter()
+            .map(|(user_id, due, version)| {
+                Ok(TimerFired {
+                    version: version_from_sql(&user_id, version)?,
+                    user_id,
+                    due,
+                })
+            })
+            .collect()
+    }
+
+    async fn pending(&self, user_id: &str) -> Result<Option<Timer>, StoreError> {
+        const CONTEXT: &str = "read timer";
+        let user = user_id.to_owned();
+        let found: Option<(Millis, i64)> = self
+            .writer
+            .read(CONTEXT, move |conn| {
+                conn.prepare_cached(
+                    "SELECT due, version FROM timers WHERE user_id = ?1 AND due IS NOT NULL",
+                )
+                .map_err(sqlite(CONTEXT))?
+                .query_row([&user], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(sqlite(CONTEXT))
+            })
+            .await?;
+        found
+            .map(|(due, version)| {
+                Ok(Timer {
+                    user_id: user_id.to_owned(),
+                    due,
+                    version: version_from_sql(user_id, version)?,
+                })
+            })
+            .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::store::test_support::TempDir;
+
+    fn req(user: &str, due: Millis, version: u64) -> DelayRequest {
+        DelayRequest {
+            user_id: user.into(),
+            due,
+            version,
+        }
+    }
+
+    fn cancel(user: &str, version: u64) -> DelayCancel {
+        DelayCancel {
+            user_id: user.into(),
+            version,
+        }
+    }
+
+    fn timer(user: &str, due: Millis, version: u64) -> Option<Timer> {
+        Some(Timer {
+            user_id: user.into(),
+            due,
+            version,
+        })
+    }
+
+    #[tokio::test]
+    async fn only_a_newer_version_replaces_a_timer() {
+        let dir = TempDir::new("timers-set");
+        let store = dir.open();
+
+        store.set(&req("u", 100, 2)).await.unwrap();
+        store.set(&req("u", 50, 1)).await.unwrap();
+        store.set(&req("u", 70, 2)).await.unwrap();
+        assert_eq!(store.pending("u").await.unwrap(), timer("u", 100, 2));
+
+        store.set(&req("u", 300, 3)).await.unwrap();
+        assert_eq!(store.pending("u").await.unwrap(), timer("u", 300, 3));
+        assert_eq!(store.pending("other").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_cancel_is_a_tombstone_an_older_request_cannot_pass() {
+        let dir = TempDir::new("timers-cancel");
+        let store = dir.open();
+        store.set(&req("u", 100, 1)).await.unwrap();
+
+        store.cancel(&cancel("u", 2)).await.unwrap();
+        assert_eq!(store.pending("u").await.unwrap(), None);
+        store.set(&req("u", 100, 1)).await.unwrap();
+        store.set(&req("u", 100, 2)).await.unwrap();
+        assert_eq!(
+            store.pending("u").await.unwrap(),
+            None,
+            "late older request"
+        );
+
+        store.set(&req("u", 400, 3)).await.unwrap();
+        store.cancel(&cancel("u", 2)).await.unwrap();
+        store.cancel(&cancel("u", 3)).await.unwrap();
+        assert_eq!(store.pending("u").await.unwrap(), timer("u", 400, 3));
+    }
+
+    #[tokio::test]
+    async fn out_of_order_arrival_ends_at_the_newest_version() {
+        let dir = TempDir::new("timers-order");
+        let store = dir.open();
+
+        // Produced as set v1, cancel v2, set v3; arriving backwards.
+        store.set(&req("a", 300, 3)).await.unwrap();
+        store.cancel(&cancel("a", 2)).await.unwrap();
+        store.set(&req("a", 100, 1)).await.unwrap();
+        // Produced as set v1, set v2, cancel v3; arriving as v2, v3, v1.
+        store.set(&req("b", 200, 2)).await.unwrap();
+        store.cancel(&cancel("b", 3)).await.unwrap();
+        store.set(&req("b", 100, 1)).await.unwrap();
+        // A cancel arriving before any request of the user.
+        store.cancel(&cancel("c", 2)).await.unwrap();
+        store.set(&req("c", 100, 1)).await.unwrap();
+
+        assert_eq!(store.pending("a").await.unwrap(), timer("a", 300, 3));
+        assert_eq!(store.pending("b").await.unwrap(), None);
+        assert_eq!(store.pending("c").await.unwrap(), None);
+        assert_eq!(store.next_due().await.unwrap(), Some(300));
+    }
+
+    #[tokio::test]
+    async fn claim_takes_due_timers_earliest_first_once_and_skips_tombstones() {
+        let dir = TempDir::new("timers-claim");
+        let store = dir.open();
+        store.set(&req("late", 30, 1)).await.unwrap();
+        store.set(&req("early", 10, 4)).await.unwrap();
+        store.set(&req("mid", 20, 1)).await.unwrap();
+        store.set(&req("future", 1_000, 1)).await.unwrap();
+        store.set(&req("cancelled", 5, 1)).await.unwrap();
+        store.cancel(&cancel("cancelled", 2)).await.unwrap();
+        assert_eq!(store.next_due().await.unwrap(), Some(10));
+
+        let first = store.claim_due(100, 2).await.unwrap();
+        let second = store.claim_due(100, 10).await.unwrap();
+        let third = store.claim_due(100, 10).await.unwrap();
+
+        let fired = |user: &str, due, version| TimerFired {
+            user_id: user.into(),
+            due,
+            version,
+        };
+        assert_eq!(first, [fired("early", 10, 4), fired("mid", 20, 1)]);
+        assert_eq!(second, [fired("late", 30, 1)]);
+        assert!(third.is_empty());
+        assert_eq!(store.pending("early").await.unwrap(), None);
+        assert_eq!(store.next_due().await.unwrap(), Some(1_000));
+        assert!(store.claim_due(100, 0).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_claimed_timer_comes_back_only_by_restore_and_not_over_newer_versions() {
+        let dir = TempDir::new("timers-restore");
+        let store = dir.open();
+        store.set(&req("u", 10, 3)).await.unwrap();
+        store.set(&req("v", 10, 3)).await.unwrap();
+        store.claim_due(100, 10).await.unwrap();
+
+        // A redelivered request of the claimed version does not re-arm it.
+        store.set(&req("u", 10, 3)).await.unwrap();
+        assert_eq!(store.pending("u").await.unwrap(), None);
+        store.restore(&req("u", 10, 2)).await.unwrap();
+        assert_eq!(store.pending("u").await.unwrap(), None);
+        store.restore(&req("u", 10, 3)).await.unwrap();
+        assert_eq!(store.pending("u").await.unwrap(), timer("u", 10, 3));
+
+        store.cancel(&cancel("v", 4)).await.unwrap();
+        store.restore(&req("v", 10, 3)).await.unwrap();
+        assert_eq!(store.pending("v").await.unwrap(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_concurrent_claimers_get_every_timer_exactly_once() {
+        let dir = TempDir::new("timers-race");
+        let store = dir.open();
+        const TIMERS: usize = 2_000;
+        let sets: Vec<_> = (0..TIMERS)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let due = (i % 97) as Millis;
+                    store.set(&req(&format!("u{i}"), due, 1)).await
+                })
+            })
+            .collect();
+        for set in sets {
+            set.await.unwrap().unwrap();
+        }
+
+        let claimers: Vec<_> = (0..2)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    loop {
+                        let batch = store.claim_due(1_000, 37).await.unwrap();
+                        if batch.is_empty() {
+                            return mine;
+                        }
+                        assert!(batch.windows(2).all(|w| w[0].due <= w[1].due));
+                        mine.extend(batch.into_iter().map(|t| t.user_id));
+                    }
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for claimer in claimers {
+            all.extend(claimer.await.unwrap());
+        }
+
+        let distinct: HashSet<_> = all.iter().collect();
+        assert_eq!(all.len(), TIMERS);
+        assert_eq!(distinct.len(), TIMERS);
+        assert_eq!(store.next_due().await.unwrap(), None);
+    }
+}

@@ -1,0 +1,544 @@
+//! User state: conditional writes on a version number, with the messageIds each write applied
+//! remembered for [`MESSAGE_ID_RETENTION_MS`] so that a redelivered event is applied once.
+
+use nudge_core::time::Millis;
+use nudge_service::bus::BusEvent;
+use nudge_service::ports::{
+    Clock, StoreError, StoredUser, SystemClock, UserStore, UserWrite, MESSAGE_ID_RETENTION_MS,
+};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::error::{corrupt_json, encode, sqlite};
+use super::sql_values::{to_sql_int, version_from_sql};
+use super::SqliteStore;
+
+/// A user row as read by the writer thread; decoded by the caller so that JSON work stays
+/// off the one thread every command waits for.
+type RawUser = (Vec<u8>, i64, String);
+
+impl UserStore for SqliteStore {
+    /// Applied messageIds count until their expiry by the wall clock (the port's `load` takes
+    /// no time; DynamoDB's TTL filter uses the wall clock too).
+    async fn load(
+        &self,
+        user_id: &str,
+        message_ids: &[&str],
+    ) -> Result<Option<StoredUser>, StoreError> {
+        const CONTEXT: &str = "load user";
+        let user = user_id.to_owned();
+        let ids: Vec<String> = message_ids.iter().map(|id| (*id).to_owned()).collect();
+        let now = SystemClock.now();
+        let found: Option<(RawUser, Vec<String>)> = self
+            .writer
+            .read(CONTEXT, move |conn| {
+                let Some(raw) = conn
+                    .prepare_cached("SELECT state, version, outbox FROM users WHERE user_id = ?1")
+                    .map_err(sqlite(CONTEXT))?
+                    .query_row([&user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+                    .map_err(sqlite(CONTEXT))?
+                else {
+                    // No state means no applied ids: save writes both, erase removes both.
+                    return Ok(None);
+                };
+                let mut applied = Vec::new();
+                for id in ids {
+                    if is_applied(conn, &user, &id, now).map_err(sqlite(CONTEXT))? {
+                        applied.push(id);
+                    }
+                }
+                Ok(Some((raw, applied)))
+            })
+            .await?;
+        let Some(((state, version, outbox), applied)) = found else {
+            return Ok(None);
+        };
+        Ok(Some(StoredUser {
+            state,
+            version: version_from_sql(user_id, version)?,
+            outbox: decode_outbox(user_id, &outbox)?,
+            applied,
+        }))
+    }
+
+    async fn save(
+        &self,
+        user_id: &str,
+        expected: Option<u64>,
+        write: UserWrite<'_>,
+    ) -> Result<u64, StoreError> {
+        const CONTEXT: &str = "save user";
+        let new_version = match expected {
+            None => 1,
+            Some(v) => v.saturating_add(1),
+        };
+        let expected = expected.map(|v| to_sql_int(CONTEXT, v)).transpose()?;
+        let version = to_sql_int(CONTEXT, new_version)?;
+        let outbox = serde_json::to_string(write.outbox).map_err(encode(CONTEXT))?;
+        let user = user_id.to_owned();
+        let state = write.state.to_vec();
+        let ids: Vec<String> = write
+            .message_ids
+            .iter()
+            .map(|id| (*id).to_owned())
+            .collect();
+        let now = write.now;
+        let expires_at = now.saturating_add(MESSAGE_ID_RETENTION_MS);
+        self.writer
+            .write(CONTEXT, move |conn| {
+                let stored: Option<i64> = conn
+                    .prepare_cached("SELECT version FROM users WHERE user_id = ?1")
+                    .map_err(sqlite(CONTEXT))?
+                    .query_row([&user], |r| r.get(0))
+                    .optional()
+                    .map_err(sqlite(CONTEXT))?;
+                if stored != expected {
+                    return Err(StoreError::Conflict(user));
+                }
+                for id in &ids {
+                    if is_applied(conn, &user, id, now).map_err(sqlite(CONTEXT))? {
+                        return Err(StoreError::Conflict(user));
+                    }
+                }
+                conn.prepare_cached(
+                    "INSERT INTO users (user_id, state, version, outbox) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (user_id) DO UPDATE
+                     SET state = excluded.state, version = excluded.version,
+                         outbox = excluded.outbox",
+                )
+                .map_err(sqlite(CONTEXT))?
+                .execute(params![user, state, version, outbox])
+                .map_err(sqlite(CONTEXT))?;
+                let mut remember = conn
+                    .prepare_cached(
+                        // An expired row of the same id may linger until purged: renew it.
+                        "INSERT INTO applied_messages (user_id, message_id, expires_at)
+                         VALUES (?1, ?2, ?3)
+                         ON CONFLICT (user_id, message_id) DO UPDATE
+                         SET expires_at = excluded.expires_at",
+                    )
+                    .map_err(sqlite(CONTEXT))?;
+                for id in &ids {
+                    remember
+                        .execute(params![user, id, expires_at])
+                        .map_err(sqlite(CONTEXT))?;
+                }
+                Ok(new_version)
+            })
+            .await
+    }
+
+    async fn clear_outbox(&self, user_id: &str, version: u64) -> Result<(), StoreError> {
+        const CONTEXT: &str = "clear outbox";
+        let user = user_id.to_owned();
+        let version = to_sql_int(CONTEXT, version)?;
+        self.writer
+            .write(CONTEXT, move |conn| {
+                conn.prepare_cached(
+                    "UPDATE users SET outbox = '[]' WHERE user_id = ?1 AND version = ?2",
+                )
+                .map_err(sqlite(CONTEXT))?
+                .execute(params![user, version])
+                .map_err(sqlite(CONTEXT))?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Deletes the user's rows of every table in one savepoint of one commit. The event
+    /// queue is not per user and is left alone (its entries are consumed within seconds).
+    async fn erase_user(&self, user_id: &str) -> Result<(), StoreError> {
+        const CONTEXT: &str = "erase user";
+        let user = user_id.to_owned();
+        self.writer
+            .write(CONTEXT, move |conn| {
+                for sql in [
+                    "DELETE FROM users WHERE user_id = ?1",
+                    "DELETE FROM applied_messages WHERE user_id = ?1",
+                    "DELETE FROM timers WHERE user_id = ?1",
+                    "DELETE FROM deliveries WHERE user_id = ?1",
+                    "DELETE FROM inbox WHERE user_id = ?1",
+                ] {
+                    conn.prepare_cached(sql)
+                        .map_err(sqlite(CONTEXT))?
+                        .execute([&user])
+                        .map_err(sqlite(CONTEXT))?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// Whether `message_id` was applied to `user_id` and is still remembered at `now`.
+fn is_applied(
+    conn: &Connection,
+    user_id: &str,
+    message_id: &str,
+    now: Millis,
+) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT 1 FROM applied_messages
+         WHERE user_id = ?1 AND message_id = ?2 AND expires_at > ?3",
+    )?
+    .exists(params![user_id, message_id, now])
+}
+
+/// The stored outbox JSON as events.
+fn decode_outbox(user_id: &str, json: &str) -> Result<Vec<BusEvent>, StoreError> {
+    serde_json::from_str(json).map_err(|e| corrupt_json(&format!("outbox of user `{user_id}`"), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use nudge_core::engine::decision::DecisionId;
+    use nudge_core::rules::model::Channel;
+    use nudge_service::bus::{DelayCancel, DelayRequest};
+    use nudge_service::ports::{
+        Delivery, DeliveryStatus, DeliveryStore, InboxItem, InboxStore, TimerStore,
+    };
+
+    use super::*;
+    use crate::store::test_support::TempDir;
+
+    fn now() -> Millis {
+        SystemClock.now()
+    }
+
+    fn write<'a>(state: &'a [u8], outbox: &'a [BusEvent], ids: &'a [&'a str]) -> UserWrite<'a> {
+        UserWrite {
+            state,
+            outbox,
+            message_ids: ids,
+            now: now(),
+        }
+    }
+
+    fn delay(user: &str, version: u64) -> BusEvent {
+        BusEvent::DelayRequested(DelayRequest {
+            user_id: user.into(),
+            due: 1_000,
+            version,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_first_save_creates_version_1_and_load_reads_it_back() {
+        let dir = TempDir::new("users-first");
+        let store = dir.open();
+        assert_eq!(store.load("u1", &["m1"]).await.unwrap(), None);
+
+        let outbox = [delay("u1", 1)];
+        let v = store
+            .save("u1", None, write(b"s1", &outbox, &["m1"]))
+            .await
+            .unwrap();
+
+        assert_eq!(v, 1);
+        let got = store.load("u1", &["m1", "m2"]).await.unwrap().unwrap();
+        assert_eq!(got.state, b"s1");
+        assert_eq!(got.version, 1);
+        assert_eq!(got.outbox, outbox);
+        assert_eq!(got.applied, ["m1"]);
+    }
+
+    #[tokio::test]
+    async fn a_stale_version_conflicts_and_writes_nothing() {
+        let dir = TempDir::new("users-stale");
+        let store = dir.open();
+        store
+            .save("u1", None, write(b"s1", &[], &["m1"]))
+            .await
+            .unwrap();
+        store
+            .save("u1", Some(1), write(b"s2", &[], &["m2"]))
+            .await
+            .unwrap();
+
+        let stale = store
+            .save("u1", Some(1), write(b"s3", &[delay("u1", 2)], &["m3"]))
+            .await;
+        let again_new = store.save("u1", None, write(b"s4", &[], &["m4"])).await;
+        let ahead = store.save("u2", Some(1), write(b"s5", &[], &["m5"])).await;
+
+        assert!(matches!(stale, Err(StoreError::Conflict(u)) if u == "u1"));
+        assert!(matches!(again_new, Err(StoreError::Conflict(_))));
+        assert!(matches!(ahead, Err(StoreError::Conflict(_))));
+        let got = store.load("u1", &["m3", "m4"]).await.unwrap().unwrap();
+        assert_eq!((got.state.as_slice(), got.version), (&b"s2"[..], 2));
+        assert!(got.outbox.is_empty());
+        assert!(
+            got.applied.is_empty(),
+            "ids of a lost write are not applied"
+        );
+        assert_eq!(store.load("u2", &[]).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn an_applied_message_id_conflicts_and_writes_nothing() {
+        let dir = TempDir::new("users-dup");
+        let store = dir.open();
+        store
+            .save("u1", None, write(b"s1", &[], &["m1"]))
+            .await
+            .unwrap();
+
+        let dup = store
+            .save("u1", Some(1), write(b"s2", &[], &["m2", "m1"]))
+            .await;
+
+        assert!(matches!(dup, Err(StoreError::Conflict(_))));
+        let got = store.load("u1", &["m1", "m2"]).await.unwrap().unwrap();
+        assert_eq!((got.state.as_slice(), got.version), (&b"s1"[..], 1));
+        assert_eq!(
+            got.applied,
+            ["m1"],
+            "m2 of the lost write is not remembered"
+        );
+        // Another user may apply the same messageId (ids are per user).
+        assert_eq!(
+            store
+                .save("u2", None, write(b"x", &[], &["m1"]))
+                .await
+                .unwrap(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn expired_message_ids_are_neither_reported_nor_conflicting() {
+        let dir = TempDir::new("users-expiry");
+        let store = dir.open();
+        let long_ago = now() - MESSAGE_ID_RETENTION_MS - 60_000;
+        let old = UserWrite {
+            now: long_ago,
+            ..write(b"s1", &[], &["old"])
+        };
+        store.save("u1", None, old).await.unwrap();
+        store
+            .save("u1", Some(1), write(b"s2", &[], &["new"]))
+            .await
+            .unwrap();
+
+        let got = store.load("u1", &["old", "new"]).await.unwrap().unwrap();
+        assert_eq!(got.applied, ["new"]);
+
+        // A retry after the retention counts again, and is remembered anew.
+        store
+            .save("u1", Some(2), write(b"s3", &[], &["old"]))
+            .await
+            .unwrap();
+        let got = store.load("u1", &["old"]).await.unwrap().unwrap();
+        assert_eq!((got.version, got.applied), (3, vec!["old".to_owned()]));
+    }
+
+    #[tokio::test]
+    async fn the_outbox_is_cleared_only_at_its_version() {
+        let dir = TempDir::new("users-outbox");
+        let store = dir.open();
+        store
+            .save("u1", None, write(b"s1", &[delay("u1", 1)], &[]))
+            .await
+            .unwrap();
+        store
+            .save("u1", Some(1), write(b"s2", &[delay("u1", 2)], &[]))
+            .await
+            .unwrap();
+
+        store.clear_outbox("u1", 1).await.unwrap();
+        let got = store.load("u1", &[]).await.unwrap().unwrap();
+        assert_eq!(
+            got.outbox,
+            [delay("u1", 2)],
+            "an older version leaves the newer outbox"
+        );
+
+        store.clear_outbox("u1", 2).await.unwrap();
+        let got = store.load("u1", &[]).await.unwrap().unwrap();
+        assert!(got.outbox.is_empty());
+        assert_eq!((got.state.as_slice(), got.version), (&b"s2"[..], 2));
+        store.clear_outbox("nobody", 1).await.unwrap();
+    }
+
+    fn delivery(user: &str, id: u64) -> Delivery {
+        Delivery {
+            id: DecisionId(id),
+            user_id: user.into(),
+            trigger: "t".into(),
+            channel: Channel::Email,
+            message: "m".into(),
+            variant: "a".into(),
+            experiment: None,
+            status: DeliveryStatus::Sending,
+            reason: None,
+            error: None,
+            at: now(),
+            updated_at: now(),
+            attempts: 0,
+            subject: None,
+        }
+    }
+
+    fn item(user: &str, id: u64) -> InboxItem {
+        InboxItem {
+            id: DecisionId(id),
+            user_id: user.into(),
+            trigger: "t".into(),
+            message: "m".into(),
+            title: None,
+            body: "b".into(),
+            url: None,
+            created_at: now(),
+            read_at: None,
+            expires_at: now() + 60_000,
+        }
+    }
+
+    #[tokio::test]
+    async fn erase_removes_everything_of_the_user_and_nothing_of_another() {
+        let dir = TempDir::new("users-erase");
+        let store = dir.open();
+        for user in ["gone", "kept"] {
+            store
+                .save(user, None, write(b"s", &[], &["m1"]))
+                .await
+                .unwrap();
+            let req = DelayRequest {
+                user_id: user.into(),
+                due: 5,
+                version: 1,
+            };
+            store.set(&req).await.unwrap();
+            store.begin(&delivery(user, 7)).await.unwrap();
+            store.put(&item(user, 7)).await.unwrap();
+        }
+        store
+            .cancel(&DelayCancel {
+                user_id: "gone".into(),
+                version: 2,
+            })
+            .await
+            .unwrap();
+        let queued = store.enqueue(&[delay("gone", 1)]).await.unwrap();
+
+        store.erase_user("gone").await.unwrap();
+
+        assert_eq!(store.load("gone", &["m1"]).await.unwrap(), None);
+        assert_eq!(store.pending("gone").await.unwrap(), None);
+        assert!(store.recent("gone", 10).await.unwrap().is_empty());
+        assert!(store.list("gone", now()).await.unwrap().is_empty());
+        // The applied id went too: a fresh save of the same message is accepted.
+        store
+            .save("gone", None, write(b"s", &[], &["m1"]))
+            .await
+            .unwrap();
+        store.erase_user("gone").await.unwrap();
+
+        let kept = store.load("kept", &["m1"]).await.unwrap().unwrap();
+        assert_eq!(kept.applied, ["m1"]);
+        assert!(store.pending("kept").await.unwrap().is_some());
+        assert_eq!(store.recent("kept", 10).await.unwrap().len(), 1);
+        assert_eq!(store.list("kept", now()).await.unwrap().len(), 1);
+        let left = store.unacked(10).await.unwrap();
+        assert_eq!(left.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), queued);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_thousand_concurrent_saves_of_different_users_all_succeed() {
+        let dir = TempDir::new("users-group");
+        let store = dir.open();
+
+        let tasks: Vec<_> = (0..1000)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let user = format!("user-{i}");
+                    let id = format!("m-{i}");
+                    let state = i.to_string().into_bytes();
+                    store
+                        .save(&user, None, write(&state, &[delay(&user, 1)], &[&id]))
+                        .await
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), 1);
+        }
+
+        for i in [0, 499, 999] {
+            let got = store
+                .load(&format!("user-{i}"), &[&format!("m-{i}")])
+                .await
+                .unwrap();
+            let got = got.unwrap();
+            assert_eq!(got.state, i.to_string().into_bytes());
+            assert_eq!(got.applied.len(), 1);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_saves_of_one_user_at_one_version_let_exactly_one_win() {
+        let dir = TempDir::new("users-race");
+        let store = dir.open();
+        store
+            .save("u1", None, write(b"s0", &[], &[]))
+            .await
+            .unwrap();
+
+        let tasks: Vec<_> = (0..50)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let state = format!("s{i}").into_bytes();
+                    store.save("u1", Some(1), write(&state, &[], &[])).await
+                })
+            })
+            .collect();
+        let mut won = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(v) => {
+                    assert_eq!(v, 2);
+                    won += 1;
+                }
+                Err(e) => assert!(matches!(e, StoreError::Conflict(_)), "{e}"),
+            }
+        }
+        assert_eq!(won, 1);
+        assert_eq!(store.load("u1", &[]).await.unwrap().unwrap().version, 2);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_outbox_reads_as_corrupt_not_a_panic() {
+        let dir = TempDir::new("users-corrupt");
+        let store = dir.open();
+        store.save("u1", None, write(b"s", &[], &[])).await.unwrap();
+        store.save("u2", None, write(b"s", &[], &[])).await.unwrap();
+        store
+            .writer
+            .write("test", |conn| {
+                conn.execute(
+                    "UPDATE users SET outbox = 'not json' WHERE user_id = 'u1'",
+                    [],
+                )
+                .map_err(sqlite("test"))?;
+                conn.execute("UPDATE users SET version = 'x' WHERE user_id = 'u2'", [])
+                    .map_err(sqlite("test"))?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+
+        let bad_outbox = store.load("u1", &[]).await;
+        let bad_version = store.load("u2", &[]).await;
+
+        assert!(
+            matches!(bad_outbox, Err(StoreError::Corrupt(_))),
+            "{bad_outbox:?}"
+        );
+        assert!(
+            matches!(bad_version, Err(StoreError::Corrupt(_))),
+            "{bad_version:?}"
+        );
+    }
+}

@@ -1,0 +1,280 @@
+//! The writer thread: the one connection that touches the database, fed commands over a
+//! channel. It drains whatever is queued and runs it as one transaction (group commit), each
+//! write in its own savepoint so that a failing one (a version conflict) undoes only itself,
+//! commits once, and only then replies, so a reply means the change is in the WAL.
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use nudge_service::ports::StoreError;
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::error::SqliteFailure;
+
+/// Most commands one transaction takes: bounds the latency a command waits behind others.
+const MAX_BATCH: usize = 1024;
+
+/// One command's work on the connection.
+pub(super) type Work<T> = dyn FnOnce(&Connection) -> Result<T, StoreError> + Send;
+
+/// A command as the writer thread sees it, whatever its result type.
+trait Job: Send {
+    /// Whether the command only reads (needs no savepoint).
+    fn read_only(&self) -> bool;
+    /// Runs the command; `true` if it succeeded (its changes are to be kept).
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// The transaction failed as a whole: the command's success did not last.
+    fn fail(&mut self, failure: &SqliteFailure);
+    /// Sends the outcome to the caller.
+    fn reply(self: Box<Self>);
+}
+
+/// A command and the caller waiting for its result.
+struct Command<T> {
+    context: &'static str,
+    read_only: bool,
+    work: Option<Box<Work<T>>>,
+    outcome: Option<Result<T, StoreError>>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T: Send> Job for Command<T> {
+    fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        let outcome = work(conn);
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        ok
+    }
+
+    fn fail(&mut self, failure: &SqliteFailure) {
+        // A command's own error (a conflict) says more than the batch's; keep it.
+        if !matches!(self.outcome, Some(Err(_))) {
+            self.outcome = Some(Err(failure.clone().into_store_error(self.context)));
+        }
+    }
+
+    fn reply(self: Box<Self>) {
+        let this = *self;
+        let outcome = this
+            .outcome
+            .unwrap_or_else(|| Err(SqliteFailure::WriterStopped.into_store_error(this.context)));
+        // The caller may have given up waiting (its future was dropped); nothing to do then.
+        let _ = this.reply.send(outcome);
+    }
+}
+
+/// The handle on the writer thread; dropping it lets the thread finish its queue and close
+/// the database.
+pub(super) struct Writer {
+    sender: Option<Sender<Box<dyn Job>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Starts the thread that owns `conn`.
+    pub(super) fn start(conn: Connection) -> Result<Writer, StoreError> {
+        let (sender, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("nudge-sqlite".into())
+            .spawn(move || serve(conn, receiver))
+            .map_err(|e| StoreError::backend("start SQLite writer thread", false, e))?;
+        Ok(Writer {
+            sender: Some(sender),
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs a write on the writer thread inside its own savepoint of the next group commit;
+    /// resolves once that commit is durable.
+    pub(super) async fn write<T, F>(&self, context: &'static str, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(context, false, Box::new(work)).await
+    }
+
+    /// Runs a read on the writer thread: it sees every write already acknowledged.
+    pub(super) async fn read<T, F>(&self, context: &'static str, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(context, true, Box::new(work)).await
+    }
+
+    async fn submit<T: Send + 'static>(
+        &self,
+        context: &'static str,
+        read_only: bool,
+        work: Box<Work<T>>,
+    ) -> Result<T, StoreError> {
+        let stopped = || SqliteFailure::WriterStopped.into_store_error(context);
+        let (reply, outcome) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Command {
+            context,
+            read_only,
+            work: Some(work),
+            outcome: None,
+            reply,
+        });
+        let sender = self.sender.as_ref().ok_or_else(stopped)?;
+        sender.send(job).map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop after the commands already queued; joining
+        // means the file is closed (and the WAL checkpointed) when the last handle is gone.
+        self.sender.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The thread's loop: wait for a command, take every other queued one, commit them together.
+fn serve(conn: Connection, receiver: Receiver<Box<dyn Job>>) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = receiver.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&conn, &mut batch);
+        for job in batch.drain(..) {
+            job.reply();
+        }
+    }
+}
+
+/// Runs `batch` in one transaction, each write in a savepoint; on a failure of the
+/// transaction as a whole every command learns that its change was not stored.
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) {
+    if !conn.is_autocommit() {
+        // A failed rollback of the previous batch left its transaction open; without this
+        // every later BEGIN would fail.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    // IMMEDIATE takes the write lock up front: another process (an admin command on the same
+    // file) then waits in `busy_timeout` instead of failing the commit half-way.
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let failure = SqliteFailure::Begin(Arc::new(e));
+        batch.iter_mut().for_each(|job| job.fail(&failure));
+        return;
+    }
+    let mut failure = None;
+    for job in batch.iter_mut() {
+        if let Some(failure) = &failure {
+            job.fail(failure);
+            continue;
+        }
+        let ran = if job.read_only() {
+            job.run(conn);
+            Ok(())
+        } else {
+            run_in_savepoint(conn, job.as_mut())
+        };
+        if let Err(e) = ran {
+            failure = Some(SqliteFailure::Savepoint(Arc::new(e)));
+        } else if conn.is_autocommit() {
+            // Some errors (disk full, I/O) make SQLite roll back the whole transaction.
+            failure = Some(SqliteFailure::RolledBack);
+        }
+    }
+    if failure.is_none() {
+        if let Err(e) = conn.execute_batch("COMMIT") {
+            failure = Some(SqliteFailure::Commit(Arc::new(e)));
+        }
+    }
+    if let Some(failure) = failure {
+        if !conn.is_autocommit() {
+            // Best effort: if even the rollback fails the connection is unusable and the
+            // next BEGIN reports it to the next batch.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        batch.iter_mut().for_each(|job| job.fail(&failure));
+    }
+}
+
+/// Runs one write inside `SAVEPOINT command`, undoing it alone if it fails.
+fn run_in_savepoint(conn: &Connection, job: &mut dyn Job) -> rusqlite::Result<()> {
+    conn.prepare_cached("SAVEPOINT command")?.execute([])?;
+    if !job.run(conn) {
+        if conn.is_autocommit() {
+            // The whole transaction is gone already; the caller notices.
+            return Ok(());
+        }
+        conn.prepare_cached("ROLLBACK TO command")?.execute([])?;
+    }
+    conn.prepare_cached("RELEASE command")?.execute([])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use nudge_service::ports::StoreError;
+
+    use crate::store::error::sqlite;
+    use crate::store::test_support::TempDir;
+
+    fn insert(conn: &rusqlite::Connection, seq: i64) -> Result<(), StoreError> {
+        conn.execute("INSERT INTO queue (seq, event) VALUES (?1, '{}')", [seq])
+            .map_err(sqlite("test"))?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_undoes_only_itself_within_a_group_commit() {
+        let dir = TempDir::new("writer-savepoint");
+        let store = dir.open();
+        let writer = &store.writer;
+
+        let (before, failing, bad_sql, after) = tokio::join!(
+            writer.write("test", |conn| insert(conn, 1)),
+            writer.write("test", |conn| {
+                insert(conn, 2)?;
+                Err::<(), _>(StoreError::Conflict("u".into()))
+            }),
+            writer.write("test", |conn| {
+                insert(conn, 3)?;
+                conn.execute("INSERT INTO no_such_table VALUES (1)", [])
+                    .map_err(sqlite("test"))
+            }),
+            writer.write("test", |conn| insert(conn, 4)),
+        );
+
+        assert!(before.is_ok() && after.is_ok());
+        assert!(matches!(failing, Err(StoreError::Conflict(_))));
+        assert!(matches!(
+            bad_sql,
+            Err(StoreError::Backend {
+                retryable: false,
+                ..
+            })
+        ));
+        let seqs: Vec<i64> = writer
+            .read("test", |conn| {
+                conn.prepare("SELECT seq FROM queue ORDER BY seq")
+                    .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                    .map_err(sqlite("test"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(seqs, [1, 4]);
+    }
+}

@@ -1,0 +1,299 @@
+//! deliver: the owner of the delivery log and the in-app inbox. Renders a decided send and
+//! hands it to its channel (mail, inbox, signed webhook), records the outcome under the
+//! decision id (so a redelivered request never sends twice) and publishes
+//! "Message Sent | Suppressed | Failed" for anyone listening on the bus.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nudge_core::engine::Send;
+use nudge_core::render::{render, Rendered};
+use nudge_core::rules::model::Channel;
+use nudge_core::rules::CompiledRules;
+use nudge_core::state::Scalar;
+use tracing::{info, warn};
+
+use crate::bus::{BusEvent, DeliveryReport};
+use crate::email::{build_email, EmailParts};
+use crate::error::HandlerError;
+use crate::metrics::Metrics;
+use crate::ports::{
+    Bus, Clock, Delivery, DeliveryStatus, DeliveryStore, InboxItem, InboxStore, Mailer,
+    WebhookTransport, INBOX_RETENTION_MS,
+};
+use crate::signing::unsubscribe_token;
+use crate::webhook::{post_signed, RetryPolicy};
+
+/// What deliver needs besides its ports.
+#[derive(Clone)]
+pub struct DeliverConfig {
+    /// The `From` address of emails.
+    pub sender: String,
+    /// Base URL of the HTTP API, for unsubscribe links (`<url>/v1/unsubscribe?token=...`).
+    pub public_url: String,
+    /// Signs unsubscribe links and webhooks.
+    pub signing_secret: Vec<u8>,
+    pub webhook: RetryPolicy,
+    /// Attempts at handing a mail to the provider before it counts as failed.
+    pub mail_attempts: u32,
+    /// Pause before the first mail retry; doubles each time.
+    pub mail_backoff: Duration,
+}
+
+/// The deliver handler.
+pub struct Deliver<S, M, W, B, C> {
+    pub rules: Arc<CompiledRules>,
+    pub store: S,
+    pub mailer: M,
+    pub webhooks: W,
+    pub bus: B,
+    pub clock: C,
+    pub metrics: Arc<dyn Metrics>,
+    pub config: DeliverConfig,
+}
+
+/// The outcome of a send attempt on its channel.
+enum Attempt {
+    Sent { attempts: u32 },
+    Failed { attempts: u32, error: String },
+}
+
+impl<S, M, W, B, C> Deliver<S, M, W, B, C>
+where
+    S: DeliveryStore + InboxStore,
+    M: Mailer,
+    W: WebhookTransport,
+    B: Bus,
+    C: Clock,
+{
+    /// Handles a "Message Requested" (other events are ignored).
+    pub async fn handle(&self, event: &BusEvent) -> Result<(), HandlerError> {
+        let BusEvent::MessageRequested(req) = event else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let result = self.deliver(&req.send).await;
+        self.metrics
+            .handler_latency("deliver", started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn deliver(&self, send: &Send) -> Result<(), HandlerError> {
+        let now = self.clock.now();
+        let mut entry = Delivery {
+            id: send.id,
+            user_id: send.user_id.clone(),
+            trigger: send.trigger.to_string(),
+            channel: send.channel,
+            message: send.message.to_string(),
+            variant: send.variant.to_string(),
+            experiment: send.experiment.as_ref().map(|e| e.to_string()),
+            status: if send.reason.is_some() {
+                DeliveryStatus::Suppressed
+            } else {
+                DeliveryStatus::Sending
+            },
+            reason: send.reason.map(|r| r.as_str().to_string()),
+            error: None,
+            at: send.at,
+            updated_at: now,
+            attempts: 0,
+            subject: None,
+        };
+        if let Some(existing) = self.store.begin(&entry).await? {
+            if existing.status != DeliveryStatus::Sending {
+                // Done before: report again (a crash may have come between log and publish).
+                return self.report(&existing).await;
+            }
+            // A crash left it mid-send: take it over. Channels are idempotent by decision id
+            // (the mail's Message-ID, the inbox key, the webhook id header).
+            entry.attempts = existing.attempts;
+        }
+        if entry.status == DeliveryStatus::Suppressed {
+            return self.report(&entry).await;
+        }
+        let rendered = match render(&self.rules, send) {
+            Ok(r) => r,
+            Err(e) => {
+                return self
+                    .finish(entry, Attempt::Failed { attempts: 0, error: e.to_string() })
+                    .await
+            }
+        };
+        entry.subject = rendered.subject.clone();
+        let attempt = match send.channel {
+            Channel::Email => self.email(send, &rendered).await?,
+            Channel::InApp => self.in_app(send, &rendered).await?,
+            Channel::Webhook => self.webhook(send, &rendered).await,
+        };
+        self.finish(entry, attempt).await
+    }
+
+    async fn finish(&self, mut entry: Delivery, attempt: Attempt) -> Result<(), HandlerError> {
+        match attempt {
+            Attempt::Sent { attempts } => {
+                entry.status = DeliveryStatus::Sent;
+                entry.attempts += attempts;
+            }
+            Attempt::Failed { attempts, error } => {
+                entry.status = DeliveryStatus::Failed;
+                entry.attempts += attempts;
+                entry.error = Some(error);
+            }
+        }
+        entry.updated_at = self.clock.now();
+        self.store.finish(&entry).await?;
+        self.report(&entry).await
+    }
+
+    async fn report(&self, d: &Delivery) -> Result<(), HandlerError> {
+        let report = DeliveryReport {
+            id: d.id,
+            user_id: d.user_id.clone(),
+            trigger: d.trigger.clone(),
+            channel: d.channel,
+            message: d.message.clone(),
+            variant: d.variant.clone(),
+            experiment: d.experiment.clone(),
+            reason: d.reason.clone(),
+            error: d.error.clone(),
+            at: d.at,
+            finished_at: d.updated_at,
+            attempts: d.attempts,
+        };
+        let (event, outcome) = match d.status {
+            DeliveryStatus::Sent => (BusEvent::MessageSent(report), "sent"),
+            DeliveryStatus::Suppressed => (BusEvent::MessageSuppressed(report), "suppressed"),
+            DeliveryStatus::Failed => (BusEvent::MessageFailed(report), "failed"),
+            DeliveryStatus::Sending => return Ok(()),
+        };
+        let channel = d.channel.as_str();
+        let reason = d.reason.as_deref().unwrap_or("");
+        self.metrics.delivery(channel, outcome, reason);
+        match d.status {
+            DeliveryStatus::Failed => warn!(decision_id = %d.id, user_id = %d.user_id, channel, error = d.error.as_deref().unwrap_or(""), "delivery failed"),
+            _ => info!(decision_id = %d.id, user_id = %d.user_id, channel, outcome, reason, "delivery finished"),
+        }
+        self.bus.publish(&[event]).await?;
+        Ok(())
+    }
+
+    async fn email(&self, send: &Send, r: &Rendered) -> Result<Attempt, HandlerError> {
+        let to = send
+            .context
+            .traits
+            .iter()
+            .find(|(k, _)| k == "email")
+            .and_then(|(_, v)| match v {
+                Scalar::Str(s) if !s.is_empty() => Some(s.as_str()),
+                _ => None,
+            });
+        let Some(to) = to else {
+            return Ok(Attempt::Failed {
+                attempts: 0,
+                error: "the user has no `email` trait".into(),
+            });
+        };
+        let token = unsubscribe_token(&self.config.signing_secret, &send.user_id, send.id);
+        let url = format!(
+            "{}/v1/unsubscribe?token={token}",
+            self.config.public_url.trim_end_matches('/')
+        );
+        let parts = EmailParts {
+            id: send.id,
+            from: &self.config.sender,
+            to,
+            subject: r.subject.as_deref().unwrap_or(""),
+            text: &r.body,
+            html: r.html.as_deref(),
+            unsubscribe_url: &url,
+            unsubscribe_mailto: None,
+            date: std::time::SystemTime::UNIX_EPOCH
+                + Duration::from_millis(self.clock.now().max(0) as u64),
+        };
+        let mail = match build_email(&parts) {
+            Ok(m) => m,
+            Err(e) => {
+                return Ok(Attempt::Failed {
+                    attempts: 0,
+                    error: e.to_string(),
+                })
+            }
+        };
+        let mut backoff = self.config.mail_backoff;
+        let attempts = self.config.mail_attempts.max(1);
+        for n in 1..=attempts {
+            match self.mailer.send(&mail).await {
+                Ok(provider_id) => {
+                    info!(decision_id = %send.id, provider_id, "mail handed over");
+                    return Ok(Attempt::Sent { attempts: n });
+                }
+                Err(e) if e.retryable && n < attempts => {
+                    warn!(decision_id = %send.id, attempt = n, error = %e, "mail send failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                Err(e) => {
+                    return Ok(Attempt::Failed {
+                        attempts: n,
+                        error: e.to_string(),
+                    })
+                }
+            }
+        }
+        Ok(Attempt::Failed {
+            attempts,
+            error: "no attempt made".into(),
+        })
+    }
+
+    async fn in_app(&self, send: &Send, r: &Rendered) -> Result<Attempt, HandlerError> {
+        let now = self.clock.now();
+        let item = InboxItem {
+            id: send.id,
+            user_id: send.user_id.clone(),
+            trigger: send.trigger.to_string(),
+            message: send.message.to_string(),
+            title: r.subject.clone(),
+            body: r.body.clone(),
+            url: r.url.clone(),
+            created_at: send.at,
+            read_at: None,
+            expires_at: now + INBOX_RETENTION_MS,
+        };
+        self.store.put(&item).await?;
+        Ok(Attempt::Sent { attempts: 1 })
+    }
+
+    async fn webhook(&self, send: &Send, r: &Rendered) -> Attempt {
+        let Some(url) = r.url.as_deref() else {
+            return Attempt::Failed {
+                attempts: 0,
+                error: "the webhook message has no url".into(),
+            };
+        };
+        let body = r
+            .webhook_body
+            .clone()
+            .unwrap_or_else(|| serde_json::Value::String(r.body.clone()));
+        let outcome = post_signed(
+            &self.webhooks,
+            &self.config.webhook,
+            &self.config.signing_secret,
+            url,
+            send.id,
+            &body,
+            || self.clock.now().div_euclid(1000),
+        )
+        .await;
+        match outcome.result {
+            Ok(_) => Attempt::Sent {
+                attempts: outcome.attempts,
+            },
+            Err(e) => Attempt::Failed {
+                attempts: outcome.attempts,
+                error: e.to_string(),
+            },
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! What can go wrong in a handler, and whether the bus should deliver the event again.
+
+use crate::ports::StoreError;
+
+/// A handler's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An accepted event that does not parse as a Segment message (only a bug or a foreign
+    /// publisher on the bus can cause it; retrying cannot help).
+    #[error("accepted event `{message_id}` of user `{user_id}` is not a valid message: {reason}")]
+    BadEvent {
+        user_id: String,
+        message_id: String,
+        reason: String,
+    },
+    /// The stored state was written by an incompatible version; retrying cannot help.
+    #[error("state of user `{user_id}` cannot be decoded: {reason}")]
+    State { user_id: String, reason: String },
+    /// Optimistic concurrency kept losing; the bus should try again later.
+    #[error("user `{0}` kept changing under us; giving up for now")]
+    Contended(String),
+    /// Sending failed in a way a later retry may fix.
+    #[error("sending `{id}` failed: {reason}")]
+    Send { id: String, reason: String },
+}
+
+impl HandlerError {
+    /// Whether delivering the same event again may succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            HandlerError::Store(e) => e.is_retryable(),
+            HandlerError::BadEvent { .. } | HandlerError::State { .. } => false,
+            HandlerError::Contended(_) | HandlerError::Send { .. } => true,
+        }
+    }
+}

@@ -1,0 +1,575 @@
+//! Signed webhook delivery: the reqwest transport and the retry loop around it.
+
+use std::time::Duration;
+
+use nudge_core::engine::decision::DecisionId;
+use tracing::{instrument, warn};
+
+use crate::ports::{SendError, WebhookTransport};
+use crate::signing::{webhook_signature, SIGNATURE_HEADER};
+
+/// The `User-Agent` of every webhook request.
+pub const USER_AGENT: &str = concat!("nudge/", env!("CARGO_PKG_VERSION"));
+
+/// The header receivers dedupe on: the decision id, the same on every retry.
+pub const WEBHOOK_ID_HEADER: &str = "Nudge-Webhook-Id";
+
+/// Why the webhook HTTP client could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookClientError {
+    #[error("cannot build the webhook HTTP client: {0}")]
+    Build(#[source] reqwest::Error),
+}
+
+/// Webhook transport over one shared reqwest client (rustls, connection pool, no redirects).
+#[derive(Debug, Clone)]
+pub struct HttpWebhookTransport {
+    client: reqwest::Client,
+}
+
+impl HttpWebhookTransport {
+    /// Builds the client once; clones share its connection pool.
+    pub fn new() -> Result<Self, WebhookClientError> {
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            // A redirect would re-send the signed body to an address nobody configured.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(WebhookClientError::Build)?;
+        Ok(HttpWebhookTransport { client })
+    }
+}
+
+impl WebhookTransport for HttpWebhookTransport {
+    #[instrument(skip_all, fields(timeout_ms))]
+    async fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u16, SendError> {
+        let mut request = self
+            .client
+            .post(url)
+            .timeout(Duration::from_millis(timeout_ms))
+            .body(body.to_vec());
+        for (name, value) in headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        match request.send().await {
+            // The body is not read: only the status matters, and dropping it frees the socket.
+            Ok(response) => Ok(response.status().as_u16()),
+            Err(e) => Err(SendError {
+                // A bad URL or header fails the same way every time; the network may recover.
+                retryable: !e.is_builder(),
+                message: error_chain(&e),
+            }),
+        }
+    }
+}
+
+/// An error with its sources (reqwest's own message hides the cause, e.g. "connection refused").
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+/// How often and how patiently a webhook is tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries in all, the first included (0 counts as 1).
+    pub attempts: u32,
+    /// Wait before the second try; doubles after each try.
+    pub first_backoff_ms: u64,
+    /// Upper bound of any wait.
+    pub max_backoff_ms: u64,
+    /// Per-try limit for connecting, sending and receiving the status.
+    pub timeout_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    /// 5 tries waiting about 0.5, 1, 2 and 4 s, 10 s per try: a receiver's short restart is
+    /// ridden out within a minute without holding the deliver worker for long.
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            first_backoff_ms: 500,
+            max_backoff_ms: 30_000,
+            timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Why a webhook was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookFailure {
+    /// The receiver refused it for good (a 4xx other than 408/429, or a redirect).
+    #[error("webhook rejected with HTTP {status}")]
+    Rejected { status: u16 },
+    /// The request cannot be made (bad URL or header); retrying would fail the same way.
+    #[error("webhook cannot be sent: {0}")]
+    Unsendable(#[source] SendError),
+    /// Every try failed with a retryable error; `last` is the last one.
+    #[error("webhook failed after the last retry: {last}")]
+    Exhausted { last: String },
+}
+
+/// What [`post_signed`] did.
+#[derive(Debug)]
+pub struct WebhookOutcome {
+    /// Tries made (requests sent or attempted).
+    pub attempts: u32,
+    /// The success status, or why it failed.
+    pub result: Result<u16, WebhookFailure>,
+}
+
+/// Whether a status may be worth another try: timeouts, throttling and server errors.
+fn retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500..=599)
+}
+
+/// The wait after try `attempt` (1-based): exponential, capped, plus up to 25 % jitter so that
+/// webhooks failing together do not retry in lockstep. The jitter is a hash of the decision
+/// and the attempt: spread across decisions, yet reproducible in tests.
+fn backoff(policy: &RetryPolicy, id: DecisionId, attempt: u32) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(63);
+    let base = policy
+        .first_backoff_ms
+        .saturating_mul(1u64 << doublings)
+        .min(policy.max_backoff_ms);
+    let spread = xxhash_rust::xxh3::xxh3_64_with_seed(&id.0.to_le_bytes(), u64::from(attempt));
+    let jitter = spread % (base / 4 + 1);
+    Duration::from_millis(base.saturating_add(jitter).min(policy.max_backoff_ms))
+}
+
+/// POSTs `body` as JSON to `url`, signed, retrying per `policy`.
+///
+/// 2xx is success; 408, 429, 5xx and transport errors (refused, timed out) are retried with
+/// backoff; any other status is final. Every try is signed afresh with `now_secs()` so a
+/// late retry is not refused by the receiver's timestamp tolerance. Headers: `Content-Type`,
+/// [`SIGNATURE_HEADER`], [`WEBHOOK_ID_HEADER`] (the decision id, for receivers to dedupe
+/// retries) and [`USER_AGENT`].
+#[instrument(skip_all, fields(decision_id = %id))]
+pub async fn post_signed<T: WebhookTransport>(
+    transport: &T,
+    policy: &RetryPolicy,
+    secret: &[u8],
+    url: &str,
+    id: DecisionId,
+    body: &serde_json::Value,
+    now_secs: impl Fn() -> i64,
+) -> WebhookOutcome {
+    let bytes = body.to_string().into_bytes();
+    let attempts = policy.attempts.max(1);
+    let mut last = String::new();
+    for attempt in 1..=attempts {
+        let headers = [
+            ("Content-Type".to_string(), "application/json".to_string()),
+            (
+                SIGNATURE_HEADER.to_string(),
+                webhook_signature(secret, now_secs(), &bytes),
+            ),
+            (WEBHOOK_ID_HEADER.to_string(), id.to_string()),
+            ("User-Agent".to_string(), USER_AGENT.to_string()),
+        ];
+        let done = |result| WebhookOutcome {
+            attempts: attempt,
+            result,
+        };
+        match transport
+            .post(url, &headers, &bytes, policy.timeout_ms)
+            .await
+        {
+            Ok(status) if (200..300).contains(&status) => return done(Ok(status)),
+            Ok(status) if retryable_status(status) => last = format!("HTTP {status}"),
+            Ok(status) => return done(Err(WebhookFailure::Rejected { status })),
+            Err(e) if e.retryable => last = e.message,
+            Err(e) => return done(Err(WebhookFailure::Unsendable(e))),
+        }
+        if attempt < attempts {
+            let wait = backoff(policy, id, attempt);
+            warn!(attempt, error = %last, wait_ms = wait.as_millis() as u64, "webhook failed; retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+    WebhookOutcome {
+        attempts,
+        result: Err(WebhookFailure::Exhausted { last }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signing::verify_webhook_signature;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    const SECRET: &[u8] = b"whsec";
+    const ID: DecisionId = DecisionId(0xfeed_beef_0000_0001);
+
+    /// A request as the test server saw it.
+    #[derive(Debug, Clone)]
+    struct Seen {
+        head: String,
+        body: Vec<u8>,
+    }
+
+    impl Seen {
+        fn header(&self, name: &str) -> Option<String> {
+            self.head.split("\r\n").skip(1).find_map(|line| {
+                let (n, v) = line.split_once(':')?;
+                n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+            })
+        }
+    }
+
+    /// What the server does with the n-th request (0-based).
+    #[derive(Debug, Clone, Copy)]
+    enum Reply {
+        Status(u16),
+        /// Answer only after this long (to trip the client's timeout).
+        Stall(u64, u16),
+    }
+
+    /// A one-thread HTTP/1.1 server on 127.0.0.1 answering with `script` in turn (the last
+    /// entry repeats) and recording what it received.
+    struct Server {
+        url: String,
+        hits: Arc<AtomicU32>,
+        seen: Arc<Mutex<Vec<Seen>>>,
+    }
+
+    async fn server(script: Vec<Reply>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicU32::new(0));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (h, s) = (hits.clone(), seen.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (h, s, script) = (h.clone(), s.clone(), script.clone());
+                tokio::spawn(async move { serve_one(stream, h, s, script).await });
+            }
+        });
+        Server { url, hits, seen }
+    }
+
+    async fn serve_one(
+        mut stream: TcpStream,
+        hits: Arc<AtomicU32>,
+        seen: Arc<Mutex<Vec<Seen>>>,
+        script: Vec<Reply>,
+    ) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // Read the head, then Content-Length bytes of body.
+        let head_end = loop {
+            let n = stream.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+        };
+        let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
+        let mut request = Seen {
+            head,
+            body: Vec::new(),
+        };
+        let len: usize = request
+            .header("content-length")
+            .map(|v| v.parse().unwrap())
+            .unwrap_or(0);
+        let mut body = buf[head_end + 4..].to_vec();
+        while body.len() < len {
+            let n = stream.read(&mut chunk).await.unwrap();
+            body.extend_from_slice(&chunk[..n]);
+        }
+        request.body = body;
+        let n = hits.fetch_add(1, Ordering::SeqCst) as usize;
+        seen.lock().unwrap().push(request);
+        let reply = script[n.min(script.len() - 1)];
+        let status = match reply {
+            Reply::Status(s) => s,
+            Reply::Stall(ms, s) => {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                s
+            }
+        };
+        let response =
+            format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    }
+
+    fn fast() -> RetryPolicy {
+        RetryPolicy {
+            attempts: 4,
+            first_backoff_ms: 1,
+            max_backoff_ms: 5,
+            timeout_ms: 2_000,
+        }
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    }
+
+    async fn post(server: &Server, policy: &RetryPolicy) -> WebhookOutcome {
+        let transport = HttpWebhookTransport::new().unwrap();
+        let body = serde_json::json!({"user": "ana", "text": "Grüße"});
+        post_signed(&transport, policy, SECRET, &server.url, ID, &body, now).await
+    }
+
+    #[tokio::test]
+    async fn delivers_a_signed_webhook_on_first_try() {
+        // Given a receiver that answers 204
+        let server = server(vec![Reply::Status(204)]).await;
+        // When a webhook is posted
+        let outcome = post(&server, &fast()).await;
+        // Then one try succeeds
+        assert_eq!(outcome.attempts, 1);
+        assert_eq!(outcome.result.unwrap(), 204);
+        // And the receiver got JSON with our headers and a signature it can verify
+        let seen = server.seen.lock().unwrap()[0].clone();
+        assert!(seen.head.starts_with("POST /hook HTTP/1.1"));
+        assert_eq!(seen.header("content-type").unwrap(), "application/json");
+        assert_eq!(seen.header("nudge-webhook-id").unwrap(), "feedbeef00000001");
+        assert_eq!(
+            seen.header("user-agent").unwrap(),
+            format!("nudge/{}", env!("CARGO_PKG_VERSION"))
+        );
+        let body: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+        assert_eq!(body["text"], "Grüße");
+        let signature = seen.header("nudge-signature").unwrap();
+        assert_eq!(
+            verify_webhook_signature(SECRET, &signature, &seen.body, now(), 300),
+            Ok(())
+        );
+        assert!(verify_webhook_signature(b"other", &signature, &seen.body, now(), 300).is_err());
+    }
+
+    #[tokio::test]
+    async fn retries_after_two_503s_then_succeeds() {
+        // Given a receiver that fails twice with 503, then answers 200
+        let server = server(vec![
+            Reply::Status(503),
+            Reply::Status(503),
+            Reply::Status(200),
+        ])
+        .await;
+        // When a webhook is posted
+        let outcome = post(&server, &fast()).await;
+        // Then the third try succeeds
+        assert_eq!(outcome.attempts, 3);
+        assert_eq!(outcome.result.unwrap(), 200);
+        assert_eq!(server.hits.load(Ordering::SeqCst), 3);
+        // And every try carried the same webhook id and a valid signature
+        let seen = server.seen.lock().unwrap().clone();
+        for s in &seen {
+            assert_eq!(s.header("nudge-webhook-id").unwrap(), "feedbeef00000001");
+            let sig = s.header("nudge-signature").unwrap();
+            assert_eq!(
+                verify_webhook_signature(SECRET, &sig, &s.body, now(), 300),
+                Ok(())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_throttling_and_request_timeouts() {
+        // Given a receiver answering 429, then 408, then 201
+        let server = server(vec![
+            Reply::Status(429),
+            Reply::Status(408),
+            Reply::Status(201),
+        ])
+        .await;
+        // When a webhook is posted
+        let outcome = post(&server, &fast()).await;
+        // Then both are retried
+        assert_eq!(outcome.attempts, 3);
+        assert_eq!(outcome.result.unwrap(), 201);
+    }
+
+    #[tokio::test]
+    async fn does_not_retry_a_permanent_400() {
+        // Given a receiver that answers 400
+        let server = server(vec![Reply::Status(400), Reply::Status(200)]).await;
+        // When a webhook is posted
+        let outcome = post(&server, &fast()).await;
+        // Then it is rejected after one try
+        assert_eq!(outcome.attempts, 1);
+        assert!(matches!(
+            outcome.result,
+            Err(WebhookFailure::Rejected { status: 400 })
+        ));
+        assert_eq!(server.hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn does_not_follow_redirects() {
+        // Given a receiver that redirects
+        let server = server(vec![Reply::Status(307)]).await;
+        // When a webhook is posted
+        let outcome = post(&server, &fast()).await;
+        // Then the redirect is final, the signed body goes nowhere else
+        assert_eq!(outcome.attempts, 1);
+        assert!(matches!(
+            outcome.result,
+            Err(WebhookFailure::Rejected { status: 307 })
+        ));
+    }
+
+    #[tokio::test]
+    async fn retries_a_timed_out_try() {
+        // Given a receiver that stalls past the timeout once, then answers 200
+        let server = server(vec![Reply::Stall(2_000, 200), Reply::Status(200)]).await;
+        let policy = RetryPolicy {
+            timeout_ms: 200,
+            ..fast()
+        };
+        // When a webhook is posted
+        let outcome = post(&server, &policy).await;
+        // Then the timed-out try is retried and the second succeeds
+        assert_eq!(outcome.attempts, 2);
+        assert_eq!(outcome.result.unwrap(), 200);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_the_last_try() {
+        // Given a receiver that always answers 500
+        let server = server(vec![Reply::Status(500)]).await;
+        // When a webhook is posted with 3 tries
+        let policy = RetryPolicy {
+            attempts: 3,
+            ..fast()
+        };
+        let outcome = post(&server, &policy).await;
+        // Then it is exhausted after exactly 3 requests, naming the last error
+        assert_eq!(outcome.attempts, 3);
+        assert_eq!(server.hits.load(Ordering::SeqCst), 3);
+        match outcome.result {
+            Err(WebhookFailure::Exhausted { last }) => assert_eq!(last, "HTTP 500"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_a_refused_connection() {
+        // Given a port nobody listens on
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        drop(listener);
+        let transport = HttpWebhookTransport::new().unwrap();
+        // When a webhook is posted there with 2 tries
+        let policy = RetryPolicy {
+            attempts: 2,
+            ..fast()
+        };
+        let outcome = post_signed(
+            &transport,
+            &policy,
+            SECRET,
+            &url,
+            ID,
+            &serde_json::json!({}),
+            now,
+        )
+        .await;
+        // Then both tries are made and the failure is reported as exhausted
+        assert_eq!(outcome.attempts, 2);
+        assert!(matches!(
+            outcome.result,
+            Err(WebhookFailure::Exhausted { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn does_not_retry_an_invalid_url() {
+        // Given a URL reqwest cannot use
+        let transport = HttpWebhookTransport::new().unwrap();
+        // When a webhook is posted there
+        let outcome = post_signed(
+            &transport,
+            &fast(),
+            SECRET,
+            "not a url",
+            ID,
+            &serde_json::json!({}),
+            now,
+        )
+        .await;
+        // Then it fails at once as unsendable
+        assert_eq!(outcome.attempts, 1);
+        assert!(matches!(
+            outcome.result,
+            Err(WebhookFailure::Unsendable(SendError {
+                retryable: false,
+                ..
+            }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn signs_each_try_with_the_current_time() {
+        // Given a receiver failing once, and a clock that moves 100 s between tries
+        let server = server(vec![Reply::Status(502), Reply::Status(200)]).await;
+        let transport = HttpWebhookTransport::new().unwrap();
+        let clock = AtomicU32::new(0);
+        let tick = || 1_000 + 100 * i64::from(clock.fetch_add(1, Ordering::SeqCst));
+        // When a webhook is posted
+        let outcome = post_signed(
+            &transport,
+            &fast(),
+            SECRET,
+            &server.url,
+            ID,
+            &serde_json::json!({"a": 1}),
+            tick,
+        )
+        .await;
+        // Then each try carries its own timestamp, each verifying at its time
+        assert_eq!(outcome.attempts, 2);
+        let seen = server.seen.lock().unwrap().clone();
+        for (s, t) in seen.iter().zip([1_000, 1_100]) {
+            let sig = s.header("nudge-signature").unwrap();
+            assert!(sig.starts_with(&format!("t={t},")), "{sig}");
+            assert_eq!(verify_webhook_signature(SECRET, &sig, &s.body, t, 0), Ok(()));
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_with_bounded_jitter_and_a_cap() {
+        // Given the default policy
+        let policy = RetryPolicy::default();
+        // When the waits after each try are computed
+        let waits: Vec<u64> = (1..=8)
+            .map(|n| backoff(&policy, ID, n).as_millis() as u64)
+            .collect();
+        // Then each is its doubled base plus at most 25 %, never above the cap
+        for (n, wait) in waits.iter().enumerate() {
+            let base = (500u64 << n).min(30_000);
+            assert!(*wait >= base && *wait <= (base + base / 4).min(30_000), "{waits:?}");
+        }
+        assert_eq!(waits[7], 30_000);
+    }
+}
