@@ -2,10 +2,10 @@
 //! trigger did or did not fire.
 
 use crate::replay_cmd;
-use nudge_service::rules_dir;
 use nudge_core::explain::{self, Activity, Evidence, ExplainError};
 use nudge_core::replay::Replay;
 use nudge_core::time::{format_instant, parse_instant, Duration, Millis};
+use nudge_service::rules_dir;
 use std::io::{BufReader, Write};
 use std::path::Path;
 use std::process::ExitCode;

@@ -88,7 +88,10 @@ pub fn run(args: ServeArgs) -> ExitCode {
             timeout_ms: args.webhook_timeout_ms,
         },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

@@ -3,8 +3,8 @@
 //! Exit codes: 0 when every test passes, 1 when one fails (or there are no tests to run), 2
 //! when the rule set or a test file has mistakes.
 
-use nudge_service::rules_dir;
 use nudge_core::journey::{self, JourneyFile, JourneyResult};
+use nudge_service::rules_dir;
 use similar::{ChangeTag, TextDiff};
 use std::io::Write;
 use std::path::{Path, PathBuf};

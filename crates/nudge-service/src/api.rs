@@ -21,7 +21,9 @@ use tracing::{info, warn};
 use crate::bus::{AcceptedEvent, AcceptedEvents, BusEvent};
 use crate::ingest::{constant_time_eq, intake, pack, Endpoint, RequestError, WriteKeys};
 use crate::metrics::Metrics;
-use crate::ports::{Bus, Clock, Delivery, DeliveryStore, InboxItem, InboxStore, TimerStore, UserStore};
+use crate::ports::{
+    Bus, Clock, Delivery, DeliveryStore, InboxItem, InboxStore, TimerStore, UserStore,
+};
 use crate::signing::{verify_inbox_hash, verify_unsubscribe_token};
 
 /// Every storage port at once (what the API reads and, for GDPR, erases).
@@ -125,7 +127,11 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
                     "method_not_allowed",
                     &format!("{method} is not allowed on {path}"),
                 );
-                let list = allowed.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+                let list = allowed
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 if let Ok(v) = header::HeaderValue::from_str(&list) {
                     r.headers_mut().insert(header::ALLOW, v);
                 }
@@ -156,8 +162,9 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
                 match (rest, method) {
                     ([], &Method::DELETE) => self.erase(user).await,
                     ([], &Method::GET) => self.explain(user, None, true).await,
-                    ([], _) => allow(&[Method::GET, Method::DELETE])
-                        .unwrap_or_else(|| not_found(path)),
+                    ([], _) => {
+                        allow(&[Method::GET, Method::DELETE]).unwrap_or_else(|| not_found(path))
+                    }
                     (_, &Method::GET) => self.admin_view(req, user, rest).await,
                     _ => allow(&[Method::GET]).unwrap_or_else(|| not_found(path)),
                 }
@@ -176,9 +183,16 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
     async fn track(&self, req: &Request<Bytes>, endpoint: Endpoint) -> Reply {
         let basic = basic_username(req.headers());
         let now = self.clock.now();
+        let body = match decoded_body(req, endpoint.max_body()) {
+            Ok(b) => b,
+            Err(e) => {
+                self.metrics.events_rejected(e.code(), 1);
+                return request_error_reply(&e);
+            }
+        };
         let out = match intake(
             endpoint,
-            req.body(),
+            &body,
             basic.as_deref(),
             &self.keys.write,
             &self.rules.plan,
@@ -281,7 +295,13 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
         }
     }
 
-    async fn inbox_action(&self, headers: &HeaderMap, user: &str, item: &str, action: &str) -> Reply {
+    async fn inbox_action(
+        &self,
+        headers: &HeaderMap,
+        user: &str,
+        item: &str,
+        action: &str,
+    ) -> Reply {
         if let Some(r) = self.inbox_auth(headers, user) {
             return r;
         }
@@ -315,7 +335,11 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
                 .map(|(_, v)| v.into_owned())
         });
         let Some(token) = token else {
-            return error_reply(StatusCode::BAD_REQUEST, "missing_token", "the link has no token");
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                "missing_token",
+                "the link has no token",
+            );
         };
         let claim = match verify_unsubscribe_token(&self.keys.signing_secret, &token) {
             Ok(c) => c,
@@ -371,10 +395,16 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
         if wants_html {
             html_reply(
                 StatusCode::OK,
-                page("Unsubscribed", "<p>You will not get these emails any more.</p>"),
+                page(
+                    "Unsubscribed",
+                    "<p>You will not get these emails any more.</p>",
+                ),
             )
         } else {
-            json_reply(StatusCode::OK, &json!({"success": true, "unsubscribed": true}))
+            json_reply(
+                StatusCode::OK,
+                &json!({"success": true, "unsubscribed": true}),
+            )
         }
     }
 
@@ -492,7 +522,10 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
                     "decisions": deliveries.iter().map(delivery_json).collect::<Vec<_>>(),
                 }),
             ),
-            Ok(x) => json_reply(StatusCode::OK, &serde_json::to_value(&x).unwrap_or(Value::Null)),
+            Ok(x) => json_reply(
+                StatusCode::OK,
+                &serde_json::to_value(&x).unwrap_or(Value::Null),
+            ),
             Err(e) => error_reply(StatusCode::NOT_FOUND, "unknown_trigger", &e.to_string()),
         }
     }
@@ -544,6 +577,29 @@ fn store_failure(e: &crate::ports::StoreError) -> Reply {
     )
 }
 
+/// The request body, gunzipped when `Content-Encoding: gzip` (RudderStack SDKs compress);
+/// decompression stops one byte past `limit`, so a small bomb cannot grow large.
+fn decoded_body(
+    req: &Request<Bytes>,
+    limit: usize,
+) -> Result<std::borrow::Cow<'_, [u8]>, RequestError> {
+    use std::io::Read;
+    let gzip = req
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return Ok(std::borrow::Cow::Borrowed(req.body()));
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(req.body().as_ref())
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| RequestError::MalformedGzip(e.to_string()))?;
+    Ok(std::borrow::Cow::Owned(out))
+}
+
 /// The HTTP Basic username (Segment SDKs send the write key there, password empty).
 pub fn basic_username(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -555,7 +611,10 @@ pub fn basic_username(headers: &HeaderMap) -> Option<String> {
         .decode(rest.trim())
         .ok()?;
     let text = String::from_utf8(decoded).ok()?;
-    Some(text.split_once(':').map_or(text.clone(), |(u, _)| u.to_string()))
+    Some(
+        text.split_once(':')
+            .map_or(text.clone(), |(u, _)| u.to_string()),
+    )
 }
 
 fn inbox_json(i: &InboxItem) -> Value {

@@ -116,7 +116,13 @@ where
             Ok(r) => r,
             Err(e) => {
                 return self
-                    .finish(entry, Attempt::Failed { attempts: 0, error: e.to_string() })
+                    .finish(
+                        entry,
+                        Attempt::Failed {
+                            attempts: 0,
+                            error: e.to_string(),
+                        },
+                    )
                     .await
             }
         };
@@ -171,8 +177,12 @@ where
         let reason = d.reason.as_deref().unwrap_or("");
         self.metrics.delivery(channel, outcome, reason);
         match d.status {
-            DeliveryStatus::Failed => warn!(decision_id = %d.id, user_id = %d.user_id, channel, error = d.error.as_deref().unwrap_or(""), "delivery failed"),
-            _ => info!(decision_id = %d.id, user_id = %d.user_id, channel, outcome, reason, "delivery finished"),
+            DeliveryStatus::Failed => {
+                warn!(decision_id = %d.id, user_id = %d.user_id, channel, error = d.error.as_deref().unwrap_or(""), "delivery failed")
+            }
+            _ => {
+                info!(decision_id = %d.id, user_id = %d.user_id, channel, outcome, reason, "delivery finished")
+            }
         }
         self.bus.publish(&[event]).await?;
         Ok(())

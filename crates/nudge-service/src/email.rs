@@ -94,7 +94,10 @@ verbatim_header!(
 /// Whether `link` can sit inside `<…>` in a header as is: printable ASCII, no spaces, no
 /// angle brackets (lettre would otherwise RFC 2047-encode it and break the URL).
 fn header_safe(link: &str) -> bool {
-    !link.is_empty() && link.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+    !link.is_empty()
+        && link
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
 }
 
 fn mailbox(field: &'static str, value: &str) -> Result<Mailbox, EmailError> {
@@ -178,7 +181,8 @@ mod tests {
             subject: "Finish your profile",
             text: "Hi Ana, two fields left.",
             html: Some("<p>Hi Ana, <b>two</b> fields left.</p>"),
-            unsubscribe_url: "https://nudge.example.com/v1/unsubscribe?token=abc.0123456789abcdef.xyz",
+            unsubscribe_url:
+                "https://nudge.example.com/v1/unsubscribe?token=abc.0123456789abcdef.xyz",
             unsubscribe_mailto: None,
             // 2023-11-14T22:13:20Z
             date: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
@@ -225,7 +229,10 @@ mod tests {
         let h = headers(&mail.raw);
         assert_eq!(one(&h, "Message-ID"), "<0123456789abcdef@nudge>");
         assert_eq!(one(&h, "X-Nudge-Decision"), "0123456789abcdef");
-        assert_eq!(one(&h, "List-Unsubscribe"), format!("<{}>", p.unsubscribe_url));
+        assert_eq!(
+            one(&h, "List-Unsubscribe"),
+            format!("<{}>", p.unsubscribe_url)
+        );
         assert_eq!(
             one(&h, "List-Unsubscribe-Post"),
             "List-Unsubscribe=One-Click"
@@ -237,7 +244,10 @@ mod tests {
         assert_eq!(one(&h, "MIME-Version"), "1.0");
         // And the body holds both parts under one multipart/alternative boundary
         let content_type = one(&h, "Content-Type");
-        assert!(content_type.starts_with("multipart/alternative;"), "{content_type}");
+        assert!(
+            content_type.starts_with("multipart/alternative;"),
+            "{content_type}"
+        );
         let boundary = content_type
             .split("boundary=\"")
             .nth(1)
@@ -275,10 +285,7 @@ mod tests {
     fn encodes_a_unicode_subject() {
         // Given a subject with non-ASCII characters
         let subject = "Grüße, Ana — 2 Felder fehlen";
-        let p = EmailParts {
-            subject,
-            ..parts()
-        };
+        let p = EmailParts { subject, ..parts() };
         // When the mail is built
         let mail = build_email(&p).unwrap();
         // Then the header is pure ASCII, RFC 2047 encoded, and decodes to the subject

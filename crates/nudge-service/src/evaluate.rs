@@ -107,7 +107,10 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
         for attempt in 1..=MAX_ATTEMPTS {
             match self.attempt(user_id, input, &ids).await {
                 Err(HandlerError::Store(StoreError::Conflict(_))) if attempt < MAX_ATTEMPTS => {
-                    debug!(user_id, attempt, "lost a race for the user's state; retrying");
+                    debug!(
+                        user_id,
+                        attempt, "lost a race for the user's state; retrying"
+                    );
                     // Back off a little so two writers of one user stop colliding.
                     tokio::time::sleep(std::time::Duration::from_millis(
                         (attempt * attempt) as u64,

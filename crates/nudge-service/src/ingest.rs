@@ -57,6 +57,8 @@ pub enum RequestError {
     TooLarge { size: usize, limit: usize },
     #[error("request body is not valid JSON: {0}")]
     MalformedJson(String),
+    #[error("request body is not valid gzip: {0}")]
+    MalformedGzip(String),
     #[error("request body must be a JSON object")]
     NotAnObject,
     #[error("`batch` must be an array of messages")]
@@ -82,6 +84,7 @@ impl RequestError {
         match self {
             RequestError::TooLarge { .. } => "payload_too_large",
             RequestError::MalformedJson(_) => "malformed_json",
+            RequestError::MalformedGzip(_) => "malformed_gzip",
             RequestError::NotAnObject => "not_an_object",
             RequestError::BatchNotArray => "invalid_batch",
             RequestError::MissingWriteKey => "missing_write_key",
@@ -121,9 +124,9 @@ impl WriteKeys {
 
     /// Whether `key` is one of them (compared in constant time per key).
     pub fn accepts(&self, key: &str) -> bool {
-        self.0
-            .iter()
-            .fold(false, |ok, k| ok | constant_time_eq(k.as_bytes(), key.as_bytes()))
+        self.0.iter().fold(false, |ok, k| {
+            ok | constant_time_eq(k.as_bytes(), key.as_bytes())
+        })
     }
 }
 
@@ -170,7 +173,14 @@ pub fn intake(
     match endpoint {
         Endpoint::Single(kind) => {
             let sent_at = sent_at_of(&envelope);
-            out.take(0, &Value::Object(envelope), Some(kind), sent_at, plan, received_at);
+            out.take(
+                0,
+                &Value::Object(envelope),
+                Some(kind),
+                sent_at,
+                plan,
+                received_at,
+            );
         }
         Endpoint::Batch => {
             let batch_sent_at = sent_at_of(&envelope);
@@ -192,10 +202,7 @@ pub fn intake(
                     });
                     continue;
                 }
-                let sent_at = item
-                    .as_object()
-                    .and_then(sent_at_of)
-                    .or(batch_sent_at);
+                let sent_at = item.as_object().and_then(sent_at_of).or(batch_sent_at);
                 out.take(i, item, None, sent_at, plan, received_at);
             }
         }
@@ -218,7 +225,7 @@ impl Intake {
             message_id: message_id_of(value),
             errors,
         };
-        let msg = match Message::from_json(value, kind) {
+        let mut msg = match Message::from_json(value, kind) {
             Ok(m) => m,
             Err(e) => {
                 self.rejected.push(reject(vec![FieldError {
@@ -229,9 +236,15 @@ impl Intake {
             }
         };
         match plan.check(&msg) {
-            Ok(flags) => self
-                .flags
-                .extend(flags.into_iter().map(|f| (index, FieldError { field: f.field, message: f.message }))),
+            Ok(flags) => self.flags.extend(flags.into_iter().map(|f| {
+                (
+                    index,
+                    FieldError {
+                        field: f.field,
+                        message: f.message,
+                    },
+                )
+            })),
             Err(violations) => {
                 self.rejected.push(reject(
                     violations
@@ -244,6 +257,12 @@ impl Intake {
                 ));
                 return;
             }
+        }
+        if value.get("messageId").is_none_or(Value::is_null) {
+            // SDKs always send one; for hand-made calls (curl), two identical messages are
+            // two events, as on Segment, so the id the engine derives from the content is
+            // made unique per request and position.
+            msg.message_id = format!("{}-{received_at:x}-{index}", msg.message_id);
         }
         let at = applied_at(msg.timestamp, sent_at, received_at);
         self.accepted.push(AcceptedEvent {
@@ -258,7 +277,11 @@ impl Intake {
 
 /// The instant a message applies at: its timestamp corrected for the sender's clock skew
 /// (`timestamp + (receivedAt - sentAt)`, as Segment does), never in the future.
-pub fn applied_at(timestamp: Option<Millis>, sent_at: Option<Millis>, received_at: Millis) -> Millis {
+pub fn applied_at(
+    timestamp: Option<Millis>,
+    sent_at: Option<Millis>,
+    received_at: Millis,
+) -> Millis {
     let at = match (timestamp, sent_at) {
         (Some(t), Some(s)) => t.saturating_add(received_at.saturating_sub(s)),
         (Some(t), None) => t,
@@ -274,7 +297,9 @@ fn sent_at_of(m: &Map<String, Value>) -> Option<Millis> {
 }
 
 fn message_id_of(v: &Value) -> Option<String> {
-    v.get("messageId").and_then(Value::as_str).map(str::to_string)
+    v.get("messageId")
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 /// Packs accepted messages into bus entries of at most [`MAX_DETAIL_BYTES`] each.
@@ -284,7 +309,10 @@ pub fn pack(accepted: Vec<AcceptedEvent>) -> Vec<BusEvent> {
     // Envelope overhead of the detail JSON besides the events themselves.
     let mut size = 48;
     for e in accepted {
-        let len = serde_json::to_string(&e).map(|s| s.len()).unwrap_or(MAX_EVENT_BYTES) + 1;
+        let len = serde_json::to_string(&e)
+            .map(|s| s.len())
+            .unwrap_or(MAX_EVENT_BYTES)
+            + 1;
         if !current.is_empty() && size + len > MAX_DETAIL_BYTES {
             out.push(BusEvent::EventsAccepted(AcceptedEvents {
                 events: std::mem::take(&mut current),
@@ -331,16 +359,31 @@ mod tests {
         assert_eq!(run(track, body, Some("wk_a")).unwrap().accepted.len(), 1);
         let with_key = r#"{"userId":"u1","event":"Signed Up","writeKey":"wk_b"}"#;
         assert_eq!(run(track, with_key, None).unwrap().accepted.len(), 1);
-        assert_eq!(run(track, body, None).unwrap_err(), RequestError::MissingWriteKey);
-        assert_eq!(run(track, body, Some("nope")).unwrap_err(), RequestError::UnknownWriteKey);
+        assert_eq!(
+            run(track, body, None).unwrap_err(),
+            RequestError::MissingWriteKey
+        );
+        assert_eq!(
+            run(track, body, Some("nope")).unwrap_err(),
+            RequestError::UnknownWriteKey
+        );
     }
 
     #[test]
     fn envelope_errors_are_named() {
         let track = Endpoint::Single(MessageKind::Track);
-        assert!(matches!(run(track, "{", Some("wk_a")), Err(RequestError::MalformedJson(_))));
-        assert_eq!(run(track, "[1]", Some("wk_a")).unwrap_err(), RequestError::NotAnObject);
-        let big = format!(r#"{{"userId":"u1","event":"x","properties":{{"p":"{}"}}}}"#, "a".repeat(33_000));
+        assert!(matches!(
+            run(track, "{", Some("wk_a")),
+            Err(RequestError::MalformedJson(_))
+        ));
+        assert_eq!(
+            run(track, "[1]", Some("wk_a")).unwrap_err(),
+            RequestError::NotAnObject
+        );
+        let big = format!(
+            r#"{{"userId":"u1","event":"x","properties":{{"p":"{}"}}}}"#,
+            "a".repeat(33_000)
+        );
         assert_eq!(run(track, &big, Some("wk_a")).unwrap_err().status(), 413);
         assert_eq!(
             run(Endpoint::Batch, r#"{"batch":{}}"#, Some("wk_a")).unwrap_err(),
@@ -368,10 +411,17 @@ mod tests {
         let recv = t("2026-03-03T10:00:00Z");
         // The device clock is 1 h behind: sentAt 09:00 when the server got it at 10:00.
         assert_eq!(
-            applied_at(Some(t("2026-03-03T08:59:00Z")), Some(t("2026-03-03T09:00:00Z")), recv),
+            applied_at(
+                Some(t("2026-03-03T08:59:00Z")),
+                Some(t("2026-03-03T09:00:00Z")),
+                recv
+            ),
             t("2026-03-03T09:59:00Z")
         );
-        assert_eq!(applied_at(Some(t("2026-03-04T00:00:00Z")), None, recv), recv);
+        assert_eq!(
+            applied_at(Some(t("2026-03-04T00:00:00Z")), None, recv),
+            recv
+        );
         assert_eq!(applied_at(None, None, recv), recv);
     }
 
@@ -389,7 +439,11 @@ mod tests {
         let total: usize = packed
             .iter()
             .map(|b| {
-                assert!(b.to_detail().len() <= MAX_DETAIL_BYTES, "{}", b.to_detail().len());
+                assert!(
+                    b.to_detail().len() <= MAX_DETAIL_BYTES,
+                    "{}",
+                    b.to_detail().len()
+                );
                 match b {
                     BusEvent::EventsAccepted(a) => a.events.len(),
                     _ => 0,

@@ -2,16 +2,16 @@
 //! implement (SQLite and an in-process bus for `nudge serve`; DynamoDB, EventBridge and SES v2
 //! on AWS), the HTTP API contract both serve, and the bus events they exchange.
 
+pub mod api;
 pub mod bus;
-pub mod ports;
+pub mod deliver;
+pub mod email;
 pub mod error;
 pub mod evaluate;
 pub mod ingest;
 pub mod metrics;
+pub mod ports;
 pub mod rules_dir;
 pub mod schedule;
 pub mod signing;
-pub mod email;
 pub mod webhook;
-pub mod api;
-pub mod deliver;

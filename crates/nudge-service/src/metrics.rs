@@ -1,7 +1,6 @@
 //! What the handlers count and time. `nudge serve` exposes it as Prometheus text on
 //! `/metrics`; on Lambda the same observations go out as CloudWatch embedded metrics.
 
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

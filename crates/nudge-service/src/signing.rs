@@ -408,7 +408,10 @@ mod tests {
         // Then it is outside a 300 s tolerance; exactly 300 s is still fine
         assert!(matches!(
             verify_webhook_signature(SECRET, &header, body, 1301, 300),
-            Err(SignatureError::OutsideTolerance { timestamp: 1000, .. })
+            Err(SignatureError::OutsideTolerance {
+                timestamp: 1000,
+                ..
+            })
         ));
         assert!(matches!(
             verify_webhook_signature(SECRET, &header, body, 699, 300),
@@ -467,10 +470,7 @@ mod tests {
             check(&format!("t=1000,t=1000,{v1}")),
             Err(SignatureError::Malformed)
         );
-        assert_eq!(
-            check("t=1000,v1=zz-not-hex"),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(check("t=1000,v1=zz-not-hex"), Err(SignatureError::Mismatch));
     }
 
     #[test]
@@ -497,11 +497,19 @@ mod tests {
             Err(SignatureError::Mismatch)
         );
         assert!(!verify_inbox_hash(key, "1000", &hex::encode(&token_tag)));
-        let forged = format!("{}.{}.{webhook_tag}", URL_SAFE_NO_PAD.encode("1000"), DecisionId(1));
+        let forged = format!(
+            "{}.{}.{webhook_tag}",
+            URL_SAFE_NO_PAD.encode("1000"),
+            DecisionId(1)
+        );
         assert_eq!(
             verify_unsubscribe_token(key, &forged),
             Err(TokenError::BadSignature)
         );
-        assert!(!verify_inbox_hash(key, "1000.body", &hex::encode(&token_tag)));
+        assert!(!verify_inbox_hash(
+            key,
+            "1000.body",
+            &hex::encode(&token_tag)
+        ));
     }
 }

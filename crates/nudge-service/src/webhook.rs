@@ -41,7 +41,7 @@ impl HttpWebhookTransport {
 }
 
 impl WebhookTransport for HttpWebhookTransport {
-    #[instrument(skip_all, fields(timeout_ms))]
+    #[instrument(skip_all, fields(timeout_ms = timeout_ms))]
     async fn post(
         &self,
         url: &str,
@@ -553,7 +553,10 @@ mod tests {
         for (s, t) in seen.iter().zip([1_000, 1_100]) {
             let sig = s.header("nudge-signature").unwrap();
             assert!(sig.starts_with(&format!("t={t},")), "{sig}");
-            assert_eq!(verify_webhook_signature(SECRET, &sig, &s.body, t, 0), Ok(()));
+            assert_eq!(
+                verify_webhook_signature(SECRET, &sig, &s.body, t, 0),
+                Ok(())
+            );
         }
     }
 
@@ -568,7 +571,10 @@ mod tests {
         // Then each is its doubled base plus at most 25 %, never above the cap
         for (n, wait) in waits.iter().enumerate() {
             let base = (500u64 << n).min(30_000);
-            assert!(*wait >= base && *wait <= (base + base / 4).min(30_000), "{waits:?}");
+            assert!(
+                *wait >= base && *wait <= (base + base / 4).min(30_000),
+                "{waits:?}"
+            );
         }
         assert_eq!(waits[7], 30_000);
     }

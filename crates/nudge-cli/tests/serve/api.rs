@@ -23,7 +23,10 @@ fn assert_error(got: &(u16, Value), status: u16, code: &str) {
     assert_eq!(got.0, status, "{got:?}");
     assert_eq!(got.1["success"], false, "{got:?}");
     assert_eq!(got.1["error"], code, "{got:?}");
-    assert!(got.1["message"].as_str().is_some_and(|m| !m.is_empty()), "{got:?}");
+    assert!(
+        got.1["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{got:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -32,33 +35,96 @@ async fn every_rejection_is_a_4xx_with_a_json_body_naming_the_problem() {
     let ok = serde_json::to_vec(&json!({"userId": "u1", "event": "Signed Up"})).unwrap();
 
     // Write key: missing, unknown; accepted as Basic username or `writeKey` in the body.
-    assert_error(&raw(&s, "/v1/track", None, ok.clone()).await, 401, "missing_write_key");
-    assert_error(&raw(&s, "/v1/track", Some("nope"), ok.clone()).await, 401, "unknown_write_key");
-    assert_eq!(raw(&s, "/v1/track", Some(WRITE_KEY), ok.clone()).await.1, json!({"success": true}));
-    let in_body = serde_json::to_vec(&json!({"userId": "u1", "event": "X", "writeKey": WRITE_KEY})).unwrap();
+    assert_error(
+        &raw(&s, "/v1/track", None, ok.clone()).await,
+        401,
+        "missing_write_key",
+    );
+    assert_error(
+        &raw(&s, "/v1/track", Some("nope"), ok.clone()).await,
+        401,
+        "unknown_write_key",
+    );
+    assert_eq!(
+        raw(&s, "/v1/track", Some(WRITE_KEY), ok.clone()).await.1,
+        json!({"success": true})
+    );
+    let in_body =
+        serde_json::to_vec(&json!({"userId": "u1", "event": "X", "writeKey": WRITE_KEY})).unwrap();
     assert_eq!(raw(&s, "/v1/track", None, in_body).await.0, 200);
 
     // Body: malformed JSON, not an object, oversize (single and batch), bad batch.
-    assert_error(&raw(&s, "/v1/track", Some(WRITE_KEY), b"{\"userId\":".to_vec()).await, 400, "malformed_json");
-    assert_error(&raw(&s, "/v1/track", Some(WRITE_KEY), b"[1,2]".to_vec()).await, 400, "not_an_object");
+    assert_error(
+        &raw(&s, "/v1/track", Some(WRITE_KEY), b"{\"userId\":".to_vec()).await,
+        400,
+        "malformed_json",
+    );
+    assert_error(
+        &raw(&s, "/v1/track", Some(WRITE_KEY), b"[1,2]".to_vec()).await,
+        400,
+        "not_an_object",
+    );
     let big = json!({"userId": "u1", "event": "X", "properties": {"p": "a".repeat(33 * 1024)}});
-    assert_error(&raw(&s, "/v1/track", Some(WRITE_KEY), serde_json::to_vec(&big).unwrap()).await, 413, "payload_too_large");
+    assert_error(
+        &raw(
+            &s,
+            "/v1/track",
+            Some(WRITE_KEY),
+            serde_json::to_vec(&big).unwrap(),
+        )
+        .await,
+        413,
+        "payload_too_large",
+    );
     let huge = json!({"batch": (0..20).map(|_| json!({"type":"track","userId":"u1","event":"X","properties":{"p":"a".repeat(30_000)}})).collect::<Vec<_>>()});
-    assert_error(&raw(&s, "/v1/batch", Some(WRITE_KEY), serde_json::to_vec(&huge).unwrap()).await, 413, "payload_too_large");
+    assert_error(
+        &raw(
+            &s,
+            "/v1/batch",
+            Some(WRITE_KEY),
+            serde_json::to_vec(&huge).unwrap(),
+        )
+        .await,
+        413,
+        "payload_too_large",
+    );
     let way_too_big = vec![b' '; 2 * 1024 * 1024];
-    assert_error(&raw(&s, "/v1/batch", Some(WRITE_KEY), way_too_big).await, 413, "payload_too_large");
-    assert_error(&raw(&s, "/v1/batch", Some(WRITE_KEY), b"{\"batch\":{}}".to_vec()).await, 400, "invalid_batch");
+    assert_error(
+        &raw(&s, "/v1/batch", Some(WRITE_KEY), way_too_big).await,
+        413,
+        "payload_too_large",
+    );
+    assert_error(
+        &raw(&s, "/v1/batch", Some(WRITE_KEY), b"{\"batch\":{}}".to_vec()).await,
+        400,
+        "invalid_batch",
+    );
 
     // Message: no userId nor anonymousId; wrong type per tracking plan; bad type field.
     let r = s.track("/v1/track", &json!({"event": "Signed Up"})).await;
     assert_error(&r, 400, "invalid_event");
     assert_eq!(r.1["errors"][0]["field"], "userId");
-    let r = s.track("/v1/track", &json!({"userId": "u1", "event": "Plan Chosen", "properties": {"seats": "ten"}})).await;
+    let r = s
+        .track(
+            "/v1/track",
+            &json!({"userId": "u1", "event": "Plan Chosen", "properties": {"seats": "ten"}}),
+        )
+        .await;
     assert_error(&r, 400, "invalid_event");
     assert_eq!(r.1["errors"][0]["field"], "properties.seats", "{r:?}");
-    let r = s.track("/v1/identify", &json!({"userId": "u1", "type": "track", "event": "X"})).await;
+    let r = s
+        .track(
+            "/v1/identify",
+            &json!({"userId": "u1", "type": "track", "event": "X"}),
+        )
+        .await;
     assert_error(&r, 400, "invalid_event");
-    let r = s.track("/v1/track", &json!({"userId": "u1", "event": "X", "timestamp": "yesterday"})).await;
+    let r = s
+        .track(
+            "/v1/track",
+            &json!({"userId": "u1", "event": "X", "timestamp": "yesterday"}),
+        )
+        .await;
     assert_error(&r, 400, "invalid_event");
     assert_eq!(r.1["errors"][0]["field"], "timestamp");
 
@@ -80,7 +146,12 @@ async fn every_rejection_is_a_4xx_with_a_json_body_naming_the_problem() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|x| (x["index"].as_u64().unwrap(), x["messageId"].as_str().unwrap()))
+        .map(|x| {
+            (
+                x["index"].as_u64().unwrap(),
+                x["messageId"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(rejected, vec![(1, "b-bad"), (3, "b-big")]);
     // The accepted tip reached the inbox.
@@ -91,33 +162,90 @@ async fn every_rejection_is_a_4xx_with_a_json_body_naming_the_problem() {
     .await;
     assert!(got.is_some(), "the batch's good message was not applied");
 
+    // Gzipped bodies (RudderStack SDKs compress) are accepted; broken gzip is named.
+    let gz = |bytes: &[u8]| {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let send_gz = |body: Vec<u8>| {
+        s.http
+            .post(s.url("/v1/batch"))
+            .basic_auth(WRITE_KEY, Some(""))
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(body)
+            .send()
+    };
+    let batch =
+        serde_json::to_vec(&json!({"batch": [track("gz1", "Tip Wanted", "gz-1")]})).unwrap();
+    let r = send_gz(gz(&batch)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = send_gz(b"not gzip".to_vec()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "malformed_gzip");
+
     // Routing: unknown path, wrong method, both JSON.
     let r = s.http.get(s.url("/v1/nope")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 404);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "not_found");
     let r = s.http.get(s.url("/v1/track")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 405);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "method_not_allowed");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "method_not_allowed"
+    );
 
     // Rejections are counted.
-    let metrics = s.http.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("nudge_events_rejected_total{reason=\"unknown_write_key\"} 1"), "{metrics}");
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("nudge_events_rejected_total{reason=\"unknown_write_key\"} 1"),
+        "{metrics}"
+    );
     assert!(metrics.contains("nudge_events_accepted_total"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_endpoints_need_the_admin_key_and_show_state_timers_decisions_and_explain() {
     let s = Server::start("admin", "http://127.0.0.1:9/none", &[]);
-    let r = s.http.get(s.url("/v1/admin/users/a1")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v1/admin/users/a1"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    let r = s.http.get(s.url("/v1/admin/users/a1")).bearer_auth("wrong").send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v1/admin/users/a1"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 403);
     assert_eq!(s.admin("/v1/admin/users/a1").await.0, 404, "unknown user");
 
-    s.track("/v1/identify", &json!({"userId": "a1", "traits": {"email": "a1@example.com", "first_name": "Ann"}})).await;
-    s.track("/v1/track", &track("a1", "Remind Me", "a1-r")).await;
-    s.track("/v1/track", &track("a1", "Tip Wanted", "a1-t")).await;
-    let d = s.decisions_until("a1", Duration::from_secs(10), |d| !d.is_empty()).await;
+    s.track(
+        "/v1/identify",
+        &json!({"userId": "a1", "traits": {"email": "a1@example.com", "first_name": "Ann"}}),
+    )
+    .await;
+    s.track("/v1/track", &track("a1", "Remind Me", "a1-r"))
+        .await;
+    s.track("/v1/track", &track("a1", "Tip Wanted", "a1-t"))
+        .await;
+    let d = s
+        .decisions_until("a1", Duration::from_secs(10), |d| !d.is_empty())
+        .await;
     assert_eq!(d[0]["trigger"], "tip");
     assert_eq!(d[0]["status"], "sent");
 
@@ -143,11 +271,14 @@ async fn admin_endpoints_need_the_admin_key_and_show_state_timers_decisions_and_
 async fn gdpr_delete_removes_state_timers_inbox_and_delivery_log() {
     let s = Server::start("gdpr", "http://127.0.0.1:9/none", &[]);
     for u in ["g1", "g2"] {
-        s.track("/v1/track", &track(u, "Tip Wanted", &format!("{u}-t"))).await;
-        s.track("/v1/track", &track(u, "Remind Me", &format!("{u}-r"))).await;
+        s.track("/v1/track", &track(u, "Tip Wanted", &format!("{u}-t")))
+            .await;
+        s.track("/v1/track", &track(u, "Remind Me", &format!("{u}-r")))
+            .await;
     }
     for u in ["g1", "g2"] {
-        s.decisions_until(u, Duration::from_secs(10), |d| !d.is_empty()).await;
+        s.decisions_until(u, Duration::from_secs(10), |d| !d.is_empty())
+            .await;
     }
     let r = s
         .http
@@ -158,15 +289,32 @@ async fn gdpr_delete_removes_state_timers_inbox_and_delivery_log() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(s.admin("/v1/admin/users/g1").await.0, 404);
-    assert_eq!(s.admin("/v1/admin/users/g1/timers").await.1["timer"], Value::Null);
-    assert_eq!(s.admin("/v1/admin/users/g1/decisions").await.1["decisions"], json!([]));
+    assert_eq!(
+        s.admin("/v1/admin/users/g1/timers").await.1["timer"],
+        Value::Null
+    );
+    assert_eq!(
+        s.admin("/v1/admin/users/g1/decisions").await.1["decisions"],
+        json!([])
+    );
     assert_eq!(s.inbox("g1", "g1").await.1["items"], json!([]));
     // The other user is untouched.
     assert_eq!(s.admin("/v1/admin/users/g2").await.0, 200);
-    assert_eq!(s.inbox("g2", "g2").await.1["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        s.inbox("g2", "g2").await.1["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(s.admin("/v1/admin/users/g2/timers").await.1["timer"]["due"].is_string());
     // Deletion without the admin key is refused.
-    let r = s.http.delete(s.url("/v1/admin/users/g2")).send().await.unwrap();
+    let r = s
+        .http
+        .delete(s.url("/v1/admin/users/g2"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
 }
 
@@ -176,9 +324,19 @@ async fn health_and_metrics() {
     let r = s.http.get(s.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "ok");
-    s.track("/v1/track", &track("h1", "Tip Wanted", "h1-t")).await;
-    s.decisions_until("h1", Duration::from_secs(10), |d| !d.is_empty()).await;
-    let text = s.http.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    s.track("/v1/track", &track("h1", "Tip Wanted", "h1-t"))
+        .await;
+    s.decisions_until("h1", Duration::from_secs(10), |d| !d.is_empty())
+        .await;
+    let text = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for family in [
         "nudge_events_accepted_total 1",
         "nudge_triggers_fired_total{trigger=\"tip\"} 1",

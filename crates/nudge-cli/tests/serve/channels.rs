@@ -18,7 +18,10 @@ struct Receiver {
 }
 
 async fn receiver(script: Vec<u16>) -> (String, Arc<Mutex<Receiver>>) {
-    let state = Arc::new(Mutex::new(Receiver { seen: vec![], script }));
+    let state = Arc::new(Mutex::new(Receiver {
+        seen: vec![],
+        script,
+    }));
     let st = state.clone();
     let app = axum::Router::new().route(
         "/hook",
@@ -27,7 +30,11 @@ async fn receiver(script: Vec<u16>) -> (String, Arc<Mutex<Receiver>>) {
             async move {
                 let mut r = st.lock().unwrap();
                 r.seen.push((headers, body));
-                let status = if r.script.is_empty() { 200 } else { r.script.remove(0) };
+                let status = if r.script.is_empty() {
+                    200
+                } else {
+                    r.script.remove(0)
+                };
                 StatusCode::from_u16(status).unwrap()
             }
         }),
@@ -51,7 +58,8 @@ fn header<'a>(eml: &'a str, name: &str) -> Vec<&'a str> {
 async fn email_goes_to_the_outbox_and_its_one_click_unsubscribe_link_is_honoured() {
     let s = Server::start("email", "http://127.0.0.1:9/none", &[]);
     s.track("/v1/identify", &json!({"userId": "e1", "traits": {"email": "e1@example.com", "first_name": "Eve"}, "messageId": "e1-id"})).await;
-    s.track("/v1/track", &track("e1", "Signed Up", "e1-s")).await;
+    s.track("/v1/track", &track("e1", "Signed Up", "e1-s"))
+        .await;
     let files = eventually(Duration::from_secs(10), || async {
         let f = s.outbox();
         (!f.is_empty()).then_some(f)
@@ -62,9 +70,15 @@ async fn email_goes_to_the_outbox_and_its_one_click_unsubscribe_link_is_honoured
     let eml = std::fs::read_to_string(&files[0]).unwrap();
     assert_eq!(header(&eml, "To"), vec!["e1@example.com"]);
     assert_eq!(header(&eml, "Subject"), vec!["Welcome Eve"]);
-    assert_eq!(header(&eml, "List-Unsubscribe-Post"), vec!["List-Unsubscribe=One-Click"]);
+    assert_eq!(
+        header(&eml, "List-Unsubscribe-Post"),
+        vec!["List-Unsubscribe=One-Click"]
+    );
     assert!(eml.contains("multipart/alternative"), "{eml}");
-    assert!(eml.contains("text/plain") && eml.contains("text/html"), "{eml}");
+    assert!(
+        eml.contains("text/plain") && eml.contains("text/html"),
+        "{eml}"
+    );
     let list = header(&eml, "List-Unsubscribe");
     assert_eq!(list.len(), 1, "{eml}");
     let link = list[0]
@@ -96,16 +110,29 @@ async fn email_goes_to_the_outbox_and_its_one_click_unsubscribe_link_is_honoured
     // The next email to that user is suppressed as unsubscribed; no new file.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        s.track("/v1/track", &track("e1", "Mail Again", &format!("e1-again-{}", deadline.elapsed().as_nanos()))).await;
+        s.track(
+            "/v1/track",
+            &track(
+                "e1",
+                "Mail Again",
+                &format!("e1-again-{}", deadline.elapsed().as_nanos()),
+            ),
+        )
+        .await;
         let d = s
-            .decisions_until("e1", Duration::from_secs(2), |d| d.iter().any(|x| x["trigger"] == "again"))
+            .decisions_until("e1", Duration::from_secs(2), |d| {
+                d.iter().any(|x| x["trigger"] == "again")
+            })
             .await;
         if let Some(x) = d.iter().find(|x| x["trigger"] == "again") {
             assert_eq!(x["status"], "suppressed", "{x}");
             assert_eq!(x["reason"], "unsubscribed", "{x}");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "no decision for Mail Again");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no decision for Mail Again"
+        );
     }
     assert_eq!(s.outbox().len(), 1);
 }
@@ -113,8 +140,10 @@ async fn email_goes_to_the_outbox_and_its_one_click_unsubscribe_link_is_honoured
 #[tokio::test(flavor = "multi_thread")]
 async fn inbox_is_per_user_and_needs_that_users_hash() {
     let s = Server::start("inbox", "http://127.0.0.1:9/none", &[]);
-    s.track("/v1/track", &track("ua", "Tip Wanted", "ua-1")).await;
-    s.track("/v1/track", &track("ub", "Tip Wanted", "ub-1")).await;
+    s.track("/v1/track", &track("ua", "Tip Wanted", "ua-1"))
+        .await;
+    s.track("/v1/track", &track("ub", "Tip Wanted", "ub-1"))
+        .await;
     let items = eventually(Duration::from_secs(10), || async {
         let (_, v) = s.inbox("ua", "ua").await;
         let items = v["items"].as_array().cloned().unwrap_or_default();
@@ -128,9 +157,17 @@ async fn inbox_is_per_user_and_needs_that_users_hash() {
 
     // B's hash does not open A's inbox; no hash, no inbox.
     assert_eq!(s.inbox("ua", "ub").await.0, 403);
-    let r = s.http.get(s.url("/v1/users/ua/inbox")).send().await.unwrap();
+    let r = s
+        .http
+        .get(s.url("/v1/users/ua/inbox"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "missing_user_hash");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "missing_user_hash"
+    );
     // B cannot touch A's item through B's own inbox either.
     let r = s
         .http
@@ -155,7 +192,13 @@ async fn inbox_is_per_user_and_needs_that_users_hash() {
     assert_eq!(post("dismiss").await.unwrap().status().as_u16(), 200);
     assert_eq!(s.inbox("ua", "ua").await.1["items"], json!([]));
     // B still has its item.
-    assert_eq!(s.inbox("ub", "ub").await.1["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        s.inbox("ub", "ub").await.1["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,7 +211,9 @@ async fn webhooks_are_signed_and_retried_then_dead_lettered() {
     );
     s.track("/v1/track", &track("w1", "Hook Me", "w1-h")).await;
     let d = s
-        .decisions_until("w1", Duration::from_secs(15), |d| d.iter().any(|x| x["status"] != "sending"))
+        .decisions_until("w1", Duration::from_secs(15), |d| {
+            d.iter().any(|x| x["status"] != "sending")
+        })
         .await;
     assert_eq!(d[0]["status"], "sent", "{d:?}");
     assert_eq!(d[0]["attempts"], 3, "{d:?}");
@@ -181,13 +226,26 @@ async fn webhooks_are_signed_and_retried_then_dead_lettered() {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs() as i64;
-        nudge_service::signing::verify_webhook_signature(SIGNING_SECRET.as_bytes(), sig, body, now, 300)
-            .expect("signature verifies");
-        assert!(nudge_service::signing::verify_webhook_signature(b"other", sig, body, now, 300).is_err());
+        nudge_service::signing::verify_webhook_signature(
+            SIGNING_SECRET.as_bytes(),
+            sig,
+            body,
+            now,
+            300,
+        )
+        .expect("signature verifies");
+        assert!(
+            nudge_service::signing::verify_webhook_signature(b"other", sig, body, now, 300)
+                .is_err()
+        );
         let json: Value = serde_json::from_slice(body).unwrap();
         assert_eq!(json, json!({"user": "w1", "kind": "hook"}));
         // Every attempt carries the same id, for the receiver to dedupe on.
-        let ids: Vec<_> = r.seen.iter().map(|(h, _)| h["nudge-webhook-id"].clone()).collect();
+        let ids: Vec<_> = r
+            .seen
+            .iter()
+            .map(|(h, _)| h["nudge-webhook-id"].clone())
+            .collect();
         assert!(ids.windows(2).all(|w| w[0] == w[1]));
         assert_eq!(ids[0].to_str().unwrap(), d[0]["id"].as_str().unwrap());
     }
@@ -196,21 +254,36 @@ async fn webhooks_are_signed_and_retried_then_dead_lettered() {
     rx.lock().unwrap().script = vec![500; 10];
     s.track("/v1/track", &track("w2", "Hook Me", "w2-h")).await;
     let d = s
-        .decisions_until("w2", Duration::from_secs(15), |d| d.iter().any(|x| x["status"] != "sending"))
+        .decisions_until("w2", Duration::from_secs(15), |d| {
+            d.iter().any(|x| x["status"] != "sending")
+        })
         .await;
     assert_eq!(d[0]["status"], "failed", "{d:?}");
     assert_eq!(d[0]["attempts"], 3);
     assert!(d[0]["error"].as_str().unwrap().contains("500"), "{d:?}");
-    let metrics = s.http.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("nudge_sends_total{channel=\"webhook\",outcome=\"failed\",reason=\"\"} 1"), "{metrics}");
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("nudge_sends_total{channel=\"webhook\",outcome=\"failed\",reason=\"\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timer_fires_once_within_a_second_of_its_due_time() {
     let s = Server::start("timer", "http://127.0.0.1:9/none", &[]);
-    s.track("/v1/track", &track("t1", "Remind Me", "t1-r")).await;
+    s.track("/v1/track", &track("t1", "Remind Me", "t1-r"))
+        .await;
     // Sent twice (an SDK retry): still one timer, one reminder.
-    s.track("/v1/track", &track("t1", "Remind Me", "t1-r")).await;
+    s.track("/v1/track", &track("t1", "Remind Me", "t1-r"))
+        .await;
     let items = eventually(Duration::from_secs(15), || async {
         let (_, v) = s.inbox("t1", "t1").await;
         let items = v["items"].as_array().cloned().unwrap_or_default();
@@ -223,7 +296,15 @@ async fn a_timer_fires_once_within_a_second_of_its_due_time() {
     assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(items[0]["title"], "Reminder");
     // Lateness as the server measured it: every firing within the 1.024 s bucket.
-    let text = s.http.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let count = metric(&text, "nudge_timer_lateness_seconds_count");
     let within = metric(&text, "nudge_timer_lateness_seconds_bucket{le=\"1.024\"}");
     assert!(count >= 1.0, "{text}");
@@ -232,6 +313,9 @@ async fn a_timer_fires_once_within_a_second_of_its_due_time() {
 
 fn metric(text: &str, name: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().unwrap_or(f64::NAN)))
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .map(|v| v.trim().parse().unwrap_or(f64::NAN))
+        })
         .unwrap_or(f64::NAN)
 }

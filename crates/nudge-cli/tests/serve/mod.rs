@@ -117,7 +117,12 @@ impl Server {
             .arg(&self.data)
             .args(["--listen", &listen])
             .args(["--write-key", WRITE_KEY, "--admin-key", ADMIN_KEY])
-            .args(["--inbox-secret", INBOX_SECRET, "--signing-secret", SIGNING_SECRET])
+            .args([
+                "--inbox-secret",
+                INBOX_SECRET,
+                "--signing-secret",
+                SIGNING_SECRET,
+            ])
             .args(&self.args)
             .env("RUST_LOG", "warn")
             .env_remove("NUDGE_WRITE_KEY")
@@ -213,7 +218,9 @@ impl Server {
     ) -> Vec<Value> {
         let deadline = Instant::now() + wait;
         loop {
-            let (_, v) = self.admin(&format!("/v1/admin/users/{user}/decisions")).await;
+            let (_, v) = self
+                .admin(&format!("/v1/admin/users/{user}/decisions"))
+                .await;
             let list = v["decisions"].as_array().cloned().unwrap_or_default();
             if pred(&list) || Instant::now() > deadline {
                 return list;

@@ -59,7 +59,10 @@ async fn kill_9_under_load_loses_nothing_and_fires_each_timer_once() {
         unconfirmed.extend(h.await.unwrap());
     }
     // The kill landed mid-load, with timers pending.
-    assert!(!unconfirmed.is_empty() && unconfirmed.len() < USERS, "{unconfirmed:?}");
+    assert!(
+        !unconfirmed.is_empty() && unconfirmed.len() < USERS,
+        "{unconfirmed:?}"
+    );
 
     s.restart();
     // Like an SDK, resend what was not confirmed (some of it may have been accepted already),
