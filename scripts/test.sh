@@ -1,12 +1,23 @@
 #!/usr/bin/env bash
-# The whole test suite. Installs what it needs (a local Python venv for the schema and
-# tooling checks), builds the workspace, and runs every tier: unit and property tests,
-# CLI integration tests, the example rule sets' journey tests, and the Python checks.
+# The whole test suite. Installs what it needs (Debian packages when missing, a local Python
+# venv with moto's AWS emulator, cfn-lint and a real Segment SDK), builds the workspace, and
+# runs every tier: unit and property tests, integration tests against real servers on
+# loopback (`nudge serve`, moto), the example rule sets' journey tests, and the Python checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 step() { printf '\n== %s\n' "$*"; }
+
+step "system packages"
+missing=()
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v curl >/dev/null || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q && $sudo apt-get install -y -q "${missing[@]}"
+fi
 
 step "python tools (.venv)"
 if [ ! -x .venv/bin/python ]; then
@@ -37,5 +48,5 @@ for ex in examples/*/; do
   "$NUDGE" test --rules "$ex"
 done
 
-step "python checks (JSON Schema against the examples)"
+step "python checks (JSON Schema, template, bus routing on moto, nudge serve with a Segment SDK, README walk-through)"
 .venv/bin/python -m pytest -q tests

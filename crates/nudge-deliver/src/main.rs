@@ -1,1 +1,14 @@
-fn main() {}
+//! nudge's deliver function: decided sends from the bus, out through SES, the in-app inbox
+//! or signed webhooks.
+
+use nudge_aws::lambda::{self, deliver, Deps};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda::init_tracing();
+    let deliver = Deps::from_env().await?.deliver()?;
+    lambda_runtime::run(lambda_runtime::service_fn(|event| {
+        deliver::handler(&deliver, event)
+    }))
+    .await
+}

@@ -362,7 +362,11 @@ mod tests {
         // When a mail is sent
         let err = outbox.send(&mail(ID, "x")).await.unwrap_err();
         // Then the failure names the outbox path
-        assert!(err.message.contains("0000111122223333.eml"), "{}", err.message);
+        assert!(
+            err.message.contains("0000111122223333.eml"),
+            "{}",
+            err.message
+        );
     }
 
     /// What the fake SMTP server answers to RCPT TO.
@@ -403,7 +407,10 @@ mod tests {
                                 Rcpt::Reply(r) => r,
                             },
                             "DATA" => {
-                                write.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await.unwrap();
+                                write
+                                    .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                                    .await
+                                    .unwrap();
                                 let mut data = String::new();
                                 while let Ok(Some(l)) = lines.next_line().await {
                                     if l == "." {

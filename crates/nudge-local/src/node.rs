@@ -181,15 +181,25 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     });
 
     let timers_changed = Arc::new(Notify::new());
-    start_workers(&handlers, rx, config.evaluate_workers, timers_changed.clone());
+    start_workers(
+        &handlers,
+        rx,
+        config.evaluate_workers,
+        timers_changed.clone(),
+    );
     let redelivered = bus.redeliver_unacked().await?;
     if redelivered > 0 {
-        info!(events = redelivered, "redelivering events a previous run left unhandled");
+        info!(
+            events = redelivered,
+            "redelivering events a previous run left unhandled"
+        );
     }
     tokio::spawn(timer_loop(handlers.clone(), timers_changed));
 
     print_banner(&config, &rules, addr, &write_keys, &admin_key, &public_url);
-    crate::server::run(listener, handlers).await.map_err(ServeError::Serve)
+    crate::server::run(listener, handlers)
+        .await
+        .map_err(ServeError::Serve)
 }
 
 fn start_workers(

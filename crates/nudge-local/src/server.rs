@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use nudge_service::api::error_reply;
-use nudge_service::metrics::Metrics;
 use nudge_service::ingest::MAX_BATCH_BYTES;
+use nudge_service::metrics::Metrics;
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -64,8 +64,7 @@ async fn shutdown() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         {
             s.recv().await;
         }

@@ -1,1 +1,14 @@
-fn main() {}
+//! nudge's schedule-delay function: timer requests from the bus, the minute sweeper, and TTL
+//! deletions on the table's stream.
+
+use nudge_aws::lambda::{self, schedule, Deps};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    lambda::init_tracing();
+    let schedule = Deps::from_env().await?.schedule();
+    lambda_runtime::run(lambda_runtime::service_fn(|event| {
+        schedule::handler(&schedule, event)
+    }))
+    .await
+}

@@ -1,0 +1,111 @@
+//! The DynamoDB store: user state, timers, delivery log and inbox in one table.
+//!
+//! Single-table layout (keys `pk` S and `sk` S; TTL attribute `ttl` in epoch seconds):
+//!
+//! | item          | `pk`         | `sk`                    | notes                                  |
+//! |---------------|--------------|-------------------------|----------------------------------------|
+//! | user state    | `u#<userId>` | `state`                 | `state` B, `version` N, `outbox` S, `ids` B |
+//! | timer         | `u#<userId>` | `timer`                 | `due` N, `version` N, `ttl`, `gsi1pk`/`gsi1sk` |
+//! | delivery log  | `u#<userId>` | `dlv#<decision hex>`    | `Delivery` fields, `ttl` = at + 90 days |
+//! | inbox item    | `u#<userId>` | `inbox#<decision hex>`  | `InboxItem` fields, `dismissed`, `ttl` |
+//!
+//! The sparse global secondary index [`DUE_INDEX`] (`gsi1pk` S = `timers#<shard>`,
+//! `gsi1sk` N = due ms, projection ALL) holds only live timers, so the sweeper reads nothing
+//! else. Every item of a user shares the partition key, so erasing a user is one Query.
+
+mod applied_ids;
+mod deliveries;
+mod inbox;
+mod item;
+#[cfg(test)]
+mod moto_tests;
+mod schema;
+mod timers;
+mod user;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::Client;
+use nudge_service::ports::StoreError;
+
+use crate::sdk_error::{error_code, is_retryable, SdkFailure};
+
+pub use schema::create_table;
+
+use applied_ids::AppliedIds;
+
+/// Name of the sparse global secondary index over live timers.
+pub const DUE_INDEX: &str = "due";
+
+/// The nudge ports ([`UserStore`](nudge_service::ports::UserStore),
+/// [`TimerStore`](nudge_service::ports::TimerStore),
+/// [`DeliveryStore`](nudge_service::ports::DeliveryStore),
+/// [`InboxStore`](nudge_service::ports::InboxStore)) on one DynamoDB table.
+#[derive(Debug)]
+pub struct DynamoDbStore {
+    client: Client,
+    table: String,
+    shards: u32,
+    /// The applied-messageId lists `load` read, by user, with the version they belong to,
+    /// so that `save` can merge into them without reading the item again.
+    read_ids: Mutex<HashMap<String, (u64, AppliedIds)>>,
+}
+
+impl DynamoDbStore {
+    /// A store on `table`, spreading timers over `shards` index partitions (at least 1).
+    pub fn new(client: Client, table: impl Into<String>, shards: u32) -> Self {
+        DynamoDbStore {
+            client,
+            table: table.into(),
+            shards: shards.max(1),
+            read_ids: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The table this store reads and writes.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+/// The partition key of everything stored for a user.
+fn user_pk(user_id: &str) -> String {
+    format!("u#{user_id}")
+}
+
+/// The user id of a partition key written by [`user_pk`].
+fn user_of_pk(pk: &str) -> Option<&str> {
+    pk.strip_prefix("u#")
+}
+
+/// Maps an SDK failure to a [`StoreError`], saying whether a retry may help.
+fn backend<E>(context: &'static str) -> impl FnOnce(SdkError<E, HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    move |err| {
+        let retryable = is_retryable(&err);
+        StoreError::backend(context, retryable, SdkFailure::new(err))
+    }
+}
+
+/// Whether a conditional write failed because its condition did not hold.
+fn is_condition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    error_code(err) == Some("ConditionalCheckFailedException")
+}
+
+/// The wall clock in ms: DynamoDB's TTL runs on it, so expiry checks without a caller's
+/// `now` use it too.
+fn wall_clock_ms() -> nudge_core::time::Millis {
+    use nudge_service::ports::Clock;
+    nudge_service::ports::SystemClock.now()
+}
+
+/// Epoch seconds of a TTL attribute for an instant in ms, rounded up (an item never expires
+/// before its instant).
+fn ttl_secs(at_ms: nudge_core::time::Millis) -> i64 {
+    at_ms.div_euclid(1000) + i64::from(at_ms.rem_euclid(1000) != 0)
+}

@@ -1,0 +1,146 @@
+//! In-app inboxes: one item per (user, decision) under the user's partition, so one user's
+//! Query can never return another user's messages. Dismissed items stay (flagged) until
+//! their TTL so that a redelivered put does not bring them back.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use nudge_core::engine::decision::DecisionId;
+use nudge_core::time::Millis;
+use nudge_service::ports::{InboxItem, InboxStore, StoreError};
+use tracing::instrument;
+
+use super::item::{from_item, n, s, to_item};
+use super::{backend, is_condition_failed, ttl_secs, user_pk, DynamoDbStore};
+
+/// Sort-key prefix of inbox items.
+const INBOX_PREFIX: &str = "inbox#";
+
+fn inbox_key(user_id: &str, id: DecisionId) -> [(&'static str, AttributeValue); 2] {
+    [
+        ("pk", s(user_pk(user_id))),
+        ("sk", s(format!("{INBOX_PREFIX}{id}"))),
+    ]
+}
+
+impl InboxStore for DynamoDbStore {
+    #[instrument(skip(self, item), fields(decision = %item.id, user_id = %item.user_id))]
+    async fn put(&self, item: &InboxItem) -> Result<(), StoreError> {
+        let mut attributes = to_item(item)?;
+        let [pk, sk] = inbox_key(&item.user_id, item.id);
+        attributes.insert(pk.0.into(), pk.1);
+        attributes.insert(sk.0.into(), sk.1);
+        attributes.insert("dismissed".into(), AttributeValue::Bool(false));
+        attributes.insert("ttl".into(), n(ttl_secs(item.expires_at)));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(attributes))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
+            .send()
+            .await;
+        match result {
+            // Put already (a redelivery): leave it as it is, read or dismissed.
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(backend("dynamodb put inbox item")(e)),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    #[instrument(skip(self))]
+    async fn list(&self, user_id: &str, now: Millis) -> Result<Vec<InboxItem>, StoreError> {
+        let mut items: Vec<InboxItem> = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .filter_expression("#dismissed = :false AND #ttl > :now_secs")
+                .expression_attribute_names("#pk", "pk")
+                .expression_attribute_names("#sk", "sk")
+                .expression_attribute_names("#dismissed", "dismissed")
+                .expression_attribute_names("#ttl", "ttl")
+                .expression_attribute_values(":pk", s(user_pk(user_id)))
+                .expression_attribute_values(":prefix", s(INBOX_PREFIX))
+                .expression_attribute_values(":false", AttributeValue::Bool(false))
+                .expression_attribute_values(":now_secs", n(now.div_euclid(1000)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(backend("dynamodb query inbox"))?;
+            for attributes in out.items.unwrap_or_default() {
+                let item: InboxItem = from_item(attributes)?;
+                // The TTL filter works in seconds; the contract in ms.
+                if item.expires_at > now {
+                    items.push(item);
+                }
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        items.sort_by_key(|i| std::cmp::Reverse((i.created_at, i.id.0)));
+        Ok(items)
+    }
+
+    /// Keeps the first read time; an expired or dismissed item is no longer in the inbox.
+    #[instrument(skip(self), fields(decision = %id))]
+    async fn mark_read(
+        &self,
+        user_id: &str,
+        id: DecisionId,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let [pk, sk] = inbox_key(user_id, id);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(pk.0, pk.1)
+            .key(sk.0, sk.1)
+            .update_expression("SET #read_at = if_not_exists(#read_at, :now)")
+            .condition_expression(
+                "attribute_exists(#pk) AND #dismissed = :false AND #expires_at > :now",
+            )
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#read_at", "read_at")
+            .expression_attribute_names("#dismissed", "dismissed")
+            .expression_attribute_names("#expires_at", "expires_at")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(backend("dynamodb mark inbox item read")(e)),
+        }
+    }
+
+    #[instrument(skip(self), fields(decision = %id))]
+    async fn dismiss(&self, user_id: &str, id: DecisionId) -> Result<bool, StoreError> {
+        let [pk, sk] = inbox_key(user_id, id);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(pk.0, pk.1)
+            .key(sk.0, sk.1)
+            .update_expression("SET #dismissed = :true")
+            .condition_expression("attribute_exists(#pk) AND #dismissed = :false")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#dismissed", "dismissed")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(backend("dynamodb dismiss inbox item")(e)),
+        }
+    }
+}

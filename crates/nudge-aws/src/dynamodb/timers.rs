@@ -1,0 +1,286 @@
+//! Timers: one item per user whose TTL is its due time, in the sparse `due` index while
+//! live, so a sweeper finds due timers with one Query per shard and claims each with a
+//! conditional write.
+//!
+//! A timer item without `due` is a tombstone: a cancelled timer (`cancelled`) or a claimed
+//! one (`claimed`). Tombstones keep the version so that an older request arriving late does
+//! not bring the timer back; they leave the index and expire after [`TOMBSTONE_TTL_MS`].
+//! The TTL-stream backstop must fire only items that still have `due`.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use nudge_core::time::Millis;
+use nudge_service::bus::{DelayCancel, DelayRequest, TimerFired};
+use nudge_service::ports::{StoreError, Timer, TimerStore};
+use tracing::{instrument, warn};
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::item::{get_n, get_opt_n, get_s, n, s, Item};
+use super::{
+    backend, is_condition_failed, ttl_secs, user_of_pk, user_pk, wall_clock_ms, DynamoDbStore,
+    DUE_INDEX,
+};
+
+/// Sort key of the timer item.
+const TIMER_SK: &str = "timer";
+
+/// How long a tombstone remembers a cancelled or claimed timer's version.
+pub const TOMBSTONE_TTL_MS: Millis = 7 * 24 * 3600 * 1000;
+
+/// Which stored versions a timer write replaces.
+#[derive(Debug, Clone, Copy)]
+enum Replace {
+    /// Only older ones (`set`).
+    Older,
+    /// Older ones and the same version (`restore`, `cancel`).
+    NotNewer,
+}
+
+impl Replace {
+    fn condition(self) -> &'static str {
+        match self {
+            Replace::Older => "attribute_not_exists(#pk) OR #version < :v",
+            Replace::NotNewer => "attribute_not_exists(#pk) OR #version <= :v",
+        }
+    }
+}
+
+/// A timer the due index listed, to be claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Candidate {
+    user_id: String,
+    due: Millis,
+    version: u64,
+}
+
+impl DynamoDbStore {
+    /// The index partition of a user's timer.
+    fn shard_of(&self, user_id: &str) -> u32 {
+        (xxh3_64(user_id.as_bytes()) % u64::from(self.shards)) as u32
+    }
+
+    fn timer_key(user_id: &str) -> [(&'static str, AttributeValue); 2] {
+        [("pk", s(user_pk(user_id))), ("sk", s(TIMER_SK))]
+    }
+
+    /// Writes a live timer unless the stored one is newer (per `replace`).
+    async fn put_timer(&self, req: &DelayRequest, replace: Replace) -> Result<(), StoreError> {
+        let [pk, sk] = Self::timer_key(&req.user_id);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(pk.0, pk.1)
+            .item(sk.0, sk.1)
+            .item("due", n(req.due))
+            .item("version", n(req.version))
+            .item("ttl", n(ttl_secs(req.due)))
+            .item(
+                "gsi1pk",
+                s(format!("timers#{}", self.shard_of(&req.user_id))),
+            )
+            .item("gsi1sk", n(req.due))
+            .condition_expression(replace.condition())
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":v", n(req.version))
+            .send()
+            .await;
+        match result {
+            // A newer request or cancel was applied already: nothing to do.
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(backend("dynamodb put timer")(e)),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    /// Up to `limit` timers of one shard due at or before `now`, earliest first.
+    async fn due_in_shard(
+        &self,
+        shard: u32,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<Candidate>, StoreError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        while found.len() < limit {
+            let page = i32::try_from(limit - found.len()).unwrap_or(i32::MAX);
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(DUE_INDEX)
+                .key_condition_expression("#gsi1pk = :shard AND #gsi1sk <= :now")
+                .projection_expression("#pk, #due, #version")
+                .expression_attribute_names("#gsi1pk", "gsi1pk")
+                .expression_attribute_names("#gsi1sk", "gsi1sk")
+                .expression_attribute_names("#pk", "pk")
+                .expression_attribute_names("#due", "due")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":shard", s(format!("timers#{shard}")))
+                .expression_attribute_values(":now", n(now))
+                .scan_index_forward(true)
+                .limit(page)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(backend("dynamodb query due timers"))?;
+            for item in out.items.unwrap_or_default() {
+                found.push(candidate(&item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Turns a live timer into a claimed tombstone if it is still the one the index listed;
+    /// `false` if another sweeper (or a newer request or cancel) got there first.
+    async fn claim(&self, c: &Candidate) -> Result<bool, StoreError> {
+        let [pk, sk] = Self::timer_key(&c.user_id);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(pk.0, pk.1)
+            .key(sk.0, sk.1)
+            .update_expression("SET #claimed = :true, #ttl = :ttl REMOVE #due, #gsi1pk, #gsi1sk")
+            .condition_expression("#version = :v AND #due = :due")
+            .expression_attribute_names("#claimed", "claimed")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_names("#due", "due")
+            .expression_attribute_names("#gsi1pk", "gsi1pk")
+            .expression_attribute_names("#gsi1sk", "gsi1sk")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(
+                ":ttl",
+                n(ttl_secs(wall_clock_ms().saturating_add(TOMBSTONE_TTL_MS))),
+            )
+            .expression_attribute_values(":v", n(c.version))
+            .expression_attribute_values(":due", n(c.due))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(backend("dynamodb claim timer")(e)),
+        }
+    }
+}
+
+/// A due-index entry as a claim candidate.
+fn candidate(item: &Item) -> Result<Candidate, StoreError> {
+    let pk = get_s(item, "pk")?;
+    let user_id = user_of_pk(pk)
+        .ok_or_else(|| StoreError::Corrupt(format!("timer with partition key `{pk}`")))?;
+    Ok(Candidate {
+        user_id: user_id.to_string(),
+        due: get_n(item, "due")?,
+        version: get_n(item, "version")?,
+    })
+}
+
+impl TimerStore for DynamoDbStore {
+    #[instrument(skip(self))]
+    async fn set(&self, req: &DelayRequest) -> Result<(), StoreError> {
+        self.put_timer(req, Replace::Older).await
+    }
+
+    #[instrument(skip(self))]
+    async fn cancel(&self, req: &DelayCancel) -> Result<(), StoreError> {
+        let [pk, sk] = Self::timer_key(&req.user_id);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(pk.0, pk.1)
+            .item(sk.0, sk.1)
+            .item("version", n(req.version))
+            .item("cancelled", AttributeValue::Bool(true))
+            .item(
+                "ttl",
+                n(ttl_secs(wall_clock_ms().saturating_add(TOMBSTONE_TTL_MS))),
+            )
+            .condition_expression(Replace::NotNewer.condition())
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_values(":v", n(req.version))
+            .send()
+            .await;
+        match result {
+            // A newer request set the timer: it stays.
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(backend("dynamodb cancel timer")(e)),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    #[instrument(skip(self))]
+    async fn restore(&self, req: &DelayRequest) -> Result<(), StoreError> {
+        self.put_timer(req, Replace::NotNewer).await
+    }
+
+    /// The due index is eventually consistent, so it may list a timer that was just
+    /// replaced or claimed; the claim's condition (`version` and `due` unchanged) decides.
+    /// A backend failure after some claims returns those (they are tombstones now and would
+    /// otherwise be lost) and leaves the rest for the next sweep.
+    #[instrument(skip(self))]
+    async fn claim_due(&self, now: Millis, limit: usize) -> Result<Vec<TimerFired>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut candidates = Vec::new();
+        for shard in 0..self.shards {
+            candidates.extend(self.due_in_shard(shard, now, limit).await?);
+        }
+        candidates.sort_by(|a, b| (a.due, &a.user_id).cmp(&(b.due, &b.user_id)));
+        candidates.truncate(limit);
+
+        let mut fired = Vec::with_capacity(candidates.len());
+        for c in candidates {
+            match self.claim(&c).await {
+                Ok(true) => fired.push(TimerFired {
+                    user_id: c.user_id,
+                    due: c.due,
+                    version: c.version,
+                }),
+                Ok(false) => {}
+                Err(e) if !fired.is_empty() => {
+                    warn!(error = %e, claimed = fired.len(), "claiming timers stopped early");
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(fired)
+    }
+
+    #[instrument(skip(self))]
+    async fn pending(&self, user_id: &str) -> Result<Option<Timer>, StoreError> {
+        let [pk, sk] = Self::timer_key(user_id);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(pk.0, pk.1)
+            .key(sk.0, sk.1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend("dynamodb get timer"))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        // Tombstones have no `due`; an expired but unclaimed timer is still pending.
+        Ok(match get_opt_n(&item, "due")? {
+            None => None,
+            Some(due) => Some(Timer {
+                user_id: user_id.to_string(),
+                due,
+                version: get_n(&item, "version")?,
+            }),
+        })
+    }
+}

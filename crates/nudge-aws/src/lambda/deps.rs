@@ -1,0 +1,337 @@
+//! What a function builds once per cold start from its environment: the rule set, the SDK
+//! configuration and clients, the secrets, and the handler over them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use nudge_core::rules::CompiledRules;
+use nudge_service::api::{Api, ApiKeys};
+use nudge_service::deliver::{Deliver, DeliverConfig};
+use nudge_service::evaluate::Evaluate;
+use nudge_service::ingest::WriteKeys;
+use nudge_service::metrics::Metrics;
+use nudge_service::ports::SystemClock;
+use nudge_service::rules_dir::{self, LoadError};
+use nudge_service::schedule::Schedule;
+use nudge_service::webhook::{HttpWebhookTransport, RetryPolicy, WebhookClientError};
+use tracing::{error, info};
+
+use crate::config::{sdk_config, AwsConfig, ConfigError};
+use crate::dynamodb::DynamoDbStore;
+use crate::emf::EmfMetrics;
+use crate::eventbridge::EventBridgeBus;
+use crate::ses::SesMailer;
+
+/// Where the rule set is when `NUDGE_RULES` is not set (the rules layer's root).
+pub const DEFAULT_RULES_DIR: &str = "/opt/rules";
+
+/// The ingest function's handler: the whole HTTP API.
+pub type AwsApi = Api<DynamoDbStore, EventBridgeBus, SystemClock>;
+/// The evaluate function's handler.
+pub type AwsEvaluate = Evaluate<DynamoDbStore, EventBridgeBus, SystemClock>;
+/// The schedule-delay function's handler.
+pub type AwsSchedule = Schedule<DynamoDbStore, EventBridgeBus, SystemClock>;
+/// The deliver function's handler.
+pub type AwsDeliver =
+    Deliver<DynamoDbStore, SesMailer, HttpWebhookTransport, EventBridgeBus, SystemClock>;
+
+/// Why a function could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The rule set is missing or invalid (each `file:line:col` error is logged before).
+    #[error("rule set {dir}: {source}")]
+    Rules {
+        dir: PathBuf,
+        #[source]
+        source: LoadError,
+    },
+    #[error(transparent)]
+    Webhooks(#[from] WebhookClientError),
+}
+
+/// What every function shares: settings, SDK configuration and metrics.
+pub struct Deps {
+    pub config: AwsConfig,
+    pub sdk: SdkConfig,
+    pub metrics: Arc<dyn Metrics>,
+}
+
+impl Deps {
+    /// Reads the adapters' settings and the SDK configuration from the environment.
+    pub async fn from_env() -> Result<Self, InitError> {
+        let config = AwsConfig::from_env()?;
+        let sdk = sdk_config().await;
+        Ok(Deps {
+            config,
+            sdk,
+            metrics: Arc::new(EmfMetrics::new()),
+        })
+    }
+
+    /// The store on the table.
+    pub fn store(&self) -> DynamoDbStore {
+        DynamoDbStore::new(
+            aws_sdk_dynamodb::Client::new(&self.sdk),
+            &self.config.table,
+            self.config.timer_shards,
+        )
+    }
+
+    /// The bus.
+    pub fn bus(&self) -> EventBridgeBus {
+        EventBridgeBus::new(
+            aws_sdk_eventbridge::Client::new(&self.sdk),
+            &self.config.bus,
+        )
+    }
+
+    /// The ingest handler: rules, store, bus and the API's secrets (`NUDGE_WRITE_KEYS`,
+    /// comma-separated; `NUDGE_ADMIN_KEY`; `NUDGE_INBOX_SECRET`; `NUDGE_SIGNING_SECRET`).
+    pub fn api(&self) -> Result<AwsApi, InitError> {
+        let keys = api_keys(env)?;
+        Ok(Api {
+            rules: load_rules()?,
+            store: self.store(),
+            bus: self.bus(),
+            clock: SystemClock,
+            metrics: self.metrics.clone(),
+            keys,
+        })
+    }
+
+    /// The evaluate handler.
+    pub fn evaluate(&self) -> Result<AwsEvaluate, InitError> {
+        Ok(Evaluate {
+            rules: load_rules()?,
+            store: self.store(),
+            bus: self.bus(),
+            clock: SystemClock,
+            metrics: self.metrics.clone(),
+        })
+    }
+
+    /// The schedule-delay handler (needs no rules: timers are opaque to it).
+    pub fn schedule(&self) -> AwsSchedule {
+        Schedule {
+            timers: self.store(),
+            bus: self.bus(),
+            clock: SystemClock,
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// The deliver handler: rules, store, SES, webhooks, bus and `NUDGE_SENDER`,
+    /// `NUDGE_PUBLIC_URL`, `NUDGE_SIGNING_SECRET`.
+    pub fn deliver(&self) -> Result<AwsDeliver, InitError> {
+        let config = deliver_config(env, self.config.sender.as_deref())?;
+        Ok(Deliver {
+            rules: load_rules()?,
+            store: self.store(),
+            mailer: SesMailer::new(
+                aws_sdk_sesv2::Client::new(&self.sdk),
+                self.config.ses_configuration_set.clone(),
+            ),
+            webhooks: HttpWebhookTransport::new()?,
+            bus: self.bus(),
+            clock: SystemClock,
+            metrics: self.metrics.clone(),
+            config,
+        })
+    }
+}
+
+/// A variable of the process environment.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// A variable that must be set and not blank.
+fn required(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<String, ConfigError> {
+    lookup(name)
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConfigError::Missing(name))
+}
+
+/// The API's secrets. Write keys and the signing secret are required (an ingest without them
+/// could accept nothing or verify no unsubscribe link); admin key and inbox secret are
+/// optional (those endpoints answer that they are off).
+pub fn api_keys(lookup: impl Fn(&str) -> Option<String>) -> Result<ApiKeys, ConfigError> {
+    let write: Vec<String> = required(&lookup, "NUDGE_WRITE_KEYS")?
+        .split(',')
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty())
+        .collect();
+    if write.is_empty() {
+        return Err(ConfigError::Missing("NUDGE_WRITE_KEYS"));
+    }
+    Ok(ApiKeys {
+        write: WriteKeys::new(write),
+        admin: lookup("NUDGE_ADMIN_KEY").filter(|k| !k.trim().is_empty()),
+        inbox_secret: lookup("NUDGE_INBOX_SECRET")
+            .unwrap_or_default()
+            .into_bytes(),
+        signing_secret: required(&lookup, "NUDGE_SIGNING_SECRET")?.into_bytes(),
+    })
+}
+
+/// Webhook tries on Lambda: 4 tries of at most 8 s with 0.5, 1 and 2 s between them stay
+/// well inside deliver's 60 s timeout; after that the send is recorded as failed.
+pub fn lambda_webhook_policy() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 4,
+        first_backoff_ms: 500,
+        max_backoff_ms: 4_000,
+        timeout_ms: 8_000,
+    }
+}
+
+/// Deliver's settings; `sender` is `NUDGE_SENDER` as [`AwsConfig`] read it.
+pub fn deliver_config(
+    lookup: impl Fn(&str) -> Option<String>,
+    sender: Option<&str>,
+) -> Result<DeliverConfig, ConfigError> {
+    Ok(DeliverConfig {
+        sender: sender
+            .map(str::to_string)
+            .ok_or(ConfigError::Missing("NUDGE_SENDER"))?,
+        public_url: required(&lookup, "NUDGE_PUBLIC_URL")?,
+        signing_secret: required(&lookup, "NUDGE_SIGNING_SECRET")?.into_bytes(),
+        webhook: lambda_webhook_policy(),
+        // SES throttling is usually brief; longer trouble goes back to Lambda's retries
+        // (the delivery log makes the retry take the send over, never send it twice).
+        mail_attempts: 3,
+        mail_backoff: Duration::from_millis(200),
+    })
+}
+
+/// The rule set in `NUDGE_RULES` (default [`DEFAULT_RULES_DIR`]).
+pub fn load_rules() -> Result<Arc<CompiledRules>, InitError> {
+    let dir = env("NUDGE_RULES")
+        .filter(|d| !d.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_RULES_DIR.to_string());
+    load_rules_from(Path::new(&dir))
+}
+
+/// Loads and compiles the rule set in `dir`; every error is logged (as `file:line:col:
+/// message`) before the function gives up.
+pub fn load_rules_from(dir: &Path) -> Result<Arc<CompiledRules>, InitError> {
+    match rules_dir::load(dir) {
+        Ok(rules) => {
+            info!(rules = %dir.display(), "rule set loaded");
+            Ok(Arc::new(rules))
+        }
+        Err(source) => {
+            match &source {
+                LoadError::Rules(errors) => {
+                    for e in errors {
+                        error!(rules = %dir.display(), error = %e, "invalid rule");
+                    }
+                }
+                other => error!(rules = %dir.display(), error = %other, "cannot load the rule set"),
+            }
+            Err(InitError::Rules {
+                dir: dir.to_path_buf(),
+                source,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn api_keys_split_write_keys_and_require_the_signing_secret() {
+        let keys = api_keys(lookup(&[
+            ("NUDGE_WRITE_KEYS", " wk_one, ,wk_two "),
+            ("NUDGE_SIGNING_SECRET", "s3cret"),
+        ]))
+        .unwrap();
+        assert!(keys.write.accepts("wk_one"));
+        assert!(keys.write.accepts("wk_two"));
+        assert!(!keys.write.accepts(""));
+        assert_eq!(keys.admin, None);
+        assert!(keys.inbox_secret.is_empty());
+        assert_eq!(keys.signing_secret, b"s3cret");
+
+        let err = api_keys(lookup(&[("NUDGE_WRITE_KEYS", " , ")]))
+            .err()
+            .unwrap();
+        assert_eq!(err, ConfigError::Missing("NUDGE_WRITE_KEYS"));
+        let err = api_keys(lookup(&[("NUDGE_WRITE_KEYS", "k")]))
+            .err()
+            .unwrap();
+        assert_eq!(err, ConfigError::Missing("NUDGE_SIGNING_SECRET"));
+    }
+
+    #[test]
+    fn deliver_needs_sender_public_url_and_signing_secret() {
+        let vars = [
+            ("NUDGE_PUBLIC_URL", "https://api.example.com"),
+            ("NUDGE_SIGNING_SECRET", "s"),
+        ];
+        let config = deliver_config(lookup(&vars), Some("hello@example.com")).unwrap();
+        assert_eq!(config.sender, "hello@example.com");
+        assert_eq!(config.public_url, "https://api.example.com");
+        let err = deliver_config(lookup(&vars), None).err().unwrap();
+        assert_eq!(err, ConfigError::Missing("NUDGE_SENDER"));
+        let err = deliver_config(lookup(&vars[1..]), Some("a@b.c"))
+            .err()
+            .unwrap();
+        assert_eq!(err, ConfigError::Missing("NUDGE_PUBLIC_URL"));
+    }
+
+    #[test]
+    fn an_invalid_rule_set_fails_with_its_positions() {
+        let dir = std::env::temp_dir().join(format!("nudge-aws-bad-rules-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("triggers.yaml"), "triggers:\n  - id: [unclosed\n").unwrap();
+        let err = load_rules_from(&dir).err().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let InitError::Rules {
+            source: LoadError::Rules(errors),
+            ..
+        } = &err
+        else {
+            panic!("expected rule errors, got {err}");
+        };
+        assert!(!errors.is_empty());
+        let text = err.to_string();
+        assert!(text.contains("triggers.yaml:"), "{text}");
+    }
+
+    #[test]
+    fn the_example_rule_set_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/saas-onboarding");
+        load_rules_from(&dir).unwrap();
+    }
+
+    #[test]
+    fn lambda_webhook_tries_fit_the_function_timeout() {
+        let p = lambda_webhook_policy();
+        let mut waits = 0;
+        let mut backoff = p.first_backoff_ms;
+        for _ in 1..p.attempts {
+            waits += backoff.min(p.max_backoff_ms);
+            backoff *= 2;
+        }
+        let worst = u64::from(p.attempts) * p.timeout_ms + waits;
+        assert!(worst < 50_000, "{worst} ms");
+    }
+}
