@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use nudge_core::time::Millis;
 use nudge_service::bus::{AcceptedEvents, BusEvent};
 use nudge_service::error::HandlerError;
 use nudge_service::ports::{Bus, StoreError};
+use nudge_service::schedule::SWEEP_BATCH;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, error, warn};
 
@@ -80,6 +82,24 @@ impl LocalBus {
                 after = seq;
                 n += 1;
                 self.dispatch(seq, event, None);
+            }
+        }
+    }
+
+    /// The local sweeper: claims timers due by `now` and queues their "Timer Fired" events in
+    /// one transaction per batch (see [`SqliteStore::fire_due`]), then dispatches them.
+    /// Returns how many fired.
+    pub async fn fire_due_timers(&self, now: Millis) -> Result<usize, StoreError> {
+        let mut fired = 0;
+        loop {
+            let batch = self.store.fire_due(now, SWEEP_BATCH).await?;
+            let n = batch.len();
+            for (seq, event) in batch {
+                self.dispatch(seq, event, None);
+            }
+            fired += n;
+            if n < SWEEP_BATCH {
+                return Ok(fired);
             }
         }
     }

@@ -283,8 +283,9 @@ fn start_workers(
     tokio::spawn(dispatch(rx, h.bus.clone(), routes));
 }
 
-/// Sleeps until the earliest timer is due (or a timer changes), then sweeps; purges expired
-/// rows once a minute.
+/// Sleeps until the earliest timer is due (or a timer changes), then fires the due ones
+/// (claim and queue in one transaction, so a crash neither loses nor repeats a timer); purges
+/// expired rows once a minute.
 async fn timer_loop(h: Arc<Handlers>, changed: Arc<Notify>) {
     let mut last_purge = 0;
     loop {
@@ -295,7 +296,7 @@ async fn timer_loop(h: Arc<Handlers>, changed: Arc<Notify>) {
             }
             last_purge = now;
         }
-        match h.schedule.sweep().await {
+        match h.bus.fire_due_timers(SystemClock.now()).await {
             Ok(n) if n > 0 => info!(fired = n, "timers fired"),
             Ok(_) => {}
             Err(e) => warn!(error = %e, "timer sweep failed"),

@@ -3,10 +3,40 @@
 
 use nudge_service::bus::BusEvent;
 use nudge_service::ports::StoreError;
-use rusqlite::params;
+use rusqlite::{params, Connection};
 
 use super::error::{corrupt_json, encode, sqlite};
 use super::SqliteStore;
+
+/// Encodes events for the queue (done before the writer thread, which only inserts).
+pub(super) fn encode_events(
+    context: &'static str,
+    events: &[BusEvent],
+) -> Result<Vec<String>, StoreError> {
+    events
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<_, _>>()
+        .map_err(encode(context))
+}
+
+/// Inserts encoded events into the queue inside the caller's transaction; returns their
+/// sequence numbers, in order.
+pub(super) fn insert_queue_rows(
+    conn: &Connection,
+    context: &'static str,
+    json: &[String],
+) -> Result<Vec<i64>, StoreError> {
+    let mut insert = conn
+        .prepare_cached("INSERT INTO queue (event) VALUES (?1)")
+        .map_err(sqlite(context))?;
+    json.iter()
+        .map(|event| {
+            insert.execute([event]).map_err(sqlite(context))?;
+            Ok(conn.last_insert_rowid())
+        })
+        .collect()
+}
 
 impl SqliteStore {
     /// Stores `events` in one transaction; returns their sequence numbers, in order.
@@ -15,23 +45,9 @@ impl SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let json: Vec<String> = events
-            .iter()
-            .map(serde_json::to_string)
-            .collect::<Result<_, _>>()
-            .map_err(encode(CONTEXT))?;
+        let json = encode_events(CONTEXT, events)?;
         self.writer
-            .write(CONTEXT, move |conn| {
-                let mut insert = conn
-                    .prepare_cached("INSERT INTO queue (event) VALUES (?1)")
-                    .map_err(sqlite(CONTEXT))?;
-                json.iter()
-                    .map(|event| {
-                        insert.execute([event]).map_err(sqlite(CONTEXT))?;
-                        Ok(conn.last_insert_rowid())
-                    })
-                    .collect()
-            })
+            .write(CONTEXT, move |conn| insert_queue_rows(conn, CONTEXT, &json))
             .await
     }
 

@@ -3,11 +3,12 @@
 //! version arriving late cannot bring the timer back.
 
 use nudge_core::time::Millis;
-use nudge_service::bus::{DelayCancel, DelayRequest, TimerFired};
+use nudge_service::bus::{BusEvent, DelayCancel, DelayRequest, TimerFired};
 use nudge_service::ports::{StoreError, Timer, TimerStore};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::error::sqlite;
+use super::queue::{encode_events, insert_queue_rows};
 use super::sql_values::{to_sql_int, version_from_sql};
 use super::SqliteStore;
 
@@ -62,6 +63,71 @@ impl SqliteStore {
     }
 }
 
+/// Turns up to `limit` timers due by `now` into tombstones of their version and returns them,
+/// earliest first.
+fn claim_rows(
+    conn: &Connection,
+    context: &'static str,
+    now: Millis,
+    limit: usize,
+) -> Result<Vec<TimerFired>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let due: Vec<(String, Millis, i64)> = conn
+        .prepare_cached(
+            "SELECT user_id, due, version FROM timers
+             WHERE due IS NOT NULL AND due <= ?1
+             ORDER BY due, user_id LIMIT ?2",
+        )
+        .map_err(sqlite(context))?
+        .query_map(params![now, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .map_err(sqlite(context))?
+        .collect::<Result<_, _>>()
+        .map_err(sqlite(context))?;
+    let mut tombstone = conn
+        .prepare_cached("UPDATE timers SET due = NULL WHERE user_id = ?1")
+        .map_err(sqlite(context))?;
+    for (user, _, _) in &due {
+        tombstone.execute([user]).map_err(sqlite(context))?;
+    }
+    due.into_iter()
+        .map(|(user_id, due, version)| {
+            Ok(TimerFired {
+                version: version_from_sql(&user_id, version)?,
+                user_id,
+                due,
+            })
+        })
+        .collect()
+}
+
+impl SqliteStore {
+    /// Claims up to `limit` timers due by `now` and queues a "Timer Fired" for each, in one
+    /// transaction: a crash can lose neither the timer (claimed but never queued) nor fire it
+    /// twice (queued but still pending). Returns the queued events with their sequence numbers.
+    pub async fn fire_due(
+        &self,
+        now: Millis,
+        limit: usize,
+    ) -> Result<Vec<(i64, BusEvent)>, StoreError> {
+        const CONTEXT: &str = "fire due timers";
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.writer
+            .write(CONTEXT, move |conn| {
+                let events: Vec<BusEvent> = claim_rows(conn, CONTEXT, now, limit)?
+                    .into_iter()
+                    .map(BusEvent::TimerFired)
+                    .collect();
+                let seqs = insert_queue_rows(conn, CONTEXT, &encode_events(CONTEXT, &events)?)?;
+                Ok(seqs.into_iter().zip(events).collect())
+            })
+            .await
+    }
+}
+
 impl TimerStore for SqliteStore {
     /// Applies only a version newer than the stored one; the same version again is a no-op.
     async fn set(&self, req: &DelayRequest) -> Result<(), StoreError> {
@@ -100,42 +166,9 @@ impl TimerStore for SqliteStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let claimed: Vec<(String, Millis, i64)> = self
-            .writer
-            .write(CONTEXT, move |conn| {
-                let due: Vec<(String, Millis, i64)> = conn
-                    .prepare_cached(
-                        "SELECT user_id, due, version FROM timers
-                         WHERE due IS NOT NULL AND due <= ?1
-                         ORDER BY due, user_id LIMIT ?2",
-                    )
-                    .map_err(sqlite(CONTEXT))?
-                    .query_map(params![now, limit], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                    })
-                    .map_err(sqlite(CONTEXT))?
-                    .collect::<Result<_, _>>()
-                    .map_err(sqlite(CONTEXT))?;
-                let mut tombstone = conn
-                    .prepare_cached("UPDATE timers SET due = NULL WHERE user_id = ?1")
-                    .map_err(sqlite(CONTEXT))?;
-                for (user, _, _) in &due {
-                    tombstone.execute([user]).map_err(sqlite(CONTEXT))?;
-                }
-                Ok(due)
-            })
-            .await?;
-        claimed
-            .into_iter()
-            .map(|(user_id, due, version)| {
-                Ok(TimerFired {
-                    version: version_from_sql(&user_id, version)?,
-                    user_id,
-                    due,
-                })
-            })
-            .collect()
+        self.writer
+            .write(CONTEXT, move |conn| claim_rows(conn, CONTEXT, now, limit))
+            .await
     }
 
     async fn pending(&self, user_id: &str) -> Result<Option<Timer>, StoreError> {
@@ -348,5 +381,84 @@ mod tests {
         assert_eq!(all.len(), TIMERS);
         assert_eq!(distinct.len(), TIMERS);
         assert_eq!(store.next_due().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn firing_claims_and_queues_in_one_transaction_that_survives_reopening() {
+        let dir = TempDir::new("timers-fire");
+        {
+            let store = dir.open();
+            store.set(&req("early", 100, 3)).await.unwrap();
+            store.set(&req("later", 200, 1)).await.unwrap();
+            store.set(&req("future", 5_000, 2)).await.unwrap();
+
+            // When the due timers are fired
+            let fired = store.fire_due(1_000, 10).await.unwrap();
+
+            // Then each due timer is a queued "Timer Fired", earliest first
+            let users: Vec<_> = fired
+                .iter()
+                .map(|(_, e)| match e {
+                    BusEvent::TimerFired(t) => (t.user_id.as_str(), t.due, t.version),
+                    other => panic!("unexpected {other:?}"),
+                })
+                .collect();
+            assert_eq!(users, [("early", 100, 3), ("later", 200, 1)]);
+            // And no longer pending, so a second sweep fires nothing
+            assert_eq!(store.pending("early").await.unwrap(), None);
+            assert!(store.fire_due(1_000, 10).await.unwrap().is_empty());
+            assert_eq!(store.next_due().await.unwrap(), Some(5_000));
+        }
+        // And after a restart (nothing acked) the events are still queued, the timers still
+        // claimed: they are redelivered, not fired again
+        let store = dir.open();
+        let queued: Vec<_> = store
+            .unacked(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, e)| e.user_id().map(str::to_owned))
+            .collect();
+        assert_eq!(
+            queued,
+            [Some("early".to_string()), Some("later".to_string())]
+        );
+        assert!(store.fire_due(1_000, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn concurrent_fires_queue_every_timer_exactly_once() {
+        let dir = TempDir::new("timers-fire-race");
+        let store = dir.open();
+        const TIMERS: usize = 600;
+        for i in 0..TIMERS {
+            store
+                .set(&req(&format!("u{i}"), (i % 13) as Millis, 1))
+                .await
+                .unwrap();
+        }
+        let firers: Vec<_> = (0..3)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut n = 0;
+                    loop {
+                        let batch = store.fire_due(1_000, 17).await.unwrap();
+                        if batch.is_empty() {
+                            return n;
+                        }
+                        n += batch.len();
+                    }
+                })
+            })
+            .collect();
+        let mut fired = 0;
+        for f in firers {
+            fired += f.await.unwrap();
+        }
+        assert_eq!(fired, TIMERS);
+        let queued = store.unacked(10 * TIMERS).await.unwrap();
+        let users: HashSet<_> = queued.iter().filter_map(|(_, e)| e.user_id()).collect();
+        assert_eq!((queued.len(), users.len()), (TIMERS, TIMERS));
     }
 }
