@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what it needs (Debian packages when missing, a local Python
-# venv with moto's AWS emulator, cfn-lint and a real Segment SDK), builds the workspace, and
+# venv with moto's AWS emulator, cfn-lint and real Segment and RudderStack SDKs), builds the workspace, and
 # runs every tier: unit and property tests, integration tests against real servers on
 # loopback (`nudge serve`, moto), the example rule sets' journey tests, and the Python checks.
 set -euo pipefail

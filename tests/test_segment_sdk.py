@@ -1,4 +1,5 @@
-"""An unmodified Segment SDK (segment-analytics-python from PyPI) sending to `nudge serve`."""
+"""Unmodified Segment and RudderStack SDKs (segment-analytics-python, rudder-sdk-python from
+PyPI) sending to `nudge serve`."""
 
 import datetime
 import email
@@ -73,3 +74,28 @@ def test_segment_sdk_with_a_wrong_write_key_is_refused(server):
         client.track("sdk-user-2", "Signed Up")
     assert err.value.status == 401
     assert "unknown write key" in str(err.value)
+
+
+def test_rudderstack_python_sdk_delivers_gzipped_batches(server):
+    """RudderStack's SDK (rudder-sdk-python) posts gzip-compressed batches to /v1/batch."""
+    from rudderstack.analytics import Client
+
+    errors = []
+    client = Client("wk_sdk", host=server.base, sync_mode=True, gzip=True, max_retries=0,
+                    on_error=lambda e, batch: errors.append(e))
+    user = "rudder-user-1"
+    client.identify(user, {"email": "rio@example.com", "first_name": "Rio",
+                           "timezone": daytime_zone()})
+    client.track(user, "Signed Up")
+    client.track(user, "Button Clicked", {"label": "Connect Payment Method"})
+    client.flush()
+    assert errors == []
+
+    token = hmac.new(INBOX_SECRET.encode(), user.encode(), hashlib.sha256).hexdigest()
+
+    def inbox():
+        body = json.loads(server.get(f"/v1/users/{user}/inbox", {"X-User-Hash": token}))
+        return body["items"]
+
+    items = eventually(inbox)
+    assert [i["title"] for i in items] == ["Billing tip"]
