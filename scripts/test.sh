@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what it needs (Debian packages when missing, a local Python
-# venv with moto's AWS emulator, cfn-lint and real Segment and RudderStack SDKs), builds the workspace, and
-# runs every tier: unit and property tests, integration tests against real servers on
-# loopback (`nudge serve`, moto), the example rule sets' journey tests, and the Python checks.
+# venv with moto's AWS emulator, cfn-lint, the SAM CLI and real Segment and RudderStack
+# SDKs), builds the workspace, and runs every tier: unit and property tests, integration
+# tests against real servers on loopback (`nudge serve`, moto), the example rule sets'
+# journey tests, and the Python checks. The release cargo-lambda build of the functions is
+# scripts/bench-lambda.sh's (too slow for every run; the debug build here compiles the same
+# four binaries, and tests/test_template.py checks the names the template builds them by).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"

@@ -24,12 +24,13 @@ mod timers;
 mod user;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::Client;
-use nudge_service::ports::StoreError;
+use nudge_core::time::Millis;
+use nudge_service::ports::{Clock, StoreError, SystemClock};
 
 use crate::sdk_error::{error_code, is_retryable, SdkFailure};
 
@@ -44,7 +45,6 @@ pub const DUE_INDEX: &str = "due";
 /// [`TimerStore`](nudge_service::ports::TimerStore),
 /// [`DeliveryStore`](nudge_service::ports::DeliveryStore),
 /// [`InboxStore`](nudge_service::ports::InboxStore)) on one DynamoDB table.
-#[derive(Debug)]
 pub struct DynamoDbStore {
     client: Client,
     table: String,
@@ -52,6 +52,18 @@ pub struct DynamoDbStore {
     /// The applied-messageId lists `load` read, by user, with the version they belong to,
     /// so that `save` can merge into them without reading the item again.
     read_ids: Mutex<HashMap<String, (u64, AppliedIds)>>,
+    /// What expiry checks and tombstone lifetimes are measured against when the caller
+    /// gives no instant: the wall clock (DynamoDB's TTL runs on it), or a test's clock.
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for DynamoDbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynamoDbStore")
+            .field("table", &self.table)
+            .field("shards", &self.shards)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DynamoDbStore {
@@ -62,7 +74,16 @@ impl DynamoDbStore {
             table: table.into(),
             shards: shards.max(1),
             read_ids: Mutex::new(HashMap::new()),
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same store measuring expiry against `clock` instead of the wall clock, for runs
+    /// on a virtual clock (the handlers' clock), where a wall-clock check would call a
+    /// record from the virtual past expired.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The table this store reads and writes.
@@ -97,15 +118,15 @@ fn is_condition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>)
     error_code(err) == Some("ConditionalCheckFailedException")
 }
 
-/// The wall clock in ms: DynamoDB's TTL runs on it, so expiry checks without a caller's
-/// `now` use it too.
-fn wall_clock_ms() -> nudge_core::time::Millis {
-    use nudge_service::ports::Clock;
-    nudge_service::ports::SystemClock.now()
+impl DynamoDbStore {
+    /// Now in ms by the store's clock (the wall clock unless [`DynamoDbStore::with_clock`]).
+    fn now(&self) -> Millis {
+        self.clock.now()
+    }
 }
 
 /// Epoch seconds of a TTL attribute for an instant in ms, rounded up (an item never expires
 /// before its instant).
-fn ttl_secs(at_ms: nudge_core::time::Millis) -> i64 {
+fn ttl_secs(at_ms: Millis) -> i64 {
     at_ms.div_euclid(1000) + i64::from(at_ms.rem_euclid(1000) != 0)
 }

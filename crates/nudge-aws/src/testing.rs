@@ -1,6 +1,7 @@
 //! Test support: one real moto server per test process on 127.0.0.1, SDK configuration
 //! pointing at it (built explicitly; the process environment is left alone), and fresh
-//! resources per test (a table, a bus routed to an SQS queue, a verified sender).
+//! resources per test (a table, a bus routed to an SQS queue, a verified sender), and
+//! [`stack`]: a whole deployment with its four handlers.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -16,6 +17,7 @@ use aws_sdk_dynamodb::config::{Credentials, Region, SharedCredentialsProvider};
 use serde_json::{json, Value};
 
 mod one_at_a_time;
+pub(crate) mod stack;
 
 /// A running moto server.
 pub(crate) struct Moto {
@@ -230,6 +232,26 @@ impl Queue {
         }
         bodies
     }
+
+    /// Every message body (as JSON) in the queue now, each taken once.
+    pub(crate) async fn drain(&self) -> Vec<Value> {
+        let mut bodies = Vec::new();
+        loop {
+            let answer = sqs(
+                "ReceiveMessage",
+                json!({ "QueueUrl": self.url, "MaxNumberOfMessages": 10, "VisibilityTimeout": 3600 }),
+            )
+            .await;
+            let messages = answer["Messages"].as_array().cloned().unwrap_or_default();
+            if messages.is_empty() {
+                return bodies;
+            }
+            for message in messages {
+                let body = message["Body"].as_str().expect("Body");
+                bodies.push(serde_json::from_str(body).expect("event JSON"));
+            }
+        }
+    }
 }
 
 /// A fresh EventBridge bus whose `{"source":["nudge"]}` rule targets a fresh SQS queue.
@@ -242,13 +264,29 @@ pub(crate) async fn bus_to_queue() -> (String, Queue) {
         .send()
         .await
         .expect("create bus");
+    let queue = route_pattern(&bus, json!({ "source": [nudge_service::bus::SOURCE] })).await;
+    (bus, queue)
+}
+
+/// A fresh SQS queue that a new rule on `bus` sends nudge's events of these detail-types to.
+pub(crate) async fn route(bus: &str, detail_types: &[&str]) -> Queue {
+    route_pattern(
+        bus,
+        json!({ "source": [nudge_service::bus::SOURCE], "detail-type": detail_types }),
+    )
+    .await
+}
+
+/// A fresh SQS queue that a new rule with `pattern` on `bus` targets.
+async fn route_pattern(bus: &str, pattern: Value) -> Queue {
+    let client = aws_sdk_eventbridge::Client::new(&sdk_config());
     let queue = queue().await;
     let rule = unique("nudge-rule");
     client
         .put_rule()
         .name(&rule)
-        .event_bus_name(&bus)
-        .event_pattern(json!({ "source": [nudge_service::bus::SOURCE] }).to_string())
+        .event_bus_name(bus)
+        .event_pattern(pattern.to_string())
         .send()
         .await
         .expect("put rule");
@@ -260,13 +298,13 @@ pub(crate) async fn bus_to_queue() -> (String, Queue) {
     let out = client
         .put_targets()
         .rule(&rule)
-        .event_bus_name(&bus)
+        .event_bus_name(bus)
         .targets(target)
         .send()
         .await
         .expect("put targets");
     assert_eq!(out.failed_entry_count, 0, "{out:?}");
-    (bus, queue)
+    queue
 }
 
 /// Everything moto's model dump holds for one service and model (e.g. `ses`/`RawMessage`).

@@ -6,7 +6,7 @@ use nudge_service::ports::{Delivery, DeliveryStore, StoreError, DELIVERY_RETENTI
 use tracing::instrument;
 
 use super::item::{from_item, get_opt_n, n, s, to_item, Item};
-use super::{backend, is_condition_failed, ttl_secs, user_pk, wall_clock_ms, DynamoDbStore};
+use super::{backend, is_condition_failed, ttl_secs, user_pk, DynamoDbStore};
 
 /// Sort-key prefix of delivery log entries.
 const DELIVERY_PREFIX: &str = "dlv#";
@@ -44,7 +44,7 @@ impl DeliveryStore for DynamoDbStore {
     async fn begin(&self, d: &Delivery) -> Result<Option<Delivery>, StoreError> {
         let item = delivery_item(d)?;
         for _ in 0..BEGIN_ATTEMPTS {
-            let now_secs = wall_clock_ms().div_euclid(1000);
+            let now_secs = self.now().div_euclid(1000);
             let result = self
                 .client
                 .put_item()
@@ -74,7 +74,7 @@ impl DeliveryStore for DynamoDbStore {
                 .await
                 .map_err(backend("dynamodb get delivery"))?;
             match out.item {
-                Some(existing) if is_live(&existing, wall_clock_ms().div_euclid(1000))? => {
+                Some(existing) if is_live(&existing, self.now().div_euclid(1000))? => {
                     return from_item(existing).map(Some);
                 }
                 // Expired or deleted since the write was refused: try the write again.
@@ -100,7 +100,7 @@ impl DeliveryStore for DynamoDbStore {
     /// sorts it; caps and retention keep it short.
     #[instrument(skip(self))]
     async fn recent(&self, user_id: &str, limit: usize) -> Result<Vec<Delivery>, StoreError> {
-        let now_secs = wall_clock_ms().div_euclid(1000);
+        let now_secs = self.now().div_euclid(1000);
         let mut entries: Vec<Delivery> = Vec::new();
         let mut start = None;
         loop {

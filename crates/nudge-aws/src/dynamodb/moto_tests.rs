@@ -9,13 +9,20 @@ use nudge_core::rules::model::Channel;
 use nudge_core::time::Millis;
 use nudge_service::bus::{BusEvent, DelayCancel, DelayRequest, TimerFired};
 use nudge_service::ports::{
-    Delivery, DeliveryStatus, DeliveryStore, InboxItem, InboxStore, StoreError, Timer, TimerStore,
-    UserStore, UserWrite, DELIVERY_RETENTION_MS, INBOX_RETENTION_MS, MESSAGE_ID_RETENTION_MS,
+    Clock, Delivery, DeliveryStatus, DeliveryStore, InboxItem, InboxStore, StoreError, Timer,
+    TimerStore, UserStore, UserWrite, DELIVERY_RETENTION_MS, INBOX_RETENTION_MS,
+    MESSAGE_ID_RETENTION_MS,
 };
 
 use super::item::{n, s};
-use super::{user_pk, wall_clock_ms, DynamoDbStore};
+use super::{user_pk, DynamoDbStore};
 use crate::testing;
+use crate::testing::stack::TestClock;
+
+/// The wall clock in ms (what the store measures expiry against by default).
+fn wall_clock_ms() -> Millis {
+    nudge_service::ports::SystemClock.now()
+}
 
 const DAY: Millis = 24 * 3600 * 1000;
 
@@ -439,6 +446,36 @@ async fn deliveries_begin_once_and_list_newest_first() {
     assert_eq!(ids, vec![2, 0xabc, 3]);
     assert_eq!(recent[1], done);
     assert_eq!(store.recent("u1", 10).await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn expiry_is_measured_on_the_store_clock() {
+    let wall = store(4).await;
+    // A run on a virtual clock 200 days back (a replay of old events, a test).
+    let then = wall_clock_ms() - 200 * DAY;
+    let clock = TestClock::default();
+    clock.set(then);
+    let on_then = twin(&wall).with_clock(Arc::new(clock));
+
+    let d = delivery("u1", 1, then);
+    assert_eq!(on_then.begin(&d).await.unwrap(), None);
+    assert_eq!(
+        on_then.begin(&d).await.unwrap(),
+        Some(d.clone()),
+        "begun once"
+    );
+    assert_eq!(on_then.recent("u1", 10).await.unwrap(), vec![d]);
+    on_then
+        .save("u2", None, write(b"state", &[], &["m1"], then))
+        .await
+        .unwrap();
+    let loaded = on_then.load("u2", &["m1"]).await.unwrap().unwrap();
+    assert_eq!(loaded.applied, vec!["m1".to_string()]);
+
+    // By the wall clock, the entry is past its 90 days and the messageId past its 7.
+    assert!(wall.recent("u1", 10).await.unwrap().is_empty());
+    let loaded = wall.load("u2", &["m1"]).await.unwrap().unwrap();
+    assert!(loaded.applied.is_empty());
 }
 
 #[tokio::test]

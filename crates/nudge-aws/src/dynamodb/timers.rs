@@ -14,10 +14,11 @@ use nudge_service::ports::{StoreError, Timer, TimerStore};
 use tracing::{instrument, warn};
 use xxhash_rust::xxh3::xxh3_64;
 
+use crate::lambda::schedule::ExpiredTimerClaim;
+
 use super::item::{get_n, get_opt_n, get_s, n, s, Item};
 use super::{
-    backend, is_condition_failed, ttl_secs, user_of_pk, user_pk, wall_clock_ms, DynamoDbStore,
-    DUE_INDEX,
+    backend, is_condition_failed, ttl_secs, user_of_pk, user_pk, DynamoDbStore, DUE_INDEX,
 };
 
 /// Sort key of the timer item.
@@ -156,7 +157,7 @@ impl DynamoDbStore {
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(
                 ":ttl",
-                n(ttl_secs(wall_clock_ms().saturating_add(TOMBSTONE_TTL_MS))),
+                n(ttl_secs(self.now().saturating_add(TOMBSTONE_TTL_MS))),
             )
             .expression_attribute_values(":v", n(c.version))
             .expression_attribute_values(":due", n(c.due))
@@ -182,6 +183,44 @@ fn candidate(item: &Item) -> Result<Candidate, StoreError> {
     })
 }
 
+impl ExpiredTimerClaim for DynamoDbStore {
+    /// Writes a claimed tombstone at the timer's version if the item is gone (TTL deleted
+    /// it), holds an older version, or is that same live timer (put back after a failed
+    /// publish); not over a tombstone of that version (claimed already, by the sweeper or an
+    /// earlier delivery of the record) nor over anything newer.
+    #[instrument(skip(self))]
+    async fn claim_expired(&self, timer: &TimerFired) -> Result<bool, StoreError> {
+        let [pk, sk] = Self::timer_key(&timer.user_id);
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(pk.0, pk.1)
+            .item(sk.0, sk.1)
+            .item("version", n(timer.version))
+            .item("claimed", AttributeValue::Bool(true))
+            .item(
+                "ttl",
+                n(ttl_secs(self.now().saturating_add(TOMBSTONE_TTL_MS))),
+            )
+            .condition_expression(
+                "attribute_not_exists(#pk) OR #version < :v OR (#version = :v AND #due = :due)",
+            )
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#due", "due")
+            .expression_attribute_values(":v", n(timer.version))
+            .expression_attribute_values(":due", n(timer.due))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(backend("dynamodb claim expired timer")(e)),
+        }
+    }
+}
+
 impl TimerStore for DynamoDbStore {
     #[instrument(skip(self))]
     async fn set(&self, req: &DelayRequest) -> Result<(), StoreError> {
@@ -201,7 +240,7 @@ impl TimerStore for DynamoDbStore {
             .item("cancelled", AttributeValue::Bool(true))
             .item(
                 "ttl",
-                n(ttl_secs(wall_clock_ms().saturating_add(TOMBSTONE_TTL_MS))),
+                n(ttl_secs(self.now().saturating_add(TOMBSTONE_TTL_MS))),
             )
             .condition_expression(Replace::NotNewer.condition())
             .expression_attribute_names("#pk", "pk")

@@ -10,7 +10,7 @@ use tracing::instrument;
 
 use super::applied_ids::AppliedIds;
 use super::item::{get_n, get_opt_b, get_opt_s, n, s, Item};
-use super::{backend, is_condition_failed, user_pk, wall_clock_ms, DynamoDbStore};
+use super::{backend, is_condition_failed, user_pk, DynamoDbStore};
 
 /// Sort key of the user-state item.
 const STATE_SK: &str = "state";
@@ -117,7 +117,7 @@ impl UserStore for DynamoDbStore {
             return Ok(None);
         };
         let (state, version, outbox, ids) = parse_state(&item)?;
-        let now = wall_clock_ms();
+        let now = self.now();
         let applied = message_ids
             .iter()
             .filter(|id| ids.contains(id, now))

@@ -3,8 +3,8 @@
 //! - the scheduled sweeper (`aws.events` "Scheduled Event", every minute): claim due timers
 //!   and publish "Timer Fired";
 //! - DynamoDB stream batches: timers that TTL deleted before the sweeper claimed them (the
-//!   backstop) are published as "Timer Fired"; each record that fails is reported by its
-//!   sequence number so that only it is retried.
+//!   backstop) are claimed and published as "Timer Fired"; each record that fails is
+//!   reported by its sequence number so that only it is retried.
 
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
@@ -13,7 +13,7 @@ use lambda_runtime::{Error, LambdaEvent};
 use nudge_core::time::Millis;
 use nudge_service::bus::{BusEvent, TimerFired, SOURCE};
 use nudge_service::error::HandlerError;
-use nudge_service::ports::{Bus, Clock, TimerStore};
+use nudge_service::ports::{Bus, Clock, StoreError, TimerStore};
 use nudge_service::schedule::Schedule;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
@@ -28,6 +28,20 @@ pub const SCHEDULED_SOURCE: &str = "aws.events";
 pub const SCHEDULED_DETAIL_TYPE: &str = "Scheduled Event";
 /// The `userIdentity` of deletions made by DynamoDB's TTL process.
 pub const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
+
+/// A timer store whose timers also expire by themselves (DynamoDB's TTL deletes them), so
+/// the stream backstop must claim an expired timer before firing it: Lambda delivers a
+/// stream record again after a failure in its batch, and a timer put back after a failed
+/// publish may meet the sweeper.
+pub trait ExpiredTimerClaim: Send + Sync {
+    /// Claims a timer its expiry removed, at its version: `true` if this call claimed it;
+    /// `false` if it was claimed before (by the sweeper or an earlier delivery of the
+    /// record), cancelled, or replaced by a newer request.
+    fn claim_expired(
+        &self,
+        timer: &TimerFired,
+    ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send;
+}
 
 /// What invoked schedule-delay.
 #[derive(Debug, Clone)]
@@ -100,7 +114,7 @@ impl<'de> Deserialize<'de> for ScheduleInput {
 
 /// Handles one invocation. Stream batches answer with the records that failed (bus events and
 /// sweeps with none: their failures fail the invocation when a retry may help).
-pub async fn handler<T: TimerStore, B: Bus, C: Clock>(
+pub async fn handler<T: TimerStore + ExpiredTimerClaim, B: Bus, C: Clock>(
     schedule: &Schedule<T, B, C>,
     event: LambdaEvent<ScheduleInput>,
 ) -> Result<DynamoDbEventResponse, Error> {
@@ -137,10 +151,10 @@ pub async fn handler<T: TimerStore, B: Bus, C: Clock>(
     }
 }
 
-/// Fires the timers TTL deleted in a stream batch; ignores every other record (deletions by
-/// users such as the sweeper's claim or a GDPR erase, tombstones, other items). A record that
-/// fails is reported and the rest go on.
-pub async fn expired_timers<T: TimerStore, B: Bus, C: Clock>(
+/// Claims and fires the timers TTL deleted in a stream batch; ignores every other record
+/// (deletions by users such as a GDPR erase, tombstones, other items) and timers claimed
+/// before. A record that fails is reported and the rest go on.
+pub async fn expired_timers<T: TimerStore + ExpiredTimerClaim, B: Bus, C: Clock>(
     schedule: &Schedule<T, B, C>,
     batch: &DynamoDbEvent,
 ) -> DynamoDbEventResponse {
@@ -161,6 +175,19 @@ pub async fn expired_timers<T: TimerStore, B: Bus, C: Clock>(
                 None => Ok(()),
                 Some(timer) => {
                     tracing::Span::current().record("user_id", timer.user_id.as_str());
+                    let claimed = schedule
+                        .timers
+                        .claim_expired(&timer)
+                        .await
+                        .map_err(StreamRecordError::Claim)?;
+                    if !claimed {
+                        debug!(
+                            due = timer.due,
+                            version = timer.version,
+                            "expired timer claimed before: not fired again"
+                        );
+                        return Ok(());
+                    }
                     info!(
                         due = timer.due,
                         version = timer.version,
@@ -191,6 +218,9 @@ pub enum StreamRecordError {
     /// A timer item's image does not read as one.
     #[error("timer record {event_id}: {reason}")]
     BadRecord { event_id: String, reason: String },
+    /// Claiming the expired timer failed.
+    #[error("claiming the expired timer: {0}")]
+    Claim(#[source] StoreError),
     /// Publishing "Timer Fired" (or handing the timer back) failed.
     #[error(transparent)]
     Fire(HandlerError),
@@ -263,6 +293,9 @@ pub fn expired_timer(record: &EventRecord) -> Result<Option<TimerFired>, StreamR
         version,
     }))
 }
+
+#[cfg(test)]
+mod moto_tests;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,165 @@
+"""List-price cost of nudge on AWS per million ingested events, from the calls each event
+makes (crates/nudge-aws, crates/nudge-service) and the template's settings (arm64, 256 MB,
+on-demand table). Prints a Markdown table per scenario (BENCHMARKS.md quotes them).
+
+Usage: lambda_cost.py [--sizes bench.json]   (bench.json: `lambda_cold_start.py --json`,
+whose measured bus-entry and item sizes replace the defaults below)
+
+Prices: us-east-1 list prices, no free tier, no savings plans.
+"""
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+PRICE = {
+    "api_request": 1.00e-6,        # HTTP API, per request (first 300 M a month; 512 KB units)
+    "lambda_request": 0.20e-6,     # per invocation
+    "lambda_gb_s_arm64": 0.0000133334,
+    "bus_event": 1.00e-6,          # PutEvents, per 64 KB chunk of an entry; delivery to rules' targets is free
+    "wru": 0.625e-6,               # DynamoDB on-demand write request unit (1 KB)
+    "rru": 0.125e-6,               # read request unit (4 KB strongly consistent)
+    "ses_email": 0.10e-3,          # SES, per email
+    "log_gb": 0.50,                # CloudWatch Logs ingestion (standard), per GB
+}
+MEMORY_GB = 256 / 1024  # template.yaml: Globals.Function.MemorySize
+
+# Assumed warm durations (ms) per invocation: DynamoDB calls take single-digit ms, PutEvents and
+# SES SendEmail tens. Billed per 1 ms.
+DURATION_MS = {
+    "ingest": 15,                  # parse and check a batch, one PutEvents
+    "evaluate_base": 5,            # per invocation
+    "evaluate_per_user": 12,       # GetItem + engine + conditional PutItem (+ PutEvents when deciding)
+    "schedule": 10,                # one conditional PutItem
+    "deliver": 80,                 # render, delivery log (2 PutItem), SES SendEmail, PutEvents
+    "fired_timer": 8,              # sweeper's share: one claim UpdateItem and PutEvents per timer
+}
+# Log bytes ingested per invocation: Lambda's JSON platform records (start, report) and the
+# functions' own lines at `info`, including EMF metric lines.
+LOG_BYTES_PER_INVOCATION = 1500
+
+DEFAULT_SIZES = {
+    "accepted_event_bytes": 700,   # one Segment event in an "Events Accepted" detail
+    "state_item_bytes": 700,       # user-state item (state, version, applied messageIds)
+    "state_item_outbox_bytes": 1800,  # the same while it holds a Message Requested outbox
+    "timer_item_bytes": 120,
+    "delivery_item_bytes": 600,
+}
+
+SCENARIOS = {
+    "typical": {
+        "what": "SDK batches of 20 events; every event of another user (1 read + 1 write each); "
+                "1 timer change per 10 events, 1 timer fired per 25 events, 1 send per 100 events "
+                "(all email)",
+        "batch": 20, "users_per_entry": 20, "timer_changes": 0.10, "timers_fired": 0.04,
+        "sends": 0.01, "email_share": 1.0,
+    },
+    "re-arming": {
+        "what": "as typical, but every event moves the user's timer (saas-onboarding's "
+                "`pause-nudge` re-arms a 2 min wait on every event of a user in onboarding)",
+        "batch": 20, "users_per_entry": 20, "timer_changes": 1.0, "timers_fired": 0.04,
+        "sends": 0.01, "email_share": 1.0,
+    },
+}
+
+
+def units(size_bytes, unit_kb):
+    return max(1, math.ceil(size_bytes / (unit_kb * 1024)))
+
+
+def lambda_cost(invocations, duration_ms):
+    return invocations * (PRICE["lambda_request"]
+                          + duration_ms / 1000 * MEMORY_GB * PRICE["lambda_gb_s_arm64"])
+
+
+def rows(s, sizes, n=1_000_000):
+    """(item, calls per million events, cost) for one scenario."""
+    out = []
+    requests = n / s["batch"]
+    per_entry = min(s["batch"], (60 * 1024) // sizes["accepted_event_bytes"])
+    entries = n / per_entry
+    users = entries * min(s["users_per_entry"], per_entry)
+    changes, fired, sends = n * s["timer_changes"], n * s["timers_fired"], n * s["sends"]
+    emails = sends * s["email_share"]
+    wru_state = units(sizes["state_item_bytes"], 1)
+    wru_outbox = units(sizes["state_item_outbox_bytes"], 1)
+    wru_timer = units(sizes["timer_item_bytes"], 1)
+    wru_delivery = units(sizes["delivery_item_bytes"], 1)
+    rru_state = units(sizes["state_item_outbox_bytes"], 4)
+
+    out.append(("API Gateway HTTP API requests (batches)", f"{requests:,.0f}", requests * PRICE["api_request"]))
+    out.append(("ingest invocations", f"{requests:,.0f} x {DURATION_MS['ingest']} ms",
+                lambda_cost(requests, DURATION_MS["ingest"])))
+    out.append((f"PutEvents: Events Accepted ({per_entry} events per entry, 1 chunk)", f"{entries:,.0f}",
+                entries * PRICE["bus_event"]))
+    ev_ms = DURATION_MS["evaluate_base"] + DURATION_MS["evaluate_per_user"] * users / entries
+    out.append(("evaluate invocations on accepted events", f"{entries:,.0f} x {ev_ms:.0f} ms",
+                lambda_cost(entries, ev_ms)))
+    out.append(("evaluate: GetItem user state (strongly consistent)", f"{users:,.0f} x {rru_state} RRU",
+                users * rru_state * PRICE["rru"]))
+    out.append((f"evaluate: PutItem user state ({sizes['state_item_bytes']} B)", f"{users:,.0f} x {wru_state} WRU",
+                users * wru_state * PRICE["wru"]))
+    # Timer changes: the outbox rides in the state write; publishing it, clearing it, and
+    # schedule-delay's conditional PutItem (table + the sparse `due` index: a moved due time
+    # is a delete and a put there).
+    out.append(("timer changes: PutEvents Delay Requested/Cancelled", f"{changes:,.0f}", changes * PRICE["bus_event"]))
+    out.append(("timer changes: evaluate clears the outbox (UpdateItem)", f"{changes:,.0f} x {wru_state} WRU",
+                changes * wru_state * PRICE["wru"]))
+    out.append(("timer changes: schedule-delay invocations", f"{changes:,.0f} x {DURATION_MS['schedule']} ms",
+                lambda_cost(changes, DURATION_MS["schedule"])))
+    out.append(("timer changes: PutItem timer + `due` index (1 + 2 WRU)", f"{changes:,.0f} x {wru_timer + 2} WRU",
+                changes * (wru_timer + 2) * PRICE["wru"]))
+    # Fired timers: the sweeper's claim (table + index delete), Timer Fired, evaluate again.
+    out.append(("timers fired: claim UpdateItem (1 + 1 WRU), PutEvents Timer Fired", f"{fired:,.0f}",
+                fired * ((wru_timer + 1) * PRICE["wru"] + PRICE["bus_event"]
+                         + DURATION_MS["fired_timer"] / 1000 * MEMORY_GB * PRICE["lambda_gb_s_arm64"])))
+    out.append(("timers fired: evaluate (invocation, GetItem, PutItem)", f"{fired:,.0f}",
+                lambda_cost(fired, DURATION_MS["evaluate_base"] + DURATION_MS["evaluate_per_user"])
+                + fired * (rru_state * PRICE["rru"] + wru_state * PRICE["wru"])))
+    # Sends: the outbox makes the state write bigger and is cleared; Message Requested;
+    # deliver's delivery log (begin, finish); the outcome event.
+    out.append(("sends: bigger state write + outbox clear", f"{sends:,.0f} x {2 * wru_outbox - wru_state} WRU",
+                sends * (2 * wru_outbox - wru_state) * PRICE["wru"]))
+    out.append(("sends: PutEvents Message Requested + Message Sent", f"{2 * sends:,.0f}", 2 * sends * PRICE["bus_event"]))
+    out.append(("sends: deliver invocations", f"{sends:,.0f} x {DURATION_MS['deliver']} ms",
+                lambda_cost(sends, DURATION_MS["deliver"])))
+    out.append(("sends: delivery log PutItem x 2", f"{sends:,.0f} x {2 * wru_delivery} WRU",
+                sends * 2 * wru_delivery * PRICE["wru"]))
+    invocations = requests + entries + changes + fired + sends
+    log_gb = invocations * LOG_BYTES_PER_INVOCATION / 1e9
+    out.append(("CloudWatch Logs ingestion", f"{invocations:,.0f} invocations x {LOG_BYTES_PER_INVOCATION} B",
+                log_gb * PRICE["log_gb"]))
+    engine = sum(c for _, _, c in out)
+    out.append(("SES emails", f"{emails:,.0f}", emails * PRICE["ses_email"]))
+    return out, engine
+
+
+def table(name, s, sizes):
+    out, engine = rows(s, sizes)
+    total = sum(c for _, _, c in out)
+    lines = [f"**{name}**: {s['what']}.", "", "| per million ingested events | calls | USD |", "|---|---|---|"]
+    lines += [f"| {item} | {calls} | {cost:.3f} |" for item, calls, cost in out]
+    lines.append(f"| **nudge itself (all but SES)** | | **{engine:.2f}** |")
+    lines.append(f"| **total with SES** | | **{total:.2f}** |")
+    return "\n".join(lines), engine, total
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=Path, help="JSON written by lambda_cold_start.py --json")
+    args = ap.parse_args()
+    sizes = dict(DEFAULT_SIZES)
+    if args.sizes:
+        measured = json.loads(args.sizes.read_text()).get("sizes", {})
+        sizes.update({k: v for k, v in measured.items() if k in sizes and v})
+    print("sizes (bytes): " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    print()
+    for name, s in SCENARIOS.items():
+        text, engine, total = table(name, s, sizes)
+        print(text)
+        print()
+
+
+if __name__ == "__main__":
+    main()
