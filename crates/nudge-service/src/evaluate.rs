@@ -69,18 +69,23 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
                     }
                 }
                 let mut first: Option<HandlerError> = None;
+                let mut applied = 0;
                 for (user, events) in &users {
-                    if let Err(e) = self.user(user, Input::Events(events)).await {
-                        warn!(user_id = %user, error = %e, retryable = e.is_retryable(), "evaluate failed");
-                        let replace = match &first {
-                            None => true,
-                            Some(f) => !f.is_retryable() && e.is_retryable(),
-                        };
-                        if replace {
-                            first = Some(e);
+                    match self.user(user, Input::Events(events)).await {
+                        Ok(done) => applied += done.applied,
+                        Err(e) => {
+                            warn!(user_id = %user, error = %e, retryable = e.is_retryable(), "evaluate failed");
+                            let replace = match &first {
+                                None => true,
+                                Some(f) => !f.is_retryable() && e.is_retryable(),
+                            };
+                            if replace {
+                                first = Some(e);
+                            }
                         }
                     }
                 }
+                self.metrics.events_evaluated(applied as u64);
                 first.map_or(Ok(()), Err)
             }
             BusEvent::TimerFired(t) => {
@@ -228,8 +233,7 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
                 }));
             }
         }
-        // The timer store keeps one timer per user; a fired timer is gone, so it is set again.
-        if wake_after != wake_before || timer_input {
+        if timer_request_owed(wake_before, wake_after, timer_input) {
             match wake_after {
                 Some(due) => outbox.push(BusEvent::DelayRequested(DelayRequest {
                     user_id: user_id.to_string(),
@@ -268,5 +272,186 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
             }
         }
         Ok(result)
+    }
+}
+
+/// Whether evaluate must publish a timer request (or cancel) after moving a user from wake-up
+/// `before` to wake-up `after`. The timer store keeps one timer per user, and it is never later
+/// than the user's next wake-up:
+/// - a fired timer is gone, so after a timer input the next wake-up is always requested;
+/// - a wake-up that appears, disappears or moves earlier is requested (or cancelled);
+/// - a wake-up that only moves later keeps the timer already set. It fires early, the engine
+///   finds nothing due, and the later time is requested then. A rule that pushes a wait back on
+///   every event (an idle nudge) so moves the timer about once per wait instead of once per
+///   event: one timer write and bus entry saved per event.
+fn timer_request_owed(before: Option<Millis>, after: Option<Millis>, timer_input: bool) -> bool {
+    match (before, after) {
+        _ if timer_input => true,
+        (Some(before), Some(after)) => after < before,
+        (before, after) => before != after,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Mutex;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::metrics::NoMetrics;
+    use crate::ports::StoredUser;
+
+    #[test]
+    fn only_a_wake_up_moving_later_keeps_the_timer() {
+        assert!(timer_request_owed(None, Some(5), false));
+        assert!(timer_request_owed(Some(5), None, false));
+        assert!(timer_request_owed(Some(5), Some(4), false));
+        assert!(!timer_request_owed(Some(5), Some(6), false));
+        assert!(!timer_request_owed(Some(5), Some(5), false));
+        assert!(!timer_request_owed(None, None, false));
+        // A fired timer is gone: the next wake-up is always requested.
+        assert!(timer_request_owed(Some(5), Some(5), true));
+        assert!(timer_request_owed(Some(5), Some(9), true));
+    }
+
+    /// One user's stored record, in memory.
+    #[derive(Default)]
+    struct MemStore(Mutex<HashMap<String, (Vec<u8>, u64, Vec<BusEvent>)>>);
+
+    impl UserStore for MemStore {
+        async fn load(&self, user: &str, _: &[&str]) -> Result<Option<StoredUser>, StoreError> {
+            Ok(self
+                .0
+                .lock()
+                .unwrap()
+                .get(user)
+                .map(|(state, version, outbox)| StoredUser {
+                    state: state.clone(),
+                    version: *version,
+                    outbox: outbox.clone(),
+                    applied: Vec::new(),
+                }))
+        }
+        async fn save(
+            &self,
+            user: &str,
+            expected: Option<u64>,
+            w: UserWrite<'_>,
+        ) -> Result<u64, StoreError> {
+            let mut users = self.0.lock().unwrap();
+            assert_eq!(users.get(user).map(|u| u.1), expected);
+            let version = expected.unwrap_or(0) + 1;
+            users.insert(user.into(), (w.state.to_vec(), version, w.outbox.to_vec()));
+            Ok(version)
+        }
+        async fn clear_outbox(&self, user: &str, version: u64) -> Result<(), StoreError> {
+            if let Some(u) = self.0.lock().unwrap().get_mut(user) {
+                if u.1 == version {
+                    u.2.clear();
+                }
+            }
+            Ok(())
+        }
+        async fn erase_user(&self, user: &str) -> Result<(), StoreError> {
+            self.0.lock().unwrap().remove(user);
+            Ok(())
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorded(Mutex<Vec<BusEvent>>);
+
+    impl Bus for Recorded {
+        async fn publish(&self, events: &[BusEvent]) -> Result<(), StoreError> {
+            self.0.lock().unwrap().extend_from_slice(events);
+            Ok(())
+        }
+    }
+
+    struct At(AtomicI64);
+
+    impl Clock for At {
+        fn now(&self) -> Millis {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    fn saas() -> Evaluate<MemStore, Recorded, At> {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/saas-onboarding");
+        Evaluate {
+            rules: Arc::new(crate::rules_dir::load(&dir).expect("example rules")),
+            store: MemStore::default(),
+            bus: Recorded::default(),
+            clock: At(AtomicI64::new(0)),
+            metrics: Arc::new(NoMetrics),
+        }
+    }
+
+    fn accepted(n: usize, event: &str, at: Millis) -> AcceptedEvent {
+        let segment = json!({
+            "type": "track", "userId": "u1", "event": event, "messageId": format!("m{n}"),
+            "timestamp": nudge_core::time::format_instant(at),
+        });
+        AcceptedEvent {
+            user_id: "u1".into(),
+            message_id: format!("m{n}"),
+            at,
+            received_at: at,
+            message: Message::from_json(&segment, None).unwrap().to_json(),
+        }
+    }
+
+    /// Takes what was published since the last call: (timer requests, in-app sends).
+    fn drain(e: &Evaluate<MemStore, Recorded, At>) -> (Vec<Millis>, Vec<String>) {
+        let mut timers = Vec::new();
+        let mut sends = Vec::new();
+        for event in e.bus.0.lock().unwrap().drain(..) {
+            match event {
+                BusEvent::DelayRequested(d) => timers.push(d.due),
+                BusEvent::MessageRequested(m) => sends.push(m.send.trigger.to_string()),
+                _ => {}
+            }
+        }
+        (timers, sends)
+    }
+
+    #[tokio::test]
+    async fn a_wait_pushed_back_by_every_event_moves_the_timer_once_per_wait() {
+        let evaluate = saas();
+        let e = &evaluate;
+        let t0 = nudge_core::time::parse_instant("2026-03-02T09:00:00Z").unwrap();
+        let at = |s: i64| t0 + s * 1000;
+        let send = |n: usize, name: &str, t: Millis| {
+            let ev = accepted(n, name, t);
+            e.clock.0.store(t, Ordering::SeqCst);
+            async move { e.user("u1", Input::Events(&[&ev])).await.unwrap() }
+        };
+
+        // Given a user in onboarding: the idle nudge waits 2 minutes after each event
+        send(0, "Signed Up", at(0)).await;
+        let (first, _) = drain(e);
+        assert_eq!(first, [at(120)]);
+        // When events keep coming every 30 s, each pushing the wait back
+        for n in 1..=6 {
+            send(n, "Feature Used", at(30 * n as i64)).await;
+        }
+        // Then the timer set at sign-up stays: no request per event
+        assert_eq!(drain(e), (vec![], vec![]));
+
+        // When it fires (early: the wait is now due 2 minutes after the last event)
+        e.clock.0.store(at(120), Ordering::SeqCst);
+        e.user("u1", Input::Timer { due: at(120) }).await.unwrap();
+        // Then nothing is sent and the later time is requested
+        assert_eq!(drain(e), (vec![at(180 + 120)], vec![]));
+
+        // And when that fires, the nudge goes out once
+        e.clock.0.store(at(300), Ordering::SeqCst);
+        e.user("u1", Input::Timer { due: at(300) }).await.unwrap();
+        let (_, sends) = drain(e);
+        assert_eq!(sends, ["pause-nudge"]);
     }
 }

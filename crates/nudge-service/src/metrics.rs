@@ -12,6 +12,8 @@ use prometheus_client::registry::Registry;
 pub trait Metrics: Send + Sync {
     /// Messages accepted by ingest.
     fn events_accepted(&self, n: u64);
+    /// Accepted messages evaluate applied to their user's state (duplicates not counted).
+    fn events_evaluated(&self, _n: u64) {}
     /// Messages (or whole requests) refused, by reason code.
     fn events_rejected(&self, reason: &str, n: u64);
     /// A trigger decided a send (sent or suppressed).
@@ -65,6 +67,7 @@ struct HandlerLabel {
 pub struct PromMetrics {
     registry: Registry,
     accepted: Counter,
+    evaluated: Counter,
     rejected: Family<ReasonLabel, Counter>,
     fired: Family<TriggerLabel, Counter>,
     sends: Family<SendLabels, Counter>,
@@ -88,6 +91,12 @@ impl PromMetrics {
             "events_accepted",
             "Messages accepted by ingest",
             accepted.clone(),
+        );
+        let evaluated = Counter::default();
+        registry.register(
+            "events_evaluated",
+            "Accepted messages applied to user state by evaluate",
+            evaluated.clone(),
         );
         let rejected = Family::<ReasonLabel, Counter>::default();
         registry.register(
@@ -132,6 +141,7 @@ impl PromMetrics {
         PromMetrics {
             registry,
             accepted,
+            evaluated,
             rejected,
             fired,
             sends,
@@ -153,6 +163,9 @@ impl PromMetrics {
 impl Metrics for PromMetrics {
     fn events_accepted(&self, n: u64) {
         self.accepted.inc_by(n);
+    }
+    fn events_evaluated(&self, n: u64) {
+        self.evaluated.inc_by(n);
     }
     fn events_rejected(&self, reason: &str, n: u64) {
         self.rejected
@@ -198,6 +211,7 @@ mod tests {
     fn exposition_has_every_family() {
         let m = PromMetrics::new();
         m.events_accepted(3);
+        m.events_evaluated(2);
         m.events_rejected("unknown_write_key", 1);
         m.trigger_fired("profile-reminder");
         m.delivery("email", "sent", "");
@@ -206,6 +220,7 @@ mod tests {
         let text = m.encode();
         for name in [
             "nudge_events_accepted_total 3",
+            "nudge_events_evaluated_total 2",
             "nudge_events_rejected_total{reason=\"unknown_write_key\"} 1",
             "nudge_triggers_fired_total{trigger=\"profile-reminder\"} 1",
             "nudge_sends_total{channel=\"email\",outcome=\"sent\",reason=\"\"} 1",

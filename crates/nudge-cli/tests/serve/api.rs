@@ -214,6 +214,12 @@ async fn every_rejection_is_a_4xx_with_a_json_body_naming_the_problem() {
     assert!(metrics.contains("nudge_events_accepted_total"), "{metrics}");
 }
 
+/// Deliver records a decision as "sending" before it sends and "sent" (or another outcome)
+/// after: a decision list is settled once its newest entry is past "sending".
+fn settled(d: &[Value]) -> bool {
+    d.first().is_some_and(|x| x["status"] != "sending")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_endpoints_need_the_admin_key_and_show_state_timers_decisions_and_explain() {
     let s = Server::start("admin", "http://127.0.0.1:9/none", &[]);
@@ -244,7 +250,7 @@ async fn admin_endpoints_need_the_admin_key_and_show_state_timers_decisions_and_
     s.track("/v1/track", &track("a1", "Tip Wanted", "a1-t"))
         .await;
     let d = s
-        .decisions_until("a1", Duration::from_secs(10), |d| !d.is_empty())
+        .decisions_until("a1", Duration::from_secs(10), settled)
         .await;
     assert_eq!(d[0]["trigger"], "tip");
     assert_eq!(d[0]["status"], "sent");
@@ -277,8 +283,7 @@ async fn gdpr_delete_removes_state_timers_inbox_and_delivery_log() {
             .await;
     }
     for u in ["g1", "g2"] {
-        s.decisions_until(u, Duration::from_secs(10), |d| !d.is_empty())
-            .await;
+        s.decisions_until(u, Duration::from_secs(10), settled).await;
     }
     let r = s
         .http
@@ -326,7 +331,7 @@ async fn health_and_metrics() {
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "ok");
     s.track("/v1/track", &track("h1", "Tip Wanted", "h1-t"))
         .await;
-    s.decisions_until("h1", Duration::from_secs(10), |d| !d.is_empty())
+    s.decisions_until("h1", Duration::from_secs(10), settled)
         .await;
     let text = s
         .http
