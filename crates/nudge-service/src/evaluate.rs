@@ -317,9 +317,12 @@ mod tests {
         assert!(timer_request_owed(Some(5), Some(9), true));
     }
 
-    /// One user's stored record, in memory.
+    /// A user's stored record: state, version, outbox.
+    type Record = (Vec<u8>, u64, Vec<BusEvent>);
+
+    /// Users' stored records, in memory.
     #[derive(Default)]
-    struct MemStore(Mutex<HashMap<String, (Vec<u8>, u64, Vec<BusEvent>)>>);
+    struct MemStore(Mutex<HashMap<String, Record>>);
 
     impl UserStore for MemStore {
         async fn load(&self, user: &str, _: &[&str]) -> Result<Option<StoredUser>, StoreError> {
