@@ -45,8 +45,9 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "NUDGE_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
-    /// Evaluate workers (users are spread over them).
-    #[arg(long, default_value_t = 8)]
+    /// Evaluate workers (users are spread over them; each evaluates one user at a time, so
+    /// this is how many users are evaluated at once).
+    #[arg(long, default_value_t = 32)]
     pub workers: usize,
     /// Webhook attempts before a send counts as failed.
     #[arg(long, default_value_t = 5)]

@@ -105,7 +105,9 @@ impl TemplateError {
 #[derive(Clone)]
 pub struct Template {
     source: String,
-    compiled: Arc<liquid::Template>,
+    /// `None` for text without Liquid markup (no `{{`, no `{%`), which renders as itself:
+    /// Liquid's parser walks plain text a character at a time, most of a rule set's load.
+    compiled: Option<Arc<liquid::Template>>,
     referenced: Vec<Vec<String>>,
     fills: Vec<Vec<Seg>>,
     range_checks: Vec<RangeCheck>,
@@ -127,6 +129,15 @@ impl Template {
                 "template is {} bytes long; at most {MAX_SOURCE_BYTES} are allowed",
                 source.len()
             )));
+        }
+        if !source.contains("{{") && !source.contains("{%") {
+            return Ok(Template {
+                source: source.to_owned(),
+                compiled: None,
+                referenced: Vec::new(),
+                fills: Vec::new(),
+                range_checks: Vec::new(),
+            });
         }
         let lexed = lex(source);
         check_nesting(source, &lexed)?;
@@ -155,7 +166,7 @@ impl Template {
         };
         Ok(Template {
             source: source.to_owned(),
-            compiled: Arc::new(compiled),
+            compiled: Some(Arc::new(compiled)),
             referenced: analysis.referenced,
             fills: analysis.fills,
             range_checks: analysis.range_checks,
@@ -179,6 +190,13 @@ impl Template {
         &self,
         globals: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<String, TemplateError> {
+        let Some(compiled) = &self.compiled else {
+            return if self.source.len() > MAX_OUTPUT_BYTES {
+                Err(output_too_large())
+            } else {
+                Ok(self.source.clone())
+            };
+        };
         let mut data = Object::new();
         for (key, value) in globals {
             data.insert(KString::from_ref(key), to_liquid(value, 0));
@@ -191,14 +209,10 @@ impl Template {
         }
         let globals = Globals::new(data);
         let mut out = CappedWriter::default();
-        let result = panic::catch_unwind(AssertUnwindSafe(|| {
-            self.compiled.render_to(&mut out, &globals)
-        }));
+        let result =
+            panic::catch_unwind(AssertUnwindSafe(|| compiled.render_to(&mut out, &globals)));
         if out.overflowed {
-            return Err(TemplateError::general(format!(
-                "rendered output is larger than {} KiB",
-                MAX_OUTPUT_BYTES / 1024
-            )));
+            return Err(output_too_large());
         }
         if globals.loop_budget_spent.get() {
             return Err(TemplateError::general(format!(
@@ -225,6 +239,13 @@ impl Template {
     pub fn source(&self) -> &str {
         &self.source
     }
+}
+
+fn output_too_large() -> TemplateError {
+    TemplateError::general(format!(
+        "rendered output is larger than {} KiB",
+        MAX_OUTPUT_BYTES / 1024
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2182,6 +2203,33 @@ mod tests {
             json!({"p": {"s": "y".repeat(100)}}),
         );
         assert!(e.message.contains("256 KiB"), "{e}");
+    }
+
+    #[test]
+    fn text_without_markup_renders_as_liquid_renders_it() {
+        let liquid = parser().unwrap();
+        for text in [
+            "",
+            "Billing tip",
+            "Hi there,\n\n  Your profile is almost done. {braces} and }} stay.\r\n",
+            "{ {  % } {-  -} %} }}{",
+            "Ünïcödé — ✓",
+        ] {
+            let template = Template::compile(text).unwrap();
+            assert!(template.compiled.is_none(), "{text:?}");
+            assert!(template.referenced_paths().is_empty());
+            let expected = liquid.parse(text).unwrap().render(&Object::new()).unwrap();
+            assert_eq!(template.render(&Map::new()).unwrap(), expected, "{text:?}");
+        }
+        let at_cap = "x".repeat(MAX_OUTPUT_BYTES);
+        assert_eq!(render(&at_cap, json!({})).len(), MAX_OUTPUT_BYTES);
+        let e = render_err(&format!("{at_cap}!"), json!({}));
+        assert!(e.message.contains("256 KiB"), "{e}");
+        assert!(Template::compile("{{- x -}}").unwrap().compiled.is_some());
+        assert!(Template::compile("a {%- comment %}b{% endcomment %}")
+            .unwrap()
+            .compiled
+            .is_some());
     }
 
     #[test]

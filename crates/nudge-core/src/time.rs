@@ -146,9 +146,38 @@ pub fn parse_instant(text: &str) -> Result<Millis, jiff::Error> {
     Ok(ts.as_millisecond())
 }
 
+/// The IANA time zone `name` (case-insensitive), from the database compiled into the binary.
+///
+/// The bundled database rather than the host's: rules and events resolve zones the same way on
+/// every host (a Lambda function, `nudge serve`, a replay), and the first lookup does not walk
+/// the host's zoneinfo directory (~1,800 entries, about 0.7 ms, paid at every cold start).
+pub fn time_zone(name: &str) -> Option<jiff::tz::TimeZone> {
+    // A handle on the bundled data (no allocation); parsed zones are cached inside jiff.
+    jiff::tz::TimeZoneDatabase::bundled().get(name).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_zones_come_from_the_bundled_database() {
+        for name in [
+            "UTC",
+            "Europe/Berlin",
+            "america/new_york",
+            "Etc/GMT-5",
+            "US/Pacific",
+        ] {
+            assert!(time_zone(name).is_some(), "{name}");
+        }
+        let berlin = time_zone("Europe/Berlin").unwrap();
+        let summer = jiff::Timestamp::from_second(1_782_000_000).unwrap(); // 2026-06-21
+        assert_eq!(berlin.to_offset(summer).seconds(), 7_200);
+        for name in ["Mars/Olympus", "", "localtime", "posixrules"] {
+            assert!(time_zone(name).is_none(), "{name}");
+        }
+    }
 
     #[test]
     fn parses_compound_durations() {

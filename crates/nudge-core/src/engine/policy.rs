@@ -5,7 +5,7 @@ use super::eval::{Ctx, Props};
 use crate::rules::compiled::{CData, CMessage, CTrigger, CompiledRules};
 use crate::rules::model::{CapWindow, Channel, Priority, QuietAction};
 use crate::state::{CapMemo, Scalar, SlotValue, UserState};
-use crate::time::Millis;
+use crate::time::{time_zone, Millis};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
@@ -149,7 +149,7 @@ fn present(v: Option<&Value>) -> bool {
 pub fn user_timezone(rules: &CompiledRules, state: &UserState) -> jiff::tz::TimeZone {
     match state.trait_value(&rules.timezone_trait) {
         Some(Scalar::Str(name)) => {
-            jiff::tz::TimeZone::get(name).unwrap_or_else(|_| rules.default_timezone.clone())
+            time_zone(name).unwrap_or_else(|| rules.default_timezone.clone())
         }
         _ => rules.default_timezone.clone(),
     }

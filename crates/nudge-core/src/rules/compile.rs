@@ -5,6 +5,7 @@ use super::model::*;
 use super::yaml::{closest, Diagnostics};
 use crate::plan::{PropertyType, TrackingPlan};
 use crate::template::Template;
+use crate::time::time_zone;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Property values a per-key count remembers (the most recently seen ones).
@@ -14,11 +15,8 @@ pub const PER_KEY_CAP: usize = 24;
 pub fn compile(set: &RuleSet, d: &mut Diagnostics) -> Option<CompiledRules> {
     let mut c = Compiler::new(set, d);
     c.check_duplicates();
-    let tz = match jiff::tz::TimeZone::get(&set.settings.default_timezone.value) {
-        Ok(tz) => tz,
-        // The parser already reported an unknown zone at its position.
-        Err(_) => jiff::tz::TimeZone::UTC,
-    };
+    // The parser already reported an unknown zone at its position.
+    let tz = time_zone(&set.settings.default_timezone.value).unwrap_or(jiff::tz::TimeZone::UTC);
     c.check_segment_cycles();
     let messages: Vec<CMessage> = set.messages.iter().map(|m| c.message(m)).collect();
     let segments: Vec<CSegment> = set

@@ -3,6 +3,7 @@
 use super::model::*;
 use super::yaml::{closest, scalar_value, to_json, Diagnostics, Reader};
 use crate::plan::{EventSpec, PropertySpec, PropertyType};
+use crate::time::time_zone;
 use marked_yaml::types::MarkedMappingNode;
 use marked_yaml::{LoaderOptions, Node};
 use serde_json::Value;
@@ -139,7 +140,7 @@ fn parse_settings(r: Reader, n: &Node, set: &mut RuleSet, d: &mut Diagnostics) {
     );
     if let Some(v) = m.get_node("default_timezone") {
         if let Some(tz) = r.string(v, "default_timezone", d) {
-            if jiff::tz::TimeZone::get(&tz.value).is_err() {
+            if time_zone(&tz.value).is_none() {
                 d.error(
                     tz.pos,
                     format!(

@@ -11,7 +11,8 @@
 //! Durability: a command's reply is sent only after its transaction committed. With WAL and
 //! `synchronous=NORMAL` a committed transaction survives the process being killed (`kill -9`,
 //! a panic, an OOM kill), since it is in the WAL file in the OS's page cache; it can be lost
-//! only if the machine loses power or the OS crashes before the next checkpoint syncs.
+//! only if the machine loses power or the OS crashes before the next checkpoint syncs it to
+//! disk (the writer thread checkpoints about every half second while there are writes).
 
 mod deliveries;
 mod error;

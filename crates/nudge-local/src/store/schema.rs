@@ -24,6 +24,13 @@ const STATEMENT_CACHE: usize = 128;
 /// makes every save of a random user read index pages back from the OS once the file grows.
 const CACHE_SIZE: i64 = -64 * 1024;
 
+/// WAL size, in pages of 4 KiB, at which SQLite checkpoints inside a commit: 64 MiB, a bound
+/// only. The writer thread checkpoints well before under any load (`writer::CHECKPOINT_EVERY`).
+const AUTOCHECKPOINT_PAGES: i64 = 16 * 1024;
+
+/// Size, in bytes, the WAL file is cut back to after a checkpoint if a burst made it larger.
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// Version 1: users with their applied messageIds, timers, delivery log, inbox, event queue.
 const SCHEMA_V1: &str = "
 CREATE TABLE users (
@@ -90,6 +97,10 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
         .map_err(sqlite("set SQLite synchronous mode"))?;
     conn.pragma_update(None, "cache_size", CACHE_SIZE)
         .map_err(sqlite("set SQLite cache size"))?;
+    conn.pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_PAGES)
+        .map_err(sqlite("set SQLite WAL checkpoint size"))?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
+        .map_err(sqlite("set SQLite WAL size limit"))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate(&mut conn)?;
     Ok(conn)
