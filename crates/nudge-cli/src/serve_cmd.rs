@@ -46,8 +46,9 @@ pub struct ServeArgs {
     #[arg(long, env = "NUDGE_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
     /// Evaluate workers (users are spread over them; each evaluates one user at a time, so
-    /// this is how many users are evaluated at once).
-    #[arg(long, default_value_t = 32)]
+    /// this is how many users are evaluated at once). A worker is a task, not a thread: many
+    /// keep the SQLite writer's group commits full (BENCHMARKS.md, "Serve load test").
+    #[arg(long, default_value_t = 128)]
     pub workers: usize,
     /// Webhook attempts before a send counts as failed.
     #[arg(long, default_value_t = 5)]

@@ -1,12 +1,14 @@
 //! nudge's deliver function: decided sends from the bus, out through SES, the in-app inbox
 //! or signed webhooks.
 
-use nudge_aws::lambda::{self, deliver, Deps};
+use nudge_aws::lambda::{self, deliver, Deps, RulesLoad};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda::init_tracing();
-    let deliver = Deps::from_env().await?.deliver()?;
+    // The rule set loads on its own thread while the SDK configuration loads.
+    let rules = RulesLoad::start();
+    let deliver = Deps::from_env().await?.deliver(rules)?;
     lambda_runtime::run(lambda_runtime::service_fn(|event| {
         deliver::handler(&deliver, event)
     }))

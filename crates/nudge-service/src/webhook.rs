@@ -1,5 +1,6 @@
 //! Signed webhook delivery: the reqwest transport and the retry loop around it.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use nudge_core::engine::decision::DecisionId;
@@ -24,20 +25,50 @@ pub enum WebhookClientError {
 /// Webhook transport over one shared reqwest client (rustls, connection pool, no redirects).
 #[derive(Debug, Clone)]
 pub struct HttpWebhookTransport {
-    client: reqwest::Client,
+    /// Built at construction ([`HttpWebhookTransport::new`]) or on the first webhook
+    /// ([`HttpWebhookTransport::lazy`]); clones share it and its connection pool.
+    client: Arc<OnceLock<Result<reqwest::Client, String>>>,
 }
 
 impl HttpWebhookTransport {
-    /// Builds the client once; clones share its connection pool.
+    /// Builds the client now, so that a process that cannot build one fails at start.
     pub fn new() -> Result<Self, WebhookClientError> {
-        let client = reqwest::Client::builder()
-            .use_rustls_tls()
-            // A redirect would re-send the signed body to an address nobody configured.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(WebhookClientError::Build)?;
-        Ok(HttpWebhookTransport { client })
+        let client = build_client().map_err(WebhookClientError::Build)?;
+        Ok(HttpWebhookTransport {
+            client: Arc::new(OnceLock::from(Ok(client))),
+        })
     }
+
+    /// Builds the client on the first webhook: a Lambda function whose rules send no webhook
+    /// (most) does not pay for it (parsing the TLS roots) at every cold start. Should the
+    /// build fail then, each webhook fails as not retryable, with the reason.
+    pub fn lazy() -> Self {
+        HttpWebhookTransport {
+            client: Arc::new(OnceLock::new()),
+        }
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, SendError> {
+        self.client
+            .get_or_init(|| {
+                build_client().map_err(|e| {
+                    format!("cannot build the webhook HTTP client: {}", error_chain(&e))
+                })
+            })
+            .as_ref()
+            .map_err(|message| SendError {
+                retryable: false,
+                message: message.clone(),
+            })
+    }
+}
+
+fn build_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        // A redirect would re-send the signed body to an address nobody configured.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
 }
 
 impl WebhookTransport for HttpWebhookTransport {
@@ -50,7 +81,7 @@ impl WebhookTransport for HttpWebhookTransport {
         timeout_ms: u64,
     ) -> Result<u16, SendError> {
         let mut request = self
-            .client
+            .client()?
             .post(url)
             .timeout(Duration::from_millis(timeout_ms))
             .body(body.to_vec());
@@ -337,6 +368,25 @@ mod tests {
         let transport = HttpWebhookTransport::new().unwrap();
         let body = serde_json::json!({"user": "ana", "text": "Grüße"});
         post_signed(&transport, policy, SECRET, &server.url, ID, &body, now).await
+    }
+
+    #[tokio::test]
+    async fn a_lazy_transport_builds_its_client_on_the_first_webhook_and_keeps_it() {
+        // Given a transport whose client is not built yet, and a receiver of two webhooks
+        let transport = HttpWebhookTransport::lazy();
+        assert!(transport.client.get().is_none());
+        let server = server(vec![Reply::Status(204), Reply::Status(200)]).await;
+        let body = serde_json::json!({"user": "ana"});
+        // When two webhooks are posted through it and a clone of it
+        let first = post_signed(&transport, &fast(), SECRET, &server.url, ID, &body, now).await;
+        let clone = transport.clone();
+        let second = post_signed(&clone, &fast(), SECRET, &server.url, ID, &body, now).await;
+        // Then both arrive, over one client that the clones share
+        assert_eq!(first.result.unwrap(), 204);
+        assert_eq!(second.result.unwrap(), 200);
+        assert_eq!(server.seen.lock().unwrap().len(), 2);
+        assert!(Arc::ptr_eq(&transport.client, &clone.client));
+        assert!(transport.client.get().unwrap().is_ok());
     }
 
     #[tokio::test]

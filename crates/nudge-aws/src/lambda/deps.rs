@@ -15,7 +15,7 @@ use nudge_service::metrics::Metrics;
 use nudge_service::ports::SystemClock;
 use nudge_service::rules_dir::{self, LoadError};
 use nudge_service::schedule::Schedule;
-use nudge_service::webhook::{HttpWebhookTransport, RetryPolicy, WebhookClientError};
+use nudge_service::webhook::{HttpWebhookTransport, RetryPolicy};
 use tracing::{error, info};
 
 use crate::config::{sdk_config, AwsConfig, ConfigError};
@@ -49,8 +49,6 @@ pub enum InitError {
         #[source]
         source: LoadError,
     },
-    #[error(transparent)]
-    Webhooks(#[from] WebhookClientError),
 }
 
 /// What every function shares: settings, SDK configuration and metrics.
@@ -91,10 +89,10 @@ impl Deps {
 
     /// The ingest handler: rules, store, bus and the API's secrets (`NUDGE_WRITE_KEYS`,
     /// comma-separated; `NUDGE_ADMIN_KEY`; `NUDGE_INBOX_SECRET`; `NUDGE_SIGNING_SECRET`).
-    pub fn api(&self) -> Result<AwsApi, InitError> {
+    pub fn api(&self, rules: RulesLoad) -> Result<AwsApi, InitError> {
         let keys = api_keys(env)?;
         Ok(Api {
-            rules: load_rules()?,
+            rules: rules.wait()?,
             store: self.store(),
             bus: self.bus(),
             clock: SystemClock,
@@ -104,9 +102,9 @@ impl Deps {
     }
 
     /// The evaluate handler.
-    pub fn evaluate(&self) -> Result<AwsEvaluate, InitError> {
+    pub fn evaluate(&self, rules: RulesLoad) -> Result<AwsEvaluate, InitError> {
         Ok(Evaluate {
-            rules: load_rules()?,
+            rules: rules.wait()?,
             store: self.store(),
             bus: self.bus(),
             clock: SystemClock,
@@ -125,17 +123,18 @@ impl Deps {
     }
 
     /// The deliver handler: rules, store, SES, webhooks, bus and `NUDGE_SENDER`,
-    /// `NUDGE_PUBLIC_URL`, `NUDGE_SIGNING_SECRET`.
-    pub fn deliver(&self) -> Result<AwsDeliver, InitError> {
+    /// `NUDGE_PUBLIC_URL`, `NUDGE_SIGNING_SECRET`. The webhook client is built on the first
+    /// webhook (most rule sets send none; building it parses TLS roots).
+    pub fn deliver(&self, rules: RulesLoad) -> Result<AwsDeliver, InitError> {
         let config = deliver_config(env, self.config.sender.as_deref())?;
         Ok(Deliver {
-            rules: load_rules()?,
+            rules: rules.wait()?,
             store: self.store(),
             mailer: SesMailer::new(
                 aws_sdk_sesv2::Client::new(&self.sdk),
                 self.config.ses_configuration_set.clone(),
             ),
-            webhooks: HttpWebhookTransport::new()?,
+            webhooks: HttpWebhookTransport::lazy(),
             bus: self.bus(),
             clock: SystemClock,
             metrics: self.metrics.clone(),
@@ -211,12 +210,58 @@ pub fn deliver_config(
     })
 }
 
+/// The rule set loading on a thread of its own, started before the SDK configuration loads
+/// so that a cold start does both at once ([`RulesLoad::start`], then [`RulesLoad::wait`]).
+pub struct RulesLoad(Loading);
+
+enum Loading {
+    Thread(std::thread::JoinHandle<Result<Arc<CompiledRules>, InitError>>),
+    /// No thread could be started: the rules load when waited for.
+    Inline(PathBuf),
+}
+
+impl RulesLoad {
+    /// Starts loading the rule set in `NUDGE_RULES` (default [`DEFAULT_RULES_DIR`]).
+    pub fn start() -> RulesLoad {
+        RulesLoad::start_from(rules_dir())
+    }
+
+    /// Starts loading the rule set in `dir`.
+    pub fn start_from(dir: PathBuf) -> RulesLoad {
+        let inline = dir.clone();
+        match std::thread::Builder::new()
+            .name("nudge-rules".into())
+            .spawn(move || load_rules_from(&dir))
+        {
+            Ok(handle) => RulesLoad(Loading::Thread(handle)),
+            Err(_) => RulesLoad(Loading::Inline(inline)),
+        }
+    }
+
+    /// The loaded rule set, or why it could not be loaded (each error logged already).
+    pub fn wait(self) -> Result<Arc<CompiledRules>, InitError> {
+        match self.0 {
+            Loading::Thread(handle) => match handle.join() {
+                Ok(loaded) => loaded,
+                // A panic while loading is a bug; it ends the cold start as it would inline.
+                Err(panic) => std::panic::resume_unwind(panic),
+            },
+            Loading::Inline(dir) => load_rules_from(&dir),
+        }
+    }
+}
+
 /// The rule set in `NUDGE_RULES` (default [`DEFAULT_RULES_DIR`]).
 pub fn load_rules() -> Result<Arc<CompiledRules>, InitError> {
-    let dir = env("NUDGE_RULES")
+    load_rules_from(&rules_dir())
+}
+
+/// `NUDGE_RULES`, or [`DEFAULT_RULES_DIR`] when it is not set.
+fn rules_dir() -> PathBuf {
+    env("NUDGE_RULES")
         .filter(|d| !d.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_RULES_DIR.to_string());
-    load_rules_from(Path::new(&dir))
+        .unwrap_or_else(|| DEFAULT_RULES_DIR.to_string())
+        .into()
 }
 
 /// Loads and compiles the rule set in `dir`; every error is logged (as `file:line:col:
@@ -253,6 +298,22 @@ mod tests {
             vars.iter()
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn rules_load_on_their_own_thread_and_report_what_is_wrong() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let rules = RulesLoad::start_from(examples.join("saas-onboarding"))
+            .wait()
+            .unwrap();
+        assert_eq!(rules.name, "saas-onboarding");
+
+        let missing = examples.join("no-such-rule-set");
+        match RulesLoad::start_from(missing.clone()).wait() {
+            Err(InitError::Rules { dir, .. }) => assert_eq!(dir, missing),
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("a missing rule set loaded"),
         }
     }
 

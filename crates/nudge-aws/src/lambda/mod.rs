@@ -13,7 +13,7 @@ pub mod ingest;
 mod sample_events;
 pub mod schedule;
 
-pub use deps::{AwsApi, AwsDeliver, AwsEvaluate, AwsSchedule, Deps, InitError};
+pub use deps::{AwsApi, AwsDeliver, AwsEvaluate, AwsSchedule, Deps, InitError, RulesLoad};
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use nudge_service::bus::BusEvent;
