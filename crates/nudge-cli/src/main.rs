@@ -7,6 +7,12 @@ use nudge_service::rules_dir;
 mod test_cmd;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc rather than glibc's malloc: under `nudge serve`'s load the allocator was about a
+/// sixth of the process's CPU, with threads waiting on glibc's arena locks (BENCHMARKS.md,
+/// "Serve load test").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::io::{BufReader, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
