@@ -21,7 +21,7 @@ impl DeliveryStore for SqliteStore {
         let (user, id, at, updated_at) = (d.user_id.clone(), id_to_sql(d.id), d.at, d.updated_at);
         let existing: Option<String> = self
             .writer
-            .write(CONTEXT, move |conn| {
+            .write_checked(CONTEXT, move |conn| {
                 let existing = conn
                     .prepare_cached("SELECT entry FROM deliveries WHERE user_id = ?1 AND id = ?2")
                     .map_err(sqlite(CONTEXT))?
@@ -48,7 +48,7 @@ impl DeliveryStore for SqliteStore {
         let entry = serde_json::to_string(d).map_err(encode(CONTEXT))?;
         let (user, id, at, updated_at) = (d.user_id.clone(), id_to_sql(d.id), d.at, d.updated_at);
         self.writer
-            .write(CONTEXT, move |conn| {
+            .write_checked(CONTEXT, move |conn| {
                 conn.prepare_cached(
                     "INSERT INTO deliveries (user_id, id, at, updated_at, entry)
                      VALUES (?1, ?2, ?3, ?4, ?5)

@@ -23,6 +23,10 @@ pub(super) enum SqliteFailure {
     /// full, I/O error); this command's write was lost with it.
     #[error("the transaction was rolled back by another write in the same commit")]
     RolledBack,
+    /// A command run without a savepoint failed after it had changed rows; its half-done
+    /// change could be undone only with the whole group commit, which was rolled back.
+    #[error("a write in the same commit failed half-way; the commit was rolled back")]
+    HalfWritten,
     /// The writer thread is gone (the store was closed, or the thread died).
     #[error("the SQLite writer thread has stopped")]
     WriterStopped,
@@ -45,7 +49,7 @@ impl SqliteFailure {
                 is_busy(e)
             }
             // Only a sibling command broke the transaction; alone this one may well succeed.
-            SqliteFailure::RolledBack => true,
+            SqliteFailure::RolledBack | SqliteFailure::HalfWritten => true,
             SqliteFailure::WriterStopped
             | SqliteFailure::NewerSchema { .. }
             | SqliteFailure::NotWal(_)

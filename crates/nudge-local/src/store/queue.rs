@@ -47,7 +47,7 @@ impl SqliteStore {
         }
         let json = encode_events(CONTEXT, events)?;
         self.writer
-            .write(CONTEXT, move |conn| insert_queue_rows(conn, CONTEXT, &json))
+            .write_checked(CONTEXT, move |conn| insert_queue_rows(conn, CONTEXT, &json))
             .await
     }
 
@@ -60,7 +60,7 @@ impl SqliteStore {
         }
         let seqs = seqs.to_vec();
         self.writer
-            .write(CONTEXT, move |conn| {
+            .write_checked(CONTEXT, move |conn| {
                 let mut delete = conn
                     .prepare_cached("DELETE FROM queue WHERE seq = ?1")
                     .map_err(sqlite(CONTEXT))?;

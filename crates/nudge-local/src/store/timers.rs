@@ -52,7 +52,7 @@ impl SqliteStore {
         let due = req.due;
         let version = to_sql_int(context, req.version)?;
         self.writer
-            .write(context, move |conn| {
+            .write_checked(context, move |conn| {
                 conn.prepare_cached(sql)
                     .map_err(sqlite(context))?
                     .execute(params![user, due, version])
@@ -141,7 +141,7 @@ impl TimerStore for SqliteStore {
         let user = req.user_id.clone();
         let version = to_sql_int(CONTEXT, req.version)?;
         self.writer
-            .write(CONTEXT, move |conn| {
+            .write_checked(CONTEXT, move |conn| {
                 conn.prepare_cached(
                     "INSERT INTO timers (user_id, due, version) VALUES (?1, NULL, ?2)
                      ON CONFLICT (user_id) DO UPDATE SET due = NULL, version = excluded.version

@@ -84,8 +84,9 @@ impl UserStore for SqliteStore {
             .collect();
         let now = write.now;
         let expires_at = now.saturating_add(MESSAGE_ID_RETENTION_MS);
+        // Checked: the version and the messageIds are checked before the first change.
         self.writer
-            .write(CONTEXT, move |conn| {
+            .write_checked(CONTEXT, move |conn| {
                 let stored: Option<i64> = conn
                     .prepare_cached("SELECT version FROM users WHERE user_id = ?1")
                     .map_err(sqlite(CONTEXT))?
@@ -133,7 +134,7 @@ impl UserStore for SqliteStore {
         let user = user_id.to_owned();
         let version = to_sql_int(CONTEXT, version)?;
         self.writer
-            .write(CONTEXT, move |conn| {
+            .write_checked(CONTEXT, move |conn| {
                 conn.prepare_cached(
                     "UPDATE users SET outbox = '[]' WHERE user_id = ?1 AND version = ?2",
                 )

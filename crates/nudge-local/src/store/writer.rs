@@ -1,7 +1,9 @@
 //! The writer thread: the one connection that touches the database, fed commands over a
-//! channel. It drains whatever is queued and runs it as one transaction (group commit), each
-//! write in its own savepoint so that a failing one (a version conflict) undoes only itself,
-//! commits once, and only then replies, so a reply means the change is in the WAL.
+//! channel. It drains whatever is queued and runs it as one transaction (group commit), so
+//! that a failing write (a version conflict) undoes only itself: either it runs in its own
+//! savepoint, or it is a checked write that finds its conflicts before changing anything (the
+//! hot paths: no savepoint to pay for). It commits once, and only then replies, so a reply
+//! means the change is in the WAL.
 //!
 //! The same thread checkpoints the WAL into the database file, after replying, at most
 //! [`CHECKPOINT_EVERY`] after a write (SQLite's own checkpoint, which runs inside a commit
@@ -31,10 +33,23 @@ pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 /// One command's work on the connection.
 pub(super) type Work<T> = dyn FnOnce(&Connection) -> Result<T, StoreError> + Send;
 
+/// How a command runs inside the group commit.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    /// Reads only: no savepoint.
+    Read,
+    /// A write in its own savepoint: if it fails, it alone is undone.
+    Write,
+    /// A write that, when it fails on its own account (a version conflict), has changed
+    /// nothing yet: no savepoint. Should it fail after changing rows (an SQLite error
+    /// half-way), the whole group commit is rolled back and every command in it fails.
+    CheckedWrite,
+}
+
 /// A command as the writer thread sees it, whatever its result type.
 trait Job: Send {
-    /// Whether the command only reads (needs no savepoint).
-    fn read_only(&self) -> bool;
+    /// How the command runs.
+    fn kind(&self) -> Kind;
     /// Runs the command; `true` if it succeeded (its changes are to be kept).
     fn run(&mut self, conn: &Connection) -> bool;
     /// The transaction failed as a whole: the command's success did not last.
@@ -46,15 +61,15 @@ trait Job: Send {
 /// A command and the caller waiting for its result.
 struct Command<T> {
     context: &'static str,
-    read_only: bool,
+    kind: Kind,
     work: Option<Box<Work<T>>>,
     outcome: Option<Result<T, StoreError>>,
     reply: oneshot::Sender<Result<T, StoreError>>,
 }
 
 impl<T: Send> Job for Command<T> {
-    fn read_only(&self) -> bool {
-        self.read_only
+    fn kind(&self) -> Kind {
+        self.kind
     }
 
     fn run(&mut self, conn: &Connection) -> bool {
@@ -112,7 +127,26 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(context, false, Box::new(work)).await
+        self.submit(context, Kind::Write, Box::new(work)).await
+    }
+
+    /// Runs a write in the next group commit without a savepoint (SQLite copies every page a
+    /// savepoint's command changes first into a sub-journal: a large part of the writer's
+    /// work under load). For a command whose own errors (version conflicts, ids already
+    /// applied) are all found before its first change, so that failing, it changed nothing.
+    /// If it fails after changing rows anyway (SQLite failing half-way), the whole group
+    /// commit is rolled back and every command in it fails as retryable.
+    pub(super) async fn write_checked<T, F>(
+        &self,
+        context: &'static str,
+        work: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.submit(context, Kind::CheckedWrite, Box::new(work))
+            .await
     }
 
     /// Runs a read on the writer thread: it sees every write already acknowledged.
@@ -121,20 +155,20 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.submit(context, true, Box::new(work)).await
+        self.submit(context, Kind::Read, Box::new(work)).await
     }
 
     async fn submit<T: Send + 'static>(
         &self,
         context: &'static str,
-        read_only: bool,
+        kind: Kind,
         work: Box<Work<T>>,
     ) -> Result<T, StoreError> {
         let stopped = || SqliteFailure::WriterStopped.into_store_error(context);
         let (reply, outcome) = oneshot::channel();
         let job: Box<dyn Job> = Box::new(Command {
             context,
-            read_only,
+            kind,
             work: Some(work),
             outcome: None,
             reply,
@@ -186,7 +220,7 @@ fn serve(conn: Connection, receiver: Receiver<Box<dyn Job>>) {
                     Err(_) => break,
                 }
             }
-            written |= batch.iter().any(|job| !job.read_only());
+            written |= batch.iter().any(|job| job.kind() != Kind::Read);
             run_batch(&conn, &mut batch);
             for job in batch.drain(..) {
                 job.reply();
@@ -233,14 +267,24 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) {
             job.fail(failure);
             continue;
         }
-        let ran = if job.read_only() {
-            job.run(conn);
-            Ok(())
-        } else {
-            run_in_savepoint(conn, job.as_mut())
+        let ran = match job.kind() {
+            Kind::Read => {
+                job.run(conn);
+                Ok(())
+            }
+            Kind::Write => run_in_savepoint(conn, job.as_mut())
+                .map_err(|e| SqliteFailure::Savepoint(Arc::new(e))),
+            Kind::CheckedWrite => {
+                let before = conn.total_changes();
+                if !job.run(conn) && conn.total_changes() != before {
+                    Err(SqliteFailure::HalfWritten)
+                } else {
+                    Ok(())
+                }
+            }
         };
-        if let Err(e) = ran {
-            failure = Some(SqliteFailure::Savepoint(Arc::new(e)));
+        if let Err(f) = ran {
+            failure = Some(f);
         } else if conn.is_autocommit() {
             // Some errors (disk full, I/O) make SQLite roll back the whole transaction.
             failure = Some(SqliteFailure::RolledBack);
@@ -326,6 +370,104 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(seqs, [1, 4]);
+    }
+
+    fn queued_seqs(conn: &rusqlite::Connection) -> Result<Vec<i64>, StoreError> {
+        conn.prepare("SELECT seq FROM queue ORDER BY seq")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(sqlite("test"))
+    }
+
+    /// Runs `commands` as one group commit: a read that holds the writer thread comes first,
+    /// so that they all queue up behind it.
+    async fn in_one_batch<F: std::future::Future>(
+        writer: &super::Writer,
+        commands: impl FnOnce() -> F,
+    ) -> F::Output {
+        let hold = writer.read("hold", |_| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            Ok(())
+        });
+        let later = async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            commands().await
+        };
+        let (held, out) = tokio::join!(hold, later);
+        held.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn a_checked_write_that_fails_before_writing_fails_alone_without_a_savepoint() {
+        let dir = TempDir::new("writer-checked");
+        let store = dir.open();
+        let writer = &store.writer;
+
+        let (before, conflict, after, savepointed) = in_one_batch(writer, || async {
+            tokio::join!(
+                writer.write_checked("test", |conn| insert(conn, 1)),
+                writer.write_checked("test", |_| {
+                    Err::<(), _>(StoreError::Conflict("u".into()))
+                }),
+                writer.write_checked("test", |conn| insert(conn, 3)),
+                writer.write("test", |conn| insert(conn, 4)),
+            )
+        })
+        .await;
+
+        assert!(before.is_ok() && after.is_ok() && savepointed.is_ok());
+        assert!(matches!(conflict, Err(StoreError::Conflict(_))));
+        assert_eq!(writer.read("test", queued_seqs).await.unwrap(), [1, 3, 4]);
+    }
+
+    #[tokio::test]
+    async fn a_checked_write_that_fails_half_way_rolls_back_its_whole_commit() {
+        let dir = TempDir::new("writer-half-written");
+        let store = dir.open();
+        let writer = &store.writer;
+
+        let (before, half, after) = in_one_batch(writer, || async {
+            tokio::join!(
+                writer.write("test", |conn| insert(conn, 1)),
+                writer.write_checked("test", |conn| {
+                    insert(conn, 2)?;
+                    conn.execute("INSERT INTO no_such_table VALUES (1)", [])
+                        .map_err(sqlite("test"))
+                }),
+                writer.write_checked("test", |conn| insert(conn, 3)),
+            )
+        })
+        .await;
+
+        // The failing command keeps its own error; the others of its commit learn that
+        // their change was not stored, and may try again.
+        assert!(matches!(
+            half,
+            Err(StoreError::Backend {
+                retryable: false,
+                ..
+            })
+        ));
+        for sibling in [before, after] {
+            assert!(
+                matches!(
+                    sibling,
+                    Err(StoreError::Backend {
+                        retryable: true,
+                        ..
+                    })
+                ),
+                "{sibling:?}"
+            );
+        }
+        assert!(writer.read("test", queued_seqs).await.unwrap().is_empty());
+
+        // The next commit goes through.
+        writer
+            .write_checked("test", |conn| insert(conn, 5))
+            .await
+            .unwrap();
+        assert_eq!(writer.read("test", queued_seqs).await.unwrap(), [5]);
     }
 
     #[tokio::test]
