@@ -2,13 +2,16 @@
 //! `/metrics` in the Prometheus text format.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, Request, StatusCode};
+use axum::http::{header, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use nudge_service::api::error_reply;
 use nudge_service::ingest::MAX_BATCH_BYTES;
 use nudge_service::metrics::Metrics;
@@ -42,20 +45,80 @@ async fn metrics(State(h): State<Arc<Handlers>>) -> Response {
 
 async fn api(State(h): State<Arc<Handlers>>, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
-    // One byte over the largest limit is enough to know a body is too large.
-    let bytes = match axum::body::to_bytes(body, MAX_BATCH_BYTES + 1).await {
+    let bytes = match read_body(body, MAX_BATCH_BYTES).await {
         Ok(b) => b,
-        Err(_) => {
-            let r = error_reply(
+        Err(BodyRead::TooLarge { drained }) => {
+            let mut r = error_reply(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 &format!("request body is over the {MAX_BATCH_BYTES}-byte limit"),
-            );
-            return r.map(Body::from);
+            )
+            .map(Body::from);
+            if !drained {
+                // The rest of the body is still coming: this connection cannot carry another
+                // request.
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return r;
+        }
+        Err(BodyRead::Broken(e)) => {
+            return error_reply(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                &format!("the request body could not be read: {e}"),
+            )
+            .map(Body::from);
         }
     };
     let reply = h.api.handle(Request::from_parts(parts, bytes)).await;
     reply.map(Body::from)
+}
+
+/// How much of an over-limit body is read and thrown away before the 413 goes out, and for
+/// how long. Clients (SDKs, curl, reqwest) send the whole body before reading the answer; a
+/// server that answers and closes while the body is still arriving makes the kernel reset the
+/// connection, and the client sees a broken connection instead of the 413 (and may retry).
+const DRAIN_BYTES: usize = 16 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// Why a body was not read.
+enum BodyRead {
+    /// Over `limit`; `drained` if the rest was read to its end (the connection can be reused).
+    TooLarge { drained: bool },
+    /// The client stopped sending half-way, or sent a broken chunked encoding.
+    Broken(axum::Error),
+}
+
+/// Reads a body of at most `limit` bytes. A longer one is read on, bounded by [`DRAIN_BYTES`]
+/// and [`DRAIN_TIME`], and thrown away, so that its sender gets to read the refusal.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BodyRead> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyRead::Broken)?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if buf.len() + data.len() > limit {
+            let mut seen = buf.len() + data.len();
+            drop(buf);
+            let drain = async {
+                while let Some(Ok(frame)) = body.frame().await {
+                    seen += frame.data_ref().map_or(0, |d| d.len());
+                    if seen > DRAIN_BYTES {
+                        return false;
+                    }
+                }
+                true
+            };
+            let drained = tokio::time::timeout(DRAIN_TIME, drain)
+                .await
+                .unwrap_or(false);
+            return Err(BodyRead::TooLarge { drained });
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
 }
 
 async fn shutdown() {
