@@ -50,6 +50,11 @@ pub struct ServeArgs {
     /// keep the SQLite writer's group commits full (BENCHMARKS.md, "Serve load test").
     #[arg(long, default_value_t = 128)]
     pub workers: usize,
+    /// Accepted events waiting for evaluate, at most. A burst faster than evaluate queues in
+    /// `<data>/journal` (about 0.5 KB an event) up to this; beyond it ingest answers only as
+    /// fast as evaluate catches up.
+    #[arg(long, env = "NUDGE_MAX_BACKLOG", default_value_t = 5_000_000)]
+    pub max_backlog: u64,
     /// Webhook attempts before a send counts as failed.
     #[arg(long, default_value_t = 5)]
     pub webhook_attempts: u32,
@@ -83,6 +88,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         sender: args.sender,
         smtp_url: args.smtp_url,
         evaluate_workers: args.workers,
+        max_backlog: args.max_backlog,
         webhook: RetryPolicy {
             attempts: args.webhook_attempts.max(1),
             first_backoff_ms: args.webhook_backoff_ms,

@@ -248,16 +248,14 @@ impl Message {
 
     /// Canonical Segment JSON (camelCase keys); `from_json` reads it back to an equal message.
     pub fn to_json(&self) -> Value {
-        self.json(true)
+        self.clone().into_json()
     }
 
-    /// The canonical JSON, with or without `messageId` (left out when deriving one).
-    fn json(&self, with_message_id: bool) -> Value {
+    /// [`Message::to_json`], moving the maps instead of copying them (ingest's hot path).
+    pub fn into_json(self) -> Value {
         let mut map = Map::new();
         map.insert("type".into(), Value::String(self.kind.as_str().into()));
-        if with_message_id {
-            map.insert("messageId".into(), Value::String(self.message_id.clone()));
-        }
+        map.insert("messageId".into(), Value::String(self.message_id));
         insert_opt(&mut map, "userId", &self.user_id);
         insert_opt(&mut map, "anonymousId", &self.anonymous_id);
         match self.kind {
@@ -272,26 +270,24 @@ impl Message {
             MessageKind::Track | MessageKind::Page | MessageKind::Screen
         );
         if describes_activity || !self.properties.is_empty() {
-            map.insert("properties".into(), Value::Object(self.properties.clone()));
+            map.insert("properties".into(), Value::Object(self.properties));
         }
-        let mut context = self.context.clone();
+        let mut context = self.context;
         match self.kind {
             MessageKind::Identify | MessageKind::Group => {
-                map.insert("traits".into(), Value::Object(self.traits.clone()));
+                map.insert("traits".into(), Value::Object(self.traits));
             }
-            // Other types carry traits in context.traits; keep them even if only `traits` was set.
             _ if !self.traits.is_empty() && !context.contains_key("traits") => {
-                context.insert("traits".into(), Value::Object(self.traits.clone()));
+                context.insert("traits".into(), Value::Object(self.traits));
             }
             _ => {}
         }
         map.insert("context".into(), Value::Object(context));
-        if let Some(at) = self.timestamp {
-            // Out-of-range instants cannot come from from_json; they are left out rather than
-            // written as something from_json would reject.
-            if let Ok(ts) = jiff::Timestamp::from_millisecond(at) {
-                map.insert("timestamp".into(), Value::String(ts.to_string()));
-            }
+        if let Some(ts) = self
+            .timestamp
+            .and_then(|at| jiff::Timestamp::from_millisecond(at).ok())
+        {
+            map.insert("timestamp".into(), Value::String(ts.to_string()));
         }
         Value::Object(map)
     }
@@ -299,7 +295,11 @@ impl Message {
     /// `gen-` + xxh3-128 of the canonical JSON without messageId: an SDK retry of the same
     /// message (whose `sentAt` and other ignored fields may differ) gets the same id.
     fn derived_message_id(&self) -> String {
-        let canonical = sorted_keys(&self.json(false));
+        let mut json = self.to_json();
+        if let Some(map) = json.as_object_mut() {
+            map.remove("messageId");
+        }
+        let canonical = sorted_keys(&json);
         // Serializing a Value with string keys cannot fail.
         let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
         format!("gen-{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))

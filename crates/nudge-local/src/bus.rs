@@ -1,6 +1,8 @@
 //! The in-process bus of `nudge serve`: the same bus events as on EventBridge, routed to the
-//! same handlers. Every published event is first written to the store's queue (so nothing
-//! accepted is lost to a crash), then dispatched; it leaves the queue once its handler is
+//! same handlers. Accepted events go to the journal (see `journal`), which ingest appends to
+//! and a reader hands on to evaluate; every other event (timers fired, delay requests,
+//! message requests) is first written to the store's queue, then dispatched. Either way
+//! nothing published is lost to a crash, and an event is let go only once its handler is
 //! done. Events of one user go to one evaluate worker, in order.
 
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
@@ -8,65 +10,59 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nudge_core::time::Millis;
-use nudge_service::bus::{AcceptedEvents, BusEvent};
+use nudge_service::bus::{AcceptedEvent, AcceptedEvents, BusEvent};
 use nudge_service::error::HandlerError;
 use nudge_service::ports::{Bus, StoreError};
 use nudge_service::schedule::SWEEP_BATCH;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
+use crate::journal::{Journal, JournalReader, SYNC_EVERY};
 use crate::store::SqliteStore;
 
-/// Accepted messages that may wait for evaluate at once before ingest slows down.
-pub const MAX_IN_FLIGHT: usize = 50_000;
 /// Attempts at a retryable failure before the event is left in the queue for the next start.
 const MAX_ATTEMPTS: u32 = 12;
+/// Most journal records the reader takes at once.
+const JOURNAL_BATCH: usize = 1024;
 
 /// A queued event on its way to a handler.
 pub struct Delivery {
     pub seq: i64,
     pub event: BusEvent,
-    pub permit: Option<OwnedSemaphorePermit>,
 }
 
-/// Publishes into the durable queue and hands events to the dispatcher.
+/// Publishes into the journal or the durable queue and hands events to the dispatcher.
 #[derive(Clone)]
 pub struct LocalBus {
     store: SqliteStore,
+    journal: Journal,
     tx: mpsc::UnboundedSender<Delivery>,
-    /// Set for the bus ingest publishes through: accepted messages take permits, so the HTTP
-    /// API slows down when evaluate falls behind instead of memory growing.
-    permits: Option<Arc<Semaphore>>,
     depth: Arc<AtomicI64>,
 }
 
 impl LocalBus {
-    /// A bus for handlers (no backpressure: they must never wait on themselves) and the
-    /// receiving end for the dispatcher.
-    pub fn new(store: SqliteStore) -> (LocalBus, mpsc::UnboundedReceiver<Delivery>) {
+    /// A bus over the store's queue and the journal, and the receiving end for the
+    /// dispatcher of queued events.
+    pub fn new(
+        store: SqliteStore,
+        journal: Journal,
+    ) -> (LocalBus, mpsc::UnboundedReceiver<Delivery>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (
             LocalBus {
                 store,
+                journal,
                 tx,
-                permits: None,
                 depth: Arc::new(AtomicI64::new(0)),
             },
             rx,
         )
     }
 
-    /// The same bus with backpressure, for ingest.
-    pub fn with_backpressure(&self) -> LocalBus {
-        LocalBus {
-            permits: Some(Arc::new(Semaphore::new(MAX_IN_FLIGHT))),
-            ..self.clone()
-        }
-    }
-
-    /// Events published and not yet handled.
+    /// Events published and not yet handled: accepted events in the journal and queued ones.
     pub fn depth(&self) -> i64 {
-        self.depth.load(Ordering::Relaxed)
+        let journal = i64::try_from(self.journal.backlog()).unwrap_or(i64::MAX);
+        journal.saturating_add(self.depth.load(Ordering::Relaxed))
     }
 
     /// Re-dispatches events a previous run left in the queue (crash or shutdown).
@@ -81,7 +77,7 @@ impl LocalBus {
             for (seq, event) in batch {
                 after = seq;
                 n += 1;
-                self.dispatch(seq, event, None);
+                self.dispatch(seq, event);
             }
         }
     }
@@ -95,7 +91,7 @@ impl LocalBus {
             let batch = self.store.fire_due(now, SWEEP_BATCH).await?;
             let n = batch.len();
             for (seq, event) in batch {
-                self.dispatch(seq, event, None);
+                self.dispatch(seq, event);
             }
             fired += n;
             if n < SWEEP_BATCH {
@@ -104,99 +100,126 @@ impl LocalBus {
         }
     }
 
-    fn dispatch(&self, seq: i64, event: BusEvent, permit: Option<OwnedSemaphorePermit>) {
+    fn dispatch(&self, seq: i64, event: BusEvent) {
         self.depth.fetch_add(1, Ordering::Relaxed);
         // The dispatcher lives as long as the node; a send after shutdown only loses the
         // in-memory copy, the queue row stays for the next start.
-        let _ = self.tx.send(Delivery { seq, event, permit });
+        let _ = self.tx.send(Delivery { seq, event });
     }
 }
 
 impl Bus for LocalBus {
     async fn publish(&self, events: &[BusEvent]) -> Result<(), StoreError> {
-        // Outcome reports have no local subscriber: they are logged, not queued.
-        let routed: Vec<BusEvent> = events
-            .iter()
-            .filter(|e| {
-                let report = matches!(
-                    e,
-                    BusEvent::MessageSent(_)
-                        | BusEvent::MessageSuppressed(_)
-                        | BusEvent::MessageFailed(_)
-                );
-                if report {
+        let mut queued: Vec<BusEvent> = Vec::new();
+        for e in events {
+            match e {
+                BusEvent::EventsAccepted(a) => self
+                    .journal
+                    .append(&a.events)
+                    .await
+                    .map_err(|e| StoreError::backend("append to the journal", true, e))?,
+                // Outcome reports have no local subscriber: they are logged, not queued.
+                BusEvent::MessageSent(_)
+                | BusEvent::MessageSuppressed(_)
+                | BusEvent::MessageFailed(_) => {
                     debug!(detail_type = e.detail_type(), detail = %e.to_detail(), "bus event");
                 }
-                !report
-            })
-            .cloned()
-            .collect();
-        if routed.is_empty() {
+                _ => queued.push(e.clone()),
+            }
+        }
+        if queued.is_empty() {
             return Ok(());
         }
-        let mut permits = Vec::new();
-        if let Some(sem) = &self.permits {
-            for e in &routed {
-                let n = match e {
-                    BusEvent::EventsAccepted(a) => a.events.len().clamp(1, MAX_IN_FLIGHT),
-                    _ => 1,
-                };
-                let p = sem
-                    .clone()
-                    .acquire_many_owned(n as u32)
-                    .await
-                    .map_err(|e| StoreError::backend("bus closed", false, e))?;
-                permits.push(Some(p));
-            }
-        } else {
-            permits.resize_with(routed.len(), || None);
-        }
-        let seqs = self.store.enqueue(&routed).await?;
-        for ((seq, event), permit) in seqs.into_iter().zip(routed).zip(permits) {
-            self.dispatch(seq, event, permit);
+        let seqs = self.store.enqueue(&queued).await?;
+        for (seq, event) in seqs.into_iter().zip(queued) {
+            self.dispatch(seq, event);
         }
         Ok(())
     }
 }
 
-/// Counts down the parts of one queued event; the last part acks it.
+/// Where a job's event came from, and so how it is let go.
+enum Origin {
+    /// A row of the store's queue, deleted (acked) once every part is done.
+    Queue {
+        seq: i64,
+        acks: mpsc::UnboundedSender<i64>,
+    },
+    /// Journal records, completed once handled.
+    Journal { seqs: Vec<u64> },
+}
+
+/// Counts down the parts of one event; the last part lets it go.
 pub struct Completion {
-    seq: i64,
+    origin: Origin,
     parts: AtomicUsize,
-    acks: mpsc::UnboundedSender<i64>,
-    depth: Arc<AtomicI64>,
-    _permit: Option<OwnedSemaphorePermit>,
+    bus: LocalBus,
     /// Set when a part gave up: the event stays queued for the next start.
     keep: std::sync::atomic::AtomicBool,
 }
 
 impl Completion {
-    fn new(
+    fn queued(
         seq: i64,
-        permit: Option<OwnedSemaphorePermit>,
         parts: usize,
         bus: &LocalBus,
         acks: &mpsc::UnboundedSender<i64>,
     ) -> Arc<Self> {
         Arc::new(Completion {
-            seq,
+            origin: Origin::Queue {
+                seq,
+                acks: acks.clone(),
+            },
             parts: AtomicUsize::new(parts.max(1)),
-            acks: acks.clone(),
-            depth: bus.depth.clone(),
-            _permit: permit,
+            bus: bus.clone(),
             keep: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// One part is finished (`ok`: handled, or failed for good).
-    pub fn part_done(&self, ok: bool) {
-        if !ok {
+    fn journal(seqs: Vec<u64>, bus: &LocalBus) -> Arc<Self> {
+        Arc::new(Completion {
+            origin: Origin::Journal { seqs },
+            parts: AtomicUsize::new(1),
+            bus: bus.clone(),
+            keep: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// One part is finished: handled, or failed for good.
+    pub fn part_done(&self) {
+        if self.parts.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.finish();
+        }
+    }
+
+    /// One part kept failing but may succeed later: `event` (that part) must be kept for the
+    /// next start. A queue row simply stays; journal records are moved into the queue.
+    pub async fn give_up(&self, event: BusEvent) {
+        if let Origin::Journal { seqs } = &self.origin {
+            if let Err(e) = self.bus.store.enqueue(std::slice::from_ref(&event)).await {
+                // The records stay uncompleted: the next start reads them again.
+                error!(error = %e, records = seqs.len(), "could not keep a failing event; the journal keeps it until the next start");
+                self.keep.store(true, Ordering::Relaxed);
+            }
+        } else {
             self.keep.store(true, Ordering::Relaxed);
         }
-        if self.parts.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
-            if !self.keep.load(Ordering::Relaxed) {
-                let _ = self.acks.send(self.seq);
+        self.part_done();
+    }
+
+    fn finish(&self) {
+        let keep = self.keep.load(Ordering::Relaxed);
+        match &self.origin {
+            Origin::Queue { seq, acks } => {
+                self.bus.depth.fetch_sub(1, Ordering::Relaxed);
+                if !keep {
+                    let _ = acks.send(*seq);
+                }
+            }
+            Origin::Journal { seqs } => {
+                if !keep {
+                    self.bus.journal.complete(seqs);
+                }
             }
         }
     }
@@ -225,9 +248,10 @@ pub fn shard_of(user_id: &str, shards: usize) -> usize {
 /// Routes queued events to workers until the bus is dropped.
 pub async fn dispatch(mut rx: mpsc::UnboundedReceiver<Delivery>, bus: LocalBus, routes: Routes) {
     let shards = routes.evaluate.len();
-    while let Some(Delivery { seq, event, permit }) = rx.recv().await {
-        let done = |parts: usize| Completion::new(seq, permit, parts, &bus, &routes.acks);
+    while let Some(Delivery { seq, event }) = rx.recv().await {
+        let done = |parts: usize| Completion::queued(seq, parts, &bus, &routes.acks);
         match event {
+            // Accepted events of a previous version's queue.
             BusEvent::EventsAccepted(batch) => {
                 let mut parts: Vec<Vec<_>> = vec![Vec::new(); shards];
                 for e in batch.events {
@@ -236,7 +260,7 @@ pub async fn dispatch(mut rx: mpsc::UnboundedReceiver<Delivery>, bus: LocalBus, 
                 let n = parts.iter().filter(|p| !p.is_empty()).count();
                 let done = done(n);
                 if n == 0 {
-                    done.part_done(true);
+                    done.part_done();
                 }
                 for (i, events) in parts.into_iter().enumerate() {
                     if !events.is_empty() {
@@ -260,7 +284,55 @@ pub async fn dispatch(mut rx: mpsc::UnboundedReceiver<Delivery>, bus: LocalBus, 
                 let done = done(1);
                 let _ = routes.deliver.send(Job { event, done });
             }
-            _ => done(1).part_done(true),
+            _ => done(1).part_done(),
+        }
+    }
+}
+
+/// Hands the journal's accepted events to the evaluate workers, each user's to its worker, in
+/// order, until the workers are gone.
+pub async fn dispatch_journal(
+    mut reader: JournalReader,
+    bus: LocalBus,
+    evaluate: Vec<mpsc::UnboundedSender<Job>>,
+) {
+    let shards = evaluate.len();
+    loop {
+        let (records, lost) = reader.next_batch(JOURNAL_BATCH).await;
+        if lost > 0 {
+            error!(lost, "journal records could not be read");
+        }
+        let mut parts: Vec<(Vec<u64>, Vec<AcceptedEvent>)> = vec![Default::default(); shards];
+        for (seq, e) in records {
+            let part = &mut parts[shard_of(&e.user_id, shards)];
+            part.0.push(seq);
+            part.1.push(e);
+        }
+        for (i, (seqs, events)) in parts.into_iter().enumerate() {
+            if events.is_empty() {
+                continue;
+            }
+            let job = Job {
+                event: BusEvent::EventsAccepted(AcceptedEvents { events }),
+                done: Completion::journal(seqs, &bus),
+            };
+            if evaluate[i].send(job).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Saves the journal's progress, deletes what it no longer needs and syncs it, every
+/// [`SYNC_EVERY`].
+pub async fn maintain_journal(journal: Journal) {
+    loop {
+        tokio::time::sleep(SYNC_EVERY).await;
+        let j = journal.clone();
+        match tokio::task::spawn_blocking(move || j.maintain()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "journal upkeep failed"),
+            Err(e) => warn!(error = %e, "journal upkeep stopped"),
         }
     }
 }
@@ -279,7 +351,7 @@ where
         event = back;
         match result {
             Ok(()) => {
-                job.done.part_done(true);
+                job.done.part_done();
                 return;
             }
             Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
@@ -289,12 +361,12 @@ where
             }
             Err(e) if e.is_retryable() => {
                 error!(error = %e, detail_type = event.detail_type(), "handler kept failing; the event stays queued for the next start");
-                job.done.part_done(false);
+                job.done.give_up(event).await;
                 return;
             }
             Err(e) => {
                 error!(error = %e, detail_type = event.detail_type(), detail = %event.to_detail(), "handler failed for good; event dropped");
-                job.done.part_done(true);
+                job.done.part_done();
                 return;
             }
         }

@@ -1,8 +1,10 @@
 //! `nudge serve`: the SQLite store, the in-process bus and timer loop, the HTTP server and local mail.
 
 pub mod bus;
+pub mod journal;
 pub mod mail;
 pub mod node;
+pub mod priority;
 pub mod secrets;
 pub mod server;
 pub mod store;

@@ -18,7 +18,10 @@ use nudge_service::webhook::{HttpWebhookTransport, RetryPolicy};
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tracing::{info, warn};
 
-use crate::bus::{ack_loop, dispatch, run_job, Job, LocalBus, Routes};
+use crate::bus::{
+    ack_loop, dispatch, dispatch_journal, maintain_journal, run_job, Job, LocalBus, Routes,
+};
+use crate::journal::{Journal, Limits};
 use crate::mail::LocalMailer;
 use crate::secrets::Secrets;
 use crate::store::SqliteStore;
@@ -42,6 +45,8 @@ pub struct ServeConfig {
     pub smtp_url: Option<String>,
     /// Evaluate workers (users are spread over them).
     pub evaluate_workers: usize,
+    /// Accepted events not yet evaluated, at most: beyond it ingest waits for evaluate.
+    pub max_backlog: u64,
     /// Webhook retry policy.
     pub webhook: RetryPolicy,
 }
@@ -58,6 +63,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Store(#[from] nudge_service::ports::StoreError),
+    #[error(transparent)]
+    Journal(#[from] crate::journal::JournalError),
     #[error("mail: {0}")]
     Mail(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -92,6 +99,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     std::fs::create_dir_all(&config.data_dir).map_err(data)?;
     let secrets = Secrets::load_or_create(&config.data_dir.join("secrets.json")).map_err(data)?;
     let store = SqliteStore::open(&config.data_dir.join("nudge.db"))?;
+    let journal = Journal::open(
+        &config.data_dir.join("journal"),
+        Limits::with_backlog(config.max_backlog),
+    )?;
     let mailer = match &config.smtp_url {
         Some(url) => LocalMailer::smtp(url).map_err(|e| ServeError::Mail(e.to_string()))?,
         None => LocalMailer::outbox(&config.data_dir.join("outbox")).map_err(data)?,
@@ -128,14 +139,14 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .unwrap_or_else(|| secrets.inbox_secret.clone())
         .into_bytes();
 
-    let (bus, rx) = LocalBus::new(store.clone());
+    let (bus, rx) = LocalBus::new(store.clone(), journal.clone());
     let metrics = Arc::new(PromMetrics::new());
     let dyn_metrics: Arc<dyn Metrics> = metrics.clone();
     let handlers = Arc::new(Handlers {
         api: Api {
             rules: rules.clone(),
             store: store.clone(),
-            bus: bus.with_backpressure(),
+            bus: bus.clone(),
             clock: SystemClock,
             metrics: dyn_metrics.clone(),
             keys: ApiKeys {
@@ -180,13 +191,22 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         store: store.clone(),
     });
 
+    // Everything behind the bus runs on a runtime of its own whose threads yield to the HTTP
+    // API's when both want the CPU: an answer to a client waits on ingest alone, while
+    // evaluating is asynchronous anyway (as on AWS) and catches up from the journal.
+    let background = crate::priority::background_runtime().map_err(ServeError::Serve)?;
     let timers_changed = Arc::new(Notify::new());
-    start_workers(
-        &handlers,
-        rx,
-        config.evaluate_workers,
-        timers_changed.clone(),
-    );
+    {
+        let _on_background = background.enter();
+        start_workers(
+            &handlers,
+            rx,
+            &journal,
+            config.evaluate_workers,
+            timers_changed.clone(),
+        );
+        tokio::spawn(timer_loop(handlers.clone(), timers_changed));
+    }
     let redelivered = bus.redeliver_unacked().await?;
     if redelivered > 0 {
         info!(
@@ -194,17 +214,21 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             "redelivering events a previous run left unhandled"
         );
     }
-    tokio::spawn(timer_loop(handlers.clone(), timers_changed));
 
     print_banner(&config, &rules, addr, &write_keys, &admin_key, &public_url);
-    crate::server::run(listener, handlers)
-        .await
-        .map_err(ServeError::Serve)
+    let served = crate::server::run(listener, handlers).await;
+    background.shutdown_background();
+    // Save how far evaluate got, so the next start reads less again.
+    if let Err(e) = journal.maintain() {
+        warn!(error = %e, "could not save the journal's progress");
+    }
+    served.map_err(ServeError::Serve)
 }
 
 fn start_workers(
     h: &Arc<Handlers>,
     rx: mpsc::UnboundedReceiver<crate::bus::Delivery>,
+    journal: &Journal,
     evaluate_workers: usize,
     timers_changed: Arc<Notify>,
 ) {
@@ -274,6 +298,12 @@ fn start_workers(
         });
     }
 
+    tokio::spawn(dispatch_journal(
+        journal.reader(),
+        h.bus.clone(),
+        evaluate.clone(),
+    ));
+    tokio::spawn(maintain_journal(journal.clone()));
     let routes = Routes {
         evaluate,
         schedule: schedule_tx,

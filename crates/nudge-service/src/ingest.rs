@@ -270,7 +270,7 @@ impl Intake {
             message_id: msg.message_id.clone(),
             at,
             received_at,
-            message: msg.to_json(),
+            message: msg.into_json(),
         });
     }
 }
@@ -304,6 +304,12 @@ fn message_id_of(v: &Value) -> Option<String> {
 
 /// Packs accepted messages into bus entries of at most [`MAX_DETAIL_BYTES`] each.
 pub fn pack(accepted: Vec<AcceptedEvent>) -> Vec<BusEvent> {
+    if accepted.len() == 1 {
+        // One message is at most MAX_EVENT_BYTES, well within an entry.
+        return vec![BusEvent::EventsAccepted(AcceptedEvents {
+            events: accepted,
+        })];
+    }
     let mut out = Vec::new();
     let mut current: Vec<AcceptedEvent> = Vec::new();
     // Envelope overhead of the detail JSON besides the events themselves.

@@ -22,7 +22,7 @@ mod queue;
 mod schema;
 mod sql_values;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod timers;
 mod users;
 mod writer;

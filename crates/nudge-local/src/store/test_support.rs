@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::SqliteStore;
 
 /// A fresh folder under the system's temp dir, deleted on drop.
-pub(super) struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
     /// A new empty folder whose name starts with `name`.
-    pub(super) fn new(name: &str) -> TempDir {
+    pub(crate) fn new(name: &str) -> TempDir {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -25,13 +25,18 @@ impl TempDir {
         TempDir(dir)
     }
 
+    /// The folder.
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
     /// The database file inside the folder.
-    pub(super) fn db(&self) -> PathBuf {
+    pub(crate) fn db(&self) -> PathBuf {
         self.0.join("nudge.db")
     }
 
     /// Opens (or reopens) the store in this folder.
-    pub(super) fn open(&self) -> SqliteStore {
+    pub(crate) fn open(&self) -> SqliteStore {
         SqliteStore::open(&self.db()).expect("open store")
     }
 }
