@@ -17,7 +17,9 @@ use tracing::{debug, info, warn};
 use crate::bus::{AcceptedEvent, BusEvent, DelayCancel, DelayRequest, MessageRequest};
 use crate::error::HandlerError;
 use crate::metrics::Metrics;
-use crate::ports::{Bus, Clock, StoreError, UserStore, UserWrite};
+use crate::ports::{
+    Bus, Clock, LoadRequest, SaveRequest, StoreError, StoredUser, UserStore, UserWrite,
+};
 
 /// How many times a lost optimistic-concurrency race is retried before giving the event back.
 const MAX_ATTEMPTS: usize = 8;
@@ -53,6 +55,33 @@ pub struct Evaluate<S, B, C> {
     pub metrics: Arc<dyn Metrics>,
 }
 
+/// What evaluating one user's input decided, before anything is stored.
+struct Decided<'a> {
+    result: Evaluated,
+    /// The write to make; `None` when nothing changed and nothing is owed.
+    write: Option<Plan<'a>>,
+}
+
+/// A user's new state and the bus events it produced, to be stored together.
+struct Plan<'a> {
+    expected: Option<u64>,
+    state: Vec<u8>,
+    outbox: Vec<BusEvent>,
+    applied: Vec<&'a str>,
+    now: Millis,
+}
+
+impl Plan<'_> {
+    fn write(&self) -> UserWrite<'_> {
+        UserWrite {
+            state: &self.state,
+            outbox: &self.outbox,
+            message_ids: &self.applied,
+            now: self.now,
+        }
+    }
+}
+
 impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
     /// Handles one bus event meant for evaluate (others are ignored). Every user in it is
     /// evaluated even if one fails; the first failure is returned (retryable ones first, so
@@ -70,10 +99,15 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
                 }
                 let mut first: Option<HandlerError> = None;
                 let mut applied = 0;
-                for (user, events) in &users {
-                    match self.user(user, Input::Events(events)).await {
+                let outcomes = match self.users(&users).await {
+                    Ok(outcomes) => outcomes,
+                    Err(e) => vec![Err(e)],
+                };
+                for (i, outcome) in outcomes.into_iter().enumerate() {
+                    match outcome {
                         Ok(done) => applied += done.applied,
                         Err(e) => {
+                            let user = users.get(i).map_or("", |(u, _)| u);
                             warn!(user_id = %user, error = %e, retryable = e.is_retryable(), "evaluate failed");
                             let replace = match &first {
                                 None => true,
@@ -103,6 +137,98 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
         result
     }
 
+    /// Evaluates the accepted messages of several users with one load and one save for all
+    /// of them (where the store can), then one publish of everything they decided. Users that
+    /// lose a race for their state, or have events left unpublished by an earlier crash, go
+    /// through [`Evaluate::user`] one by one. The outer error is a failure that stopped the
+    /// whole batch (the bus delivers it again; users already done skip it as duplicates).
+    pub async fn users(
+        &self,
+        users: &[(&str, Vec<&AcceptedEvent>)],
+    ) -> Result<Vec<Result<Evaluated, HandlerError>>, HandlerError> {
+        let ids: Vec<Vec<&str>> = users
+            .iter()
+            .map(|(_, events)| events.iter().map(|e| e.message_id.as_str()).collect())
+            .collect();
+        let requests: Vec<LoadRequest<'_>> = users
+            .iter()
+            .zip(&ids)
+            .map(|((user_id, _), ids)| LoadRequest {
+                user_id,
+                message_ids: ids,
+            })
+            .collect();
+        let loaded = self.store.load_many(&requests).await?;
+
+        let mut results: Vec<Option<Result<Evaluated, HandlerError>>> =
+            users.iter().map(|_| None).collect();
+        // One by one: events left unpublished by an earlier crash, lost races.
+        let mut one_by_one = Vec::new();
+        let mut plans: Vec<(usize, Evaluated, Plan<'_>)> = Vec::new();
+        for (i, ((user_id, events), stored)) in users.iter().zip(loaded).enumerate() {
+            if stored.as_ref().is_some_and(|s| !s.outbox.is_empty()) {
+                one_by_one.push(i);
+                continue;
+            }
+            match self.decide(user_id, Input::Events(events), &ids[i], stored) {
+                Ok(Decided {
+                    result,
+                    write: Some(plan),
+                }) => plans.push((i, result, plan)),
+                Ok(Decided {
+                    result,
+                    write: None,
+                }) => results[i] = Some(Ok(result)),
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+
+        let saved = {
+            let writes: Vec<SaveRequest<'_>> = plans
+                .iter()
+                .map(|(i, _, plan)| SaveRequest {
+                    user_id: users[*i].0,
+                    expected: plan.expected,
+                    write: plan.write(),
+                })
+                .collect();
+            self.store.save_many(&writes).await?
+        };
+        let mut outbox = Vec::new();
+        let mut clear = Vec::new();
+        for ((i, mut result, plan), saved) in plans.into_iter().zip(saved) {
+            match saved {
+                Ok(version) => {
+                    result.wrote = true;
+                    if !plan.outbox.is_empty() {
+                        result.published = plan.outbox.len();
+                        clear.push((users[i].0, version));
+                        outbox.extend(plan.outbox);
+                    }
+                    results[i] = Some(Ok(result));
+                }
+                Err(StoreError::Conflict(_)) => one_by_one.push(i),
+                Err(e) => results[i] = Some(Err(e.into())),
+            }
+        }
+        if !outbox.is_empty() {
+            // Stored with the states: if this fails, each user's next input publishes them.
+            self.bus.publish(&outbox).await?;
+            if let Err(e) = self.store.clear_outboxes(&clear).await {
+                // Harmless: the next input publishes the events again and handlers dedupe.
+                warn!(users = clear.len(), error = %e, "could not clear the outboxes");
+            }
+        }
+        for i in one_by_one {
+            let (user_id, events) = &users[i];
+            results[i] = Some(self.user(user_id, Input::Events(events)).await);
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Ok(Evaluated::default())))
+            .collect())
+    }
+
     /// Evaluates one user's input: load, apply, save with the outbox, publish.
     pub async fn user(&self, user_id: &str, input: Input<'_>) -> Result<Evaluated, HandlerError> {
         let ids: Vec<&str> = match input {
@@ -128,24 +254,61 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
         Err(HandlerError::Contended(user_id.to_string()))
     }
 
-    async fn attempt(
+    async fn attempt<'a>(
         &self,
         user_id: &str,
-        input: Input<'_>,
-        ids: &[&str],
+        input: Input<'a>,
+        ids: &[&'a str],
     ) -> Result<Evaluated, HandlerError> {
+        let mut published = 0;
+        let stored = match self.store.load(user_id, ids).await? {
+            Some(s) if !s.outbox.is_empty() => {
+                // A crash (or a failed publish) left these behind: they go out first.
+                self.bus.publish(&s.outbox).await?;
+                published = s.outbox.len();
+                self.store.clear_outbox(user_id, s.version).await?;
+                Some(StoredUser {
+                    outbox: Vec::new(),
+                    ..s
+                })
+            }
+            other => other,
+        };
+        let Decided { mut result, write } = self.decide(user_id, input, ids, stored)?;
+        result.published += published;
+        let Some(plan) = write else {
+            return Ok(result);
+        };
+        let new_version = self
+            .store
+            .save(user_id, plan.expected, plan.write())
+            .await?;
+        result.wrote = true;
+        if !plan.outbox.is_empty() {
+            self.bus.publish(&plan.outbox).await?;
+            result.published += plan.outbox.len();
+            if let Err(e) = self.store.clear_outbox(user_id, new_version).await {
+                // Harmless: the next input publishes the events again and handlers dedupe.
+                warn!(user_id, error = %e, "could not clear the outbox");
+            }
+        }
+        Ok(result)
+    }
+
+    /// Runs the engine on one user's input over their stored state (whose outbox is empty):
+    /// the new state and the bus events it produced, or nothing to write. No I/O.
+    fn decide<'a>(
+        &self,
+        user_id: &str,
+        input: Input<'a>,
+        ids: &[&'a str],
+        stored: Option<StoredUser>,
+    ) -> Result<Decided<'a>, HandlerError> {
         let rules = &*self.rules;
         let engine = Engine::new(rules);
-        let stored = self.store.load(user_id, ids).await?;
         let mut result = Evaluated::default();
         let (mut state, expected, applied_before) = match stored {
             Some(s) => {
-                if !s.outbox.is_empty() {
-                    // A crash (or a failed publish) left these behind: they go out first.
-                    self.bus.publish(&s.outbox).await?;
-                    result.published += s.outbox.len();
-                    self.store.clear_outbox(user_id, s.version).await?;
-                }
                 let state =
                     UserState::decode(&s.state, rules).map_err(|e| HandlerError::State {
                         user_id: user_id.to_string(),
@@ -160,13 +323,12 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
         let now = self.clock.now();
 
         let mut decisions: Vec<Decision> = Vec::new();
-        let mut applied_ids: Vec<&str> = Vec::new();
+        let mut applied: Vec<&'a str> = Vec::new();
         match input {
             Input::Events(events) => {
                 let mut fresh: Vec<(&AcceptedEvent, Message)> = Vec::with_capacity(events.len());
-                for e in events {
-                    let id = e.message_id.as_str();
-                    if applied_before.iter().any(|a| a == id) || applied_ids.contains(&id) {
+                for (e, id) in events.iter().zip(ids) {
+                    if applied_before.iter().any(|a| a == id) || applied.contains(id) {
                         result.duplicates += 1;
                         continue;
                     }
@@ -177,11 +339,14 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
                             reason: err.to_string(),
                         }
                     })?;
-                    applied_ids.push(id);
+                    applied.push(id);
                     fresh.push((e, msg));
                 }
                 if fresh.is_empty() {
-                    return Ok(result);
+                    return Ok(Decided {
+                        result,
+                        write: None,
+                    });
                 }
                 // Apply in time order; messages sharing an instant are decided together.
                 fresh.sort_by_key(|(e, _)| e.at);
@@ -210,10 +375,13 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
         let timer_input = matches!(input, Input::Timer { .. });
         let unchanged = before.as_deref() == Some(encoded.as_slice())
             && decisions.is_empty()
-            && applied_ids.is_empty();
+            && applied.is_empty();
         if unchanged && !(timer_input && wake_after.is_some()) {
             // A stale or early timer: nothing changed and no wake-up is owed.
-            return Ok(result);
+            return Ok(Decided {
+                result,
+                write: None,
+            });
         }
         let version = expected.unwrap_or(0) + 1;
         let mut outbox: Vec<BusEvent> = Vec::new();
@@ -249,29 +417,16 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
                 None => {}
             }
         }
-        let new_version = self
-            .store
-            .save(
-                user_id,
+        Ok(Decided {
+            result,
+            write: Some(Plan {
                 expected,
-                UserWrite {
-                    state: &encoded,
-                    outbox: &outbox,
-                    message_ids: &applied_ids,
-                    now,
-                },
-            )
-            .await?;
-        result.wrote = true;
-        if !outbox.is_empty() {
-            self.bus.publish(&outbox).await?;
-            result.published += outbox.len();
-            if let Err(e) = self.store.clear_outbox(user_id, new_version).await {
-                // Harmless: the next input publishes the events again and handlers dedupe.
-                warn!(user_id, error = %e, "could not clear the outbox");
-            }
-        }
-        Ok(result)
+                state: encoded,
+                outbox,
+                applied,
+                now,
+            }),
+        })
     }
 }
 
@@ -301,8 +456,8 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::bus::AcceptedEvents;
     use crate::metrics::NoMetrics;
-    use crate::ports::StoredUser;
 
     #[test]
     fn only_a_wake_up_moving_later_keeps_the_timer() {
@@ -320,9 +475,13 @@ mod tests {
     /// A user's stored record: state, version, outbox.
     type Record = (Vec<u8>, u64, Vec<BusEvent>);
 
-    /// Users' stored records, in memory.
+    /// Users' stored records, in memory; a user in the second field loses their next save to
+    /// a concurrent writer, who stores the state given there under the next version.
     #[derive(Default)]
-    struct MemStore(Mutex<HashMap<String, Record>>);
+    struct MemStore(
+        Mutex<HashMap<String, Record>>,
+        Mutex<Vec<(String, Vec<u8>)>>,
+    );
 
     impl UserStore for MemStore {
         async fn load(&self, user: &str, _: &[&str]) -> Result<Option<StoredUser>, StoreError> {
@@ -345,6 +504,13 @@ mod tests {
             w: UserWrite<'_>,
         ) -> Result<u64, StoreError> {
             let mut users = self.0.lock().unwrap();
+            let mut races = self.1.lock().unwrap();
+            if let Some(i) = races.iter().position(|(u, _)| u == user) {
+                let (_, state) = races.remove(i);
+                let theirs = users.get(user).map_or(1, |u| u.1 + 1);
+                users.insert(user.into(), (state, theirs, Vec::new()));
+                return Err(StoreError::Conflict(user.into()));
+            }
             assert_eq!(users.get(user).map(|u| u.1), expected);
             let version = expected.unwrap_or(0) + 1;
             users.insert(user.into(), (w.state.to_vec(), version, w.outbox.to_vec()));
@@ -395,17 +561,156 @@ mod tests {
     }
 
     fn accepted(n: usize, event: &str, at: Millis) -> AcceptedEvent {
+        accepted_by("u1", n, event, at)
+    }
+
+    fn accepted_by(user: &str, n: usize, event: &str, at: Millis) -> AcceptedEvent {
         let segment = json!({
-            "type": "track", "userId": "u1", "event": event, "messageId": format!("m{n}"),
+            "type": "track", "userId": user, "event": event, "messageId": format!("{user}-m{n}"),
             "timestamp": nudge_core::time::format_instant(at),
         });
         AcceptedEvent {
-            user_id: "u1".into(),
-            message_id: format!("m{n}"),
+            user_id: user.into(),
+            message_id: format!("{user}-m{n}"),
             at,
             received_at: at,
             message: Message::from_json(&segment, None).unwrap().to_json(),
         }
+    }
+
+    /// Onboarding traffic of four users, interleaved as one accepted batch.
+    fn mixed_batch(t0: Millis) -> Vec<AcceptedEvent> {
+        let names = [
+            "Signed Up",
+            "Onboarding Step Viewed",
+            "Login Failed",
+            "Login Failed",
+            "Login Failed",
+            "Feature Used",
+        ];
+        let mut events = Vec::new();
+        for (n, name) in names.iter().enumerate() {
+            for user in ["a", "b", "c", "d"] {
+                events.push(accepted_by(user, n, name, t0 + n as i64 * 1000));
+            }
+        }
+        events
+    }
+
+    /// The published events and stored states, in an order that does not depend on how
+    /// users were batched.
+    fn outcome(e: &Evaluate<MemStore, Recorded, At>) -> (Vec<String>, Vec<(String, Record)>) {
+        let mut published: Vec<String> = e
+            .bus
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(BusEvent::to_detail)
+            .collect();
+        published.sort();
+        let mut users: Vec<(String, Record)> = e
+            .store
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(u, r)| (u.clone(), r.clone()))
+            .collect();
+        users.sort_by(|a, b| a.0.cmp(&b.0));
+        (published, users)
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_users_decides_what_each_user_alone_decides() {
+        let t0 = nudge_core::time::parse_instant("2026-03-02T09:00:00Z").unwrap();
+        let events = mixed_batch(t0);
+        let batched = saas();
+        batched.clock.0.store(t0 + 10_000, Ordering::SeqCst);
+        let alone = saas();
+        alone.clock.0.store(t0 + 10_000, Ordering::SeqCst);
+
+        batched
+            .handle(&BusEvent::EventsAccepted(AcceptedEvents {
+                events: events.clone(),
+            }))
+            .await
+            .unwrap();
+        for user in ["a", "b", "c", "d"] {
+            let mine: Vec<&AcceptedEvent> = events.iter().filter(|e| e.user_id == user).collect();
+            alone.user(user, Input::Events(&mine)).await.unwrap();
+        }
+
+        let (published, users) = outcome(&batched);
+        assert!(
+            published.iter().any(|p| p.contains("Message Requested")),
+            "{published:?}"
+        );
+        assert_eq!(users.len(), 4);
+        assert_eq!((published, users), outcome(&alone));
+    }
+
+    #[tokio::test]
+    async fn a_user_who_loses_a_race_in_a_batch_is_evaluated_again_alone() {
+        let t0 = nudge_core::time::parse_instant("2026-03-02T09:00:00Z").unwrap();
+        let events = mixed_batch(t0);
+        let e = saas();
+        e.clock.0.store(t0 + 10_000, Ordering::SeqCst);
+        let fresh = UserState::new(&e.rules).encode(&e.rules);
+        e.store.1.lock().unwrap().push(("b".into(), fresh));
+
+        let refs: Vec<&AcceptedEvent> = events.iter().collect();
+        let mut users: Vec<(&str, Vec<&AcceptedEvent>)> = Vec::new();
+        for user in ["a", "b", "c", "d"] {
+            users.push((
+                user,
+                refs.iter().copied().filter(|e| e.user_id == user).collect(),
+            ));
+        }
+        let results = e.users(&users).await.unwrap();
+
+        for r in &results {
+            assert_eq!(r.as_ref().unwrap().applied, 6, "{results:?}");
+        }
+        // b's state was written by the winner of the race (version 1), then by the retry.
+        assert_eq!(e.store.0.lock().unwrap()["b"].1, 2);
+        let sends_to = |user: &str| {
+            e.bus
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|ev| matches!(ev, BusEvent::MessageRequested(m) if m.send.user_id == user))
+                .count()
+        };
+        assert_eq!(sends_to("b"), sends_to("a"));
+        assert!(sends_to("a") > 0);
+    }
+
+    #[tokio::test]
+    async fn events_a_crash_left_unpublished_go_out_before_the_batch_is_applied() {
+        let t0 = nudge_core::time::parse_instant("2026-03-02T09:00:00Z").unwrap();
+        let e = saas();
+        e.clock.0.store(t0, Ordering::SeqCst);
+        let left = BusEvent::DelayCancelled(DelayCancel {
+            user_id: "a".into(),
+            version: 1,
+        });
+        e.store.0.lock().unwrap().insert(
+            "a".into(),
+            (
+                UserState::new(&e.rules).encode(&e.rules),
+                1,
+                vec![left.clone()],
+            ),
+        );
+
+        let ev = accepted_by("a", 0, "Signed Up", t0);
+        let results = e.users(&[("a", vec![&ev])]).await.unwrap();
+
+        assert_eq!(results[0].as_ref().unwrap().applied, 1);
+        assert_eq!(e.bus.0.lock().unwrap().first(), Some(&left));
+        assert_eq!(e.store.0.lock().unwrap()["a"].1, 2);
     }
 
     /// Takes what was published since the last call: (timer requests, in-app sends).

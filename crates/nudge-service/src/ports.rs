@@ -116,6 +116,69 @@ pub trait UserStore: Send + Sync {
     /// Erases everything stored under the user (GDPR): state, applied messageIds, timer,
     /// delivery log and inbox.
     fn erase_user(&self, user_id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// [`UserStore::load`] for several users, in order. A store that can read them in one
+    /// round trip does; the default reads one after the other.
+    fn load_many(
+        &self,
+        users: &[LoadRequest<'_>],
+    ) -> impl Future<Output = Result<Vec<Option<StoredUser>>, StoreError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(users.len());
+            for u in users {
+                out.push(self.load(u.user_id, u.message_ids).await?);
+            }
+            Ok(out)
+        }
+    }
+
+    /// [`UserStore::save`] for several users, in order: each write is conditional on its own
+    /// and succeeds or conflicts on its own (the inner results). The outer error is a failure
+    /// of the backend that may have stopped any of them. The default writes one after the
+    /// other.
+    fn save_many(
+        &self,
+        writes: &[SaveRequest<'_>],
+    ) -> impl Future<Output = Result<Vec<Result<u64, StoreError>>, StoreError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(writes.len());
+            for w in writes {
+                match self.save(w.user_id, w.expected, w.write).await {
+                    Err(e @ StoreError::Conflict(_)) => out.push(Err(e)),
+                    other => out.push(Ok(other?)),
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    /// [`UserStore::clear_outbox`] for several (user, version) pairs.
+    fn clear_outboxes(
+        &self,
+        users: &[(&str, u64)],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            for (user_id, version) in users {
+                self.clear_outbox(user_id, *version).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One user of [`UserStore::load_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct LoadRequest<'a> {
+    pub user_id: &'a str,
+    pub message_ids: &'a [&'a str],
+}
+
+/// One user of [`UserStore::save_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct SaveRequest<'a> {
+    pub user_id: &'a str,
+    pub expected: Option<u64>,
+    pub write: UserWrite<'a>,
 }
 
 /// A user's pending wake-up.

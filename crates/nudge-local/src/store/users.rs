@@ -4,7 +4,8 @@
 use nudge_core::time::Millis;
 use nudge_service::bus::BusEvent;
 use nudge_service::ports::{
-    Clock, StoreError, StoredUser, SystemClock, UserStore, UserWrite, MESSAGE_ID_RETENTION_MS,
+    Clock, LoadRequest, SaveRequest, StoreError, StoredUser, SystemClock, UserStore, UserWrite,
+    MESSAGE_ID_RETENTION_MS,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -16,6 +17,9 @@ use super::SqliteStore;
 /// off the one thread every command waits for.
 type RawUser = (Vec<u8>, i64, String);
 
+/// A user's stored row and which of the asked messageIds it applied.
+type Found = Option<(RawUser, Vec<String>)>;
+
 impl UserStore for SqliteStore {
     /// Applied messageIds count until their expiry by the wall clock (the port's `load` takes
     /// no time; DynamoDB's TTL filter uses the wall clock too).
@@ -24,41 +28,52 @@ impl UserStore for SqliteStore {
         user_id: &str,
         message_ids: &[&str],
     ) -> Result<Option<StoredUser>, StoreError> {
+        let mut users = self
+            .load_many(&[LoadRequest {
+                user_id,
+                message_ids,
+            }])
+            .await?;
+        Ok(users.pop().flatten())
+    }
+
+    async fn load_many(
+        &self,
+        users: &[LoadRequest<'_>],
+    ) -> Result<Vec<Option<StoredUser>>, StoreError> {
         const CONTEXT: &str = "load user";
-        let user = user_id.to_owned();
-        let ids: Vec<String> = message_ids.iter().map(|id| (*id).to_owned()).collect();
+        let asked: Vec<(String, Vec<String>)> = users
+            .iter()
+            .map(|u| {
+                let ids = u.message_ids.iter().map(|id| (*id).to_owned()).collect();
+                (u.user_id.to_owned(), ids)
+            })
+            .collect();
         let now = SystemClock.now();
-        let found: Option<(RawUser, Vec<String>)> = self
+        let found: Vec<Found> = self
             .writer
             .read(CONTEXT, move |conn| {
-                let Some(raw) = conn
-                    .prepare_cached("SELECT state, version, outbox FROM users WHERE user_id = ?1")
-                    .map_err(sqlite(CONTEXT))?
-                    .query_row([&user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .optional()
-                    .map_err(sqlite(CONTEXT))?
-                else {
-                    // No state means no applied ids: save writes both, erase removes both.
-                    return Ok(None);
-                };
-                let mut applied = Vec::new();
-                for id in ids {
-                    if is_applied(conn, &user, &id, now).map_err(sqlite(CONTEXT))? {
-                        applied.push(id);
-                    }
-                }
-                Ok(Some((raw, applied)))
+                asked
+                    .into_iter()
+                    .map(|(user, ids)| load_row(conn, &user, ids, now).map_err(sqlite(CONTEXT)))
+                    .collect()
             })
             .await?;
-        let Some(((state, version, outbox), applied)) = found else {
-            return Ok(None);
-        };
-        Ok(Some(StoredUser {
-            state,
-            version: version_from_sql(user_id, version)?,
-            outbox: decode_outbox(user_id, &outbox)?,
-            applied,
-        }))
+        users
+            .iter()
+            .zip(found)
+            .map(|(u, found)| {
+                let Some(((state, version, outbox), applied)) = found else {
+                    return Ok(None);
+                };
+                Ok(Some(StoredUser {
+                    state,
+                    version: version_from_sql(u.user_id, version)?,
+                    outbox: decode_outbox(u.user_id, &outbox)?,
+                    applied,
+                }))
+            })
+            .collect()
     }
 
     async fn save(
@@ -67,80 +82,63 @@ impl UserStore for SqliteStore {
         expected: Option<u64>,
         write: UserWrite<'_>,
     ) -> Result<u64, StoreError> {
+        let mut saved = self
+            .save_many(&[SaveRequest {
+                user_id,
+                expected,
+                write,
+            }])
+            .await?;
+        saved
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Conflict(user_id.to_owned())))
+    }
+
+    async fn save_many(
+        &self,
+        writes: &[SaveRequest<'_>],
+    ) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
         const CONTEXT: &str = "save user";
-        let new_version = match expected {
-            None => 1,
-            Some(v) => v.saturating_add(1),
-        };
-        let expected = expected.map(|v| to_sql_int(CONTEXT, v)).transpose()?;
-        let version = to_sql_int(CONTEXT, new_version)?;
-        let outbox = serde_json::to_string(write.outbox).map_err(encode(CONTEXT))?;
-        let user = user_id.to_owned();
-        let state = write.state.to_vec();
-        let ids: Vec<String> = write
-            .message_ids
+        let rows = writes
             .iter()
-            .map(|id| (*id).to_owned())
-            .collect();
-        let now = write.now;
-        let expires_at = now.saturating_add(MESSAGE_ID_RETENTION_MS);
-        // Checked: the version and the messageIds are checked before the first change.
+            .map(|w| Row::new(CONTEXT, w))
+            .collect::<Result<Vec<_>, _>>()?;
+        // Checked: each user's version and messageIds are checked before its first change,
+        // so a conflict leaves that user untouched and the others go ahead.
         self.writer
             .write_checked(CONTEXT, move |conn| {
-                let stored: Option<i64> = conn
-                    .prepare_cached("SELECT version FROM users WHERE user_id = ?1")
-                    .map_err(sqlite(CONTEXT))?
-                    .query_row([&user], |r| r.get(0))
-                    .optional()
-                    .map_err(sqlite(CONTEXT))?;
-                if stored != expected {
-                    return Err(StoreError::Conflict(user));
-                }
-                for id in &ids {
-                    if is_applied(conn, &user, id, now).map_err(sqlite(CONTEXT))? {
-                        return Err(StoreError::Conflict(user));
-                    }
-                }
-                conn.prepare_cached(
-                    "INSERT INTO users (user_id, state, version, outbox) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (user_id) DO UPDATE
-                     SET state = excluded.state, version = excluded.version,
-                         outbox = excluded.outbox",
-                )
-                .map_err(sqlite(CONTEXT))?
-                .execute(params![user, state, version, outbox])
-                .map_err(sqlite(CONTEXT))?;
-                let mut remember = conn
-                    .prepare_cached(
-                        // An expired row of the same id may linger until purged: renew it.
-                        "INSERT INTO applied_messages (user_id, message_id, expires_at)
-                         VALUES (?1, ?2, ?3)
-                         ON CONFLICT (user_id, message_id) DO UPDATE
-                         SET expires_at = excluded.expires_at",
-                    )
-                    .map_err(sqlite(CONTEXT))?;
-                for id in &ids {
-                    remember
-                        .execute(params![user, id, expires_at])
-                        .map_err(sqlite(CONTEXT))?;
-                }
-                Ok(new_version)
+                rows.into_iter()
+                    .map(|row| match row.store(conn) {
+                        Err(StoreError::Conflict(user)) => Ok(Err(StoreError::Conflict(user))),
+                        other => other.map(Ok),
+                    })
+                    .collect()
             })
             .await
     }
 
     async fn clear_outbox(&self, user_id: &str, version: u64) -> Result<(), StoreError> {
+        self.clear_outboxes(&[(user_id, version)]).await
+    }
+
+    async fn clear_outboxes(&self, users: &[(&str, u64)]) -> Result<(), StoreError> {
         const CONTEXT: &str = "clear outbox";
-        let user = user_id.to_owned();
-        let version = to_sql_int(CONTEXT, version)?;
+        let users = users
+            .iter()
+            .map(|(user, version)| Ok(((*user).to_owned(), to_sql_int(CONTEXT, *version)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         self.writer
             .write_checked(CONTEXT, move |conn| {
-                conn.prepare_cached(
-                    "UPDATE users SET outbox = '[]' WHERE user_id = ?1 AND version = ?2",
-                )
-                .map_err(sqlite(CONTEXT))?
-                .execute(params![user, version])
-                .map_err(sqlite(CONTEXT))?;
+                let mut clear = conn
+                    .prepare_cached(
+                        "UPDATE users SET outbox = '[]' WHERE user_id = ?1 AND version = ?2",
+                    )
+                    .map_err(sqlite(CONTEXT))?;
+                for (user, version) in users {
+                    clear
+                        .execute(params![user, version])
+                        .map_err(sqlite(CONTEXT))?;
+                }
                 Ok(())
             })
             .await
@@ -168,6 +166,110 @@ impl UserStore for SqliteStore {
                 Ok(())
             })
             .await
+    }
+}
+
+/// Reads a user's row and which of `ids` it applied (on the writer thread).
+fn load_row(
+    conn: &Connection,
+    user: &str,
+    ids: Vec<String>,
+    now: Millis,
+) -> rusqlite::Result<Found> {
+    let Some(raw) = conn
+        .prepare_cached("SELECT state, version, outbox FROM users WHERE user_id = ?1")?
+        .query_row([user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?
+    else {
+        // No state means no applied ids: save writes both, erase removes both.
+        return Ok(None);
+    };
+    let mut applied = Vec::new();
+    for id in ids {
+        if is_applied(conn, user, &id, now)? {
+            applied.push(id);
+        }
+    }
+    Ok(Some((raw, applied)))
+}
+
+/// One user's write, encoded off the writer thread.
+struct Row {
+    user: String,
+    expected: Option<i64>,
+    new_version: u64,
+    version: i64,
+    state: Vec<u8>,
+    outbox: String,
+    ids: Vec<String>,
+    now: Millis,
+}
+
+impl Row {
+    fn new(context: &'static str, w: &SaveRequest<'_>) -> Result<Row, StoreError> {
+        let new_version = match w.expected {
+            None => 1,
+            Some(v) => v.saturating_add(1),
+        };
+        Ok(Row {
+            user: w.user_id.to_owned(),
+            expected: w.expected.map(|v| to_sql_int(context, v)).transpose()?,
+            new_version,
+            version: to_sql_int(context, new_version)?,
+            state: w.write.state.to_vec(),
+            outbox: serde_json::to_string(w.write.outbox).map_err(encode(context))?,
+            ids: w
+                .write
+                .message_ids
+                .iter()
+                .map(|id| (*id).to_owned())
+                .collect(),
+            now: w.write.now,
+        })
+    }
+
+    /// Checks the version and the messageIds, then writes; a conflict changes nothing.
+    fn store(self, conn: &Connection) -> Result<u64, StoreError> {
+        const CONTEXT: &str = "save user";
+        let stored: Option<i64> = conn
+            .prepare_cached("SELECT version FROM users WHERE user_id = ?1")
+            .map_err(sqlite(CONTEXT))?
+            .query_row([&self.user], |r| r.get(0))
+            .optional()
+            .map_err(sqlite(CONTEXT))?;
+        if stored != self.expected {
+            return Err(StoreError::Conflict(self.user));
+        }
+        for id in &self.ids {
+            if is_applied(conn, &self.user, id, self.now).map_err(sqlite(CONTEXT))? {
+                return Err(StoreError::Conflict(self.user));
+            }
+        }
+        conn.prepare_cached(
+            "INSERT INTO users (user_id, state, version, outbox) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (user_id) DO UPDATE
+             SET state = excluded.state, version = excluded.version,
+                 outbox = excluded.outbox",
+        )
+        .map_err(sqlite(CONTEXT))?
+        .execute(params![self.user, self.state, self.version, self.outbox])
+        .map_err(sqlite(CONTEXT))?;
+        let mut remember = conn
+            .prepare_cached(
+                // An expired row of the same id may linger until purged: renew it.
+                "INSERT INTO applied_messages (user_id, message_id, expires_at)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user_id, message_id) DO UPDATE
+                 SET expires_at = excluded.expires_at",
+            )
+            .map_err(sqlite(CONTEXT))?;
+        let expires_at = self.now.saturating_add(MESSAGE_ID_RETENTION_MS);
+        for id in &self.ids {
+            remember
+                .execute(params![self.user, id, expires_at])
+                .map_err(sqlite(CONTEXT))?;
+        }
+        Ok(self.new_version)
     }
 }
 
@@ -273,6 +375,79 @@ mod tests {
             "ids of a lost write are not applied"
         );
         assert_eq!(store.load("u2", &[]).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn many_users_are_written_in_one_go_and_a_conflict_stops_only_its_own_user() {
+        let dir = TempDir::new("users-many");
+        let store = dir.open();
+        store
+            .save("u2", None, write(b"u2-1", &[], &["m0"]))
+            .await
+            .unwrap();
+        let outbox = [delay("u3", 1)];
+
+        let saved = store
+            .save_many(&[
+                SaveRequest {
+                    user_id: "u1",
+                    expected: None,
+                    write: write(b"u1-1", &[], &["m1"]),
+                },
+                // Stale: u2 is at version 1.
+                SaveRequest {
+                    user_id: "u2",
+                    expected: None,
+                    write: write(b"u2-x", &[], &["m2"]),
+                },
+                SaveRequest {
+                    user_id: "u3",
+                    expected: None,
+                    write: write(b"u3-1", &outbox, &["m3", "m4"]),
+                },
+            ])
+            .await
+            .unwrap();
+
+        assert!(matches!(
+            saved[..],
+            [Ok(1), Err(StoreError::Conflict(_)), Ok(1)]
+        ));
+        let loaded = store
+            .load_many(&[
+                LoadRequest {
+                    user_id: "u1",
+                    message_ids: &["m1"],
+                },
+                LoadRequest {
+                    user_id: "u2",
+                    message_ids: &["m0", "m2"],
+                },
+                LoadRequest {
+                    user_id: "nobody",
+                    message_ids: &[],
+                },
+                LoadRequest {
+                    user_id: "u3",
+                    message_ids: &["m3", "m4", "m5"],
+                },
+            ])
+            .await
+            .unwrap();
+        let [Some(u1), Some(u2), None, Some(u3)] = &loaded[..] else {
+            panic!("{loaded:?}");
+        };
+        assert_eq!(
+            (u1.state.as_slice(), u1.applied.clone()),
+            (&b"u1-1"[..], vec!["m1".to_string()])
+        );
+        assert_eq!((u2.state.as_slice(), u2.version), (&b"u2-1"[..], 1));
+        assert_eq!(u2.applied, ["m0"], "the lost write applied nothing");
+        assert_eq!((u3.outbox.as_slice(), u3.applied.len()), (&outbox[..], 2));
+
+        store.clear_outboxes(&[("u3", 1), ("u1", 7)]).await.unwrap();
+        let u3 = store.load("u3", &[]).await.unwrap().unwrap();
+        assert!(u3.outbox.is_empty());
     }
 
     #[tokio::test]
