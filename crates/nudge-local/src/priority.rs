@@ -1,5 +1,6 @@
 //! The runtime for work behind the bus (evaluate, schedule-delay, deliver, timers), whose
-//! threads run at a lower scheduling priority than the HTTP API's.
+//! threads run at a lower scheduling priority than the HTTP API's; the SQLite writer thread,
+//! which does that work's storage, lowers its own the same way.
 //!
 //! Accepting an event is what a client waits for; evaluating it is asynchronous (on AWS, too,
 //! ingest answers once the event is on the bus). When both want the CPU, the API goes first

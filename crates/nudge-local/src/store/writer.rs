@@ -112,7 +112,12 @@ impl Writer {
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("nudge-sqlite".into())
-            .spawn(move || serve(conn, receiver))
+            .spawn(move || {
+                // Its work is evaluate's, schedule-delay's and deliver's (ingest writes to the
+                // journal): it yields to the HTTP API as they do.
+                crate::priority::lower_this_thread();
+                serve(conn, receiver)
+            })
             .map_err(|e| StoreError::backend("start SQLite writer thread", false, e))?;
         Ok(Writer {
             sender: Some(sender),
@@ -468,6 +473,24 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(writer.read("test", queued_seqs).await.unwrap(), [5]);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_writer_thread_yields_to_the_http_api() {
+        let dir = TempDir::new("writer-priority");
+        let store = dir.open();
+        // SAFETY: getpriority reads the calling thread's nice value.
+        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let ours = nice();
+
+        let writers = store
+            .writer
+            .read("test", move |_| Ok(nice()))
+            .await
+            .unwrap();
+
+        assert!(writers > ours || ours == 19, "{writers} vs {ours}");
     }
 
     #[tokio::test]
