@@ -143,26 +143,42 @@ impl Template {
         check_nesting(source, &lexed)?;
         check_no_wall_clock(source, &lexed)?;
         let parser = parser()?;
-        let plain = parse_liquid(parser, source).map_err(|failure| match failure {
-            ParseFailure::Liquid(error) => parse_error(source, &lexed, &error),
-            ParseFailure::Panic(message) => {
-                TemplateError::general(format!("template could not be parsed ({message})"))
+        let parse_plain = || {
+            parse_liquid(parser, source).map_err(|failure| match failure {
+                ParseFailure::Liquid(error) => parse_error(source, &lexed, &error),
+                ParseFailure::Panic(message) => {
+                    TemplateError::general(format!("template could not be parsed ({message})"))
+                }
+            })
+        };
+        // Liquid's parser is most of a rule set's load time: the text is parsed once, as it
+        // will render (guarded where needed). The source as written is parsed only to explain
+        // a failure, so that a syntax error is reported where the author wrote it, and before
+        // any error of the analysis, as always.
+        let analysis = match Analyzer::run(source, &lexed) {
+            Ok(analysis) => analysis,
+            Err(e) => {
+                parse_plain()?;
+                return Err(e);
             }
-        })?;
-        let analysis = Analyzer::run(source, &lexed)?;
+        };
         let compiled = if analysis.insertions.is_empty() {
-            plain
+            parse_plain()?
         } else {
             let instrumented = instrument(source, &analysis.insertions);
-            parse_liquid(parser, &instrumented).map_err(|failure| {
-                let detail = match failure {
-                    ParseFailure::Liquid(error) => describe_liquid_error(&error.to_string()).1,
-                    ParseFailure::Panic(message) => message,
-                };
-                TemplateError::general(format!(
-                    "internal error: the guarded template does not parse: {detail}"
-                ))
-            })?
+            match parse_liquid(parser, &instrumented) {
+                Ok(compiled) => compiled,
+                Err(failure) => {
+                    parse_plain()?;
+                    let detail = match failure {
+                        ParseFailure::Liquid(error) => describe_liquid_error(&error.to_string()).1,
+                        ParseFailure::Panic(message) => message,
+                    };
+                    return Err(TemplateError::general(format!(
+                        "internal error: the guarded template does not parse: {detail}"
+                    )));
+                }
+            }
         };
         Ok(Template {
             source: source.to_owned(),

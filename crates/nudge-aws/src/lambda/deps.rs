@@ -18,7 +18,7 @@ use nudge_service::schedule::Schedule;
 use nudge_service::webhook::{HttpWebhookTransport, RetryPolicy};
 use tracing::{error, info};
 
-use crate::config::{sdk_config, AwsConfig, ConfigError};
+use crate::config::{sdk_config, AwsConfig, ConfigError, TlsRoots};
 use crate::dynamodb::DynamoDbStore;
 use crate::emf::EmfMetrics;
 use crate::eventbridge::EventBridgeBus;
@@ -62,7 +62,7 @@ impl Deps {
     /// Reads the adapters' settings and the SDK configuration from the environment.
     pub async fn from_env() -> Result<Self, InitError> {
         let config = AwsConfig::from_env()?;
-        let sdk = sdk_config().await;
+        let sdk = sdk_config(TlsRoots::from_env()?).await?;
         Ok(Deps {
             config,
             sdk,
