@@ -3,8 +3,11 @@
 //! DynamoDB transactions cost twice the write units, so instead of one item per applied
 //! messageId (written in a transaction with the state), the state item carries a short list:
 //! 16 bytes an entry (the id's xxh3-64 hash, then its expiry in ms, both little-endian),
-//! newest last, at most [`AppliedIds::MAX`] entries, expired ones pruned on every write.
-//! `load` answers duplicates from it in the same strongly consistent GetItem.
+//! newest last, expired ones pruned on every write. It keeps every id recorded within the
+//! last [`AppliedIds::REDELIVERY_WINDOW_MS`] (however many one write applied: a retried batch
+//! of 100 events of one user is recognised whole) and, beyond that, the newest
+//! [`AppliedIds::MAX`]; never more than [`AppliedIds::HARD_MAX`]. `load` answers duplicates
+//! from it in the same strongly consistent GetItem.
 
 use nudge_core::time::Millis;
 use nudge_service::ports::{StoreError, MESSAGE_ID_RETENTION_MS};
@@ -24,9 +27,17 @@ pub(crate) struct AppliedIds {
 pub(crate) struct AlreadyApplied;
 
 impl AppliedIds {
-    /// Most entries kept: the newest win. Redeliveries come within minutes, so 32 covers
-    /// them while keeping the state item small.
+    /// Entries kept beyond the redelivery window: the newest win.
     pub(crate) const MAX: usize = 32;
+    /// Entries younger than this are kept whatever their number (up to [`Self::HARD_MAX`]):
+    /// SDK retries come within seconds, Lambda's asynchronous retries after one and two
+    /// minutes, EventBridge's first retries within minutes. Longer, and a user sending an
+    /// event every 30 s would carry more than a kilobyte of ids, doubling the write units of
+    /// every state write.
+    pub(crate) const REDELIVERY_WINDOW_MS: Millis = 15 * 60 * 1000;
+    /// Most entries ever kept (8 KB): bounds the item for a user importing thousands of
+    /// events at once. More than one write units' worth only while such a burst is recent.
+    pub(crate) const HARD_MAX: usize = 512;
 
     /// Reads the packed list; `None` (attribute absent) is the empty list.
     pub(crate) fn decode(bytes: Option<&[u8]>) -> Result<Self, StoreError> {
@@ -74,7 +85,8 @@ impl AppliedIds {
     }
 
     /// Records `message_ids` as applied at `now`: prunes expired entries, refuses if any of
-    /// the ids is still in the list, appends the new ones and keeps the newest [`Self::MAX`].
+    /// the ids is still in the list, appends the new ones, then drops the oldest entries
+    /// that are both beyond the newest [`Self::MAX`] and older than the redelivery window.
     pub(crate) fn record(
         &mut self,
         message_ids: &[&str],
@@ -92,8 +104,18 @@ impl AppliedIds {
                 self.entries.push((hash, expiry));
             }
         }
-        let excess = self.entries.len().saturating_sub(Self::MAX);
-        self.entries.drain(..excess);
+        // Entries are in recording order; an expiry says when one was recorded.
+        let recent = now
+            .saturating_add(MESSAGE_ID_RETENTION_MS)
+            .saturating_sub(Self::REDELIVERY_WINDOW_MS);
+        let old = self
+            .entries
+            .iter()
+            .take_while(|&&(_, expiry)| expiry <= recent)
+            .count();
+        let mut drop = old.min(self.entries.len().saturating_sub(Self::MAX));
+        drop = drop.max(self.entries.len().saturating_sub(Self::HARD_MAX));
+        self.entries.drain(..drop);
         Ok(())
     }
 }
@@ -136,16 +158,54 @@ mod tests {
     }
 
     #[test]
-    fn keeps_the_newest_entries() {
+    fn beyond_the_redelivery_window_keeps_the_newest_entries() {
         let mut ids = AppliedIds::default();
         let names: Vec<String> = (0..40).map(|i| format!("m{i}")).collect();
+        let minute = 60_000;
         for (i, name) in names.iter().enumerate() {
-            ids.record(&[name.as_str()], i as Millis).unwrap();
+            ids.record(&[name.as_str()], i as Millis * minute).unwrap();
         }
+        let now = 40 * minute;
+        // Every id of the last 15 minutes and the newest 32 are kept: the newest 32 here.
         assert_eq!(ids.entries.len(), AppliedIds::MAX);
-        assert!(!ids.contains("m7", 100));
-        assert!(ids.contains("m8", 100));
-        assert!(ids.contains("m39", 100));
+        assert!(!ids.contains("m7", now));
+        assert!(ids.contains("m8", now));
+        assert!(ids.contains("m39", now));
+    }
+
+    #[test]
+    fn a_large_write_is_remembered_whole_through_the_redelivery_window() {
+        let mut ids = AppliedIds::default();
+        let batch: Vec<String> = (0..100).map(|i| format!("b{i}")).collect();
+        let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
+        ids.record(&batch, 0).unwrap();
+        // A few more events of the user within minutes.
+        for (i, id) in ["x1", "x2", "x3"].into_iter().enumerate() {
+            ids.record(&[id], (i as Millis + 1) * 60_000).unwrap();
+        }
+
+        // The retried batch is recognised, every id of it.
+        let retry_at = 5 * 60_000;
+        assert!(batch.iter().all(|id| ids.contains(id, retry_at)));
+        assert_eq!(ids.record(&batch, retry_at), Err(AlreadyApplied));
+
+        // After the window, the next write trims to the newest MAX.
+        ids.record(&["late"], AppliedIds::REDELIVERY_WINDOW_MS + 1)
+            .unwrap();
+        assert_eq!(ids.entries.len(), AppliedIds::MAX);
+        assert!(ids.contains("late", AppliedIds::REDELIVERY_WINDOW_MS + 1));
+    }
+
+    #[test]
+    fn never_more_than_the_hard_bound() {
+        let mut ids = AppliedIds::default();
+        let many: Vec<String> = (0..700).map(|i| format!("i{i}")).collect();
+        for chunk in many.chunks(100) {
+            let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            ids.record(&chunk, 0).unwrap();
+        }
+        assert_eq!(ids.entries.len(), AppliedIds::HARD_MAX);
+        assert!(ids.contains("i699", 0) && !ids.contains("i0", 0));
     }
 
     #[test]
