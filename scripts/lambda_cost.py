@@ -31,10 +31,18 @@ DURATION_MS = {
     "ingest": 15,                  # parse and check a batch, one PutEvents
     "evaluate_base": 5,            # per invocation
     "evaluate_per_user": 12,       # GetItem + engine + conditional PutItem (+ PutEvents when deciding)
-    "schedule": 10,                # one conditional PutItem
+    "schedule_base": 5,            # per invocation
+    "schedule_per_change": 10,     # one conditional PutItem per timer change
     "deliver": 80,                 # render, delivery log (2 PutItem), SES SendEmail, PutEvents
-    "fired_timer": 8,              # sweeper's share: one claim UpdateItem and PutEvents per timer
+    "fired_timer": 8,              # sweeper's share: one claim UpdateItem per timer
 }
+# The sweeper runs once a minute and publishes the timers it claimed packed ("Timers Fired",
+# up to ~600 a 60 KB entry); evaluate publishes the timer changes of one invocation packed
+# ("Timers Changed"). How many timers one sweep fires depends on the traffic, so the figures
+# assume a volume: 30 million events a month (1 million a day, ~12 a second).
+MONTHLY_EVENTS = 30_000_000
+SWEEPS_PER_MONTH = 30 * 24 * 60
+PACKED_PER_ENTRY = 600
 # Log bytes ingested per invocation: Lambda's JSON platform records (start, report) and the
 # functions' own lines at `info`, including EMF metric lines.
 LOG_BYTES_PER_INVOCATION = 1500
@@ -103,23 +111,36 @@ def rows(s, sizes, n=1_000_000):
                 users * rru_state * PRICE["rru"]))
     out.append((f"evaluate: PutItem user state ({sizes['state_item_bytes']} B)", f"{users:,.0f} x {wru_state} WRU",
                 users * wru_state * PRICE["wru"]))
-    # Timer changes: the outbox rides in the state write; publishing it, clearing it, and
-    # schedule-delay's conditional PutItem (table + the sparse `due` index: a moved due time
-    # is a delete and a put there).
-    out.append(("timer changes: PutEvents Delay Requested/Cancelled", f"{changes:,.0f}", changes * PRICE["bus_event"]))
+    # Fired timers: one sweep a minute claims what is due (table + index delete per timer) and
+    # publishes them packed, one "Timers Fired" entry per ~600; evaluate takes each entry in
+    # one invocation (GetItem and PutItem per user).
+    sweeps = SWEEPS_PER_MONTH * n / MONTHLY_EVENTS
+    fired_per_sweep = fired / sweeps
+    fired_entries = sweeps * math.ceil(fired_per_sweep / PACKED_PER_ENTRY) if fired else 0
+    out.append(("timers fired: claim UpdateItem (1 + 1 WRU)", f"{fired:,.0f}",
+                fired * ((wru_timer + 1) * PRICE["wru"]
+                         + DURATION_MS["fired_timer"] / 1000 * MEMORY_GB * PRICE["lambda_gb_s_arm64"])))
+    out.append((f"timers fired: PutEvents Timers Fired ({fired_per_sweep:,.0f} a sweep, packed)",
+                f"{fired_entries:,.0f}", fired_entries * PRICE["bus_event"]))
+    fired_ms = DURATION_MS["evaluate_base"] + DURATION_MS["evaluate_per_user"] * fired / max(fired_entries, 1)
+    out.append(("timers fired: evaluate invocations", f"{fired_entries:,.0f} x {fired_ms:,.0f} ms",
+                lambda_cost(fired_entries, fired_ms)))
+    out.append(("timers fired: evaluate GetItem + PutItem per user", f"{fired:,.0f}",
+                fired * (rru_state * PRICE["rru"] + wru_state * PRICE["wru"])))
+    # Timer changes: the outbox rides in the state write; clearing it per user; one packed
+    # "Timers Changed" entry per evaluate invocation that changed any (on accepted events or
+    # fired timers); schedule-delay's conditional PutItem per change (table + the sparse `due`
+    # index: a moved due time is a delete and a put there).
+    change_entries = min(changes, entries + fired_entries)
+    out.append(("timer changes: PutEvents Timers Changed (one per evaluate invocation)",
+                f"{change_entries:,.0f}", change_entries * PRICE["bus_event"]))
     out.append(("timer changes: evaluate clears the outbox (UpdateItem)", f"{changes:,.0f} x {wru_state} WRU",
                 changes * wru_state * PRICE["wru"]))
-    out.append(("timer changes: schedule-delay invocations", f"{changes:,.0f} x {DURATION_MS['schedule']} ms",
-                lambda_cost(changes, DURATION_MS["schedule"])))
+    sched_ms = DURATION_MS["schedule_base"] + DURATION_MS["schedule_per_change"] * changes / max(change_entries, 1)
+    out.append(("timer changes: schedule-delay invocations", f"{change_entries:,.0f} x {sched_ms:,.0f} ms",
+                lambda_cost(change_entries, sched_ms)))
     out.append(("timer changes: PutItem timer + `due` index (1 + 2 WRU)", f"{changes:,.0f} x {wru_timer + 2} WRU",
                 changes * (wru_timer + 2) * PRICE["wru"]))
-    # Fired timers: the sweeper's claim (table + index delete), Timer Fired, evaluate again.
-    out.append(("timers fired: claim UpdateItem (1 + 1 WRU), PutEvents Timer Fired", f"{fired:,.0f}",
-                fired * ((wru_timer + 1) * PRICE["wru"] + PRICE["bus_event"]
-                         + DURATION_MS["fired_timer"] / 1000 * MEMORY_GB * PRICE["lambda_gb_s_arm64"])))
-    out.append(("timers fired: evaluate (invocation, GetItem, PutItem)", f"{fired:,.0f}",
-                lambda_cost(fired, DURATION_MS["evaluate_base"] + DURATION_MS["evaluate_per_user"])
-                + fired * (rru_state * PRICE["rru"] + wru_state * PRICE["wru"])))
     # Sends: the outbox makes the state write bigger and is cleared; Message Requested;
     # deliver's delivery log (begin, finish); the outcome event.
     out.append(("sends: bigger state write + outbox clear", f"{sends:,.0f} x {2 * wru_outbox - wru_state} WRU",
@@ -129,7 +150,7 @@ def rows(s, sizes, n=1_000_000):
                 lambda_cost(sends, DURATION_MS["deliver"])))
     out.append(("sends: delivery log PutItem x 2", f"{sends:,.0f} x {2 * wru_delivery} WRU",
                 sends * 2 * wru_delivery * PRICE["wru"]))
-    invocations = requests + entries + changes + fired + sends
+    invocations = requests + entries + change_entries + fired_entries + sends + sweeps
     log_gb = invocations * LOG_BYTES_PER_INVOCATION / 1e9
     out.append(("CloudWatch Logs ingestion", f"{invocations:,.0f} invocations x {LOG_BYTES_PER_INVOCATION} B",
                 log_gb * PRICE["log_gb"]))

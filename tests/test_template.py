@@ -42,6 +42,8 @@ ROUTES = {
     "Message Sent": set(),
     "Message Suppressed": set(),
     "Message Failed": set(),
+    "Timers Fired": {"EvaluateFunction"},
+    "Timers Changed": {"ScheduleDelayFunction"},
 }
 
 
@@ -484,6 +486,10 @@ def sample_detail(detail_type):
         "Message Sent": report,
         "Message Suppressed": {**report, "reason": "frequency_cap"},
         "Message Failed": {**report, "error": "SES: throttled"},
+        "Timers Fired": {"timers": [{"user_id": "u1", "due": 1772438400000, "version": 3},
+                                    {"user_id": "u2", "due": 1772438400000, "version": 1}]},
+        "Timers Changed": {"set": [{"user_id": "u1", "due": 1772438400000, "version": 3}],
+                           "cancel": [{"user_id": "u2", "version": 4}]},
     }[detail_type]
     return json.dumps({"type": detail_type, **body})
 

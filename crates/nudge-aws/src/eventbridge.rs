@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_eventbridge::types::{PutEventsRequestEntry, PutEventsResultEntry};
 use aws_sdk_eventbridge::Client;
-use nudge_service::bus::{BusEvent, SOURCE};
+use nudge_service::bus::{pack, BusEvent, SOURCE};
 use nudge_service::ports::{Bus, StoreError};
 use tracing::{instrument, warn};
 
@@ -232,7 +232,8 @@ fn publish_error(err: PublishError) -> StoreError {
 impl Bus for EventBridgeBus {
     #[instrument(skip(self, events), fields(bus = %self.bus_name, events = events.len()))]
     async fn publish(&self, events: &[BusEvent]) -> Result<(), StoreError> {
-        let entries = events.iter().map(|e| self.entry(e)).collect();
+        // Timers fired or changed together go as one entry each kind (billed per entry).
+        let entries = pack(events).iter().map(|e| self.entry(e)).collect();
         self.send_entries(entries).await
     }
 }

@@ -14,7 +14,7 @@ use nudge_service::bus::{AcceptedEvent, AcceptedEvents, BusEvent};
 use nudge_service::error::HandlerError;
 use nudge_service::ports::{Bus, StoreError};
 use nudge_service::schedule::SWEEP_BATCH;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, error, warn};
 
 use crate::journal::{Journal, JournalReader, SYNC_EVERY};
@@ -24,11 +24,16 @@ use crate::store::SqliteStore;
 const MAX_ATTEMPTS: u32 = 12;
 /// Most journal records the reader takes at once.
 const JOURNAL_BATCH: usize = 1024;
+/// Queued events of one kind handed to handlers and not yet done, at most: bounds memory when
+/// a handler falls behind (deliver behind evaluate, evaluate behind a sweep of many timers).
+/// The rest wait in the queue table, and so does whoever publishes more.
+pub const MAX_QUEUED_IN_FLIGHT: usize = 20_000;
 
-/// A queued event on its way to a handler.
+/// A queued event on its way to a handler, with its place among those in flight.
 pub struct Delivery {
     pub seq: i64,
     pub event: BusEvent,
+    pub permit: OwnedSemaphorePermit,
 }
 
 /// Publishes into the journal or the durable queue and hands events to the dispatcher.
@@ -38,6 +43,11 @@ pub struct LocalBus {
     journal: Journal,
     tx: mpsc::UnboundedSender<Delivery>,
     depth: Arc<AtomicI64>,
+    /// Places for events evaluate publishes (for schedule-delay and deliver, which publish
+    /// nothing queued themselves, so waiting for a place never waits on itself).
+    decided: Arc<Semaphore>,
+    /// Places for fired timers (evaluate's input; evaluate waits only on `decided`).
+    fired: Arc<Semaphore>,
 }
 
 impl LocalBus {
@@ -47,6 +57,15 @@ impl LocalBus {
         store: SqliteStore,
         journal: Journal,
     ) -> (LocalBus, mpsc::UnboundedReceiver<Delivery>) {
+        Self::with_places(store, journal, MAX_QUEUED_IN_FLIGHT)
+    }
+
+    /// [`LocalBus::new`] with `places` queued events of each kind in flight at most.
+    pub(crate) fn with_places(
+        store: SqliteStore,
+        journal: Journal,
+        places: usize,
+    ) -> (LocalBus, mpsc::UnboundedReceiver<Delivery>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (
             LocalBus {
@@ -54,6 +73,8 @@ impl LocalBus {
                 journal,
                 tx,
                 depth: Arc::new(AtomicI64::new(0)),
+                decided: Arc::new(Semaphore::new(places)),
+                fired: Arc::new(Semaphore::new(places)),
             },
             rx,
         )
@@ -65,7 +86,8 @@ impl LocalBus {
         journal.saturating_add(self.depth.load(Ordering::Relaxed))
     }
 
-    /// Re-dispatches events a previous run left in the queue (crash or shutdown).
+    /// Re-dispatches events a previous run left in the queue (crash or shutdown), as places
+    /// among those in flight free up.
     pub async fn redeliver_unacked(&self) -> Result<usize, StoreError> {
         let mut n = 0;
         let mut after = 0i64;
@@ -77,9 +99,22 @@ impl LocalBus {
             for (seq, event) in batch {
                 after = seq;
                 n += 1;
-                self.dispatch(seq, event);
+                let permit = self.place(&event).await?;
+                self.dispatch(seq, event, permit);
             }
         }
+    }
+
+    /// Waits for a place among the queued events in flight of `event`'s kind.
+    async fn place(&self, event: &BusEvent) -> Result<OwnedSemaphorePermit, StoreError> {
+        let pool = match event {
+            BusEvent::TimerFired(_) | BusEvent::TimersFired(_) => &self.fired,
+            _ => &self.decided,
+        };
+        pool.clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| StoreError::backend("bus closed", false, e))
     }
 
     /// The local sweeper: claims timers due by `now` and queues their "Timer Fired" events in
@@ -88,10 +123,24 @@ impl LocalBus {
     pub async fn fire_due_timers(&self, now: Millis) -> Result<usize, StoreError> {
         let mut fired = 0;
         loop {
+            // Places first: a claimed timer is dispatched at once (unused places go back).
+            let mut places = self
+                .fired
+                .clone()
+                .acquire_many_owned(SWEEP_BATCH as u32)
+                .await
+                .map_err(|e| StoreError::backend("bus closed", false, e))?;
             let batch = self.store.fire_due(now, SWEEP_BATCH).await?;
             let n = batch.len();
             for (seq, event) in batch {
-                self.dispatch(seq, event);
+                match places.split(1) {
+                    Some(permit) => self.dispatch(seq, event, permit),
+                    // Cannot happen: as many places as timers claimed.
+                    None => warn!(
+                        seq,
+                        "no place for a fired timer; it fires at the next start"
+                    ),
+                }
             }
             fired += n;
             if n < SWEEP_BATCH {
@@ -100,11 +149,11 @@ impl LocalBus {
         }
     }
 
-    fn dispatch(&self, seq: i64, event: BusEvent) {
+    fn dispatch(&self, seq: i64, event: BusEvent, permit: OwnedSemaphorePermit) {
         self.depth.fetch_add(1, Ordering::Relaxed);
         // The dispatcher lives as long as the node; a send after shutdown only loses the
         // in-memory copy, the queue row stays for the next start.
-        let _ = self.tx.send(Delivery { seq, event });
+        let _ = self.tx.send(Delivery { seq, event, permit });
     }
 }
 
@@ -130,9 +179,13 @@ impl Bus for LocalBus {
         if queued.is_empty() {
             return Ok(());
         }
+        let mut places = Vec::with_capacity(queued.len());
+        for e in &queued {
+            places.push(self.place(e).await?);
+        }
         let seqs = self.store.enqueue(&queued).await?;
-        for (seq, event) in seqs.into_iter().zip(queued) {
-            self.dispatch(seq, event);
+        for ((seq, event), permit) in seqs.into_iter().zip(queued).zip(places) {
+            self.dispatch(seq, event, permit);
         }
         Ok(())
     }
@@ -140,10 +193,12 @@ impl Bus for LocalBus {
 
 /// Where a job's event came from, and so how it is let go.
 enum Origin {
-    /// A row of the store's queue, deleted (acked) once every part is done.
+    /// A row of the store's queue, deleted (acked) once every part is done; its place among
+    /// the queued events in flight is given back then.
     Queue {
         seq: i64,
         acks: mpsc::UnboundedSender<i64>,
+        _permit: OwnedSemaphorePermit,
     },
     /// Journal records, completed once handled.
     Journal { seqs: Vec<u64> },
@@ -161,6 +216,7 @@ pub struct Completion {
 impl Completion {
     fn queued(
         seq: i64,
+        permit: OwnedSemaphorePermit,
         parts: usize,
         bus: &LocalBus,
         acks: &mpsc::UnboundedSender<i64>,
@@ -169,6 +225,7 @@ impl Completion {
             origin: Origin::Queue {
                 seq,
                 acks: acks.clone(),
+                _permit: permit,
             },
             parts: AtomicUsize::new(parts.max(1)),
             bus: bus.clone(),
@@ -210,7 +267,7 @@ impl Completion {
     fn finish(&self) {
         let keep = self.keep.load(Ordering::Relaxed);
         match &self.origin {
-            Origin::Queue { seq, acks } => {
+            Origin::Queue { seq, acks, .. } => {
                 self.bus.depth.fetch_sub(1, Ordering::Relaxed);
                 if !keep {
                     let _ = acks.send(*seq);
@@ -248,8 +305,8 @@ pub fn shard_of(user_id: &str, shards: usize) -> usize {
 /// Routes queued events to workers until the bus is dropped.
 pub async fn dispatch(mut rx: mpsc::UnboundedReceiver<Delivery>, bus: LocalBus, routes: Routes) {
     let shards = routes.evaluate.len();
-    while let Some(Delivery { seq, event }) = rx.recv().await {
-        let done = |parts: usize| Completion::queued(seq, parts, &bus, &routes.acks);
+    while let Some(Delivery { seq, event, permit }) = rx.recv().await {
+        let done = |parts: usize| Completion::queued(seq, permit, parts, &bus, &routes.acks);
         match event {
             // Accepted events of a previous version's queue.
             BusEvent::EventsAccepted(batch) => {
@@ -276,7 +333,25 @@ pub async fn dispatch(mut rx: mpsc::UnboundedReceiver<Delivery>, bus: LocalBus, 
                 let done = done(1);
                 let _ = routes.evaluate[i].send(Job { event, done });
             }
-            event @ (BusEvent::DelayRequested(_) | BusEvent::DelayCancelled(_)) => {
+            // Packed timers (the local bus publishes single events; these come only from a
+            // queue written elsewhere): each user's to its worker.
+            event @ BusEvent::TimersFired(_) => {
+                let timers = event.unpack();
+                let done = done(timers.len());
+                if timers.is_empty() {
+                    done.part_done();
+                }
+                for event in timers {
+                    let i = shard_of(event.user_id().unwrap_or_default(), shards);
+                    let _ = routes.evaluate[i].send(Job {
+                        event,
+                        done: done.clone(),
+                    });
+                }
+            }
+            event @ (BusEvent::DelayRequested(_)
+            | BusEvent::DelayCancelled(_)
+            | BusEvent::TimersChanged(_)) => {
                 let done = done(1);
                 let _ = routes.schedule.send(Job { event, done });
             }
@@ -382,5 +457,54 @@ pub async fn ack_loop(store: SqliteStore, mut rx: mpsc::UnboundedReceiver<i64>) 
             warn!(error = %e, "could not ack handled events");
         }
         buf.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use nudge_service::bus::DelayCancel;
+
+    use super::*;
+    use crate::journal::Limits;
+    use crate::store::test_support::TempDir;
+
+    fn cancel(n: u64) -> BusEvent {
+        BusEvent::DelayCancelled(DelayCancel {
+            user_id: format!("u{n}"),
+            version: n,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_publisher_waits_while_its_kind_has_no_place_in_flight() {
+        let dir = TempDir::new("bus-places");
+        let journal = Journal::open(&dir.path().join("journal"), Limits::with_backlog(10)).unwrap();
+        let (bus, mut rx) = LocalBus::with_places(dir.open(), journal, 3);
+        bus.publish(&[cancel(1), cancel(2), cancel(3)])
+            .await
+            .unwrap();
+
+        // A fourth waits: the three are in flight (here, not even handled).
+        let fourth = [cancel(4)];
+        let waiting = tokio::time::timeout(Duration::from_millis(100), bus.publish(&fourth));
+        assert!(waiting.await.is_err(), "no place for a fourth");
+
+        // One handled frees a place; the fourth goes, stored and dispatched.
+        let (acks, _acked) = mpsc::unbounded_channel();
+        let first = rx.recv().await.unwrap();
+        Completion::queued(first.seq, first.permit, 1, &bus, &acks).part_done();
+        tokio::time::timeout(Duration::from_secs(5), bus.publish(&fourth))
+            .await
+            .expect("a place after a completion")
+            .unwrap();
+        let mut left = Vec::new();
+        while let Ok(d) = rx.try_recv() {
+            left.push(d.event);
+        }
+        assert_eq!(left, [cancel(2), cancel(3), cancel(4)]);
+        // Every event is in the queue table until acked.
+        assert_eq!(bus.store.unacked(10).await.unwrap().len(), 4);
     }
 }

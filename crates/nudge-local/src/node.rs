@@ -206,13 +206,19 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             timers_changed.clone(),
         );
         tokio::spawn(timer_loop(handlers.clone(), timers_changed));
-    }
-    let redelivered = bus.redeliver_unacked().await?;
-    if redelivered > 0 {
-        info!(
-            events = redelivered,
-            "redelivering events a previous run left unhandled"
-        );
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            match bus.redeliver_unacked().await {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    events = n,
+                    "redelivered events a previous run left unhandled"
+                ),
+                Err(e) => {
+                    warn!(error = %e, "could not redeliver the queue; it is read again at the next start")
+                }
+            }
+        });
     }
 
     print_banner(&config, &rules, addr, &write_keys, &admin_key, &public_url);

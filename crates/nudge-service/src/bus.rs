@@ -38,10 +38,18 @@ pub enum BusEvent {
     MessageSuppressed(DeliveryReport),
     #[serde(rename = "Message Failed")]
     MessageFailed(DeliveryReport),
+    /// The timers one publish fired ("Timer Fired" each), in one bus entry: EventBridge bills
+    /// per entry, and a sweep fires many at once. See [`pack`].
+    #[serde(rename = "Timers Fired")]
+    TimersFired(FiredTimers),
+    /// The timer changes of one publish ("Delay Requested" / "Delay Cancelled" each), in one
+    /// bus entry: evaluate decides many users' at once. See [`pack`].
+    #[serde(rename = "Timers Changed")]
+    TimersChanged(TimerChanges),
 }
 
 /// Every detail-type, in the order of [`BusEvent`]'s variants.
-pub const DETAIL_TYPES: [&str; 8] = [
+pub const DETAIL_TYPES: [&str; 10] = [
     "Events Accepted",
     "Timer Fired",
     "Delay Requested",
@@ -50,6 +58,8 @@ pub const DETAIL_TYPES: [&str; 8] = [
     "Message Sent",
     "Message Suppressed",
     "Message Failed",
+    "Timers Fired",
+    "Timers Changed",
 ];
 
 impl BusEvent {
@@ -64,13 +74,17 @@ impl BusEvent {
             BusEvent::MessageSent(_) => DETAIL_TYPES[5],
             BusEvent::MessageSuppressed(_) => DETAIL_TYPES[6],
             BusEvent::MessageFailed(_) => DETAIL_TYPES[7],
+            BusEvent::TimersFired(_) => DETAIL_TYPES[8],
+            BusEvent::TimersChanged(_) => DETAIL_TYPES[9],
         }
     }
 
-    /// The user the event is about; `None` for accepted events, which may carry several.
+    /// The user the event is about; `None` for packed events, which may carry several.
     pub fn user_id(&self) -> Option<&str> {
         Some(match self {
-            BusEvent::EventsAccepted(_) => return None,
+            BusEvent::EventsAccepted(_) | BusEvent::TimersFired(_) | BusEvent::TimersChanged(_) => {
+                return None
+            }
             BusEvent::TimerFired(t) => &t.user_id,
             BusEvent::DelayRequested(d) => &d.user_id,
             BusEvent::DelayCancelled(d) => &d.user_id,
@@ -86,6 +100,101 @@ impl BusEvent {
         // Serializing plain data with string keys cannot fail.
         serde_json::to_string(self).unwrap_or_default()
     }
+
+    /// The single events a packed event carries, in order; any other event as it is.
+    pub fn unpack(self) -> Vec<BusEvent> {
+        match self {
+            BusEvent::TimersFired(f) => f.timers.into_iter().map(BusEvent::TimerFired).collect(),
+            BusEvent::TimersChanged(c) => c
+                .set
+                .into_iter()
+                .map(BusEvent::DelayRequested)
+                .chain(c.cancel.into_iter().map(BusEvent::DelayCancelled))
+                .collect(),
+            other => vec![other],
+        }
+    }
+}
+
+/// Packs the "Timer Fired" events of one publish into "Timers Fired" entries and the
+/// "Delay Requested" / "Delay Cancelled" into "Timers Changed" ones, each at most
+/// [`MAX_DETAIL_BYTES`]; other events (and a kind with a single event) stay as they are,
+/// before the packed ones. A bus that
+/// bills per entry (EventBridge) publishes what this returns: a sweep's hundreds of timers,
+/// or the timer changes of an evaluate invocation's users, then cost one entry, and invoke
+/// their handler once. Handlers take both forms. The order of a user's timer changes across
+/// entries does not matter: each carries the state version it comes from, and newer wins.
+pub fn pack(events: &[BusEvent]) -> Vec<BusEvent> {
+    let mut out = Vec::new();
+    let mut fired = Packed::<FiredTimers>::default();
+    let mut changed = Packed::<TimerChanges>::default();
+    for e in events {
+        match e {
+            BusEvent::TimerFired(t) => fired.room(json_len(t)).timers.push(t.clone()),
+            BusEvent::DelayRequested(d) => changed.room(json_len(d)).set.push(d.clone()),
+            BusEvent::DelayCancelled(d) => changed.room(json_len(d)).cancel.push(d.clone()),
+            other => out.push(other.clone()),
+        }
+    }
+    // An entry of one event goes as that event: packing it saves nothing.
+    let single = |e: BusEvent| {
+        let mut events = e.clone().unpack();
+        match events.len() {
+            1 => events.pop().unwrap_or(e),
+            _ => e,
+        }
+    };
+    out.extend(
+        fired
+            .entries
+            .into_iter()
+            .map(|f| single(BusEvent::TimersFired(f))),
+    );
+    out.extend(
+        changed
+            .entries
+            .into_iter()
+            .map(|c| single(BusEvent::TimersChanged(c))),
+    );
+    out
+}
+
+/// Packed entries of one kind being filled.
+struct Packed<T> {
+    entries: Vec<T>,
+    /// Detail bytes of the last entry.
+    bytes: usize,
+}
+
+impl<T> Default for Packed<T> {
+    fn default() -> Self {
+        Packed {
+            entries: Vec::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl<T: Default> Packed<T> {
+    /// Envelope of a packed detail besides its events (type, field names, brackets).
+    const OVERHEAD: usize = 64;
+
+    /// The entry an event of `size` bytes goes into: the last one, or a new one if it would
+    /// pass [`MAX_DETAIL_BYTES`].
+    fn room(&mut self, size: usize) -> &mut T {
+        if self.entries.is_empty() || self.bytes + size > MAX_DETAIL_BYTES {
+            self.entries.push(T::default());
+            self.bytes = Self::OVERHEAD;
+        }
+        self.bytes += size;
+        let last = self.entries.len() - 1;
+        &mut self.entries[last]
+    }
+}
+
+/// Bytes of a value's JSON plus a separator.
+fn json_len(value: &impl Serialize) -> usize {
+    serde_json::to_string(value).map_or(MAX_DETAIL_BYTES, |s| s.len() + 1)
 }
 
 /// Largest `detail` ingest packs into one bus entry (EventBridge bills each 64 KB chunk of an
@@ -110,6 +219,21 @@ pub struct AcceptedEvent {
     pub received_at: Millis,
     /// The message as `Message::to_json` writes it.
     pub message: Value,
+}
+
+/// Timers fired together (a sweep's), one bus entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FiredTimers {
+    pub timers: Vec<TimerFired>,
+}
+
+/// Timer changes decided together (one evaluate invocation's users), one bus entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimerChanges {
+    #[serde(default)]
+    pub set: Vec<DelayRequest>,
+    #[serde(default)]
+    pub cancel: Vec<DelayCancel>,
 }
 
 /// A user's wake-up time has come.
@@ -164,4 +288,99 @@ pub struct DeliveryReport {
     /// When deliver finished with it.
     pub finished_at: Millis,
     pub attempts: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fired(user: &str) -> BusEvent {
+        BusEvent::TimerFired(TimerFired {
+            user_id: user.into(),
+            due: 1,
+            version: 2,
+        })
+    }
+
+    fn set(user: &str) -> BusEvent {
+        BusEvent::DelayRequested(DelayRequest {
+            user_id: user.into(),
+            due: 3,
+            version: 4,
+        })
+    }
+
+    fn cancel(user: &str) -> BusEvent {
+        BusEvent::DelayCancelled(DelayCancel {
+            user_id: user.into(),
+            version: 5,
+        })
+    }
+
+    fn sorted(events: Vec<BusEvent>) -> Vec<String> {
+        let mut out: Vec<String> = events.iter().map(BusEvent::to_detail).collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn timers_of_one_publish_go_packed_and_the_rest_as_they_are() {
+        let accepted = BusEvent::EventsAccepted(AcceptedEvents { events: Vec::new() });
+        let events = vec![
+            fired("a"),
+            set("a"),
+            accepted.clone(),
+            fired("b"),
+            cancel("c"),
+        ];
+
+        let packed = pack(&events);
+
+        assert_eq!(packed.len(), 3, "{packed:?}");
+        assert_eq!(packed[0], accepted);
+        assert!(matches!(&packed[1], BusEvent::TimersFired(f) if f.timers.len() == 2));
+        assert!(
+            matches!(&packed[2], BusEvent::TimersChanged(c) if c.set.len() == 1 && c.cancel.len() == 1)
+        );
+        let unpacked: Vec<BusEvent> = packed.into_iter().flat_map(BusEvent::unpack).collect();
+        assert_eq!(sorted(unpacked), sorted(events));
+    }
+
+    #[test]
+    fn a_kind_with_one_event_is_not_packed() {
+        let events = vec![fired("a"), set("b")];
+        assert_eq!(pack(&events), events);
+    }
+
+    #[test]
+    fn packed_entries_stay_within_the_detail_limit() {
+        let long = "u".repeat(200);
+        let events: Vec<BusEvent> = (0..2_000)
+            .map(|i| set(&format!("{long}{i}")))
+            .chain((0..1_000).map(|i| fired(&format!("{long}{i}"))))
+            .collect();
+
+        let packed = pack(&events);
+
+        assert!(packed.len() > 4, "{}", packed.len());
+        for p in &packed {
+            assert!(
+                p.to_detail().len() <= MAX_DETAIL_BYTES,
+                "{}",
+                p.to_detail().len()
+            );
+        }
+        let unpacked: Vec<BusEvent> = packed.into_iter().flat_map(BusEvent::unpack).collect();
+        assert_eq!(unpacked.len(), events.len());
+        assert_eq!(sorted(unpacked), sorted(events));
+    }
+
+    #[test]
+    fn packed_events_read_back_from_their_json() {
+        let packed = pack(&[fired("a"), fired("b"), set("a"), set("b")]);
+        for p in packed {
+            let back: BusEvent = serde_json::from_str(&p.to_detail()).unwrap();
+            assert_eq!(back, p);
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! What can go wrong in a handler, and whether the bus should deliver the event again.
 
+use tracing::warn;
+
 use crate::ports::StoreError;
 
 /// A handler's failure.
@@ -34,5 +36,29 @@ impl HandlerError {
             HandlerError::BadEvent { .. } | HandlerError::State { .. } => false,
             HandlerError::Contended(_) | HandlerError::Send { .. } => true,
         }
+    }
+}
+
+/// The failure a handler reports for an event of several users, after trying every user:
+/// the first retryable one if any (so the bus delivers the event again; users already done
+/// skip it as duplicates), else the first.
+#[derive(Default)]
+pub struct FirstFailure(Option<HandlerError>);
+
+impl FirstFailure {
+    /// Logs `e` (of `user_id`) and keeps it if it is the one to report.
+    pub fn note(&mut self, user_id: &str, e: HandlerError) {
+        warn!(user_id, error = %e, retryable = e.is_retryable(), "handling failed for a user");
+        let replace = match &self.0 {
+            None => true,
+            Some(f) => !f.is_retryable() && e.is_retryable(),
+        };
+        if replace {
+            self.0 = Some(e);
+        }
+    }
+
+    pub fn into_result(self) -> Result<(), HandlerError> {
+        self.0.map_or(Ok(()), Err)
     }
 }

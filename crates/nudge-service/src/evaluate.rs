@@ -14,8 +14,8 @@ use nudge_core::state::UserState;
 use nudge_core::time::Millis;
 use tracing::{debug, info, warn};
 
-use crate::bus::{AcceptedEvent, BusEvent, DelayCancel, DelayRequest, MessageRequest};
-use crate::error::HandlerError;
+use crate::bus::{AcceptedEvent, BusEvent, DelayCancel, DelayRequest, MessageRequest, TimerFired};
+use crate::error::{FirstFailure, HandlerError};
 use crate::metrics::Metrics;
 use crate::ports::{
     Bus, Clock, LoadRequest, SaveRequest, StoreError, StoredUser, UserStore, UserWrite,
@@ -97,38 +97,52 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
                         None => users.push((&e.user_id, vec![e])),
                     }
                 }
-                let mut first: Option<HandlerError> = None;
+                let inputs: Vec<(&str, Input<'_>)> = users
+                    .iter()
+                    .map(|(user, events)| (*user, Input::Events(events)))
+                    .collect();
+                let mut first = FirstFailure::default();
                 let mut applied = 0;
-                let outcomes = match self.users(&users).await {
+                let outcomes = match self.users(&inputs).await {
                     Ok(outcomes) => outcomes,
                     Err(e) => vec![Err(e)],
                 };
                 for (i, outcome) in outcomes.into_iter().enumerate() {
                     match outcome {
                         Ok(done) => applied += done.applied,
-                        Err(e) => {
-                            let user = users.get(i).map_or("", |(u, _)| u);
-                            warn!(user_id = %user, error = %e, retryable = e.is_retryable(), "evaluate failed");
-                            let replace = match &first {
-                                None => true,
-                                Some(f) => !f.is_retryable() && e.is_retryable(),
-                            };
-                            if replace {
-                                first = Some(e);
-                            }
-                        }
+                        Err(e) => first.note(inputs.get(i).map_or("", |(u, _)| u), e),
                     }
                 }
                 self.metrics.events_evaluated(applied as u64);
-                first.map_or(Ok(()), Err)
+                first.into_result()
             }
             BusEvent::TimerFired(t) => {
-                let now = self.clock.now();
-                self.metrics
-                    .timer_lateness((now - t.due).max(0) as f64 / 1000.0);
+                self.timer_lateness(t);
                 self.user(&t.user_id, Input::Timer { due: t.due })
                     .await
                     .map(|_| ())
+            }
+            BusEvent::TimersFired(fired) => {
+                let inputs: Vec<(&str, Input<'_>)> = fired
+                    .timers
+                    .iter()
+                    .map(|t| {
+                        self.timer_lateness(t);
+                        (t.user_id.as_str(), Input::Timer { due: t.due })
+                    })
+                    .collect();
+                let mut first = FirstFailure::default();
+                match self.users(&inputs).await {
+                    Ok(outcomes) => {
+                        for ((user, _), outcome) in inputs.iter().zip(outcomes) {
+                            if let Err(e) = outcome {
+                                first.note(user, e);
+                            }
+                        }
+                    }
+                    Err(e) => first.note("", e),
+                }
+                first.into_result()
             }
             _ => Ok(()),
         };
@@ -137,18 +151,28 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
         result
     }
 
-    /// Evaluates the accepted messages of several users with one load and one save for all
-    /// of them (where the store can), then one publish of everything they decided. Users that
+    fn timer_lateness(&self, t: &TimerFired) {
+        let now = self.clock.now();
+        self.metrics
+            .timer_lateness((now - t.due).max(0) as f64 / 1000.0);
+    }
+
+    /// Evaluates several users' inputs (accepted messages, or fired timers) with one load and
+    /// one save for all of them (where the store can), then one publish of everything they
+    /// decided (a bus that bills per entry packs their timer changes into one). Users that
     /// lose a race for their state, or have events left unpublished by an earlier crash, go
     /// through [`Evaluate::user`] one by one. The outer error is a failure that stopped the
     /// whole batch (the bus delivers it again; users already done skip it as duplicates).
     pub async fn users(
         &self,
-        users: &[(&str, Vec<&AcceptedEvent>)],
+        users: &[(&str, Input<'_>)],
     ) -> Result<Vec<Result<Evaluated, HandlerError>>, HandlerError> {
         let ids: Vec<Vec<&str>> = users
             .iter()
-            .map(|(_, events)| events.iter().map(|e| e.message_id.as_str()).collect())
+            .map(|(_, input)| match input {
+                Input::Events(events) => events.iter().map(|e| e.message_id.as_str()).collect(),
+                Input::Timer { .. } => Vec::new(),
+            })
             .collect();
         let requests: Vec<LoadRequest<'_>> = users
             .iter()
@@ -165,12 +189,12 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
         // One by one: events left unpublished by an earlier crash, lost races.
         let mut one_by_one = Vec::new();
         let mut plans: Vec<(usize, Evaluated, Plan<'_>)> = Vec::new();
-        for (i, ((user_id, events), stored)) in users.iter().zip(loaded).enumerate() {
+        for (i, ((user_id, input), stored)) in users.iter().zip(loaded).enumerate() {
             if stored.as_ref().is_some_and(|s| !s.outbox.is_empty()) {
                 one_by_one.push(i);
                 continue;
             }
-            match self.decide(user_id, Input::Events(events), &ids[i], stored) {
+            match self.decide(user_id, *input, &ids[i], stored) {
                 Ok(Decided {
                     result,
                     write: Some(plan),
@@ -220,8 +244,8 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
             }
         }
         for i in one_by_one {
-            let (user_id, events) = &users[i];
-            results[i] = Some(self.user(user_id, Input::Events(events)).await);
+            let (user_id, input) = users[i];
+            results[i] = Some(self.user(user_id, input).await);
         }
         Ok(results
             .into_iter()
@@ -530,11 +554,13 @@ mod tests {
         }
     }
 
+    /// What was published, and in how many calls.
     #[derive(Default)]
-    struct Recorded(Mutex<Vec<BusEvent>>);
+    struct Recorded(Mutex<Vec<BusEvent>>, std::sync::atomic::AtomicUsize);
 
     impl Bus for Recorded {
         async fn publish(&self, events: &[BusEvent]) -> Result<(), StoreError> {
+            self.1.fetch_add(1, Ordering::SeqCst);
             self.0.lock().unwrap().extend_from_slice(events);
             Ok(())
         }
@@ -667,7 +693,11 @@ mod tests {
                 refs.iter().copied().filter(|e| e.user_id == user).collect(),
             ));
         }
-        let results = e.users(&users).await.unwrap();
+        let inputs: Vec<(&str, Input<'_>)> = users
+            .iter()
+            .map(|(user, events)| (*user, Input::Events(events)))
+            .collect();
+        let results = e.users(&inputs).await.unwrap();
 
         for r in &results {
             assert_eq!(r.as_ref().unwrap().applied, 6, "{results:?}");
@@ -685,6 +715,54 @@ mod tests {
         };
         assert_eq!(sends_to("b"), sends_to("a"));
         assert!(sends_to("a") > 0);
+    }
+
+    #[tokio::test]
+    async fn timers_fired_together_are_evaluated_together_and_published_in_one_call() {
+        let t0 = nudge_core::time::parse_instant("2026-03-02T09:00:00Z").unwrap();
+        let e = saas();
+        e.clock.0.store(t0, Ordering::SeqCst);
+        let users = ["a", "b", "c"];
+        for user in users {
+            let ev = accepted_by(user, 0, "Signed Up", t0);
+            e.user(user, Input::Events(&[&ev])).await.unwrap();
+        }
+        let mut timers = Vec::new();
+        for event in e.bus.0.lock().unwrap().drain(..) {
+            if let BusEvent::DelayRequested(d) = event {
+                timers.push(TimerFired {
+                    user_id: d.user_id,
+                    due: d.due,
+                    version: d.version,
+                });
+            }
+        }
+        assert_eq!(timers.len(), 3);
+        let due = timers.iter().map(|t| t.due).max().unwrap_or(t0);
+        e.clock.0.store(due, Ordering::SeqCst);
+        e.bus.1.store(0, Ordering::SeqCst);
+
+        e.handle(&BusEvent::TimersFired(crate::bus::FiredTimers { timers }))
+            .await
+            .unwrap();
+
+        assert_eq!(
+            e.bus.1.load(Ordering::SeqCst),
+            1,
+            "one publish for all three"
+        );
+        let published = e.bus.0.lock().unwrap();
+        for user in users {
+            assert!(
+                published.iter().any(|p| p.user_id() == Some(user)),
+                "{user}: {published:?}"
+            );
+            assert_eq!(
+                e.store.0.lock().unwrap()[user].1,
+                2,
+                "{user} written once more"
+            );
+        }
     }
 
     #[tokio::test]
@@ -706,7 +784,7 @@ mod tests {
         );
 
         let ev = accepted_by("a", 0, "Signed Up", t0);
-        let results = e.users(&[("a", vec![&ev])]).await.unwrap();
+        let results = e.users(&[("a", Input::Events(&[&ev]))]).await.unwrap();
 
         assert_eq!(results[0].as_ref().unwrap().applied, 1);
         assert_eq!(e.bus.0.lock().unwrap().first(), Some(&left));

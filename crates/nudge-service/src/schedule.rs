@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use tracing::debug;
 
-use crate::bus::{BusEvent, TimerFired};
-use crate::error::HandlerError;
+use crate::bus::{BusEvent, DelayCancel, DelayRequest, TimerFired};
+use crate::error::{FirstFailure, HandlerError};
 use crate::metrics::Metrics;
 use crate::ports::{Bus, Clock, TimerStore};
 
@@ -25,23 +25,42 @@ pub struct Schedule<T, B, C> {
 }
 
 impl<T: TimerStore, B: Bus, C: Clock> Schedule<T, B, C> {
-    /// Handles a delay request or cancel (other events are ignored).
+    /// Handles a delay request or cancel, or several packed in "Timers Changed" (each is
+    /// tried; the first failure is reported, retryable ones first). Other events are ignored.
     pub async fn handle(&self, event: &BusEvent) -> Result<(), HandlerError> {
         let started = Instant::now();
-        match event {
-            BusEvent::DelayRequested(req) => {
-                debug!(user_id = %req.user_id, due = req.due, version = req.version, "timer set");
-                self.timers.set(req).await?;
+        let result = match event {
+            BusEvent::DelayRequested(req) => self.set(req).await,
+            BusEvent::DelayCancelled(req) => self.cancel(req).await,
+            BusEvent::TimersChanged(changes) => {
+                let mut first = FirstFailure::default();
+                for req in &changes.set {
+                    if let Err(e) = self.set(req).await {
+                        first.note(&req.user_id, e);
+                    }
+                }
+                for req in &changes.cancel {
+                    if let Err(e) = self.cancel(req).await {
+                        first.note(&req.user_id, e);
+                    }
+                }
+                first.into_result()
             }
-            BusEvent::DelayCancelled(req) => {
-                debug!(user_id = %req.user_id, version = req.version, "timer cancelled");
-                self.timers.cancel(req).await?;
-            }
-            _ => {}
-        }
+            _ => Ok(()),
+        };
         self.metrics
             .handler_latency("schedule", started.elapsed().as_secs_f64());
-        Ok(())
+        result
+    }
+
+    async fn set(&self, req: &DelayRequest) -> Result<(), HandlerError> {
+        debug!(user_id = %req.user_id, due = req.due, version = req.version, "timer set");
+        Ok(self.timers.set(req).await?)
+    }
+
+    async fn cancel(&self, req: &DelayCancel) -> Result<(), HandlerError> {
+        debug!(user_id = %req.user_id, version = req.version, "timer cancelled");
+        Ok(self.timers.cancel(req).await?)
     }
 
     /// Claims every timer due by now and publishes a "Timer Fired" for each. Returns how many
@@ -70,7 +89,7 @@ impl<T: TimerStore, B: Bus, C: Clock> Schedule<T, B, C> {
         let events: Vec<BusEvent> = timers.iter().cloned().map(BusEvent::TimerFired).collect();
         if let Err(e) = self.bus.publish(&events).await {
             for t in &timers {
-                let back = crate::bus::DelayRequest {
+                let back = DelayRequest {
                     user_id: t.user_id.clone(),
                     due: t.due,
                     version: t.version,

@@ -102,12 +102,29 @@ fn accepted(i: usize, bytes: usize) -> BusEvent {
 #[tokio::test]
 async fn publishes_23_events_in_three_calls_and_all_are_routed() {
     let (bus, calls, queue) = bus().await;
-    let events: Vec<BusEvent> = (0..23).map(timer_fired).collect();
+    let events: Vec<BusEvent> = (0..23).map(|i| accepted(i, 100)).collect();
     bus.publish(&events).await.unwrap();
     assert_eq!(calls.entries_per_call(), vec![10, 10, 3]);
 
     let received = queue.receive(23, Duration::from_secs(20)).await;
     assert_eq!(events_of(&received), sorted(&events));
+}
+
+#[tokio::test]
+async fn timers_fired_together_go_as_one_packed_entry() {
+    let (bus, calls, queue) = bus().await;
+    let events: Vec<BusEvent> = (0..23).map(timer_fired).collect();
+    bus.publish(&events).await.unwrap();
+    assert_eq!(calls.entries_per_call(), vec![1]);
+
+    let received = queue.receive(23, Duration::from_secs(5)).await;
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0]["detail-type"], "Timers Fired");
+    let unpacked: Vec<BusEvent> = events_of(&received)
+        .into_iter()
+        .flat_map(BusEvent::unpack)
+        .collect();
+    assert_eq!(sorted(&unpacked), sorted(&events));
 }
 
 #[tokio::test]

@@ -183,7 +183,9 @@ async fn the_demo_journey_on_the_four_functions_decides_as_replay_does() {
     }
     let timers_fired = seen
         .iter()
-        .filter(|(to, e)| *to == Some(Function::Evaluate) && matches!(e, BusEvent::TimerFired(_)))
+        .filter(|(to, _)| *to == Some(Function::Evaluate))
+        .flat_map(|(_, e)| e.clone().unpack())
+        .filter(|e| matches!(e, BusEvent::TimerFired(_)))
         .count();
 
     // The journey is one where timers matter: some decisions fall between events.

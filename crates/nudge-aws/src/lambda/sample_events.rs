@@ -174,6 +174,8 @@ const EVENTS_ACCEPTED: Sample = sample!("evaluate", "events-accepted.json");
 const TIMER_FIRED: Sample = sample!("evaluate", "timer-fired.json");
 const DELAY_REQUESTED: Sample = sample!("schedule-delay", "delay-requested.json");
 const DELAY_CANCELLED: Sample = sample!("schedule-delay", "delay-cancelled.json");
+const TIMERS_FIRED: Sample = sample!("evaluate", "timers-fired.json");
+const TIMERS_CHANGED: Sample = sample!("schedule-delay", "timers-changed.json");
 const SWEEP: Sample = sample!("schedule-delay", "sweep.json");
 const STREAM: Sample = sample!("schedule-delay", "stream-ttl-and-user-removal.json");
 const EMAIL: Sample = sample!("deliver", "message-requested-email.json");
@@ -360,6 +362,55 @@ async fn evaluate_takes_the_accepted_events_and_the_timer_they_set() {
 }
 
 #[tokio::test]
+async fn evaluate_takes_timers_fired_packed_in_one_entry() {
+    let stack = Stack::new(instant("2026-03-02T08:04:00Z")).await;
+    stack
+        .invoke(Function::Evaluate, parse(EVENTS_ACCEPTED))
+        .await;
+    stack.run_bus().await;
+    let timers = parse(TIMERS_FIRED);
+    stack.clock.set(
+        timers["detail"]["timers"][0]["due"]
+            .as_i64()
+            .unwrap_or_default(),
+    );
+
+    stack.invoke(Function::Evaluate, timers).await;
+    stack.run_bus().await;
+
+    let sent: Vec<(String, String)> = bus_events(&stack, None)
+        .into_iter()
+        .filter_map(|e| match e {
+            BusEvent::MessageSent(r) => Some((r.user_id, r.trigger)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        sent.contains(&("alice".into(), "profile-reminder".into())),
+        "{sent:?}"
+    );
+    assert!(sent.iter().all(|(user, _)| user == "alice"), "{sent:?}");
+}
+
+#[tokio::test]
+async fn schedule_delay_takes_timer_changes_packed_in_one_entry() {
+    let stack = Stack::new(instant("2026-03-02T08:04:00Z")).await;
+    let changes = parse(TIMERS_CHANGED);
+
+    // Twice: a redelivered entry changes nothing more.
+    stack.invoke(Function::ScheduleDelay, changes.clone()).await;
+    stack.invoke(Function::ScheduleDelay, changes.clone()).await;
+
+    let alice = stack.store.pending("alice").await.unwrap().expect("set");
+    assert_eq!(json!(alice.due), changes["detail"]["set"][0]["due"]);
+    assert_eq!(
+        stack.store.pending("erin").await.unwrap(),
+        None,
+        "cancelled"
+    );
+}
+
+#[tokio::test]
 async fn schedule_delay_takes_requests_cancels_the_sweep_and_the_stream() {
     let stack = Stack::new(instant("2026-03-02T08:04:00Z")).await;
     let request = parse(DELAY_REQUESTED);
@@ -470,6 +521,8 @@ fn every_sample_is_tested_and_listed_in_the_readme() {
             [
                 ("evaluate", EVENTS_ACCEPTED),
                 ("evaluate", TIMER_FIRED),
+                ("evaluate", TIMERS_FIRED),
+                ("schedule-delay", TIMERS_CHANGED),
                 ("schedule-delay", DELAY_REQUESTED),
                 ("schedule-delay", DELAY_CANCELLED),
                 ("schedule-delay", SWEEP),

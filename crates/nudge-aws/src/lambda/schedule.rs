@@ -128,10 +128,9 @@ pub async fn handler<T: TimerStore + ExpiredTimerClaim, B: Bus, C: Clock>(
                 decision_id = field::Empty,
             );
             record_ids(&span, &event);
-            let result = schedule
-                .handle(&event.detail)
-                .instrument(span.clone())
-                .await;
+            // Boxed, as evaluate's: the store's and SDK's futures nest too deeply for
+            // rustc's layout query otherwise.
+            let result = Box::pin(schedule.handle(&event.detail).instrument(span.clone())).await;
             span.in_scope(|| settle(result))?;
             Ok(DynamoDbEventResponse::default())
         }

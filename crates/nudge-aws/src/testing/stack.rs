@@ -70,10 +70,13 @@ impl Clock for TestClock {
 /// The event patterns of `template.yaml`'s routing rules (EvaluateRule, ScheduleDelayRule,
 /// DeliverRule), by the function they target.
 const ROUTES: [(Function, &[&str]); 3] = [
-    (Function::Evaluate, &["Events Accepted", "Timer Fired"]),
+    (
+        Function::Evaluate,
+        &["Events Accepted", "Timer Fired", "Timers Fired"],
+    ),
     (
         Function::ScheduleDelay,
-        &["Delay Requested", "Delay Cancelled"],
+        &["Delay Requested", "Delay Cancelled", "Timers Changed"],
     ),
     (Function::Deliver, &["Message Requested"]),
 ];

@@ -100,19 +100,22 @@ async fn invoke(schedule: &TestSchedule, records: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// Every "Timer Fired" that reached the queue within `wait` (waiting the whole time, so that
-/// a duplicate would be seen).
+/// Every timer fired ("Timer Fired", or several packed in "Timers Fired") that reached the
+/// queue within `wait` (waiting the whole time, so that a duplicate would be seen).
 async fn fired(queue: &Queue, wait: Duration) -> Vec<TimerFired> {
     let mut fired: Vec<TimerFired> = queue
         .receive(usize::MAX, wait)
         .await
         .into_iter()
-        .map(|envelope| {
-            assert_eq!(envelope["detail-type"], "Timer Fired");
-            match serde_json::from_value(envelope["detail"].clone()).expect("a bus event") {
-                BusEvent::TimerFired(t) => t,
-                other => panic!("unexpected {other:?}"),
-            }
+        .flat_map(|envelope| {
+            let event: BusEvent =
+                serde_json::from_value(envelope["detail"].clone()).expect("a bus event");
+            assert_eq!(envelope["detail-type"], event.detail_type());
+            event.unpack()
+        })
+        .map(|event| match event {
+            BusEvent::TimerFired(t) => t,
+            other => panic!("unexpected {other:?}"),
         })
         .collect();
     fired.sort_by(|a, b| a.user_id.cmp(&b.user_id));
