@@ -61,6 +61,11 @@ else
   step "arm64: skipped (rustup target add aarch64-unknown-linux-gnu to build it; sam build needs it)"
 fi
 
+step "rules layer (as sam build makes it: validated and compiled)"
+make -f infra/Makefile build-RulesLayer RULES_DIR=examples ARTIFACTS_DIR="$OUT/layer" \
+  JOURNEY_TESTS=0 NUDGE="cargo run --quiet --release -p nudge-cli --"
+RULES="$OUT/layer/rules/saas-onboarding"
+
 step "sizes (bootstrap binary; zip as Lambda takes it)"
 report() { .venv/bin/python scripts/lambda_report.py "$@"; }
 report sizes "$OUT/$host_arch" "$host_arch" hello_lambda "${FUNCTIONS[@]}"
@@ -71,7 +76,7 @@ report sizes "$OUT/$host_arch" "$host_arch" hello_lambda "${FUNCTIONS[@]}"
 # in /etc/ssl/certs, Amazon Linux one bundle. Both are measured.
 step "cold starts ($RUNS each, medians): Runtime API and moto on loopback; the machine's TLS roots"
 .venv/bin/python scripts/lambda_cold_start.py --bin-dir "$OUT/$host_arch" --runs "$RUNS" \
-  --json "$OUT/cold-start.json"
+  --rules "$RULES" --json "$OUT/cold-start.json"
 bundle=""
 for f in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
   if [ -f "$f" ]; then bundle="$f"; break; fi
@@ -79,7 +84,7 @@ done
 if [ -n "$bundle" ]; then
   step "cold starts again, TLS roots from the one bundle $bundle"
   .venv/bin/python scripts/lambda_cold_start.py --bin-dir "$OUT/$host_arch" --runs "$RUNS" \
-    --ca-bundle "$bundle" --json "$OUT/cold-start-bundle.json"
+    --rules "$RULES" --ca-bundle "$bundle" --json "$OUT/cold-start-bundle.json"
 fi
 
 step "ratios to the hello-world (target: init within 1.5x); the machine's TLS roots"

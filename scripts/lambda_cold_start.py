@@ -10,6 +10,7 @@ queues; evaluate's runs take those, and schedule-delay's and deliver's runs take
 "Delay Requested" and "Message Requested" that evaluate published.
 
 Usage: lambda_cold_start.py --bin-dir DIR --runs N [--moto PATH] [--json OUT] [--ca-bundle PEM]
+                            [--rules DIR]
 (DIR holds <name>/bootstrap for nudge-ingest, nudge-evaluate, nudge-schedule-delay,
 nudge-deliver and hello_lambda, as `cargo lambda build` lays them out.)
 """
@@ -272,7 +273,7 @@ def measured_sizes(endpoint, accepted, requested):
 # ---------------------------------------------------------------- one cold start
 
 
-def function_env(endpoint, name, ca_bundle):
+def function_env(endpoint, name, ca_bundle, rules=RULES):
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "AWS_LAMBDA_FUNCTION_NAME": name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
@@ -282,7 +283,7 @@ def function_env(endpoint, name, ca_bundle):
         "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_ENDPOINT_URL": endpoint,
         # What template.yaml sets.
-        "NUDGE_TABLE": STACK, "NUDGE_BUS": STACK, "NUDGE_RULES": str(RULES),
+        "NUDGE_TABLE": STACK, "NUDGE_BUS": STACK, "NUDGE_RULES": str(rules),
         "NUDGE_TIMER_SHARDS": "16", "RUST_LOG": os.environ.get("BENCH_RUST_LOG", "warn,nudge=info"),
         "NUDGE_WRITE_KEYS": WRITE_KEY, "NUDGE_SIGNING_SECRET": "bench-signing-secret",
         "NUDGE_INBOX_SECRET": "bench-inbox-secret", "NUDGE_ADMIN_KEY": "bench-admin-key",
@@ -337,6 +338,9 @@ def main():
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--moto", default=str(Path(sys.executable).parent / "moto_server"))
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--rules", type=Path, default=RULES,
+                    help="the rule set the functions load (NUDGE_RULES); bench-lambda.sh passes the "
+                         "rules layer's copy, compiled as `sam build` compiles it")
     ap.add_argument("--ca-bundle", type=Path,
                     help="trust only this CA bundle (SSL_CERT_FILE; SSL_CERT_DIR empty)")
     args = ap.parse_args()
@@ -357,7 +361,7 @@ def main():
         ]
         for name, make_event in plan:
             binary = args.bin_dir / name / "bootstrap"
-            env = function_env(endpoint, name, args.ca_bundle)
+            env = function_env(endpoint, name, args.ca_bundle, args.rules)
             inits, firsts, logged = [], [], []
             for i in range(args.runs):
                 init, first, log_bytes, answer = cold_start(binary, env, make_event(i), log)

@@ -197,6 +197,24 @@ def test_rules_layer_is_built_by_the_validating_makefile(template):
     assert (ROOT / "examples" / default).is_dir()
 
 
+def test_the_rules_layer_build_validates_and_compiles_every_rule_set(tmp_path):
+    """`sam build` runs this target; here with the debug CLI and without journey tests."""
+    from serve_support import nudge_binary
+    nudge = nudge_binary()
+    done = subprocess.run(
+        ["make", "-f", str(ROOT / "infra" / "Makefile"), "build-RulesLayer",
+         f"RULES_DIR={ROOT / 'examples'}", f"ARTIFACTS_DIR={tmp_path}", f"NUDGE={nudge}",
+         "JOURNEY_TESTS=0"],
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for example in ("saas-onboarding", "ecommerce"):
+        layer = tmp_path / "rules" / example
+        assert (layer / "nudge-compiled.json").is_file(), list(layer.iterdir())
+        ok = subprocess.run([str(nudge), "validate", "--rules", str(layer)],
+                            capture_output=True, text=True, timeout=60)
+        assert ok.returncode == 0, ok.stderr
+
+
 def test_parameters_and_outputs(template):
     params = template["Parameters"]
     for p in ("SenderAddress", "RuleSet", "LogLevel"):

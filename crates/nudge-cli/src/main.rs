@@ -36,6 +36,13 @@ enum Command {
         #[arg(long, default_value = "rules")]
         rules: PathBuf,
     },
+    /// Check a rule set and save it compiled beside its files (DIR/nudge-compiled.json), which
+    /// later loads read instead of the YAML while the files are unchanged (Lambda cold starts).
+    Compile {
+        /// The rule set directory (every *.yaml file in it).
+        #[arg(long, default_value = "rules")]
+        rules: PathBuf,
+    },
     /// Run Segment JSONL events through the engine on a virtual clock; one JSON line per send decision.
     Replay {
         /// The rule set directory (every *.yaml file in it).
@@ -85,6 +92,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate { rules } => validate(&rules),
+        Command::Compile { rules } => match rules_dir::compile(&rules) {
+            Ok(path) => {
+                println!("{}: compiled to {}", rules.display(), path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => load_failure(&rules, e),
+        },
         Command::Replay {
             rules,
             until,
@@ -126,7 +140,14 @@ fn validate(dir: &std::path::Path) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Err(rules_dir::LoadError::Rules(errors)) => {
+        Err(e) => load_failure(dir, e),
+    }
+}
+
+/// Prints why a rule set did not load (every mistake, then their count) and fails.
+fn load_failure(dir: &std::path::Path, e: rules_dir::LoadError) -> ExitCode {
+    match e {
+        rules_dir::LoadError::Rules(errors) => {
             for e in &errors {
                 eprintln!("{e}");
             }
@@ -136,13 +157,10 @@ fn validate(dir: &std::path::Path) -> ExitCode {
                 if errors.len() == 1 { "" } else { "s" },
                 dir.display()
             );
-            ExitCode::FAILURE
         }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::FAILURE
-        }
+        e => eprintln!("{e}"),
     }
+    ExitCode::FAILURE
 }
 
 fn replay(

@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::event::{describe_value, Message, MessageKind};
 
 /// The events a product sends and the properties each carries.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrackingPlan {
     /// Accept (and flag) events the plan does not list; otherwise reject them.
     pub allow_unknown_events: bool,
@@ -30,7 +30,7 @@ impl Default for TrackingPlan {
 }
 
 /// The properties of one event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventSpec {
     pub properties: BTreeMap<String, PropertySpec>,
     /// Accept (and flag) properties the spec does not list; otherwise reject them.
@@ -48,7 +48,7 @@ impl Default for EventSpec {
 }
 
 /// What one property's value must look like.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PropertySpec {
     pub ty: PropertyType,
     pub required: bool,
@@ -61,7 +61,7 @@ pub struct PropertySpec {
 }
 
 /// The JSON type a property must have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum PropertyType {
     String,
     /// A number without a fractional part (`3` and `3.0`, not `3.5`).

@@ -28,6 +28,7 @@ use std::sync::{Arc, OnceLock};
 
 use liquid::model::{DisplayCow, KString, KStringCow, Object, State, Value};
 use liquid::{ObjectView, ValueView};
+use serde::{Deserialize, Serialize};
 
 /// Largest rendered output, and largest value (string length or array size) a template may
 /// build with `assign` or `capture`.
@@ -102,15 +103,55 @@ impl TemplateError {
 }
 
 /// A compiled Liquid template plus the variable paths it reads.
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(into = "TemplateParts", from = "TemplateParts")]
 pub struct Template {
     source: String,
-    /// `None` for text without Liquid markup (no `{{`, no `{%`), which renders as itself:
-    /// Liquid's parser walks plain text a character at a time, most of a rule set's load.
-    compiled: Option<Arc<liquid::Template>>,
+    /// What Liquid parses: the source, guarded where needed. `None` for text without Liquid
+    /// markup (no `{{`, no `{%`), which renders as itself: Liquid's parser walks plain text a
+    /// character at a time, most of a rule set's load.
+    liquid: Option<Arc<str>>,
+    /// `liquid` parsed: at compile time, or at the first render of a template read from a
+    /// compiled snapshot (see `rules::snapshot`), which so parses only what it renders.
+    compiled: OnceLock<Option<Arc<liquid::Template>>>,
     referenced: Vec<Vec<String>>,
     fills: Vec<Vec<Seg>>,
     range_checks: Vec<RangeCheck>,
+}
+
+/// A template as a compiled snapshot keeps it: everything but the parsed Liquid.
+#[derive(Serialize, Deserialize)]
+struct TemplateParts {
+    source: String,
+    liquid: Option<Arc<str>>,
+    referenced: Vec<Vec<String>>,
+    fills: Vec<Vec<Seg>>,
+    range_checks: Vec<RangeCheck>,
+}
+
+impl From<Template> for TemplateParts {
+    fn from(t: Template) -> Self {
+        TemplateParts {
+            source: t.source,
+            liquid: t.liquid,
+            referenced: t.referenced,
+            fills: t.fills,
+            range_checks: t.range_checks,
+        }
+    }
+}
+
+impl From<TemplateParts> for Template {
+    fn from(p: TemplateParts) -> Self {
+        Template {
+            source: p.source,
+            liquid: p.liquid,
+            compiled: OnceLock::new(),
+            referenced: p.referenced,
+            fills: p.fills,
+            range_checks: p.range_checks,
+        }
+    }
 }
 
 impl fmt::Debug for Template {
@@ -133,7 +174,8 @@ impl Template {
         if !source.contains("{{") && !source.contains("{%") {
             return Ok(Template {
                 source: source.to_owned(),
-                compiled: None,
+                liquid: None,
+                compiled: OnceLock::from(None),
                 referenced: Vec::new(),
                 fills: Vec::new(),
                 range_checks: Vec::new(),
@@ -162,12 +204,12 @@ impl Template {
                 return Err(e);
             }
         };
-        let compiled = if analysis.insertions.is_empty() {
-            parse_plain()?
+        let (liquid, compiled) = if analysis.insertions.is_empty() {
+            (source.to_owned(), parse_plain()?)
         } else {
             let instrumented = instrument(source, &analysis.insertions);
             match parse_liquid(parser, &instrumented) {
-                Ok(compiled) => compiled,
+                Ok(compiled) => (instrumented, compiled),
                 Err(failure) => {
                     parse_plain()?;
                     let detail = match failure {
@@ -182,7 +224,8 @@ impl Template {
         };
         Ok(Template {
             source: source.to_owned(),
-            compiled: Some(Arc::new(compiled)),
+            liquid: Some(liquid.into()),
+            compiled: OnceLock::from(Some(Arc::new(compiled))),
             referenced: analysis.referenced,
             fills: analysis.fills,
             range_checks: analysis.range_checks,
@@ -206,13 +249,25 @@ impl Template {
         &self,
         globals: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<String, TemplateError> {
-        let Some(compiled) = &self.compiled else {
+        let Some(liquid) = &self.liquid else {
             return if self.source.len() > MAX_OUTPUT_BYTES {
                 Err(output_too_large())
             } else {
                 Ok(self.source.clone())
             };
         };
+        let compiled = self
+            .compiled
+            .get_or_init(|| {
+                let parser = parser().ok()?;
+                parse_liquid(parser, liquid).ok().map(Arc::new)
+            })
+            .as_ref()
+            .ok_or_else(|| {
+                TemplateError::general(
+                    "template could not be parsed (a damaged compiled rule set?)",
+                )
+            })?;
         let mut data = Object::new();
         for (key, value) in globals {
             data.insert(KString::from_ref(key), to_liquid(value, 0));
@@ -496,7 +551,7 @@ impl io::Write for CappedWriter {
 // Data: JSON to Liquid values, nil filling, range checks
 
 /// One step of a variable path.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 enum Seg {
     Key(String),
     Index(i64),
@@ -656,7 +711,7 @@ fn collect_integers(value: &Value, path: &[Seg], out: &mut Vec<i64>) {
 }
 
 /// One bound of a `(start..stop)` range.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 enum Bound {
     Literal(i64),
     /// Event data, read at render time.
@@ -666,7 +721,7 @@ enum Bound {
 }
 
 /// A range whose size depends on event data, checked before each render.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct RangeCheck {
     start: Bound,
     stop: Bound,
@@ -2232,7 +2287,7 @@ mod tests {
             "Ünïcödé — ✓",
         ] {
             let template = Template::compile(text).unwrap();
-            assert!(template.compiled.is_none(), "{text:?}");
+            assert!(template.liquid.is_none(), "{text:?}");
             assert!(template.referenced_paths().is_empty());
             let expected = liquid.parse(text).unwrap().render(&Object::new()).unwrap();
             assert_eq!(template.render(&Map::new()).unwrap(), expected, "{text:?}");
@@ -2241,10 +2296,10 @@ mod tests {
         assert_eq!(render(&at_cap, json!({})).len(), MAX_OUTPUT_BYTES);
         let e = render_err(&format!("{at_cap}!"), json!({}));
         assert!(e.message.contains("256 KiB"), "{e}");
-        assert!(Template::compile("{{- x -}}").unwrap().compiled.is_some());
+        assert!(Template::compile("{{- x -}}").unwrap().liquid.is_some());
         assert!(Template::compile("a {%- comment %}b{% endcomment %}")
             .unwrap()
-            .compiled
+            .liquid
             .is_some());
     }
 

@@ -2,11 +2,15 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// An instant, in milliseconds since 1970-01-01T00:00:00Z.
 pub type Millis = i64;
 
 /// A length of time in milliseconds, written in rules as `90s`, `2m`, `24h`, `7d`, `1h30m`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Duration(pub i64);
 
 impl Duration {
@@ -154,6 +158,21 @@ pub fn parse_instant(text: &str) -> Result<Millis, jiff::Error> {
 pub fn time_zone(name: &str) -> Option<jiff::tz::TimeZone> {
     // A handle on the bundled data (no allocation); parsed zones are cached inside jiff.
     jiff::tz::TimeZoneDatabase::bundled().get(name).ok()
+}
+
+/// Serde for a zone of the bundled database, by its IANA name (UTC for one without).
+pub mod zone_by_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(tz: &jiff::tz::TimeZone, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(tz.iana_name().unwrap_or("UTC"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<jiff::tz::TimeZone, D::Error> {
+        let name = String::deserialize(d)?;
+        super::time_zone(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown time zone `{name}`")))
+    }
 }
 
 #[cfg(test)]

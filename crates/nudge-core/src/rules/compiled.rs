@@ -4,6 +4,7 @@ use super::model::{Channel, Cmp, FilterOp, Policies, Priority};
 use crate::plan::TrackingPlan;
 use crate::template::Template;
 use crate::time::Duration;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 // Lookups on the per-event path use FxHash: keys are our own names and ids, not attacker-chosen
 // collision material worth SipHash's cost.
@@ -11,7 +12,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 /// Which event names a matcher accepts.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum NameMatch {
     /// Any activity (track, page, screen).
     Any,
@@ -19,14 +20,14 @@ pub enum NameMatch {
 }
 
 /// A compiled property (or trait) filter.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CFilter {
     pub path: Vec<String>,
     pub op: FilterOp,
 }
 
 /// A compiled event matcher.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Matcher {
     pub name: NameMatch,
     pub filters: Vec<CFilter>,
@@ -36,7 +37,7 @@ pub struct Matcher {
 }
 
 /// What a state slot keeps.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum SlotKind {
     /// Number of matches (since the reset, in the current session when `in_session`).
     Count,
@@ -57,7 +58,7 @@ pub enum SlotKind {
 }
 
 /// One piece of per-user state the rule set needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlotSpec {
     /// Stable id: a hash of the slot's definition, so state survives rule edits that keep it.
     pub id: u32,
@@ -70,7 +71,7 @@ pub struct SlotSpec {
 }
 
 /// A compiled condition.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CCond {
     All(Vec<CCond>),
     Any(Vec<CCond>),
@@ -99,7 +100,7 @@ pub enum CCond {
 }
 
 /// A compiled live segment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CSegment {
     pub id: String,
     pub stable_id: u32,
@@ -107,7 +108,7 @@ pub struct CSegment {
 }
 
 /// What starts a compiled trigger.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum COn {
     Event(Matcher),
     SegmentEntered(usize),
@@ -115,7 +116,7 @@ pub enum COn {
 }
 
 /// How often a trigger may fire.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum COnce {
     Never,
     User,
@@ -124,14 +125,14 @@ pub enum COnce {
 }
 
 /// A compiled cancel rule.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CCancel {
     pub event: Matcher,
     pub same: Vec<Vec<String>>,
 }
 
 /// A compiled data item for templates.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CData {
     Collect {
         slot: usize,
@@ -144,7 +145,7 @@ pub enum CData {
 }
 
 /// A compiled trigger.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CTrigger {
     pub id: Arc<str>,
     pub stable_id: u32,
@@ -174,7 +175,7 @@ pub struct CTrigger {
 }
 
 /// A compiled experiment arm.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CVariant {
     pub name: Arc<str>,
     /// Upper bound of this arm's share of the 0..10000 buckets.
@@ -185,7 +186,7 @@ pub struct CVariant {
 }
 
 /// A compiled experiment.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CExperiment {
     pub id: Arc<str>,
     pub stable_id: u32,
@@ -197,7 +198,7 @@ pub struct CExperiment {
 }
 
 /// Compiled content for one channel.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CContent {
     Email {
         subject: Template,
@@ -216,7 +217,7 @@ pub enum CContent {
 }
 
 /// A JSON document whose strings are templates.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum CJson {
     Template(Template),
     Literal(Value),
@@ -225,7 +226,7 @@ pub enum CJson {
 }
 
 /// A compiled content variant.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CContentVariant {
     pub name: Arc<str>,
     pub when: Option<CCond>,
@@ -234,7 +235,7 @@ pub struct CContentVariant {
 }
 
 /// A compiled message.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CMessage {
     pub id: Arc<str>,
     /// "default", shared by every send of the default content.
@@ -245,7 +246,7 @@ pub struct CMessage {
 }
 
 /// What one event name reaches, resolved once per event.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EventEntry {
     pub triggers: Vec<usize>,
     pub slots: Vec<usize>,
@@ -258,9 +259,10 @@ pub struct EventEntry {
 pub type SegmentMask = u128;
 
 /// A rule set ready to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompiledRules {
     pub name: String,
+    #[serde(with = "crate::time::zone_by_name")]
     pub default_timezone: jiff::tz::TimeZone,
     pub timezone_trait: String,
     pub session_gap: Duration,

@@ -4,6 +4,7 @@ pub mod compile;
 pub mod compiled;
 pub mod model;
 pub mod parse;
+pub mod snapshot;
 pub mod yaml;
 
 pub use compiled::CompiledRules;

@@ -3,6 +3,7 @@
 
 use crate::plan::TrackingPlan;
 use crate::time::Duration;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -81,7 +82,7 @@ pub struct Filter {
 }
 
 /// How a [`Filter`] compares.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FilterOp {
     Eq(Value),
     Ne(Value),
@@ -96,7 +97,7 @@ pub enum FilterOp {
 }
 
 /// A numeric or duration comparison: `at_least`, `at_most`, `exactly`, `more_than`, `less_than`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum Cmp {
     AtLeast(f64),
     AtMost(f64),
@@ -302,14 +303,14 @@ pub struct TriggerDef {
 }
 
 /// A frequency-cap window.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum CapWindow {
     Rolling(Duration),
     Session,
 }
 
 /// At most `max` sends on a channel per window.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CapDef {
     pub channel: Channel,
     pub max: u32,
@@ -317,14 +318,14 @@ pub struct CapDef {
 }
 
 /// What to do with a send that falls due in quiet hours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum QuietAction {
     Defer,
     Suppress,
 }
 
 /// Local-time hours during which a channel stays silent.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuietHoursDef {
     pub channels: Vec<Channel>,
     /// Minutes after local midnight.
@@ -334,7 +335,7 @@ pub struct QuietHoursDef {
 }
 
 /// Global delivery policies.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Policies {
     pub caps: Vec<CapDef>,
     pub quiet_hours: Vec<QuietHoursDef>,

@@ -5,7 +5,7 @@
 
 use nudge_core::engine::{Engine, Outcome};
 use nudge_core::event::Message;
-use nudge_core::rules::{self, CompiledRules, RuleFile};
+use nudge_core::rules::{self, CompiledRules};
 use nudge_core::state::UserState;
 use nudge_core::time::{parse_instant, Millis};
 use serde_json::{json, Value};
@@ -45,26 +45,7 @@ impl Rng {
 }
 
 fn load_example(name: &str) -> CompiledRules {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples")
-        .join(name);
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .map(|e| e.expect("directory entry").path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    paths.sort();
-    let files: Vec<RuleFile> = paths
-        .iter()
-        .map(|p| RuleFile {
-            name: p
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-            text: std::fs::read_to_string(p).expect("readable rule file"),
-        })
-        .collect();
+    let files = crate::example_files(name);
     rules::load(&files).unwrap_or_else(|errors| panic!("{name} does not load: {errors:?}"))
 }
 
