@@ -45,10 +45,10 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "NUDGE_LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
-    /// Evaluate workers (users are spread over them; each evaluates one user at a time, so
-    /// this is how many users are evaluated at once). A worker is a task, not a thread: many
-    /// keep the SQLite writer's group commits full (BENCHMARKS.md, "Serve load test").
-    #[arg(long, default_value_t = 128)]
+    /// Evaluate workers (users are spread over them, each user's events in order). A worker
+    /// is a task, not a thread; it takes the users of its share of a journal read together,
+    /// with one load and one save for all of them (BENCHMARKS.md, "Serve load test").
+    #[arg(long, default_value_t = 16)]
     pub workers: usize,
     /// Accepted events waiting for evaluate, at most. A burst faster than evaluate queues in
     /// `<data>/journal` (about 0.5 KB an event) up to this; beyond it ingest answers only as

@@ -22,8 +22,12 @@ use crate::store::SqliteStore;
 
 /// Attempts at a retryable failure before the event is left in the queue for the next start.
 const MAX_ATTEMPTS: u32 = 12;
-/// Most journal records the reader takes at once.
-const JOURNAL_BATCH: usize = 1024;
+/// Most journal records the reader takes at once. Large: each worker gets its share of a read
+/// as one job, whose users are loaded and saved with one store command each, so under load
+/// the store does a few large commands rather than many small ones (the writer thread's
+/// commits, not the engine, bound how fast evaluation goes). Under light load a read takes
+/// what there is, so nothing waits for a batch to fill.
+const JOURNAL_BATCH: usize = 16_384;
 /// Queued events of one kind handed to handlers and not yet done, at most: bounds memory when
 /// a handler falls behind (deliver behind evaluate, evaluate behind a sweep of many timers).
 /// The rest wait in the queue table, and so does whoever publishes more.
@@ -48,6 +52,13 @@ pub struct LocalBus {
     decided: Arc<Semaphore>,
     /// Places for fired timers (evaluate's input; evaluate waits only on `decided`).
     fired: Arc<Semaphore>,
+    /// Places of each kind.
+    places: usize,
+}
+
+/// Whether `event` takes its place among fired timers rather than decisions.
+fn is_fired(event: &BusEvent) -> bool {
+    matches!(event, BusEvent::TimerFired(_) | BusEvent::TimersFired(_))
 }
 
 impl LocalBus {
@@ -75,6 +86,7 @@ impl LocalBus {
                 depth: Arc::new(AtomicI64::new(0)),
                 decided: Arc::new(Semaphore::new(places)),
                 fired: Arc::new(Semaphore::new(places)),
+                places,
             },
             rx,
         )
@@ -99,20 +111,51 @@ impl LocalBus {
             for (seq, event) in batch {
                 after = seq;
                 n += 1;
-                let permit = self.place(&event).await?;
+                let Some(permit) = self.places(std::slice::from_ref(&event)).await?.pop() else {
+                    continue;
+                };
                 self.dispatch(seq, event, permit);
             }
         }
     }
 
-    /// Waits for a place among the queued events in flight of `event`'s kind.
-    async fn place(&self, event: &BusEvent) -> Result<OwnedSemaphorePermit, StoreError> {
-        let pool = match event {
-            BusEvent::TimerFired(_) | BusEvent::TimersFired(_) => &self.fired,
-            _ => &self.decided,
-        };
+    /// Waits for a place among the queued events in flight for each of `events`, in order.
+    ///
+    /// Each kind's places are taken at once, never one by one: publishers that each held some
+    /// places while waiting for the rest could, together, hold them all and wait forever. A
+    /// publisher needing more places than a kind has takes them all and publishes the rest
+    /// beyond the bound (memory is then bounded by what one publisher writes at once).
+    pub(crate) async fn places(
+        &self,
+        events: &[BusEvent],
+    ) -> Result<Vec<OwnedSemaphorePermit>, StoreError> {
+        let fired = events.iter().filter(|e| is_fired(e)).count();
+        // Always the same order (timers fired, then decisions), as a second guard.
+        let mut fired_places = self.take(&self.fired, fired).await?;
+        let mut decided_places = self.take(&self.decided, events.len() - fired).await?;
+        Ok(events
+            .iter()
+            .map(|e| {
+                let pool = if is_fired(e) {
+                    &mut fired_places
+                } else {
+                    &mut decided_places
+                };
+                // `split(0)` always succeeds: a place beyond the bound holds no permit.
+                pool.split(1).or_else(|| pool.split(0)).expect("split(0)")
+            })
+            .collect())
+    }
+
+    /// Takes `n` places of `pool` at once (all of them if it has fewer).
+    async fn take(
+        &self,
+        pool: &Arc<Semaphore>,
+        n: usize,
+    ) -> Result<OwnedSemaphorePermit, StoreError> {
+        let n = u32::try_from(n.min(self.places)).unwrap_or(u32::MAX);
         pool.clone()
-            .acquire_owned()
+            .acquire_many_owned(n)
             .await
             .map_err(|e| StoreError::backend("bus closed", false, e))
     }
@@ -149,7 +192,8 @@ impl LocalBus {
         }
     }
 
-    fn dispatch(&self, seq: i64, event: BusEvent, permit: OwnedSemaphorePermit) {
+    /// Hands a stored event (`seq` in the queue) to the dispatcher.
+    pub(crate) fn dispatch(&self, seq: i64, event: BusEvent, permit: OwnedSemaphorePermit) {
         self.depth.fetch_add(1, Ordering::Relaxed);
         // The dispatcher lives as long as the node; a send after shutdown only loses the
         // in-memory copy, the queue row stays for the next start.
@@ -179,10 +223,7 @@ impl Bus for LocalBus {
         if queued.is_empty() {
             return Ok(());
         }
-        let mut places = Vec::with_capacity(queued.len());
-        for e in &queued {
-            places.push(self.place(e).await?);
-        }
+        let places = self.places(&queued).await?;
         let seqs = self.store.enqueue(&queued).await?;
         for ((seq, event), permit) in seqs.into_iter().zip(queued).zip(places) {
             self.dispatch(seq, event, permit);
@@ -506,5 +547,64 @@ mod tests {
         assert_eq!(left, [cancel(2), cancel(3), cancel(4)]);
         // Every event is in the queue table until acked.
         assert_eq!(bus.store.unacked(10).await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn publishers_take_their_places_at_once_so_two_partial_holders_never_wait_forever() {
+        let dir = TempDir::new("bus-places-at-once");
+        let journal = Journal::open(&dir.path().join("journal"), Limits::with_backlog(10)).unwrap();
+        let (bus, mut rx) = LocalBus::with_places(dir.open(), journal, 3);
+        // One place taken; two publishers want two each. Taken one by one, each could hold
+        // one and wait forever for a second.
+        bus.publish(&[cancel(1)]).await.unwrap();
+        let (a, b) = ([cancel(2), cancel(3)], [cancel(4), cancel(5)]);
+        let (bus_a, bus_b) = (bus.clone(), bus.clone());
+        let pa = tokio::spawn(async move { bus_a.publish(&a).await });
+        let pb = tokio::spawn(async move { bus_b.publish(&b).await });
+        // Handling what is dispatched frees places, so both go through.
+        let (acks, _acked) = mpsc::unbounded_channel();
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            let d = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .expect("a publisher waits forever")
+                .unwrap();
+            seen.push(d.event.clone());
+            Completion::queued(d.seq, d.permit, 1, &bus, &acks).part_done();
+        }
+        pa.await.unwrap().unwrap();
+        pb.await.unwrap().unwrap();
+        seen.sort_by_key(|e| e.user_id().map(str::to_owned));
+        assert_eq!(seen, (1..=5).map(cancel).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn a_publisher_needing_more_places_than_there_are_takes_them_all_and_goes_on() {
+        let dir = TempDir::new("bus-places-beyond");
+        let journal = Journal::open(&dir.path().join("journal"), Limits::with_backlog(10)).unwrap();
+        let (bus, mut rx) = LocalBus::with_places(dir.open(), journal, 2);
+        let many: Vec<BusEvent> = (1..=5).map(cancel).collect();
+        tokio::time::timeout(Duration::from_secs(5), bus.publish(&many))
+            .await
+            .expect("a publisher larger than the bound waits forever")
+            .unwrap();
+        let mut got = Vec::new();
+        while let Ok(d) = rx.try_recv() {
+            got.push(d);
+        }
+        assert_eq!(
+            got.iter().map(|d| d.event.clone()).collect::<Vec<_>>(),
+            many
+        );
+        // Two hold the places; the rest went beyond the bound, holding none.
+        let held: usize = got.iter().map(|d| d.permit.num_permits()).sum();
+        assert_eq!(held, 2);
+        // While they are in flight, the next publisher waits.
+        let next = [cancel(6)];
+        let waiting = tokio::time::timeout(Duration::from_millis(100), bus.publish(&next));
+        assert!(
+            waiting.await.is_err(),
+            "no place while the bound is reached"
+        );
     }
 }

@@ -8,3 +8,4 @@ pub mod priority;
 pub mod secrets;
 pub mod server;
 pub mod store;
+pub mod users;

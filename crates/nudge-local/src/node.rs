@@ -25,6 +25,7 @@ use crate::journal::{Journal, Limits};
 use crate::mail::LocalMailer;
 use crate::secrets::Secrets;
 use crate::store::SqliteStore;
+use crate::users::LocalUsers;
 
 /// How `nudge serve` runs.
 #[derive(Debug, Clone)]
@@ -81,7 +82,7 @@ type Clk = SystemClock;
 /// The handlers of one node.
 pub struct Handlers {
     pub api: Api<Store, LocalBus, Clk>,
-    pub evaluate: Evaluate<Store, LocalBus, Clk>,
+    pub evaluate: Evaluate<LocalUsers, LocalBus, Clk>,
     pub schedule: Schedule<Store, LocalBus, Clk>,
     pub deliver: Deliver<Store, LocalMailer, HttpWebhookTransport, LocalBus, Clk>,
     pub metrics: Arc<PromMetrics>,
@@ -158,7 +159,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         },
         evaluate: Evaluate {
             rules: rules.clone(),
-            store: store.clone(),
+            store: LocalUsers {
+                store: store.clone(),
+                bus: bus.clone(),
+            },
             bus: bus.clone(),
             clock: SystemClock,
             metrics: dyn_metrics.clone(),
@@ -282,7 +286,7 @@ fn start_workers(
     {
         let h = h.clone();
         // Webhooks wait on slow receivers and retries: deliver runs many sends at once.
-        let slots = Arc::new(Semaphore::new(32));
+        let slots = Arc::new(Semaphore::new(256));
         tokio::spawn(async move {
             while let Some(job) = deliver_jobs.recv().await {
                 let Ok(slot) = slots.clone().acquire_owned().await else {

@@ -224,8 +224,8 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
             match saved {
                 Ok(version) => {
                     result.wrote = true;
-                    if !plan.outbox.is_empty() {
-                        result.published = plan.outbox.len();
+                    result.published = plan.outbox.len();
+                    if !S::PUBLISHES_OUTBOX && !plan.outbox.is_empty() {
                         clear.push((users[i].0, version));
                         outbox.extend(plan.outbox);
                     }
@@ -308,9 +308,9 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
             .save(user_id, plan.expected, plan.write())
             .await?;
         result.wrote = true;
-        if !plan.outbox.is_empty() {
+        result.published += plan.outbox.len();
+        if !S::PUBLISHES_OUTBOX && !plan.outbox.is_empty() {
             self.bus.publish(&plan.outbox).await?;
-            result.published += plan.outbox.len();
             if let Err(e) = self.store.clear_outbox(user_id, new_version).await {
                 // Harmless: the next input publishes the events again and handlers dedupe.
                 warn!(user_id, error = %e, "could not clear the outbox");

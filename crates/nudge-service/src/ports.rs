@@ -85,6 +85,11 @@ pub const MESSAGE_ID_RETENTION_MS: Millis = 7 * 24 * 3600 * 1000;
 
 /// User state, written only by evaluate. Optimistic concurrency on a version number.
 pub trait UserStore: Send + Sync {
+    /// Whether `save` and `save_many` publish each write's outbox themselves, in the same
+    /// transaction as the state (a store that holds the bus's queue, as `nudge serve`'s):
+    /// evaluate then neither publishes nor clears it, and a crash leaves nothing unpublished.
+    const PUBLISHES_OUTBOX: bool = false;
+
     /// The user's state, or `None` for a user never written, with which of `message_ids`
     /// were already applied to this user (within the retention; one read where the backend
     /// allows it).

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use nudge_service::ports::StoreError;
 
 pub use schema::SCHEMA_VERSION;
+pub use users::Queued;
 
 /// The SQLite store; cheap to clone, usable from any number of tasks.
 #[derive(Clone)]
@@ -51,7 +52,8 @@ impl SqliteStore {
     /// its writer thread (which stops, closing the file, when the last clone is dropped).
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let conn = schema::open(path)?;
-        let writer = writer::Writer::start(conn)?;
+        let checkpoints = schema::open_for_checkpoints(path)?;
+        let writer = writer::Writer::start(conn, checkpoints)?;
         Ok(SqliteStore {
             writer: Arc::new(writer),
         })

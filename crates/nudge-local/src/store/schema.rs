@@ -25,7 +25,8 @@ const STATEMENT_CACHE: usize = 128;
 const CACHE_SIZE: i64 = -64 * 1024;
 
 /// WAL size, in pages of 4 KiB, at which SQLite checkpoints inside a commit: 64 MiB, a bound
-/// only. The writer thread checkpoints well before under any load (`writer::CHECKPOINT_EVERY`).
+/// only. The checkpointer thread checkpoints well before under any load
+/// (`writer::CHECKPOINT_EVERY`).
 const AUTOCHECKPOINT_PAGES: i64 = 16 * 1024;
 
 /// Size, in bytes, the WAL file is cut back to after a checkpoint if a burst made it larger.
@@ -103,6 +104,16 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
         .map_err(sqlite("set SQLite WAL size limit"))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// A second connection to a database [`open`] opened, for the checkpointer thread.
+pub(super) fn open_for_checkpoints(path: &Path) -> Result<Connection, StoreError> {
+    const CONTEXT: &str = "open SQLite database for checkpoints";
+    let conn = Connection::open(path).map_err(sqlite(CONTEXT))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite(CONTEXT))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(sqlite(CONTEXT))?;
     Ok(conn)
 }
 

@@ -10,6 +10,7 @@ use nudge_service::ports::{
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::error::{corrupt_json, encode, sqlite};
+use super::queue::{encode_events, insert_queue_rows};
 use super::sql_values::{to_sql_int, version_from_sql};
 use super::SqliteStore;
 
@@ -101,7 +102,7 @@ impl UserStore for SqliteStore {
         const CONTEXT: &str = "save user";
         let rows = writes
             .iter()
-            .map(|w| Row::new(CONTEXT, w))
+            .map(|w| Row::new(CONTEXT, w, true))
             .collect::<Result<Vec<_>, _>>()?;
         // Checked: each user's version and messageIds are checked before its first change,
         // so a conflict leaves that user untouched and the others go ahead.
@@ -169,6 +170,60 @@ impl UserStore for SqliteStore {
     }
 }
 
+/// One write of [`SqliteStore::save_many_queuing`] that went through: the new version and
+/// the outbox's events with their queue sequence numbers.
+pub type Queued = (u64, Vec<(i64, BusEvent)>);
+
+impl SqliteStore {
+    /// [`UserStore::save_many`] that queues each write's outbox in the same transaction
+    /// instead of keeping it in the user's row: the events are stored exactly when the state
+    /// that decided them is. For each write, its outcome and, if it went through, its queued
+    /// events.
+    pub async fn save_many_queuing(
+        &self,
+        writes: &[SaveRequest<'_>],
+    ) -> Result<Vec<Result<Queued, StoreError>>, StoreError> {
+        const CONTEXT: &str = "save user";
+        let rows = writes
+            .iter()
+            .map(|w| {
+                let events = encode_events(CONTEXT, w.write.outbox)?;
+                Ok((Row::new(CONTEXT, w, false)?, events))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Checked: a conflict is found before the user's first change; queue rows follow
+        // only a write that went through (an SQLite failure between fails the whole commit).
+        let saved: Vec<Result<(u64, Vec<i64>), StoreError>> = self
+            .writer
+            .write_checked(CONTEXT, move |conn| {
+                rows.into_iter()
+                    .map(|(row, events)| match row.store(conn) {
+                        Ok(version) => {
+                            Ok(Ok((version, insert_queue_rows(conn, CONTEXT, &events)?)))
+                        }
+                        Err(StoreError::Conflict(user)) => Ok(Err(StoreError::Conflict(user))),
+                        Err(e) => Err(e),
+                    })
+                    .collect()
+            })
+            .await?;
+        Ok(saved
+            .into_iter()
+            .zip(writes)
+            .map(|(saved, w)| {
+                saved.map(|(version, seqs)| {
+                    (
+                        version,
+                        seqs.into_iter()
+                            .zip(w.write.outbox.iter().cloned())
+                            .collect(),
+                    )
+                })
+            })
+            .collect())
+    }
+}
+
 /// Reads a user's row and which of `ids` it applied (on the writer thread).
 fn load_row(
     conn: &Connection,
@@ -206,7 +261,12 @@ struct Row {
 }
 
 impl Row {
-    fn new(context: &'static str, w: &SaveRequest<'_>) -> Result<Row, StoreError> {
+    /// The row of a write; its outbox kept in the row (`keep_outbox`) or left empty.
+    fn new(
+        context: &'static str,
+        w: &SaveRequest<'_>,
+        keep_outbox: bool,
+    ) -> Result<Row, StoreError> {
         let new_version = match w.expected {
             None => 1,
             Some(v) => v.saturating_add(1),
@@ -217,7 +277,10 @@ impl Row {
             new_version,
             version: to_sql_int(context, new_version)?,
             state: w.write.state.to_vec(),
-            outbox: serde_json::to_string(w.write.outbox).map_err(encode(context))?,
+            outbox: match keep_outbox {
+                true => serde_json::to_string(w.write.outbox).map_err(encode(context))?,
+                false => "[]".to_owned(),
+            },
             ids: w
                 .write
                 .message_ids

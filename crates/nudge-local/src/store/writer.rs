@@ -5,14 +5,15 @@
 //! hot paths: no savepoint to pay for). It commits once, and only then replies, so a reply
 //! means the change is in the WAL.
 //!
-//! The same thread checkpoints the WAL into the database file, after replying, at most
-//! [`CHECKPOINT_EVERY`] after a write (SQLite's own checkpoint, which runs inside a commit
-//! whenever the WAL reaches a size, only bounds the WAL's size: see `schema`).
+//! A second thread, on a connection of its own, checkpoints the WAL into the database file
+//! every [`CHECKPOINT_EVERY`] while there are writes: a checkpoint copies pages and syncs
+//! files, which the writer thread must not wait for (SQLite's own checkpoint, which runs
+//! inside a commit whenever the WAL reaches a size, only bounds the WAL's size: see `schema`).
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nudge_service::ports::StoreError;
 use rusqlite::Connection;
@@ -27,7 +28,9 @@ const MAX_BATCH: usize = 1024;
 /// How long committed writes may stay in the WAL only. A checkpoint syncs the WAL, copies its
 /// pages into the database file and syncs that; under load, one every half second writes each
 /// page changed in that time once, where SQLite's default (every 1,000 pages, 4 MB) ran one
-/// inside every few commits, with the commands of the batch waiting on its two syncs.
+/// inside every few commits, with the commands of the batch waiting on its two syncs. It runs
+/// beside the writer (`PASSIVE`: it never blocks a commit), so a slow disk sync delays only
+/// the checkpoint.
 pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// One command's work on the connection.
@@ -99,29 +102,40 @@ impl<T: Send> Job for Command<T> {
     }
 }
 
-/// The handle on the writer thread; dropping it lets the thread finish its queue and close
-/// the database.
+/// The handle on the writer thread (and the checkpointer); dropping it lets the writer finish
+/// its queue and close the database, after a last checkpoint.
 pub(super) struct Writer {
     sender: Option<Sender<Box<dyn Job>>>,
     thread: Option<JoinHandle<()>>,
+    checkpointer: Option<(Sender<()>, JoinHandle<()>)>,
 }
 
 impl Writer {
-    /// Starts the thread that owns `conn`.
-    pub(super) fn start(conn: Connection) -> Result<Writer, StoreError> {
+    /// Starts the thread that owns `conn`, and the checkpointer on `checkpoints` (a second
+    /// connection to the same file).
+    pub(super) fn start(conn: Connection, checkpoints: Connection) -> Result<Writer, StoreError> {
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    // Their work is evaluate's, schedule-delay's and deliver's (ingest writes
+                    // to the journal): they yield to the HTTP API as those do.
+                    crate::priority::lower_this_thread();
+                    f()
+                })
+                .map_err(|e| StoreError::backend("start SQLite thread", false, e))
+        };
+        let (stop, stopped) = mpsc::channel();
+        let checkpointer = spawn(
+            "nudge-checkpoint",
+            Box::new(move || checkpoint_loop(checkpoints, stopped)),
+        )?;
         let (sender, receiver) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("nudge-sqlite".into())
-            .spawn(move || {
-                // Its work is evaluate's, schedule-delay's and deliver's (ingest writes to the
-                // journal): it yields to the HTTP API as they do.
-                crate::priority::lower_this_thread();
-                serve(conn, receiver)
-            })
-            .map_err(|e| StoreError::backend("start SQLite writer thread", false, e))?;
+        let thread = spawn("nudge-sqlite", Box::new(move || serve(conn, receiver)))?;
         Ok(Writer {
             sender: Some(sender),
             thread: Some(thread),
+            checkpointer: Some((stop, checkpointer)),
         })
     }
 
@@ -192,55 +206,49 @@ impl Drop for Writer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        if let Some((stop, thread)) = self.checkpointer.take() {
+            drop(stop);
+            let _ = thread.join();
+        }
     }
 }
 
-/// The thread's loop: wait for a command, take every other queued one, commit them together;
-/// checkpoint once [`CHECKPOINT_EVERY`] has passed since the last checkpoint and something was
-/// written since (waiting for commands no longer than that).
+/// The thread's loop: wait for a command, take every other queued one, commit them together.
 fn serve(conn: Connection, receiver: Receiver<Box<dyn Job>>) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
-    let mut last_checkpoint = Instant::now();
-    // Opening the file may have written (the schema of a new file).
-    let mut written = true;
-    loop {
-        let first = if written {
-            let wait = CHECKPOINT_EVERY.saturating_sub(last_checkpoint.elapsed());
-            match receiver.recv_timeout(wait) {
-                Ok(job) => Some(job),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-        } else {
-            match receiver.recv() {
-                Ok(job) => Some(job),
+    while let Ok(first) = receiver.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
                 Err(_) => break,
             }
-        };
-        if let Some(first) = first {
-            batch.push(first);
-            while batch.len() < MAX_BATCH {
-                match receiver.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            written |= batch.iter().any(|job| job.kind() != Kind::Read);
-            run_batch(&conn, &mut batch);
-            for job in batch.drain(..) {
-                job.reply();
-            }
         }
-        if written && last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-            checkpoint(&conn);
-            last_checkpoint = Instant::now();
-            written = false;
+        run_batch(&conn, &mut batch);
+        for job in batch.drain(..) {
+            job.reply();
         }
     }
 }
 
-/// Copies the WAL into the database file (`PASSIVE`: another process reading the file is not
-/// waited for; what it still reads stays in the WAL for the next checkpoint).
+/// The checkpointer's loop: every [`CHECKPOINT_EVERY`], copy what the WAL holds into the
+/// database file; once more when told to stop (the writer is gone by then).
+fn checkpoint_loop(conn: Connection, stop: Receiver<()>) {
+    loop {
+        let stopping = !matches!(
+            stop.recv_timeout(CHECKPOINT_EVERY),
+            Err(RecvTimeoutError::Timeout)
+        );
+        checkpoint(&conn);
+        if stopping {
+            return;
+        }
+    }
+}
+
+/// Copies the WAL into the database file (`PASSIVE`: neither the writer nor another process
+/// reading the file is waited for; what they still use stays in the WAL for the next one).
+/// A WAL with nothing new is a no-op.
 fn checkpoint(conn: &Connection) {
     let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
         row.get::<_, i64>(0)
