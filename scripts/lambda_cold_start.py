@@ -10,7 +10,7 @@ queues; evaluate's runs take those, and schedule-delay's and deliver's runs take
 "Delay Requested" and "Message Requested" that evaluate published.
 
 Usage: lambda_cold_start.py --bin-dir DIR --runs N [--moto PATH] [--json OUT] [--ca-bundle PEM]
-                            [--rules DIR]
+                            [--rules DIR] [--tls-roots amazon|system]
 (DIR holds <name>/bootstrap for nudge-ingest, nudge-evaluate, nudge-schedule-delay,
 nudge-deliver and hello_lambda, as `cargo lambda build` lays them out.)
 """
@@ -273,7 +273,7 @@ def measured_sizes(endpoint, accepted, requested):
 # ---------------------------------------------------------------- one cold start
 
 
-def function_env(endpoint, name, ca_bundle, rules=RULES):
+def function_env(endpoint, name, ca_bundle, rules=RULES, tls_roots=None):
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "AWS_LAMBDA_FUNCTION_NAME": name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
@@ -289,6 +289,10 @@ def function_env(endpoint, name, ca_bundle, rules=RULES):
         "NUDGE_INBOX_SECRET": "bench-inbox-secret", "NUDGE_ADMIN_KEY": "bench-admin-key",
         "NUDGE_SENDER": SENDER, "NUDGE_PUBLIC_URL": "https://bench.example",
     }
+    if tls_roots:
+        # The template's TlsRoots parameter: `amazon` (its default, roots built into the
+        # functions) or `system` (the machine's store, read at init).
+        env["NUDGE_TLS_ROOTS"] = tls_roots
     if ca_bundle:
         # TLS roots from one bundle file, as Amazon Linux keeps them, instead of the
         # machine's certificate directory (on Debian ~300 files the SDK's client reads).
@@ -343,6 +347,8 @@ def main():
                          "rules layer's copy, compiled as `sam build` compiles it")
     ap.add_argument("--ca-bundle", type=Path,
                     help="trust only this CA bundle (SSL_CERT_FILE; SSL_CERT_DIR empty)")
+    ap.add_argument("--tls-roots", choices=["amazon", "system"],
+                    help="NUDGE_TLS_ROOTS for the functions (unset: the functions' default, amazon)")
     args = ap.parse_args()
 
     moto, endpoint = start_moto(args.moto)
@@ -361,7 +367,7 @@ def main():
         ]
         for name, make_event in plan:
             binary = args.bin_dir / name / "bootstrap"
-            env = function_env(endpoint, name, args.ca_bundle, args.rules)
+            env = function_env(endpoint, name, args.ca_bundle, args.rules, args.tls_roots)
             inits, firsts, logged = [], [], []
             for i in range(args.runs):
                 init, first, log_bytes, answer = cold_start(binary, env, make_event(i), log)

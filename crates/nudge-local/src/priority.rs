@@ -1,15 +1,17 @@
 //! The runtime for work behind the bus (evaluate, schedule-delay, deliver, timers), whose
-//! threads run at a lower scheduling priority than the HTTP API's; the SQLite writer thread,
-//! which does that work's storage, lowers its own the same way.
+//! threads run at the lowest scheduling priority (Linux's `SCHED_IDLE`); the SQLite writer
+//! thread, which does that work's storage, lowers its own the same way.
 //!
 //! Accepting an event is what a client waits for; evaluating it is asynchronous (on AWS, too,
 //! ingest answers once the event is on the bus). When both want the CPU, the API goes first
-//! and a burst queues in the journal; when the API is idle, background threads take whatever
-//! CPU there is. A lower priority is a weight, not a ban: under a sustained overload evaluate
-//! still gets about a tenth of a contended core, and once the backlog reaches its bound
-//! ingest waits for it.
+//! (a waking API thread preempts a background one at once) and a burst queues in the journal;
+//! whenever the API leaves a core idle, background threads take it. Under an overload that
+//! keeps every core busy with requests, evaluation waits until the backlog reaches its bound,
+//! and then ingest waits for evaluation: the API slows down, nothing is lost or starved for
+//! good. Where `SCHED_IDLE` is refused the threads take nice 10 instead (a weight: about a
+//! tenth of a contended core).
 
-/// The nice value background threads take (0 is normal, 19 the lowest priority).
+/// The nice value background threads take where `SCHED_IDLE` is refused.
 #[cfg(target_os = "linux")]
 const NICE: libc::c_int = 10;
 
@@ -27,25 +29,31 @@ pub fn background_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 pub fn lower_this_thread() {
     #[cfg(target_os = "linux")]
     {
-        // On Linux, PRIO_PROCESS with who = 0 is the calling thread alone (each thread has its
-        // own nice value). Failing leaves the thread at normal priority, which is only slower.
-        // SAFETY: setpriority takes plain integers and touches no memory of ours.
-        let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) };
+        // On Linux, pid 0 here is the calling thread alone (each thread has its own policy
+        // and nice value). Failing leaves the thread at normal priority, which is only slower.
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: plain integers and a valid `sched_param` that outlives the call.
+        let idle = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0;
+        if !idle {
+            // SAFETY: setpriority takes plain integers and touches no memory of ours.
+            let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) };
+        }
     }
 }
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     #[test]
-    fn background_threads_run_at_a_lower_priority_and_others_do_not() {
-        let nice = || {
-            // SAFETY: as above; getpriority reads the calling thread's nice value.
-            unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
-        };
-        let before = nice();
+    fn background_threads_run_at_idle_priority_and_others_do_not() {
+        // SAFETY: sched_getscheduler reads the calling thread's policy.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        let before = policy();
+        assert_ne!(before, libc::SCHED_IDLE);
         let rt = super::background_runtime().unwrap();
-        let inside = rt.block_on(async { tokio::spawn(async move { nice() }).await.unwrap() });
-        assert_eq!(inside, (before + super::NICE).min(19));
-        assert_eq!(nice(), before);
+        let inside = rt.block_on(async { tokio::spawn(async move { policy() }).await.unwrap() });
+        assert_eq!(inside, libc::SCHED_IDLE);
+        let blocking = rt.block_on(async { tokio::task::spawn_blocking(policy).await.unwrap() });
+        assert_eq!(blocking, libc::SCHED_IDLE);
+        assert_eq!(policy(), before);
     }
 }
