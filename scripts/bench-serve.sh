@@ -11,7 +11,7 @@
 # to time events through to decisions (from the first request of a phase until evaluate has
 # applied every event accepted in it), and samples the server's RSS (VmRSS) all along.
 #
-#   scripts/bench-serve.sh             # full run: 60 s track, 300 s batch (about 10 minutes)
+#   scripts/bench-serve.sh             # full run: 60 s track, 300 s batch (about 25 minutes with the drains)
 #   QUICK=1 scripts/bench-serve.sh     # 10 s per phase
 #
 # Settings (environment): TRACK_SECONDS, BATCH_SECONDS (nudge batch phase), REF_SECONDS
