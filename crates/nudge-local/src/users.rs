@@ -3,7 +3,7 @@
 //! clears it), then dispatched.
 
 use nudge_service::ports::{
-    LoadRequest, SaveRequest, StoreError, StoredUser, UserStore, UserWrite,
+    save_through_many, LoadRequest, SaveRequest, StoreError, StoredUser, UserStore, UserWrite,
 };
 
 use crate::bus::LocalBus;
@@ -40,16 +40,7 @@ impl UserStore for LocalUsers {
         expected: Option<u64>,
         write: UserWrite<'_>,
     ) -> Result<u64, StoreError> {
-        let mut saved = self
-            .save_many(&[SaveRequest {
-                user_id,
-                expected,
-                write,
-            }])
-            .await?;
-        saved
-            .pop()
-            .unwrap_or_else(|| Err(StoreError::Conflict(user_id.to_owned())))
+        save_through_many(self, user_id, expected, write).await
     }
 
     async fn save_many(

@@ -178,6 +178,25 @@ pub struct LoadRequest<'a> {
     pub message_ids: &'a [&'a str],
 }
 
+/// [`UserStore::save`] for a store whose writes all go through its own
+/// [`UserStore::save_many`]: one request of one write.
+pub async fn save_through_many<S: UserStore>(
+    store: &S,
+    user_id: &str,
+    expected: Option<u64>,
+    write: UserWrite<'_>,
+) -> Result<u64, StoreError> {
+    let request = [SaveRequest {
+        user_id,
+        expected,
+        write,
+    }];
+    let mut saved = store.save_many(&request).await?;
+    saved
+        .pop()
+        .unwrap_or_else(|| Err(StoreError::Conflict(user_id.to_owned())))
+}
+
 /// One user of [`UserStore::save_many`].
 #[derive(Debug, Clone, Copy)]
 pub struct SaveRequest<'a> {

@@ -4,8 +4,8 @@
 use nudge_core::time::Millis;
 use nudge_service::bus::BusEvent;
 use nudge_service::ports::{
-    Clock, LoadRequest, SaveRequest, StoreError, StoredUser, SystemClock, UserStore, UserWrite,
-    MESSAGE_ID_RETENTION_MS,
+    save_through_many, Clock, LoadRequest, SaveRequest, StoreError, StoredUser, SystemClock,
+    UserStore, UserWrite, MESSAGE_ID_RETENTION_MS,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -83,16 +83,7 @@ impl UserStore for SqliteStore {
         expected: Option<u64>,
         write: UserWrite<'_>,
     ) -> Result<u64, StoreError> {
-        let mut saved = self
-            .save_many(&[SaveRequest {
-                user_id,
-                expected,
-                write,
-            }])
-            .await?;
-        saved
-            .pop()
-            .unwrap_or_else(|| Err(StoreError::Conflict(user_id.to_owned())))
+        save_through_many(self, user_id, expected, write).await
     }
 
     async fn save_many(
