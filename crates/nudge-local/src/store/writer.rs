@@ -6,7 +6,7 @@
 //! means the change is in the WAL.
 //!
 //! A second thread, on a connection of its own, checkpoints the WAL into the database file
-//! every [`CHECKPOINT_EVERY`] while there are writes: a checkpoint copies pages and syncs
+//! every [`CHECKPOINT_EVERY`] (a no-op when nothing was written since): a checkpoint copies pages and syncs
 //! files, which the writer thread must not wait for (SQLite's own checkpoint, which runs
 //! inside a commit whenever the WAL reaches a size, only bounds the WAL's size: see `schema`).
 
