@@ -77,6 +77,7 @@ impl LocalBus {
         journal: Journal,
         places: usize,
     ) -> (LocalBus, mpsc::UnboundedReceiver<Delivery>) {
+        let places = places.max(1);
         let (tx, rx) = mpsc::unbounded_channel();
         (
             LocalBus {
@@ -111,9 +112,7 @@ impl LocalBus {
             for (seq, event) in batch {
                 after = seq;
                 n += 1;
-                let Some(permit) = self.places(std::slice::from_ref(&event)).await?.pop() else {
-                    continue;
-                };
+                let permit = self.take(self.pool(&event), 1).await?;
                 self.dispatch(seq, event, permit);
             }
         }
@@ -127,12 +126,13 @@ impl LocalBus {
     /// beyond the bound (memory is then bounded by what one publisher writes at once).
     pub(crate) async fn places(
         &self,
-        events: &[BusEvent],
+        events: &[&BusEvent],
     ) -> Result<Vec<OwnedSemaphorePermit>, StoreError> {
         let fired = events.iter().filter(|e| is_fired(e)).count();
+        let all = events.len();
         // Always the same order (timers fired, then decisions), as a second guard.
         let mut fired_places = self.take(&self.fired, fired).await?;
-        let mut decided_places = self.take(&self.decided, events.len() - fired).await?;
+        let mut decided_places = self.take(&self.decided, all - fired).await?;
         Ok(events
             .iter()
             .map(|e| {
@@ -145,6 +145,15 @@ impl LocalBus {
                 pool.split(1).or_else(|| pool.split(0)).expect("split(0)")
             })
             .collect())
+    }
+
+    /// The pool of places `event` takes one of.
+    fn pool(&self, event: &BusEvent) -> &Arc<Semaphore> {
+        if is_fired(event) {
+            &self.fired
+        } else {
+            &self.decided
+        }
     }
 
     /// Takes `n` places of `pool` at once (all of them if it has fewer).
@@ -167,13 +176,9 @@ impl LocalBus {
         let mut fired = 0;
         loop {
             // Places first: a claimed timer is dispatched at once (unused places go back).
-            let mut places = self
-                .fired
-                .clone()
-                .acquire_many_owned(SWEEP_BATCH as u32)
-                .await
-                .map_err(|e| StoreError::backend("bus closed", false, e))?;
-            let batch = self.store.fire_due(now, SWEEP_BATCH).await?;
+            let mut places = self.take(&self.fired, SWEEP_BATCH).await?;
+            let want = places.num_permits();
+            let batch = self.store.fire_due(now, want).await?;
             let n = batch.len();
             for (seq, event) in batch {
                 match places.split(1) {
@@ -186,7 +191,7 @@ impl LocalBus {
                 }
             }
             fired += n;
-            if n < SWEEP_BATCH {
+            if n < want {
                 return Ok(fired);
             }
         }
@@ -223,7 +228,7 @@ impl Bus for LocalBus {
         if queued.is_empty() {
             return Ok(());
         }
-        let places = self.places(&queued).await?;
+        let places = self.places(&queued.iter().collect::<Vec<_>>()).await?;
         let seqs = self.store.enqueue(&queued).await?;
         for ((seq, event), permit) in seqs.into_iter().zip(queued).zip(places) {
             self.dispatch(seq, event, permit);

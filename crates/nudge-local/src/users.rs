@@ -2,6 +2,7 @@
 //! on the local bus in the same transaction as the state (so evaluate neither publishes nor
 //! clears it), then dispatched.
 
+use nudge_service::bus::BusEvent;
 use nudge_service::ports::{
     save_through_many, LoadRequest, SaveRequest, StoreError, StoredUser, UserStore, UserWrite,
 };
@@ -49,10 +50,10 @@ impl UserStore for LocalUsers {
     ) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
         // Places first: once stored, the events are dispatched at once. A write that loses
         // its race gives its places back.
-        let events: Vec<_> = writes
-            .iter()
-            .flat_map(|w| w.write.outbox.iter().cloned())
-            .collect();
+        let mut events: Vec<&BusEvent> = Vec::new();
+        for w in writes {
+            events.extend(w.write.outbox);
+        }
         let mut places = self.bus.places(&events).await?.into_iter();
         let saved = self.store.save_many_queuing(writes).await?;
         Ok(writes
@@ -162,7 +163,8 @@ mod tests {
             .is_empty());
         // Of three places, a's two events hold two (until handled); b's went back.
         assert_eq!(users.bus.depth(), 2);
-        let (one, two) = ([cancel("c", 1)], [cancel("c", 1), cancel("c", 2)]);
+        let (c1, c2) = (cancel("c", 1), cancel("c", 2));
+        let (one, two) = ([&c1], [&c1, &c2]);
         let free = tokio::select! {
             biased;
             p = users.bus.places(&one) => p.is_ok(),

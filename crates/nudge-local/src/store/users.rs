@@ -90,23 +90,11 @@ impl UserStore for SqliteStore {
         &self,
         writes: &[SaveRequest<'_>],
     ) -> Result<Vec<Result<u64, StoreError>>, StoreError> {
-        const CONTEXT: &str = "save user";
-        let rows = writes
-            .iter()
-            .map(|w| Row::new(CONTEXT, w, true))
-            .collect::<Result<Vec<_>, _>>()?;
-        // Checked: each user's version and messageIds are checked before its first change,
-        // so a conflict leaves that user untouched and the others go ahead.
-        self.writer
-            .write_checked(CONTEXT, move |conn| {
-                rows.into_iter()
-                    .map(|row| match row.store(conn) {
-                        Err(StoreError::Conflict(user)) => Ok(Err(StoreError::Conflict(user))),
-                        other => other.map(Ok),
-                    })
-                    .collect()
-            })
-            .await
+        let saved = self.save_rows(writes, false).await?;
+        Ok(saved
+            .into_iter()
+            .map(|s| s.map(|(version, _)| version))
+            .collect())
     }
 
     async fn clear_outbox(&self, user_id: &str, version: u64) -> Result<(), StoreError> {
@@ -174,30 +162,7 @@ impl SqliteStore {
         &self,
         writes: &[SaveRequest<'_>],
     ) -> Result<Vec<Result<Queued, StoreError>>, StoreError> {
-        const CONTEXT: &str = "save user";
-        let rows = writes
-            .iter()
-            .map(|w| {
-                let events = encode_events(CONTEXT, w.write.outbox)?;
-                Ok((Row::new(CONTEXT, w, false)?, events))
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        // Checked: a conflict is found before the user's first change; queue rows follow
-        // only a write that went through (an SQLite failure between fails the whole commit).
-        let saved: Vec<Result<(u64, Vec<i64>), StoreError>> = self
-            .writer
-            .write_checked(CONTEXT, move |conn| {
-                rows.into_iter()
-                    .map(|(row, events)| match row.store(conn) {
-                        Ok(version) => {
-                            Ok(Ok((version, insert_queue_rows(conn, CONTEXT, &events)?)))
-                        }
-                        Err(StoreError::Conflict(user)) => Ok(Err(StoreError::Conflict(user))),
-                        Err(e) => Err(e),
-                    })
-                    .collect()
-            })
-            .await?;
+        let saved = self.save_rows(writes, true).await?;
         Ok(saved
             .into_iter()
             .zip(writes)
@@ -212,6 +177,44 @@ impl SqliteStore {
                 })
             })
             .collect())
+    }
+
+    /// Writes each user's row in one command; with `queue`, the outbox goes into the bus's
+    /// queue instead of the row. Checked: each user's version and messageIds are checked
+    /// before its first change, so a conflict leaves that user untouched (nothing queued) and
+    /// the others go ahead; an SQLite failure fails the whole command. For each write, its
+    /// new version and the queue sequence numbers of its outbox (none without `queue`).
+    async fn save_rows(
+        &self,
+        writes: &[SaveRequest<'_>],
+        queue: bool,
+    ) -> Result<Vec<Result<(u64, Vec<i64>), StoreError>>, StoreError> {
+        const CONTEXT: &str = "save user";
+        let rows = writes
+            .iter()
+            .map(|w| {
+                let events = if queue {
+                    encode_events(CONTEXT, w.write.outbox)?
+                } else {
+                    Vec::new()
+                };
+                Ok((Row::new(CONTEXT, w, !queue)?, events))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.writer
+            .write_checked(CONTEXT, move |conn| {
+                rows.into_iter()
+                    .map(|(row, events)| match row.store(conn) {
+                        Ok(version) if events.is_empty() => Ok(Ok((version, Vec::new()))),
+                        Ok(version) => {
+                            Ok(Ok((version, insert_queue_rows(conn, CONTEXT, &events)?)))
+                        }
+                        Err(StoreError::Conflict(user)) => Ok(Err(StoreError::Conflict(user))),
+                        Err(e) => Err(e),
+                    })
+                    .collect()
+            })
+            .await
     }
 }
 
