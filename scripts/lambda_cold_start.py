@@ -260,7 +260,11 @@ def measured_sizes(endpoint, accepted, requested):
                  for e in accepted]
     # evaluate's state write holds the Message Requested (as JSON in `outbox`) until published.
     outbox = max((len(json.dumps([e["detail"]], separators=(",", ":")).encode()) for e in requested), default=0)
+    # The emails deliver sent through SES v2, as moto keeps them.
+    with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=30) as reply:
+        emails = json.load(reply).get("ses", {}).get("RawMessage", [])
     return {
+        "emails_sent": len(emails),
         "accepted_event_bytes": round(max(per_event)) if per_event else None,
         "state_item_bytes": kinds.get("state"),
         "state_item_outbox_bytes": kinds.get("state", 0) + len("outbox") + outbox if outbox else None,

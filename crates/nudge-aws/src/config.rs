@@ -136,10 +136,23 @@ pub async fn sdk_config(roots: TlsRoots) -> Result<aws_config::SdkConfig, Config
         ))
         .tls_context(context)
         .build_https();
-    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http)
-        .load()
-        .await)
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
+    // The default chains look in the environment first, and on Lambda the function's
+    // credentials and region are always there. Taking them straight from it gives the same
+    // configuration without building the rest of the chains at every cold start (a web
+    // identity provider with an STS client, whose endpoint partitions parse with a dozen
+    // regular expressions, and an IMDS client). Anywhere else (no such variables), the
+    // default chains.
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    if set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY") {
+        loader = loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        );
+    }
+    if set("AWS_REGION") || set("AWS_DEFAULT_REGION") {
+        loader = loader.region(aws_config::environment::EnvironmentVariableRegionProvider::new());
+    }
+    Ok(loader.load().await)
 }
 
 #[cfg(test)]

@@ -24,8 +24,9 @@ mod timers;
 mod user;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
+use aws_config::SdkConfig;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::Client;
@@ -46,7 +47,7 @@ pub const DUE_INDEX: &str = "due";
 /// [`DeliveryStore`](nudge_service::ports::DeliveryStore),
 /// [`InboxStore`](nudge_service::ports::InboxStore)) on one DynamoDB table.
 pub struct DynamoDbStore {
-    client: Client,
+    client: LazyLock<Client, Box<dyn FnOnce() -> Client + Send>>,
     table: String,
     shards: u32,
     /// The applied-messageId lists `load` read, by user, with the version they belong to,
@@ -69,9 +70,34 @@ impl std::fmt::Debug for DynamoDbStore {
 impl DynamoDbStore {
     /// A store on `table`, spreading timers over `shards` index partitions (at least 1).
     pub fn new(client: Client, table: impl Into<String>, shards: u32) -> Self {
+        Self::with_client(
+            LazyLock::new(Box::new(move || client)),
+            table.into(),
+            shards,
+        )
+    }
+
+    /// Like [`DynamoDbStore::new`], with the client built from `sdk` when the store is first
+    /// used. For a function that needs the table only for some requests (ingest: inbox and
+    /// admin, not tracking), so that its cold starts do not pay for a client (the SDK's
+    /// endpoint partitions, parsed per service) that most of them never use.
+    pub fn on_first_use(sdk: &SdkConfig, table: impl Into<String>, shards: u32) -> Self {
+        let sdk = sdk.clone();
+        Self::with_client(
+            LazyLock::new(Box::new(move || Client::new(&sdk))),
+            table.into(),
+            shards,
+        )
+    }
+
+    fn with_client(
+        client: LazyLock<Client, Box<dyn FnOnce() -> Client + Send>>,
+        table: String,
+        shards: u32,
+    ) -> Self {
         DynamoDbStore {
             client,
-            table: table.into(),
+            table,
             shards: shards.max(1),
             read_ids: Mutex::new(HashMap::new()),
             clock: Arc::new(SystemClock),

@@ -170,6 +170,28 @@ async fn save_is_conditional_on_the_version() {
 }
 
 #[tokio::test]
+async fn a_store_whose_client_is_built_on_first_use_reads_and_writes_the_same_table() {
+    let store = store(4).await;
+    let lazy = DynamoDbStore::on_first_use(&testing::sdk_config(), store.table.clone(), 4);
+    let now = wall_clock_ms();
+    assert_eq!(lazy.load("u1", &[]).await.unwrap(), None);
+    assert_eq!(
+        lazy.save("u1", None, write(b"s1", &[], &["m1"], now))
+            .await
+            .unwrap(),
+        1
+    );
+    let loaded = store.load("u1", &[]).await.unwrap().unwrap();
+    assert_eq!((loaded.state.as_slice(), loaded.version), (&b"s1"[..], 1));
+    store
+        .save("u1", Some(1), write(b"s2", &[], &[], now))
+        .await
+        .unwrap();
+    let stale = lazy.save("u1", Some(1), write(b"s3", &[], &[], now)).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+}
+
+#[tokio::test]
 async fn a_write_with_an_applied_message_id_conflicts() {
     let store = store(4).await;
     let now = wall_clock_ms();

@@ -79,6 +79,12 @@ impl Deps {
         )
     }
 
+    /// The store on the table, its client built on first use (see
+    /// [`DynamoDbStore::on_first_use`]).
+    pub fn store_on_first_use(&self) -> DynamoDbStore {
+        DynamoDbStore::on_first_use(&self.sdk, &self.config.table, self.config.timer_shards)
+    }
+
     /// The bus.
     pub fn bus(&self) -> EventBridgeBus {
         EventBridgeBus::new(
@@ -89,11 +95,13 @@ impl Deps {
 
     /// The ingest handler: rules, store, bus and the API's secrets (`NUDGE_WRITE_KEYS`,
     /// comma-separated; `NUDGE_ADMIN_KEY`; `NUDGE_INBOX_SECRET`; `NUDGE_SIGNING_SECRET`).
+    /// Tracking only publishes, so the table's client is built on the first inbox or admin
+    /// request.
     pub fn api(&self, rules: RulesLoad) -> Result<AwsApi, InitError> {
         let keys = api_keys(env)?;
         Ok(Api {
             rules: rules.wait()?,
-            store: self.store(),
+            store: self.store_on_first_use(),
             bus: self.bus(),
             clock: SystemClock,
             metrics: self.metrics.clone(),
