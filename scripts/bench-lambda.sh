@@ -5,7 +5,7 @@
 # moto server on loopback (scripts/lambda_cold_start.py), ratios to the hello-world, and the
 # list-price cost per million events with the measured item sizes (scripts/lambda_cost.py).
 #
-#   scripts/bench-lambda.sh [RUNS]      (cold starts per function, default 15)
+#   scripts/bench-lambda.sh [RUNS]      (cold starts per function, default 25)
 #
 # Times are measured on this machine's architecture (the functions must run here); when the
 # aarch64 Rust target is installed, the arm64 binaries the template deploys are built too and
@@ -13,7 +13,7 @@
 # another target directory takes several minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS="${1:-15}"
+RUNS="${1:-25}"
 FUNCTIONS=(nudge-ingest nudge-evaluate nudge-schedule-delay nudge-deliver)
 TARGET="${CARGO_TARGET_DIR:-target}"
 OUT="$TARGET/bench-lambda"

@@ -7,7 +7,9 @@ as Init Duration), `first event` when it posts the answer to that event. The eve
 ones, chained the way the bus chains them: ingest takes a Segment batch per user and
 publishes "Events Accepted" onto a moto bus whose rules route, as the template's do, to SQS
 queues; evaluate's runs take those, and schedule-delay's and deliver's runs take the
-"Delay Requested" and "Message Requested" that evaluate published.
+"Delay Requested" and "Message Requested" that evaluate published. The runs go in rounds (each
+binary once, in that order, then again), so that load from elsewhere on a shared machine
+falls on every binary alike.
 
 Usage: lambda_cold_start.py --bin-dir DIR --runs N [--moto PATH] [--json OUT] [--ca-bundle PEM]
                             [--rules DIR] [--tls-roots amazon|system]
@@ -41,6 +43,9 @@ WRITE_KEY = "wk_bench"
 SENDER = "hello@bench.example"
 STACK = "nudge-bench"
 PREFIX = "/2018-06-01/runtime"
+HELLO_CURRENT_THREAD = "hello_lambda (current-thread)"
+# Runs whose binary is another's.
+BINARIES = {HELLO_CURRENT_THREAD: "hello_lambda"}
 
 
 # ---------------------------------------------------------------- the Runtime API
@@ -364,23 +369,31 @@ def main():
         users = [f"bench-{i}-{uuid.uuid4().hex[:6]}" for i in range(args.runs)]
         plan = [
             ("hello_lambda", lambda i: {"name": "bench"}),
+            # The same binary on the current-thread runtime the four functions use.
+            (HELLO_CURRENT_THREAD, lambda i: {"name": "bench"}),
             ("nudge-ingest", lambda i: ingest_event(users[i])),
             ("nudge-evaluate", lambda i: keep(accepted, take(sqs, queues["evaluate"], "Events Accepted"))),
             ("nudge-schedule-delay", lambda i: take(sqs, queues["schedule-delay"], "Delay Requested")),
             ("nudge-deliver", lambda i: keep(requested, take(sqs, queues["deliver"], "Message Requested"))),
         ]
-        for name, make_event in plan:
-            binary = args.bin_dir / name / "bootstrap"
-            env = function_env(endpoint, name, args.ca_bundle, args.rules, args.tls_roots)
-            inits, firsts, logged = [], [], []
-            for i in range(args.runs):
-                init, first, log_bytes, answer = cold_start(binary, env, make_event(i), log)
+        envs = {name: function_env(endpoint, name, args.ca_bundle, args.rules, args.tls_roots)
+                for name, _ in plan}
+        envs[HELLO_CURRENT_THREAD]["HELLO_TOKIO_FLAVOR"] = "current_thread"
+        runs = {name: ([], [], []) for name, _ in plan}
+        # Rounds: one cold start of each binary in turn, so that a burst of load on a shared
+        # machine lands on all of them alike rather than on one binary's block of runs (and
+        # each round's events are the ones the round's previous function published).
+        for i in range(args.runs):
+            for name, make_event in plan:
+                binary = args.bin_dir / BINARIES.get(name, name) / "bootstrap"
+                init, first, log_bytes, answer = cold_start(binary, envs[name], make_event(i), log)
                 if name == "nudge-ingest":
                     answer = json.loads(answer)
                     assert answer.get("statusCode") == 200, answer
-                inits.append(init)
-                firsts.append(first)
-                logged.append(log_bytes)
+                for into, value in zip(runs[name], (init, first, log_bytes)):
+                    into.append(value)
+        for name, _ in plan:
+            inits, firsts, logged = runs[name]
             results[name] = {"init_ms": statistics.median(inits), "first_event_ms": statistics.median(firsts),
                              "log_bytes": statistics.median(logged),
                              "init_runs_ms": inits, "first_event_runs_ms": firsts}

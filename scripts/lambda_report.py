@@ -26,13 +26,19 @@ def sizes(base, label, names):
 
 
 def ratios(path, names):
+    """Medians and ratios to the hello-world on #[tokio::main]'s multi-threaded runtime (the
+    target's reference) and, in the last column, to the same hello-world on the current-thread
+    runtime the functions use."""
     r = json.loads(Path(path).read_text())
     hello = r["hello_lambda"]
-    print(f"{'function':22} {'init ms':>8} {'x hello':>8} {'first event ms':>15} {'x hello':>8}")
-    for name in ["hello_lambda", *names]:
+    ct = r.get("hello_lambda (current-thread)")
+    print(f"{'function':30} {'init ms':>8} {'x hello':>8} {'first event ms':>15} {'x hello':>8}"
+          f" {'init x hello (current-thread)':>30}")
+    for name in ["hello_lambda", *([] if ct is None else ["hello_lambda (current-thread)"]), *names]:
         f = r[name]
-        print(f"{name:22} {f['init_ms']:8.2f} {f['init_ms'] / hello['init_ms']:8.2f} "
-              f"{f['first_event_ms']:15.2f} {f['first_event_ms'] / hello['first_event_ms']:8.2f}")
+        vs_ct = f"{f['init_ms'] / ct['init_ms']:30.2f}" if ct else ""
+        print(f"{name:30} {f['init_ms']:8.2f} {f['init_ms'] / hello['init_ms']:8.2f} "
+              f"{f['first_event_ms']:15.2f} {f['first_event_ms'] / hello['first_event_ms']:8.2f} {vs_ct}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ def test_each_function_cold_starts_and_handles_the_chained_events(tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     results = json.loads(out.read_text())
-    for name in binaries:
+    for name in [*binaries, "hello_lambda (current-thread)"]:
         assert len(results[name]["init_runs_ms"]) == 2, name
         assert 0 < results[name]["init_ms"] <= results[name]["first_event_ms"], results[name]
     sizes = results["sizes"]
