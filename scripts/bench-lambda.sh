@@ -2,7 +2,8 @@
 # The four Lambda functions built as `sam build` builds them (cargo lambda build --release),
 # beside a bare lambda_runtime hello-world (crates/nudge-aws/examples/hello_lambda.rs) built
 # the same way in the same run: binary sizes, cold starts against a local Runtime API and a
-# moto server on loopback (scripts/lambda_cold_start.py), ratios to the hello-world, and the
+# moto server on loopback (scripts/lambda_cold_start.py) and without that harness
+# (scripts/lambda_bare_init.py), ratios to the hello-world, and the
 # list-price cost per million events with the measured item sizes (scripts/lambda_cost.py).
 #
 #   scripts/bench-lambda.sh [RUNS]      (cold starts per function, default 25)
@@ -88,6 +89,10 @@ if [ -n "$bundle" ]; then
   .venv/bin/python scripts/lambda_cold_start.py --bin-dir "$OUT/$host_arch" --runs "$RUNS" \
     --rules "$RULES" --tls-roots system --ca-bundle "$bundle" --json "$OUT/cold-start-system.json"
 fi
+
+step "bare init (no harness: a listening socket as Runtime API, 60 rounds; built-in TLS roots)"
+.venv/bin/python scripts/lambda_bare_init.py --rounds 60 --rules "$RULES" \
+  --json "$OUT/bare-init.json" "$OUT/$host_arch"
 
 step "ratios to the hello-world (target: init within 1.5x); built-in TLS roots"
 report ratios "$OUT/cold-start.json" "${FUNCTIONS[@]}"

@@ -50,6 +50,18 @@ def test_each_function_cold_starts_and_handles_the_chained_events(tmp_path):
     assert sizes["state_item_bytes"] > 0 and sizes["delivery_item_bytes"] > 0, sizes
     assert sizes["emails_sent"] == 2, sizes
 
+    # The benchmark's harness-free measurement runs on the same binaries.
+    bare = tmp_path / "bare-init.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "lambda_bare_init.py"), "--rounds", "1",
+         "--json", str(bare), str(bin_dir)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    inits = json.loads(bare.read_text())["bare"]
+    assert sorted(inits) == sorted([*binaries, "hello_lambda (current-thread)"]), inits
+    assert all(r["init_ms"] > 0 for r in inits.values()), inits
+
 
 def test_the_functions_and_the_hello_world_are_linked_position_dependent():
     # crates/nudge-aws/build.rs: -no-pie on Linux, so the dynamic loader has no relative
