@@ -4,8 +4,8 @@
 //!
 //! On Linux they are linked as position-dependent executables (`-no-pie`). A PIE's dynamic
 //! loader applies every relative relocation at start (ingest: ~44,000) and each page of
-//! relocated data it writes is a copy-on-write fault: about 220 of a cold start's 560 page
-//! faults, ~0.5 ms before the function can ask for its first event (BENCHMARKS.md). The
+//! relocated data it writes is a copy-on-write fault: about 210 of a cold start's 550 page
+//! faults, 0.3-0.5 ms before the function can ask for its first event (BENCHMARKS.md). The
 //! price is that the executable's own image sits at a fixed address (shared libraries,
 //! stack and heap stay randomised), which is also how Go builds its Lambda binaries by
 //! default. `NUDGE_LAMBDA_PIE=1` at build time keeps them position-independent.

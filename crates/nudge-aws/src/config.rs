@@ -140,7 +140,7 @@ pub async fn sdk_config(roots: TlsRoots) -> Result<aws_config::SdkConfig, Config
     // The default chains look in the environment first, and on Lambda the function's
     // credentials and region are always there. Taking them straight from it gives the same
     // configuration without building the rest of the chains at every cold start (a web
-    // identity provider with an STS client, whose endpoint partitions parse with a dozen
+    // identity provider with an STS client, whose endpoint partitions parse with eight
     // regular expressions, and an IMDS client). Anywhere else (no such variables), the
     // default chains.
     let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());

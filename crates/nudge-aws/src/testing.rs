@@ -308,14 +308,22 @@ async fn route_pattern(bus: &str, pattern: Value) -> Queue {
 }
 
 /// Everything moto's model dump holds for one service and model (e.g. `ses`/`RawMessage`).
+///
+/// moto builds the dump by walking every backend while other tests of the process keep
+/// changing them, and answers an error page when a model changed under it; the dump is asked
+/// for again then.
 pub(crate) async fn moto_models(service: &str, model: &str) -> Vec<Value> {
     let url = format!("{}/moto-api/data.json", moto().endpoint);
-    let text = reqwest::get(&url)
-        .await
-        .expect("moto data.json")
-        .text()
-        .await
-        .expect("moto data.json body");
-    let data: Value = serde_json::from_str(&text).expect("moto data.json is JSON");
-    data[service][model].as_array().cloned().unwrap_or_default()
+    let mut last = String::new();
+    for _ in 0..5 {
+        let reply = reqwest::get(&url).await.expect("moto data.json");
+        let status = reply.status();
+        let text = reply.text().await.expect("moto data.json body");
+        if let (true, Ok(data)) = (status.is_success(), serde_json::from_str::<Value>(&text)) {
+            return data[service][model].as_array().cloned().unwrap_or_default();
+        }
+        last = format!("{status}: {}", text.chars().take(300).collect::<String>());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("moto data.json is not JSON after 5 tries; last answer {last}");
 }
