@@ -2,7 +2,7 @@
 process whose Runtime API is a bare listening socket, and the clock stops when the process's
 first request (GET .../invocation/next) has fully arrived; the process is then killed. No AWS
 calls happen before that request, so no emulator is needed. This leaves out the Python HTTP
-server of `lambda_cold_start.py` (about 1.5 ms of every start there), so differences between
+server of `lambda_cold_start.py` (0.7-1.6 ms of every start there, varying from run to run), so differences between
 binaries show at their full size; `scripts/bench-lambda.sh` runs both.
 
 Usage: lambda_bare_init.py [--rounds N] [--rules DIR] [--json OUT] DIR...
@@ -20,7 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from lambda_cold_start import HELLO_CURRENT_THREAD, RULES, function_env
+from lambda_cold_start import BINARIES, HELLO_CURRENT_THREAD, RULES, function_env
 
 FUNCTIONS = ["nudge-ingest", "nudge-evaluate", "nudge-schedule-delay", "nudge-deliver"]
 RUNS = ["hello_lambda", HELLO_CURRENT_THREAD, *FUNCTIONS]
@@ -71,7 +71,7 @@ def main():
             env = function_env(endpoint, name, None, args.rules)
             if name == HELLO_CURRENT_THREAD:
                 env["HELLO_TOKIO_FLAVOR"] = "current_thread"
-            binary = d / ("hello_lambda" if name == HELLO_CURRENT_THREAD else name) / "bootstrap"
+            binary = d / BINARIES.get(name, name) / "bootstrap"
             runs[(label(d), name)] = (binary, env, [])
     # Rounds: every binary once, in turn, so that load from elsewhere falls on all alike.
     for _ in range(args.rounds):
