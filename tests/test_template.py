@@ -646,3 +646,50 @@ def test_stream_filter_passes_only_ttl_deletions_of_live_timers(template, moto):
         assert out["FailedEntryCount"] == 0
     passed = {b["detail-type"] for b in drain(sqs, url)}
     assert passed == {case for case, (_, ok) in cases.items() if ok}
+
+
+# ---------------------------------------------------------------- HTTP routes
+
+# Every path a Segment or RudderStack SDK posts to (crates/nudge-service/src/ingest.rs).
+TRACKING_PATHS = {
+    "/v1/track", "/v1/identify", "/v1/page", "/v1/screen", "/v1/group", "/v1/alias",
+    "/v1/batch", "/v1/import",
+    "/v1/t", "/v1/i", "/v1/p", "/v1/s", "/v1/g", "/v1/a", "/v1/b",
+    "/beacon/v1/batch", "/v1/m",
+}
+
+
+def http_routes(template):
+    events = template["Resources"]["IngestFunction"]["Properties"]["Events"]
+    return {(e["Properties"]["Method"], e["Properties"]["Path"])
+            for e in events.values() if e["Type"] == "HttpApi"}
+
+
+def test_api_gateway_routes_every_sdk_path(template):
+    posted = {path for method, path in http_routes(template) if method == "POST"}
+    assert TRACKING_PATHS <= posted, sorted(TRACKING_PATHS - posted)
+    cors = template["Resources"]["HttpApi"]["Properties"]["CorsConfiguration"]
+    assert {"authorization", "*"} <= set(cors["AllowHeaders"])
+    assert "retry-after" in cors["ExposeHeaders"]
+
+
+def test_every_api_gateway_route_is_a_path_the_api_answers(template):
+    """Each route of the template, asked of a real `nudge serve` (the same router as the ingest
+    function), is answered by an endpoint: an authentication or validation error at most, never
+    `not_found`."""
+    from serve_support import Server
+
+    server = Server(ROOT / "examples" / "saas-onboarding")
+    try:
+        for method, path in sorted(http_routes(template)):
+            url = server.base + path.replace("{userId}", "u1").replace("{id}", "0000000000000001")
+            req = urllib.request.Request(url, method=method, data=b"{}" if method == "POST" else None)
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    status, body = r.status, r.read()
+            except urllib.error.HTTPError as e:
+                status, body = e.code, e.read()
+            assert status != 404 or json.loads(body).get("error") != "not_found", (method, path, body)
+            assert status != 405, (method, path, body)
+    finally:
+        server.stop()

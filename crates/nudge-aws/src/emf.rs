@@ -87,6 +87,10 @@ impl Metrics for EmfMetrics {
         ));
     }
 
+    fn client_retries(&self, n: u64) {
+        emit(&record("ClientRetries", "Count", n as f64, &[&[]], &[]));
+    }
+
     fn trigger_fired(&self, trigger: &str) {
         emit(&record(
             "TriggersFired",

@@ -17,7 +17,7 @@ use nudge_service::schedule::SWEEP_BATCH;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, error, warn};
 
-use crate::journal::{Journal, JournalReader, SYNC_EVERY};
+use crate::journal::{Journal, JournalError, JournalReader, SYNC_EVERY};
 use crate::store::SqliteStore;
 
 /// Attempts at a retryable failure before the event is left in the queue for the next start.
@@ -211,11 +211,14 @@ impl Bus for LocalBus {
         let mut queued: Vec<BusEvent> = Vec::new();
         for e in events {
             match e {
-                BusEvent::EventsAccepted(a) => self
-                    .journal
-                    .append(&a.events)
-                    .await
-                    .map_err(|e| StoreError::backend("append to the journal", true, e))?,
+                BusEvent::EventsAccepted(a) => {
+                    self.journal.append(&a.events).await.map_err(|e| match e {
+                        JournalError::Full { retry_after, .. } => {
+                            StoreError::Overloaded { retry_after }
+                        }
+                        e => StoreError::backend("append to the journal", true, e),
+                    })?
+                }
                 // Outcome reports have no local subscriber: they are logged, not queued.
                 BusEvent::MessageSent(_)
                 | BusEvent::MessageSuppressed(_)
@@ -521,6 +524,37 @@ mod tests {
             user_id: format!("u{n}"),
             version: n,
         })
+    }
+
+    #[tokio::test]
+    async fn accepted_events_meeting_a_full_backlog_are_refused_as_overloaded() {
+        let dir = TempDir::new("bus-overloaded");
+        let limits = Limits {
+            full_wait: Duration::from_millis(50),
+            ..Limits::with_backlog(2)
+        };
+        let journal = Journal::open(&dir.path().join("journal"), limits).unwrap();
+        let (bus, _rx) = LocalBus::new(dir.open(), journal);
+        let accepted = |n: u64| {
+            BusEvent::EventsAccepted(nudge_service::bus::AcceptedEvents {
+                events: vec![AcceptedEvent {
+                    user_id: format!("u{n}"),
+                    message_id: format!("m{n}"),
+                    at: 0,
+                    received_at: 0,
+                    message: serde_json::json!({"type": "track", "event": "E"}),
+                }],
+            })
+        };
+        bus.publish(&[accepted(1), accepted(2)]).await.unwrap();
+        // Nothing is evaluated here, so the backlog stays full.
+        match bus.publish(&[accepted(3)]).await {
+            Err(StoreError::Overloaded { retry_after }) => {
+                assert!(retry_after >= Duration::from_secs(1));
+            }
+            other => panic!("expected Overloaded, got {other:?}"),
+        }
+        assert_eq!(bus.journal.backlog(), 2);
     }
 
     #[tokio::test]

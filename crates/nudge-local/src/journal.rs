@@ -41,6 +41,9 @@ pub struct Limits {
     pub max_in_flight: u64,
     /// A segment is closed and a new one started once it reaches this size.
     pub segment_bytes: u64,
+    /// How long an append waits for room in a full backlog before it is refused (the client
+    /// is told to come back later: HTTP 429 with `Retry-After`).
+    pub full_wait: Duration,
 }
 
 impl Limits {
@@ -50,6 +53,7 @@ impl Limits {
             max_backlog,
             max_in_flight: 20_000,
             segment_bytes: 64 * 1024 * 1024,
+            full_wait: Duration::from_secs(2),
         }
     }
 }
@@ -74,6 +78,21 @@ pub enum JournalError {
     },
     #[error("encode an accepted event: {0}")]
     Encode(#[from] serde_json::Error),
+    /// The backlog stayed full for the whole wait; nothing was appended.
+    #[error("the backlog is full ({backlog} events wait for evaluation); retry in {}s", retry_after.as_secs())]
+    Full { backlog: u64, retry_after: Duration },
+}
+
+/// When a refused append may find room: the records over the bound divided by the pace at
+/// which evaluation completed them during the wait; 1 s at least, 60 s at most (also when
+/// evaluation made no progress at all).
+fn retry_after(excess: u64, completed: u64, waited: Duration) -> Duration {
+    let secs = if completed == 0 {
+        60.0
+    } else {
+        excess as f64 * waited.as_secs_f64() / completed as f64
+    };
+    Duration::from_secs(secs.ceil().clamp(1.0, 60.0) as u64)
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
@@ -195,13 +214,15 @@ impl Journal {
                     max_backlog: limits.max_backlog.max(1),
                     max_in_flight: limits.max_in_flight.max(1),
                     segment_bytes: limits.segment_bytes.max(1),
+                    full_wait: limits.full_wait,
                 },
             }),
         })
     }
 
     /// Appends `events` as one write; once it returns `Ok` they survive a crash of the
-    /// process. Waits first while the backlog is full.
+    /// process. Waits first while the backlog is full, at most [`Limits::full_wait`]; then
+    /// refuses with [`JournalError::Full`] and an estimate of when there will be room.
     pub async fn append(&self, events: &[AcceptedEvent]) -> Result<(), JournalError> {
         if events.is_empty() {
             return Ok(());
@@ -212,19 +233,30 @@ impl Journal {
         }
         let n = events.len() as u64;
         let mut low = self.shared.low.subscribe();
-        loop {
-            let next = lock(&self.shared.tail).next_seq;
-            let max = self.shared.limits.max_backlog;
-            // A request larger than the whole bound goes in once the backlog is empty.
-            let room = |low: &u64| {
-                let backlog = next.saturating_sub(*low);
-                backlog == 0 || backlog + n <= max
-            };
-            if room(&low.borrow_and_update()) {
-                break;
+        let max = self.shared.limits.max_backlog;
+        // A request larger than the whole bound goes in once the backlog is empty.
+        let room = |low: u64| {
+            let backlog = lock(&self.shared.tail).next_seq.saturating_sub(low);
+            backlog == 0 || backlog + n <= max
+        };
+        let low_before = *low.borrow_and_update();
+        if !room(low_before) {
+            let wait = self.shared.limits.full_wait;
+            let started = std::time::Instant::now();
+            // The sender lives as long as `self`, so `wait_for` ends only on room or timeout.
+            let waited = tokio::time::timeout(wait, low.wait_for(|l| room(*l))).await;
+            if waited.is_err() {
+                let low_now = *self.shared.low.borrow();
+                let backlog = self.next_seq().saturating_sub(low_now);
+                return Err(JournalError::Full {
+                    backlog,
+                    retry_after: retry_after(
+                        (backlog + n).saturating_sub(max),
+                        low_now - low_before,
+                        started.elapsed(),
+                    ),
+                });
             }
-            // The sender lives as long as `self`.
-            let _ = low.wait_for(room).await;
         }
         self.write(&buf, n)?;
         self.shared.appended.notify_one();
@@ -747,6 +779,7 @@ mod tests {
             max_in_flight: 1_000,
             // A few records a segment, so tests cross segment boundaries.
             segment_bytes: 600,
+            full_wait: Duration::from_secs(30),
         }
     }
 
@@ -923,6 +956,56 @@ mod tests {
             .expect("room after a completion")
             .unwrap();
         assert_eq!(j.backlog(), 5);
+    }
+
+    #[tokio::test]
+    async fn an_append_that_finds_no_room_in_time_is_refused_with_nothing_written() {
+        let dir = TempDir::new("journal-full");
+        let limits = Limits {
+            full_wait: Duration::from_millis(50),
+            ..small(5)
+        };
+        let j = open(&dir, limits);
+        j.append(&events(0..5)).await.unwrap();
+        let refused = j.append(&events(5..7)).await;
+        match refused {
+            Err(JournalError::Full {
+                backlog,
+                retry_after,
+            }) => {
+                assert_eq!(backlog, 5);
+                // Evaluation made no progress during the wait: the longest advice.
+                assert_eq!(retry_after, Duration::from_secs(60));
+            }
+            other => panic!("expected Full, got {other:?}"),
+        }
+        assert_eq!(j.next_seq(), 6, "nothing of the refused append was written");
+        let mut r = j.reader();
+        let ids: Vec<String> = read_now(&mut r).await.into_iter().map(|(_, m)| m).collect();
+        assert_eq!(ids.len(), 5);
+    }
+
+    #[test]
+    fn retry_advice_follows_the_pace_of_evaluation() {
+        // 1,000 over the bound, 500 completed in 1 s: 2 s.
+        assert_eq!(
+            retry_after(1_000, 500, Duration::from_secs(1)),
+            Duration::from_secs(2)
+        );
+        // Fast evaluation: at least a second.
+        assert_eq!(
+            retry_after(10, 1_000_000, Duration::from_secs(1)),
+            Duration::from_secs(1)
+        );
+        // Crawling or stalled: at most a minute.
+        assert_eq!(
+            retry_after(1_000_000, 1, Duration::from_secs(1)),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            retry_after(5, 0, Duration::from_secs(2)),
+            Duration::from_secs(60)
+        );
     }
 
     #[tokio::test]

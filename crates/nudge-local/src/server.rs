@@ -13,6 +13,7 @@ use axum::Router;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use nudge_service::api::error_reply;
+use nudge_service::cors;
 use nudge_service::ingest::MAX_BATCH_BYTES;
 use nudge_service::metrics::Metrics;
 use tokio::net::TcpListener;
@@ -45,9 +46,22 @@ async fn metrics(State(h): State<Arc<Handlers>>) -> Response {
 
 async fn api(State(h): State<Arc<Handlers>>, req: Request<Body>) -> Response {
     let (parts, body) = req.into_parts();
-    let bytes = match read_body(body, MAX_BATCH_BYTES).await {
-        Ok(b) => b,
-        Err(BodyRead::TooLarge { drained }) => {
+    let mut refusal = match read_body(body, MAX_BATCH_BYTES).await {
+        Ok(bytes) => {
+            let reply = h.api.handle(Request::from_parts(parts, bytes)).await;
+            return reply.map(Body::from);
+        }
+        Err(e) => refused_body(e),
+    };
+    // A page that sent too much must be able to read why (the API adds this to its answers).
+    cors::allow_origin(&parts.headers, refusal.headers_mut());
+    refusal
+}
+
+/// The answer to a body that could not be read whole.
+fn refused_body(e: BodyRead) -> Response {
+    match e {
+        BodyRead::TooLarge { drained } => {
             let mut r = error_reply(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -60,19 +74,15 @@ async fn api(State(h): State<Arc<Handlers>>, req: Request<Body>) -> Response {
                 r.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            return r;
+            r
         }
-        Err(BodyRead::Broken(e)) => {
-            return error_reply(
-                StatusCode::BAD_REQUEST,
-                "unreadable_body",
-                &format!("the request body could not be read: {e}"),
-            )
-            .map(Body::from);
-        }
-    };
-    let reply = h.api.handle(Request::from_parts(parts, bytes)).await;
-    reply.map(Body::from)
+        BodyRead::Broken(e) => error_reply(
+            StatusCode::BAD_REQUEST,
+            "unreadable_body",
+            &format!("the request body could not be read: {e}"),
+        )
+        .map(Body::from),
+    }
 }
 
 /// How much of an over-limit body is read and thrown away before the 413 goes out, and for

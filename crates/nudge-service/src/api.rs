@@ -19,10 +19,11 @@ use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use crate::bus::{AcceptedEvent, AcceptedEvents, BusEvent};
+use crate::cors;
 use crate::ingest::{constant_time_eq, intake, pack, Endpoint, RequestError, WriteKeys};
 use crate::metrics::Metrics;
 use crate::ports::{
-    Bus, Clock, Delivery, DeliveryStore, InboxItem, InboxStore, TimerStore, UserStore,
+    Bus, Clock, Delivery, DeliveryStore, InboxItem, InboxStore, StoreError, TimerStore, UserStore,
 };
 use crate::signing::{verify_inbox_hash, verify_unsubscribe_token};
 
@@ -97,13 +98,13 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
     /// Answers one request.
     pub async fn handle(&self, req: Request<Bytes>) -> Reply {
         let started = Instant::now();
-        let mut reply = self.route(&req).await;
+        let mut reply = if req.method() == Method::OPTIONS {
+            cors::preflight(req.headers())
+        } else {
+            self.route(&req).await
+        };
         // Browser SDKs (analytics.js) and in-app widgets call from other origins.
-        let h = reply.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            header::HeaderValue::from_static("*"),
-        );
+        cors::allow_origin(req.headers(), reply.headers_mut());
         self.metrics
             .handler_latency("api", started.elapsed().as_secs_f64());
         reply
@@ -112,9 +113,6 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
     async fn route(&self, req: &Request<Bytes>) -> Reply {
         let path = req.uri().path().trim_end_matches('/');
         let method = req.method();
-        if method == Method::OPTIONS {
-            return preflight();
-        }
         let segments: Vec<String> = path
             .split('/')
             .skip(1)
@@ -174,19 +172,27 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
                     _ => allow(&[Method::GET]).unwrap_or_else(|| not_found(path)),
                 }
             }
-            ["v1", _] => match Endpoint::of_path(path) {
+            // analytics.js reports its own health here (the host of the events, unless told
+            // otherwise); nothing in it is about users, so it is taken and let go.
+            ["v1", "m"] => allow(&[Method::POST]).unwrap_or_else(|| {
+                json_bytes_reply(StatusCode::OK, Bytes::from_static(br#"{"success":true}"#))
+            }),
+            _ => match Endpoint::of_path(path) {
                 Some(endpoint) => match allow(&[Method::POST]) {
                     Some(r) => r,
                     None => self.track(req, endpoint).await,
                 },
                 None => not_found(path),
             },
-            _ => not_found(path),
         }
     }
 
     async fn track(&self, req: &Request<Bytes>, endpoint: Endpoint) -> Reply {
-        let basic = basic_username(req.headers());
+        // RudderStack's sendBeacon transport can set no header: its key rides in the query.
+        let key = basic_username(req.headers()).or_else(|| query_param(req, "writeKey"));
+        if is_retry(req.headers()) {
+            self.metrics.client_retries(1);
+        }
         let now = self.clock.now();
         let body = match decoded_body(req, endpoint.max_body()) {
             Ok(b) => b,
@@ -198,7 +204,7 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
         let out = match intake(
             endpoint,
             &body,
-            basic.as_deref(),
+            key.as_deref(),
             &self.keys.write,
             &self.rules.plan,
             now,
@@ -212,14 +218,21 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
         };
         let accepted = out.accepted.len();
         if !out.accepted.is_empty() {
-            if let Err(e) = self.bus.publish(&pack(out.accepted)).await {
-                warn!(error = %e, "could not hand accepted events to the bus");
-                self.metrics.events_rejected("unavailable", accepted as u64);
-                return error_reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "events could not be stored; retry later",
-                );
+            match self.bus.publish(&pack(out.accepted)).await {
+                Ok(()) => {}
+                Err(StoreError::Overloaded { retry_after }) => {
+                    self.metrics.events_rejected("overloaded", accepted as u64);
+                    return overloaded(retry_after);
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not hand accepted events to the bus");
+                    self.metrics.events_rejected("unavailable", accepted as u64);
+                    return error_reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "unavailable",
+                        "events could not be stored; retry later",
+                    );
+                }
             }
         }
         self.metrics.events_accepted(accepted as u64);
@@ -337,11 +350,7 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
     }
 
     async fn unsubscribe(&self, req: &Request<Bytes>) -> Reply {
-        let token = req.uri().query().and_then(|q| {
-            form_urlencoded::parse(q.as_bytes())
-                .find(|(k, _)| k == "token")
-                .map(|(_, v)| v.into_owned())
-        });
+        let token = query_param(req, "token");
         let Some(token) = token else {
             return error_reply(
                 StatusCode::BAD_REQUEST,
@@ -460,11 +469,7 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
                 Err(e) => store_failure(&e),
             },
             ["explain"] => {
-                let trigger = req.uri().query().and_then(|q| {
-                    form_urlencoded::parse(q.as_bytes())
-                        .find(|(k, _)| k == "trigger")
-                        .map(|(_, v)| v.into_owned())
-                });
+                let trigger = query_param(req, "trigger");
                 self.explain(user, trigger.as_deref(), false).await
             }
             _ => not_found(req.uri().path()),
@@ -549,23 +554,37 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
     }
 }
 
-fn preflight() -> Reply {
-    let mut r = Response::new(Bytes::new());
-    *r.status_mut() = StatusCode::NO_CONTENT;
-    let h = r.headers_mut();
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        header::HeaderValue::from_static("GET, POST, DELETE, OPTIONS"),
+/// A 429 that SDKs honour: they wait `Retry-After` seconds, then send the same events again.
+fn overloaded(retry_after: std::time::Duration) -> Reply {
+    let secs = retry_after.as_secs().max(1);
+    let mut r = error_reply(
+        StatusCode::TOO_MANY_REQUESTS,
+        "overloaded",
+        &format!("too many events wait for evaluation; nothing of this request was kept; retry in {secs} s"),
     );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_HEADERS,
-        header::HeaderValue::from_static("Authorization, Content-Type, X-User-Hash"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_MAX_AGE,
-        header::HeaderValue::from_static("86400"),
-    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
     r
+}
+
+/// The first value of a query parameter.
+fn query_param(req: &Request<Bytes>, name: &str) -> Option<String> {
+    let q = req.uri().query()?;
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Whether an SDK says this request is a retry: Segment's `X-Retry-Count` (analytics.js,
+/// the mobile SDKs) or RudderStack's `Rsa-Retry-Attempt`, above 0.
+fn is_retry(headers: &HeaderMap) -> bool {
+    ["x-retry-count", "rsa-retry-attempt"].iter().any(|name| {
+        headers
+            .get(*name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .is_some_and(|n| n > 0)
+    })
 }
 
 fn not_found(path: &str) -> Reply {
@@ -716,4 +735,36 @@ fn confirm_page(token: &str) -> String {
 pub fn request_error_reply(e: &RequestError) -> Reply {
     let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
     error_reply(status, e.code(), &e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overload_is_a_429_with_retry_after_in_whole_seconds() {
+        let r = overloaded(std::time::Duration::from_millis(2_500));
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        let body: Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(body["error"], "overloaded");
+        // Never "retry in 0 s": SDKs would come straight back.
+        let soon = overloaded(std::time::Duration::from_millis(10));
+        assert_eq!(soon.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn retries_are_recognised_by_segment_and_rudderstack_headers() {
+        let mut h = HeaderMap::new();
+        assert!(!is_retry(&h));
+        h.insert("x-retry-count", header::HeaderValue::from_static("0"));
+        assert!(!is_retry(&h), "the first attempt says 0");
+        h.insert("x-retry-count", header::HeaderValue::from_static("2"));
+        assert!(is_retry(&h));
+        let mut rs = HeaderMap::new();
+        rs.insert("rsa-retry-attempt", header::HeaderValue::from_static("1"));
+        assert!(is_retry(&rs));
+        rs.insert("rsa-retry-attempt", header::HeaderValue::from_static("x"));
+        assert!(!is_retry(&rs));
+    }
 }

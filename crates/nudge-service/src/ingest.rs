@@ -25,13 +25,24 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// The endpoint of a path (`/v1/track`), if it is one.
+    /// The endpoint of a path, if it is one: Segment's HTTP API names (`/v1/track`,
+    /// `/v1/batch`, `/v1/import`), the one-letter paths analytics.js and the mobile SDKs post
+    /// to (`/v1/t`, `/v1/i`, `/v1/p`, `/v1/s`, `/v1/g`, `/v1/a`; `/v1/b` for a batch), and
+    /// the batch path of RudderStack's `sendBeacon` transport (`/beacon/v1/batch`).
     pub fn of_path(path: &str) -> Option<Endpoint> {
-        let name = path.strip_prefix("/v1/")?;
-        if name == "batch" || name == "import" {
+        if path == "/beacon/v1/batch" {
             return Some(Endpoint::Batch);
         }
-        name.parse().ok().map(Endpoint::Single)
+        let name = path.strip_prefix("/v1/")?;
+        match name {
+            "batch" | "import" | "b" => Some(Endpoint::Batch),
+            // The first letters of the six types differ.
+            _ if name.len() == 1 => MessageKind::ALL
+                .into_iter()
+                .find(|kind| kind.as_str().starts_with(name))
+                .map(Endpoint::Single),
+            _ => name.parse().ok().map(Endpoint::Single),
+        }
     }
 
     /// The body size limit of the endpoint.
@@ -356,6 +367,30 @@ mod tests {
             &TrackingPlan::default(),
             t("2026-03-03T10:00:00Z"),
         )
+    }
+
+    #[test]
+    fn endpoints_by_full_name_first_letter_and_beacon_path() {
+        use MessageKind::*;
+        for (path, endpoint) in [
+            ("/v1/track", Endpoint::Single(Track)),
+            ("/v1/t", Endpoint::Single(Track)),
+            ("/v1/i", Endpoint::Single(Identify)),
+            ("/v1/p", Endpoint::Single(Page)),
+            ("/v1/s", Endpoint::Single(Screen)),
+            ("/v1/g", Endpoint::Single(Group)),
+            ("/v1/a", Endpoint::Single(Alias)),
+            ("/v1/alias", Endpoint::Single(Alias)),
+            ("/v1/b", Endpoint::Batch),
+            ("/v1/batch", Endpoint::Batch),
+            ("/v1/import", Endpoint::Batch),
+            ("/beacon/v1/batch", Endpoint::Batch),
+        ] {
+            assert_eq!(Endpoint::of_path(path), Some(endpoint), "{path}");
+        }
+        for path in ["/v1/x", "/v1/", "/v1/tr", "/v1/m", "/beacon/v1/track", "/t"] {
+            assert_eq!(Endpoint::of_path(path), None, "{path}");
+        }
     }
 
     #[test]

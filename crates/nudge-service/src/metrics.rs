@@ -16,6 +16,9 @@ pub trait Metrics: Send + Sync {
     fn events_evaluated(&self, _n: u64) {}
     /// Messages (or whole requests) refused, by reason code.
     fn events_rejected(&self, reason: &str, n: u64);
+    /// Tracking requests an SDK sent again after a failed attempt (`X-Retry-Count`,
+    /// RudderStack's `Rsa-Retry-Attempt`): a rise means clients struggle to reach nudge.
+    fn client_retries(&self, n: u64);
     /// A trigger decided a send (sent or suppressed).
     fn trigger_fired(&self, trigger: &str);
     /// A delivery finished: channel, outcome (`sent`, `suppressed`, `failed`) and reason.
@@ -35,6 +38,7 @@ pub struct NoMetrics;
 impl Metrics for NoMetrics {
     fn events_accepted(&self, _: u64) {}
     fn events_rejected(&self, _: &str, _: u64) {}
+    fn client_retries(&self, _: u64) {}
     fn trigger_fired(&self, _: &str) {}
     fn delivery(&self, _: &str, _: &str, _: &str) {}
     fn timer_lateness(&self, _: f64) {}
@@ -69,6 +73,7 @@ pub struct PromMetrics {
     accepted: Counter,
     evaluated: Counter,
     rejected: Family<ReasonLabel, Counter>,
+    retries: Counter,
     fired: Family<TriggerLabel, Counter>,
     sends: Family<SendLabels, Counter>,
     lateness: Histogram,
@@ -103,6 +108,12 @@ impl PromMetrics {
             "events_rejected",
             "Messages or requests refused by ingest, by reason",
             rejected.clone(),
+        );
+        let retries = Counter::default();
+        registry.register(
+            "client_retries",
+            "Tracking requests an SDK sent again after a failed attempt",
+            retries.clone(),
         );
         let fired = Family::<TriggerLabel, Counter>::default();
         registry.register(
@@ -143,6 +154,7 @@ impl PromMetrics {
             accepted,
             evaluated,
             rejected,
+            retries,
             fired,
             sends,
             lateness,
@@ -173,6 +185,9 @@ impl Metrics for PromMetrics {
                 reason: reason.to_string(),
             })
             .inc_by(n);
+    }
+    fn client_retries(&self, n: u64) {
+        self.retries.inc_by(n);
     }
     fn trigger_fired(&self, trigger: &str) {
         self.fired
@@ -213,6 +228,7 @@ mod tests {
         m.events_accepted(3);
         m.events_evaluated(2);
         m.events_rejected("unknown_write_key", 1);
+        m.client_retries(2);
         m.trigger_fired("profile-reminder");
         m.delivery("email", "sent", "");
         m.timer_lateness(0.02);
@@ -222,6 +238,7 @@ mod tests {
             "nudge_events_accepted_total 3",
             "nudge_events_evaluated_total 2",
             "nudge_events_rejected_total{reason=\"unknown_write_key\"} 1",
+            "nudge_client_retries_total 2",
             "nudge_triggers_fired_total{trigger=\"profile-reminder\"} 1",
             "nudge_sends_total{channel=\"email\",outcome=\"sent\",reason=\"\"} 1",
             "nudge_timer_lateness_seconds_count 1",

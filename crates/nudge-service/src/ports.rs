@@ -22,6 +22,10 @@ pub enum StoreError {
     /// Stored data that cannot be read back.
     #[error("corrupt stored data: {0}")]
     Corrupt(String),
+    /// At capacity (the backlog bound of `nudge serve`, throttling): nothing was taken; the
+    /// same call may succeed after `retry_after`.
+    #[error("overloaded; retry in {}s", retry_after.as_secs())]
+    Overloaded { retry_after: std::time::Duration },
     /// The backend failed; `retryable` says whether trying again may help.
     #[error("{context}: {source}")]
     Backend {
@@ -49,7 +53,7 @@ impl StoreError {
     /// Whether a retry of the whole operation may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            StoreError::Conflict(_) => true,
+            StoreError::Conflict(_) | StoreError::Overloaded { .. } => true,
             StoreError::Corrupt(_) => false,
             StoreError::Backend { retryable, .. } => *retryable,
         }
