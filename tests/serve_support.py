@@ -25,9 +25,9 @@ def nudge_binary() -> Path:
 class Server:
     """A `nudge serve` child process with its own data folder."""
 
-    def __init__(self, rules: Path, *args: str):
+    def __init__(self, rules: Path, *args: str, data: Path | None = None):
         self.tmp = tempfile.TemporaryDirectory(prefix="nudge-pytest-")
-        self.data = Path(self.tmp.name) / "data"
+        self.data = data or Path(self.tmp.name) / "data"
         self.proc = subprocess.Popen(
             [str(nudge_binary()), "serve", "--rules", str(rules), "--data", str(self.data),
              "--listen", "127.0.0.1:0", *args],

@@ -42,6 +42,7 @@ fn send_error(err: SdkError<SendEmailError, HttpResponse>) -> SendError {
     });
     SendError {
         retryable: !permanent && is_retryable(&err),
+        hold: false,
         message: format!("SES SendEmail: {}", DisplayErrorContext(&err)),
     }
 }
@@ -55,6 +56,7 @@ impl Mailer for SesMailer {
             .map_err(|e| SendError {
                 message: format!("SES raw message: {e}"),
                 retryable: false,
+                hold: false,
             })?;
         let out = self
             .client

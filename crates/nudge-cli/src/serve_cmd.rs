@@ -51,10 +51,15 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 16)]
     pub workers: usize,
     /// Accepted events waiting for evaluate, at most. A burst faster than evaluate queues in
-    /// `<data>/journal` (about 0.5 KB an event) up to this; beyond it ingest answers only as
-    /// fast as evaluate catches up.
+    /// `<data>/journal` (about 0.5 KB an event) up to this; beyond it a request waits up to
+    /// 2 s for room, then gets 429 with Retry-After.
     #[arg(long, env = "NUDGE_MAX_BACKLOG", default_value_t = 5_000_000)]
     pub max_backlog: u64,
+    /// Start even if journal segments are damaged: keep every intact record, drop the
+    /// damaged bytes (originals are moved to `<data>/journal/damaged/`), read them again.
+    /// Without it a damaged journal stops the start, naming the files.
+    #[arg(long, env = "NUDGE_SALVAGE_JOURNAL")]
+    pub salvage_journal: bool,
     /// Webhook attempts before a send counts as failed.
     #[arg(long, default_value_t = 5)]
     pub webhook_attempts: u32,
@@ -89,6 +94,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         smtp_url: args.smtp_url,
         evaluate_workers: args.workers,
         max_backlog: args.max_backlog,
+        salvage_journal: args.salvage_journal,
         webhook: RetryPolicy {
             attempts: args.webhook_attempts.max(1),
             first_backoff_ms: args.webhook_backoff_ms,

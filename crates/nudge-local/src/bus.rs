@@ -298,19 +298,20 @@ impl Completion {
         }
     }
 
-    /// One part kept failing but may succeed later: `event` (that part) must be kept for the
-    /// next start. A queue row simply stays; journal records are moved into the queue.
-    pub async fn give_up(&self, event: BusEvent) {
+    /// One part kept failing but may succeed later: `event` (that part) is set aside for the
+    /// next start. A queue row simply stays; journal records are moved into the queue. When
+    /// the queue cannot take it either, the event comes back: the caller keeps trying.
+    pub async fn give_up(&self, event: BusEvent) -> Result<(), BusEvent> {
         if let Origin::Journal { seqs } = &self.origin {
             if let Err(e) = self.bus.store.enqueue(std::slice::from_ref(&event)).await {
-                // The records stay uncompleted: the next start reads them again.
-                error!(error = %e, records = seqs.len(), "could not keep a failing event; the journal keeps it until the next start");
-                self.keep.store(true, Ordering::Relaxed);
+                error!(error = %e, records = seqs.len(), "could not set a failing event aside; trying it again");
+                return Err(event);
             }
         } else {
             self.keep.store(true, Ordering::Relaxed);
         }
         self.part_done();
+        Ok(())
     }
 
     fn finish(&self) {
@@ -461,8 +462,12 @@ pub async fn maintain_journal(journal: Journal) {
     }
 }
 
-/// Runs `handle` on a job, retrying retryable failures with backoff; a job that keeps
-/// failing (or fails for good) is logged, and one that may still succeed stays queued.
+/// Runs `handle` on a job, retrying retryable failures with backoff (up to 5 s apart):
+/// - a failure of the backend (the store or the disk failing, full or busy) is retried until
+///   it passes, however long that takes: nothing accepted is dropped because a disk filled up;
+/// - another retryable failure is tried [`MAX_ATTEMPTS`] times, then set aside for the next
+///   start;
+/// - a failure for good (an event that can never be handled) is logged and dropped.
 pub async fn run_job<F, Fut>(job: Job, handle: F)
 where
     F: Fn(BusEvent) -> Fut,
@@ -470,30 +475,37 @@ where
 {
     let mut event = job.event;
     let mut backoff = Duration::from_millis(50);
-    for attempt in 1..=MAX_ATTEMPTS {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
         let (back, result) = handle(event).await;
         event = back;
-        match result {
+        let e = match result {
             Ok(()) => {
                 job.done.part_done();
                 return;
             }
-            Err(e) if e.is_retryable() && attempt < MAX_ATTEMPTS => {
+            Err(e) => e,
+        };
+        if !e.is_retryable() {
+            error!(error = %e, detail_type = event.detail_type(), detail = %event.to_detail(), "handler failed for good; event dropped");
+            job.done.part_done();
+            return;
+        }
+        if e.waits_for_backend() || attempt < MAX_ATTEMPTS {
+            // Loud at first and then now and again, not at every try of a long outage.
+            if attempt <= 3 || attempt % 50 == 0 {
                 warn!(attempt, error = %e, detail_type = event.detail_type(), "handler failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
-            Err(e) if e.is_retryable() => {
-                error!(error = %e, detail_type = event.detail_type(), "handler kept failing; the event stays queued for the next start");
-                job.done.give_up(event).await;
-                return;
-            }
-            Err(e) => {
-                error!(error = %e, detail_type = event.detail_type(), detail = %event.to_detail(), "handler failed for good; event dropped");
-                job.done.part_done();
-                return;
+        } else {
+            error!(error = %e, detail_type = event.detail_type(), "handler kept failing; the event is set aside for the next start");
+            match job.done.give_up(event).await {
+                Ok(()) => return,
+                Err(back) => event = back,
             }
         }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -524,6 +536,71 @@ mod tests {
             user_id: format!("u{n}"),
             version: n,
         })
+    }
+
+    /// A journal job of one accepted event, and the journal it came from.
+    async fn journal_job(dir: &TempDir) -> (Job, LocalBus, Journal) {
+        let journal = Journal::open(&dir.path().join("journal"), Limits::with_backlog(10)).unwrap();
+        let (bus, _rx) = LocalBus::new(dir.open(), journal.clone());
+        let event = AcceptedEvent {
+            user_id: "u1".into(),
+            message_id: "m1".into(),
+            at: 0,
+            received_at: 0,
+            message: serde_json::json!({"type": "track", "event": "E"}),
+        };
+        journal.append(std::slice::from_ref(&event)).await.unwrap();
+        let (records, _) = journal.reader().next_batch(10).await;
+        let job = Job {
+            event: BusEvent::EventsAccepted(AcceptedEvents {
+                events: vec![records[0].1.clone()],
+            }),
+            done: Completion::journal(vec![records[0].0], &bus),
+        };
+        (job, bus, journal)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_backend_is_waited_for_however_long_and_the_event_then_handled() {
+        let dir = TempDir::new("bus-disk-full");
+        let (job, bus, journal) = journal_job(&dir).await;
+        let tries = AtomicUsize::new(0);
+        // The disk is full for 100 tries (minutes of backoff), then has room again.
+        run_job(job, |event| {
+            let n = tries.fetch_add(1, Ordering::Relaxed);
+            async move {
+                let result = if n < 100 {
+                    Err(HandlerError::Store(StoreError::backend(
+                        "save user",
+                        true,
+                        std::io::Error::other("database or disk is full"),
+                    )))
+                } else {
+                    Ok(())
+                };
+                (event, result)
+            }
+        })
+        .await;
+        assert_eq!(tries.load(Ordering::Relaxed), 101);
+        assert_eq!(journal.backlog(), 0, "handled, not dropped or set aside");
+        assert!(bus.store.unacked(10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_that_keeps_failing_is_set_aside_for_the_next_start() {
+        let dir = TempDir::new("bus-set-aside");
+        let (job, bus, journal) = journal_job(&dir).await;
+        let tries = AtomicUsize::new(0);
+        run_job(job, |event| {
+            tries.fetch_add(1, Ordering::Relaxed);
+            async move { (event, Err(HandlerError::Contended("u1".into()))) }
+        })
+        .await;
+        assert_eq!(tries.load(Ordering::Relaxed), MAX_ATTEMPTS as usize);
+        // Moved from the journal into the queue, which the next start redelivers.
+        assert_eq!(journal.backlog(), 0);
+        assert_eq!(bus.store.unacked(10).await.unwrap().len(), 1);
     }
 
     #[tokio::test]

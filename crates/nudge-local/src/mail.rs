@@ -93,11 +93,17 @@ impl Mailer for OutboxMailer {
             .map_err(|e| SendError {
                 message: format!("outbox writer for {shown} stopped: {e}"),
                 retryable: true,
+                hold: true,
             })?
-            .map_err(|e| SendError {
-                message: format!("outbox {shown}: {e}"),
-                // A full disk may be freed; a folder we may not write stays so.
-                retryable: e.kind() != std::io::ErrorKind::PermissionDenied,
+            .map_err(|e| {
+                // A full disk (or a failing one) is freed or fixed: the mail waits for it
+                // rather than failing. A folder we may not write stays so.
+                let retryable = e.kind() != std::io::ErrorKind::PermissionDenied;
+                SendError {
+                    message: format!("outbox {shown}: {e}"),
+                    retryable,
+                    hold: retryable,
+                }
             })?;
         Ok(message_id(email.id))
     }
@@ -178,6 +184,7 @@ fn envelope(email: &OutgoingEmail) -> Result<Envelope, SendError> {
         value.parse::<Address>().map_err(|e| SendError {
             message: format!("{field} address `{value}`: {e}"),
             retryable: false,
+            hold: false,
         })
     };
     Envelope::new(
@@ -187,6 +194,7 @@ fn envelope(email: &OutgoingEmail) -> Result<Envelope, SendError> {
     .map_err(|e| SendError {
         message: format!("envelope: {e}"),
         retryable: false,
+        hold: false,
     })
 }
 
@@ -207,6 +215,7 @@ impl Mailer for SmtpMailer {
             }
             Err(e) => Err(SendError {
                 retryable: smtp_retryable(&e),
+                hold: false,
                 message: format!("SMTP: {}", error_chain(&e)),
             }),
         }

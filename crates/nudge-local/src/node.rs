@@ -21,7 +21,7 @@ use tracing::{info, warn};
 use crate::bus::{
     ack_loop, dispatch, dispatch_journal, maintain_journal, run_job, Job, LocalBus, Routes,
 };
-use crate::journal::{Journal, Limits};
+use crate::journal::{Damage, Journal, Limits};
 use crate::mail::LocalMailer;
 use crate::secrets::Secrets;
 use crate::store::SqliteStore;
@@ -46,8 +46,11 @@ pub struct ServeConfig {
     pub smtp_url: Option<String>,
     /// Evaluate workers (users are spread over them).
     pub evaluate_workers: usize,
-    /// Accepted events not yet evaluated, at most: beyond it ingest waits for evaluate.
+    /// Accepted events not yet evaluated, at most: beyond it ingest waits for evaluate, then
+    /// refuses (429).
     pub max_backlog: u64,
+    /// Keep the intact records of damaged journal segments instead of refusing to start.
+    pub salvage_journal: bool,
     /// Webhook retry policy.
     pub webhook: RetryPolicy,
 }
@@ -64,6 +67,13 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Store(#[from] nudge_service::ports::StoreError),
+    /// The SQLite file cannot be opened or is damaged.
+    #[error("database {path}: {source}. If it is damaged, restore it from a backup (events not yet evaluated stay in the journal), or keep what is readable with `sqlite3 {path} .recover`")]
+    Database {
+        path: PathBuf,
+        #[source]
+        source: nudge_service::ports::StoreError,
+    },
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
     #[error("mail: {0}")]
@@ -99,10 +109,19 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     };
     std::fs::create_dir_all(&config.data_dir).map_err(data)?;
     let secrets = Secrets::load_or_create(&config.data_dir.join("secrets.json")).map_err(data)?;
-    let store = SqliteStore::open(&config.data_dir.join("nudge.db"))?;
-    let journal = Journal::open(
+    let db = config.data_dir.join("nudge.db");
+    let store = SqliteStore::open(&db).map_err(|source| ServeError::Database {
+        path: db.clone(),
+        source,
+    })?;
+    let journal = Journal::open_with(
         &config.data_dir.join("journal"),
         Limits::with_backlog(config.max_backlog),
+        if config.salvage_journal {
+            Damage::Salvage
+        } else {
+            Damage::Refuse
+        },
     )?;
     let mailer = match &config.smtp_url {
         Some(url) => LocalMailer::smtp(url).map_err(|e| ServeError::Mail(e.to_string()))?,

@@ -238,6 +238,12 @@ where
                     info!(decision_id = %send.id, provider_id, "mail handed over");
                     return Ok(Attempt::Sent { attempts: n });
                 }
+                Err(e) if e.hold => {
+                    return Err(HandlerError::Held {
+                        id: send.id.to_string(),
+                        reason: e.message,
+                    })
+                }
                 Err(e) if e.retryable && n < attempts => {
                     warn!(decision_id = %send.id, attempt = n, error = %e, "mail send failed; retrying");
                     tokio::time::sleep(backoff).await;

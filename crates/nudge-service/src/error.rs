@@ -26,6 +26,10 @@ pub enum HandlerError {
     /// Sending failed in a way a later retry may fix.
     #[error("sending `{id}` failed: {reason}")]
     Send { id: String, reason: String },
+    /// The channel cannot take the message now (the outbox's disk is full): the delivery stays
+    /// pending and is tried again, however long it takes.
+    #[error("sending `{id}` waits: {reason}")]
+    Held { id: String, reason: String },
 }
 
 impl HandlerError {
@@ -34,7 +38,20 @@ impl HandlerError {
         match self {
             HandlerError::Store(e) => e.is_retryable(),
             HandlerError::BadEvent { .. } | HandlerError::State { .. } => false,
-            HandlerError::Contended(_) | HandlerError::Send { .. } => true,
+            HandlerError::Contended(_) | HandlerError::Send { .. } | HandlerError::Held { .. } => {
+                true
+            }
+        }
+    }
+
+    /// Whether the failure is the backend's rather than the event's (the store or the disk
+    /// is failing, full or busy): such an event is retried until the backend recovers, never
+    /// dropped or set aside.
+    pub fn waits_for_backend(&self) -> bool {
+        match self {
+            HandlerError::Store(e) => e.is_retryable(),
+            HandlerError::Held { .. } => true,
+            _ => false,
         }
     }
 }

@@ -375,6 +375,9 @@ pub struct SendError {
     pub message: String,
     /// Whether trying again later may work (throttling, timeouts, 5xx).
     pub retryable: bool,
+    /// The sending side itself cannot take mail now (the outbox's disk is full): the delivery
+    /// waits, however long it takes, rather than failing.
+    pub hold: bool,
 }
 
 /// Sends mail: an outbox folder, SMTP, SES v2.

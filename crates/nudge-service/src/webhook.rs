@@ -58,6 +58,7 @@ impl HttpWebhookTransport {
             .as_ref()
             .map_err(|message| SendError {
                 retryable: false,
+                hold: false,
                 message: message.clone(),
             })
     }
@@ -94,6 +95,7 @@ impl WebhookTransport for HttpWebhookTransport {
             Err(e) => Err(SendError {
                 // A bad URL or header fails the same way every time; the network may recover.
                 retryable: !e.is_builder(),
+                hold: false,
                 message: error_chain(&e),
             }),
         }

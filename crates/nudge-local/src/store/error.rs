@@ -1,5 +1,6 @@
-//! How SQLite failures become [`StoreError`]s: busy and locked are worth a retry, data that
-//! does not read back is corrupt, everything else is a plain backend failure.
+//! How SQLite failures become [`StoreError`]s: busy and locked, a full disk, I/O errors and
+//! running out of memory pass (the same write succeeds later, and handlers wait for it),
+//! data that does not read back is corrupt, everything else is a plain backend failure.
 
 use std::sync::Arc;
 
@@ -46,7 +47,7 @@ impl SqliteFailure {
     pub(super) fn is_retryable(&self) -> bool {
         match self {
             SqliteFailure::Begin(e) | SqliteFailure::Commit(e) | SqliteFailure::Savepoint(e) => {
-                is_busy(e)
+                is_transient(e)
             }
             // Only a sibling command broke the transaction; alone this one may well succeed.
             SqliteFailure::RolledBack | SqliteFailure::HalfWritten => true,
@@ -64,11 +65,20 @@ impl SqliteFailure {
     }
 }
 
-/// Whether another connection holding the database explains the error (worth a retry).
-fn is_busy(e: &rusqlite::Error) -> bool {
+/// Whether the error passes by itself: another connection holding the database, a full
+/// disk (space is freed), an I/O error (`SQLITE_IOERR`, which is also how a write into a full
+/// disk can fail) or memory running out. SQLite rolls back what failed, so the same write
+/// can simply be made again.
+fn is_transient(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+        Some(
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::DiskFull
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::OutOfMemory
+        )
     )
 }
 
@@ -81,7 +91,7 @@ pub(super) fn sqlite(context: &'static str) -> impl FnOnce(rusqlite::Error) -> S
         | rusqlite::Error::IntegralValueOutOfRange(..)
         | rusqlite::Error::Utf8Error(..) => StoreError::Corrupt(format!("{context}: {e}")),
         e => {
-            let retryable = is_busy(&e);
+            let retryable = is_transient(&e);
             StoreError::backend(context, retryable, e)
         }
     }
@@ -95,4 +105,41 @@ pub(super) fn corrupt_json(what: &str, e: serde_json::Error) -> StoreError {
 /// Maps a JSON encode failure (plain data with string keys cannot fail; kept total anyway).
 pub(super) fn encode(context: &'static str) -> impl FnOnce(serde_json::Error) -> StoreError {
     move |e| StoreError::backend(context, false, e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: std::os::raw::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn a_full_disk_and_io_errors_pass_and_are_retried() {
+        for code in [
+            rusqlite::ffi::SQLITE_FULL,
+            rusqlite::ffi::SQLITE_IOERR,
+            rusqlite::ffi::SQLITE_IOERR_WRITE,
+            rusqlite::ffi::SQLITE_BUSY,
+            rusqlite::ffi::SQLITE_NOMEM,
+        ] {
+            let commit = SqliteFailure::Commit(Arc::new(failure(code)));
+            assert!(commit.is_retryable(), "commit failing with {code}");
+            assert!(sqlite("save user")(failure(code)).is_retryable(), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_corrupt_or_read_only_database_is_not_retried() {
+        for code in [
+            rusqlite::ffi::SQLITE_CORRUPT,
+            rusqlite::ffi::SQLITE_NOTADB,
+            rusqlite::ffi::SQLITE_READONLY,
+            rusqlite::ffi::SQLITE_CONSTRAINT,
+        ] {
+            assert!(!SqliteFailure::Commit(Arc::new(failure(code))).is_retryable());
+            assert!(!sqlite("save user")(failure(code)).is_retryable(), "{code}");
+        }
+    }
 }

@@ -104,7 +104,30 @@ pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
         .map_err(sqlite("set SQLite WAL size limit"))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate(&mut conn)?;
+    check_integrity(&conn)?;
     Ok(conn)
+}
+
+/// Checks the file's structure with SQLite's `quick_check` (every page readable, no damaged
+/// b-tree, records well formed; not the slower full `integrity_check`), so a damaged file
+/// stops the start instead of failing writes later. It reads the whole file once.
+fn check_integrity(conn: &Connection) -> Result<(), StoreError> {
+    const CONTEXT: &str = "check SQLite database";
+    let mut stmt = conn
+        .prepare("PRAGMA quick_check(5)")
+        .map_err(sqlite(CONTEXT))?;
+    let found = stmt
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(sqlite(CONTEXT))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sqlite(CONTEXT))?;
+    if found.len() == 1 && found[0] == "ok" {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt(format!(
+        "SQLite's quick_check found damage: {}",
+        found.join("; ")
+    )))
 }
 
 /// A second connection to a database [`open`] opened, for the checkpointer thread.
