@@ -2,8 +2,8 @@
 //! the engine took and the user's activities, at one instant. Pure: `nudge explain` replays
 //! the events and hands the results here.
 
-use crate::engine::eval::{filter_holds, lookup, matches, value_key, Ctx, Props};
-use crate::engine::{policy, CancelReason, Decision, Reason};
+use crate::engine::conditions::{filter_holds, lookup, matches, value_key, Ctx, Props};
+use crate::engine::{guards, CancelReason, Decision, Reason};
 use crate::event::Message;
 use crate::rules::compile::op_text;
 use crate::rules::compiled::{
@@ -415,7 +415,7 @@ fn summary(e: &Evidence<'_>) -> UserSummary {
 }
 
 fn zone_name(rules: &CompiledRules, state: &UserState) -> String {
-    policy::user_timezone(rules, state)
+    guards::user_timezone(rules, state)
         .iana_name()
         .unwrap_or("UTC")
         .to_string()
@@ -960,11 +960,11 @@ fn policy_state(e: &Evidence<'_>, t: &CTrigger) -> PolicyState {
         .iter()
         .find(|q| q.channels.contains(&t.channel))
         .map(|q| {
-            let tz = policy::user_timezone(rules, state);
+            let tz = guards::user_timezone(rules, state);
             let local_time = jiff::Timestamp::from_millisecond(at)
                 .map(|ts| ts.to_zoned(tz).strftime("%Y-%m-%d %H:%M").to_string())
                 .unwrap_or_else(|_| format_instant(at));
-            let now = policy::quiet_hours(rules, state, t.channel, at);
+            let now = guards::quiet_hours(rules, state, t.channel, at);
             QuietState {
                 from: clock(q.from),
                 to: clock(q.to),
@@ -976,7 +976,7 @@ fn policy_state(e: &Evidence<'_>, t: &CTrigger) -> PolicyState {
                 local_time,
                 timezone: zone_name(rules, state),
                 deferred_to: match now {
-                    Some(policy::Quiet::Defer(until)) => Some(until),
+                    Some(guards::Quiet::Defer(until)) => Some(until),
                     _ => None,
                 },
             }
@@ -989,7 +989,7 @@ fn policy_state(e: &Evidence<'_>, t: &CTrigger) -> PolicyState {
         unsubscribed: (t.channel == Channel::Email).then_some(state.unsubscribed),
         min_gap: rules.policies.min_gap.map(|gap| GapState {
             gap: gap.to_string(),
-            blocks_now: policy::too_close(rules, state, t.channel, t.priority, at),
+            blocks_now: guards::too_close(rules, state, t.channel, t.priority, at),
         }),
         experiment: t.experiment.map(|ei| {
             let exp = &rules.experiments[ei];
@@ -999,7 +999,7 @@ fn policy_state(e: &Evidence<'_>, t: &CTrigger) -> PolicyState {
                 .find(|(id, _)| *id == exp.stable_id)
                 .map(|(_, v)| match exp.variants.get(usize::from(*v)) {
                     Some(var) => var.name.to_string(),
-                    None => policy::HOLDOUT.to_string(),
+                    None => crate::rules::model::HOLDOUT.to_string(),
                 });
             ExperimentState {
                 id: exp.id.to_string(),

@@ -537,7 +537,7 @@ impl Refs {
     fn new(rules: &CompiledRules) -> Self {
         let mut variants = vec![
             "default".to_string(),
-            crate::engine::policy::HOLDOUT.to_string(),
+            crate::rules::model::HOLDOUT.to_string(),
         ];
         for m in &rules.messages {
             variants.extend(m.variants.iter().map(|v| v.name.to_string()));

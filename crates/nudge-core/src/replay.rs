@@ -257,11 +257,11 @@ impl Replay<'_> {
             return vec![];
         };
         let rules = self.engine.rules;
-        let ctx = crate::engine::eval::Ctx {
+        let ctx = crate::engine::conditions::Ctx {
             rules,
             state,
             now: at,
-            props: crate::engine::eval::Props::None,
+            props: crate::engine::conditions::Props::None,
         };
         rules
             .segments

@@ -420,11 +420,11 @@ triggers:
     let check = |s: &UserState, now: Millis, when: &str| {
         for &si in &r.tracked_segments {
             let seg = &r.segments[si];
-            let ctx = eval::Ctx {
+            let ctx = conditions::Ctx {
                 rules: &r,
                 state: s,
                 now,
-                props: Props::None,
+                props: conditions::Props::None,
             };
             let live = ctx.holds_uncached(&seg.cond);
             let kept = s.segments.contains(&seg.stable_id);

@@ -825,7 +825,7 @@ impl<'a> Compiler<'a> {
             .collect();
         CExperiment {
             id: e.id.value.as_str().into(),
-            holdout_name: crate::engine::policy::HOLDOUT.into(),
+            holdout_name: super::model::HOLDOUT.into(),
             stable_id: stable_id(&e.id.value),
             holdout_upto,
             variants,

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+/// Variant name recorded for users in an experiment's holdout.
+pub const HOLDOUT: &str = "holdout";
+
 /// A place in a rule file (1-based line and column).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord, Hash)]
 pub struct Pos {
