@@ -1,0 +1,506 @@
+//! Segment-spec messages (`track`, `identify`, `page`, `screen`, `group`, `alias`): parsing,
+//! validation and the canonical JSON form that travels on the bus.
+//!
+//! Follows <https://segment.com/docs/connections/spec/common/>: the fields nudge uses are
+//! validated precisely; the rest of what SDKs send (`integrations`, `_metadata`, `sentAt`,
+//! `writeKey`, `receivedAt`, ...) is ignored.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::time::{parse_instant, Millis};
+
+/// Longest accepted `userId`, `anonymousId`, `messageId`, `previousId` or `groupId`.
+pub const MAX_ID_CHARS: usize = 256;
+/// Longest accepted track event name.
+pub const MAX_EVENT_NAME_CHARS: usize = 200;
+
+/// The Segment message types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    Track,
+    Identify,
+    Page,
+    Screen,
+    Group,
+    Alias,
+}
+
+impl MessageKind {
+    /// Every type, in the order the Segment spec lists them.
+    pub const ALL: [MessageKind; 6] = [
+        MessageKind::Track,
+        MessageKind::Identify,
+        MessageKind::Page,
+        MessageKind::Screen,
+        MessageKind::Group,
+        MessageKind::Alias,
+    ];
+
+    /// The lowercase name used in `type` and in the HTTP path (`/v1/<name>`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Track => "track",
+            MessageKind::Identify => "identify",
+            MessageKind::Page => "page",
+            MessageKind::Screen => "screen",
+            MessageKind::Group => "group",
+            MessageKind::Alias => "alias",
+        }
+    }
+}
+
+impl fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `type` that is not one of the six Segment message types.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown message type \"{0}\" (expected one of track, identify, page, screen, group, alias)"
+)]
+pub struct UnknownMessageKind(pub String);
+
+impl FromStr for MessageKind {
+    type Err = UnknownMessageKind;
+
+    /// Parses the exact lowercase name, as Segment and RudderStack SDKs send it.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MessageKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| UnknownMessageKind(s.to_string()))
+    }
+}
+
+/// Why a message was rejected: the offending field (JSON-path-like) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct MessageError {
+    /// JSON-path-like name of the field (`userId`, `context.traits`); `$` for the whole message.
+    pub field: String,
+    pub message: String,
+}
+
+impl MessageError {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        MessageError {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One validated Segment message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub kind: MessageKind,
+    pub message_id: String,
+    pub user_id: Option<String>,
+    pub anonymous_id: Option<String>,
+    /// Track: the event name (always present on a validated track message).
+    pub event: Option<String>,
+    /// Page / screen: the page or screen name.
+    pub name: Option<String>,
+    pub properties: Map<String, Value>,
+    /// Identify / group: the top-level traits; other types: `context.traits`.
+    pub traits: Map<String, Value>,
+    pub context: Map<String, Value>,
+    /// When the event happened on the client: `timestamp`, else `originalTimestamp`.
+    pub timestamp: Option<Millis>,
+    /// Alias: the previous id (always present on a validated alias message).
+    pub previous_id: Option<String>,
+    /// Group: the group id (always present on a validated group message).
+    pub group_id: Option<String>,
+}
+
+impl Message {
+    /// Parses one Segment message. `path_kind` is the type implied by the HTTP path (/v1/track), if any; a body `type` that disagrees is an error; without either, `type` is required.
+    pub fn from_json(
+        value: &Value,
+        path_kind: Option<MessageKind>,
+    ) -> Result<Message, MessageError> {
+        let body = value.as_object().ok_or_else(|| {
+            MessageError::new(
+                "$",
+                format!(
+                    "expected a JSON object (a Segment message), got {}",
+                    describe_value(value)
+                ),
+            )
+        })?;
+
+        let kind = message_kind(body, path_kind)?;
+
+        let user_id = optional_id(body, "userId")?;
+        let anonymous_id = optional_id(body, "anonymousId")?;
+        if user_id.is_none() && anonymous_id.is_none() {
+            return Err(MessageError::new(
+                "userId",
+                "either userId or anonymousId is required (a non-empty string)",
+            ));
+        }
+
+        let properties = optional_object(body, "properties")?;
+        let context = optional_object(body, "context")?;
+        let top_traits = optional_object(body, "traits")?;
+        let context_traits = match context.get("traits") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => map.clone(),
+            Some(other) => {
+                return Err(MessageError::new(
+                    "context.traits",
+                    format!("expected an object, got {}", describe_value(other)),
+                ))
+            }
+        };
+        let traits = match kind {
+            // Some SDKs (RudderStack) send identify traits only under context.traits.
+            MessageKind::Identify | MessageKind::Group if body_has(body, "traits") => top_traits,
+            _ => context_traits,
+        };
+
+        let timestamp = if body_has(body, "timestamp") {
+            Some(instant(body, "timestamp")?)
+        } else if body_has(body, "originalTimestamp") {
+            Some(instant(body, "originalTimestamp")?)
+        } else {
+            None
+        };
+
+        let event = match kind {
+            MessageKind::Track => Some(event_name(body)?),
+            _ => None,
+        };
+        let name = match kind {
+            MessageKind::Page | MessageKind::Screen => optional_string(body, "name")?,
+            _ => None,
+        };
+        let previous_id = match kind {
+            MessageKind::Alias => Some(required_id(body, "previousId", "alias")?),
+            _ => None,
+        };
+        let group_id = match kind {
+            MessageKind::Group => Some(required_id(body, "groupId", "group")?),
+            _ => None,
+        };
+
+        let mut message = Message {
+            kind,
+            message_id: String::new(),
+            user_id,
+            anonymous_id,
+            event,
+            name,
+            properties,
+            traits,
+            context,
+            timestamp,
+            previous_id,
+            group_id,
+        };
+        message.message_id = match optional_id(body, "messageId")? {
+            Some(id) => id,
+            None => message.derived_message_id(),
+        };
+        Ok(message)
+    }
+
+    /// The id behavioral state is kept under: `userId` if present, else `anonymousId`.
+    pub fn user_key(&self) -> &str {
+        self.user_id
+            .as_deref()
+            .or(self.anonymous_id.as_deref())
+            .unwrap_or_default()
+    }
+
+    /// The user's IANA time zone as the SDK reported it: `context.timezone`, else `traits.timezone`.
+    pub fn timezone(&self) -> Option<&str> {
+        self.context
+            .get("timezone")
+            .and_then(Value::as_str)
+            .or_else(|| self.traits.get("timezone").and_then(Value::as_str))
+    }
+
+    /// What rules match on: the track event name, `page:<name>` or `screen:<name>`; `None` for
+    /// identify, group and alias, which describe the user rather than an activity.
+    pub fn activity_name(&self) -> Option<std::borrow::Cow<'_, str>> {
+        use std::borrow::Cow;
+        match self.kind {
+            MessageKind::Track => self.event.as_deref().map(Cow::Borrowed),
+            MessageKind::Page => Some(Cow::Owned(format!(
+                "page:{}",
+                self.name.as_deref().unwrap_or("")
+            ))),
+            MessageKind::Screen => Some(Cow::Owned(format!(
+                "screen:{}",
+                self.name.as_deref().unwrap_or("")
+            ))),
+            MessageKind::Identify | MessageKind::Group | MessageKind::Alias => None,
+        }
+    }
+
+    /// Canonical Segment JSON (camelCase keys); `from_json` reads it back to an equal message.
+    pub fn to_json(&self) -> Value {
+        self.clone().into_json()
+    }
+
+    /// [`Message::to_json`], moving the maps instead of copying them (ingest's hot path).
+    pub fn into_json(self) -> Value {
+        let mut map = Map::new();
+        map.insert("type".into(), Value::String(self.kind.as_str().into()));
+        map.insert("messageId".into(), Value::String(self.message_id));
+        insert_opt(&mut map, "userId", &self.user_id);
+        insert_opt(&mut map, "anonymousId", &self.anonymous_id);
+        match self.kind {
+            MessageKind::Track => insert_opt(&mut map, "event", &self.event),
+            MessageKind::Page | MessageKind::Screen => insert_opt(&mut map, "name", &self.name),
+            MessageKind::Alias => insert_opt(&mut map, "previousId", &self.previous_id),
+            MessageKind::Group => insert_opt(&mut map, "groupId", &self.group_id),
+            MessageKind::Identify => {}
+        }
+        let describes_activity = matches!(
+            self.kind,
+            MessageKind::Track | MessageKind::Page | MessageKind::Screen
+        );
+        if describes_activity || !self.properties.is_empty() {
+            map.insert("properties".into(), Value::Object(self.properties));
+        }
+        let mut context = self.context;
+        match self.kind {
+            MessageKind::Identify | MessageKind::Group => {
+                map.insert("traits".into(), Value::Object(self.traits));
+            }
+            _ if !self.traits.is_empty() && !context.contains_key("traits") => {
+                context.insert("traits".into(), Value::Object(self.traits));
+            }
+            _ => {}
+        }
+        map.insert("context".into(), Value::Object(context));
+        if let Some(ts) = self
+            .timestamp
+            .and_then(|at| jiff::Timestamp::from_millisecond(at).ok())
+        {
+            map.insert("timestamp".into(), Value::String(ts.to_string()));
+        }
+        Value::Object(map)
+    }
+
+    /// `gen-` + xxh3-128 of the canonical JSON without messageId: an SDK retry of the same
+    /// message (whose `sentAt` and other ignored fields may differ) gets the same id.
+    fn derived_message_id(&self) -> String {
+        let mut json = self.to_json();
+        if let Some(map) = json.as_object_mut() {
+            map.remove("messageId");
+        }
+        let canonical = sorted_keys(&json);
+        // Serializing a Value with string keys cannot fail.
+        let bytes = serde_json::to_vec(&canonical).unwrap_or_default();
+        format!("gen-{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))
+    }
+}
+
+/// Serializes as the canonical JSON (for JSON and other self-describing formats: reading it
+/// back goes through `from_json`, which needs a `serde_json::Value`).
+impl Serialize for Message {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Message::from_json(&value, None).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A short description of a JSON value for error messages: `"two" (string)`, `3.5 (number)`.
+pub(crate) fn describe_value(value: &Value) -> String {
+    const MAX_CHARS: usize = 60;
+    let kind = match value {
+        Value::Null => return "null".to_string(),
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let text = serde_json::to_string(value).unwrap_or_default();
+    let shown = if text.chars().count() > MAX_CHARS {
+        let cut: String = text.chars().take(MAX_CHARS).collect();
+        format!("{cut}…")
+    } else {
+        text
+    };
+    format!("{shown} ({kind})")
+}
+
+/// Present and not null: SDKs send `"userId": null` for anonymous users.
+fn body_has(body: &Map<String, Value>, key: &str) -> bool {
+    !matches!(body.get(key), None | Some(Value::Null))
+}
+
+fn message_kind(
+    body: &Map<String, Value>,
+    path_kind: Option<MessageKind>,
+) -> Result<MessageKind, MessageError> {
+    let expected = "expected one of track, identify, page, screen, group, alias";
+    let body_kind = match body.get("type") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.parse::<MessageKind>().map_err(|_| {
+            MessageError::new(
+                "type",
+                format!(
+                    "{expected}, got {}",
+                    describe_value(&Value::String(s.clone()))
+                ),
+            )
+        })?),
+        Some(other) => {
+            return Err(MessageError::new(
+                "type",
+                format!("{expected}, got {}", describe_value(other)),
+            ))
+        }
+    };
+    match (body_kind, path_kind) {
+        (Some(body_kind), Some(path_kind)) if body_kind != path_kind => Err(MessageError::new(
+            "type",
+            format!("\"{body_kind}\" does not match the endpoint /v1/{path_kind}"),
+        )),
+        (Some(kind), _) | (None, Some(kind)) => Ok(kind),
+        (None, None) => Err(MessageError::new(
+            "type",
+            format!("required when the endpoint does not imply it ({expected})"),
+        )),
+    }
+}
+
+/// An id: a non-empty string or an integer (Segment accepts numeric ids), at most 256 chars.
+/// Null and the empty string count as absent.
+fn optional_id(body: &Map<String, Value>, key: &str) -> Result<Option<String>, MessageError> {
+    let id = match body.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+        Some(other) => {
+            return Err(MessageError::new(
+                key,
+                format!(
+                    "expected a non-empty string or an integer, got {}",
+                    describe_value(other)
+                ),
+            ))
+        }
+    };
+    let chars = id.chars().count();
+    if chars > MAX_ID_CHARS {
+        return Err(MessageError::new(
+            key,
+            format!("longer than {MAX_ID_CHARS} characters ({chars})"),
+        ));
+    }
+    Ok(Some(id))
+}
+
+fn required_id(body: &Map<String, Value>, key: &str, kind: &str) -> Result<String, MessageError> {
+    optional_id(body, key)?
+        .ok_or_else(|| MessageError::new(key, format!("required for {kind} messages")))
+}
+
+fn optional_object(
+    body: &Map<String, Value>,
+    key: &str,
+) -> Result<Map<String, Value>, MessageError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(map)) => Ok(map.clone()),
+        Some(other) => Err(MessageError::new(
+            key,
+            format!("expected an object, got {}", describe_value(other)),
+        )),
+    }
+}
+
+fn optional_string(body: &Map<String, Value>, key: &str) -> Result<Option<String>, MessageError> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(MessageError::new(
+            key,
+            format!("expected a string, got {}", describe_value(other)),
+        )),
+    }
+}
+
+fn event_name(body: &Map<String, Value>) -> Result<String, MessageError> {
+    let name = optional_string(body, "event")?
+        .ok_or_else(|| MessageError::new("event", "required for track messages"))?;
+    if name.trim().is_empty() {
+        return Err(MessageError::new("event", "must not be empty"));
+    }
+    let chars = name.chars().count();
+    if chars > MAX_EVENT_NAME_CHARS {
+        return Err(MessageError::new(
+            "event",
+            format!("longer than {MAX_EVENT_NAME_CHARS} characters ({chars})"),
+        ));
+    }
+    Ok(name)
+}
+
+fn instant(body: &Map<String, Value>, key: &str) -> Result<Millis, MessageError> {
+    let example =
+        "an ISO-8601 / RFC 3339 timestamp with an offset, such as \"2026-03-03T09:01:00Z\"";
+    match body.get(key) {
+        Some(Value::String(text)) => parse_instant(text).map_err(|err| {
+            MessageError::new(
+                key,
+                format!(
+                    "expected {example}, got {}: {err}",
+                    describe_value(&Value::String(text.clone()))
+                ),
+            )
+        }),
+        Some(other) => Err(MessageError::new(
+            key,
+            format!("expected {example}, got {}", describe_value(other)),
+        )),
+        None => Err(MessageError::new(key, format!("expected {example}"))),
+    }
+}
+
+fn insert_opt(map: &mut Map<String, Value>, key: &str, value: &Option<String>) {
+    if let Some(v) = value {
+        map.insert(key.into(), Value::String(v.clone()));
+    }
+}
+
+/// The same value with every object's keys in sorted order, so hashing ignores key order.
+fn sorted_keys(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), sorted_keys(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted_keys).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
