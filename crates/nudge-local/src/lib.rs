@@ -1,6 +1,8 @@
 //! `nudge serve`: the SQLite store, the in-process bus and timer loop, the HTTP server and local mail.
 
 pub mod bus;
+pub mod evaluate_store;
+pub mod handlers;
 pub mod journal;
 pub mod mail;
 pub mod node;
@@ -8,4 +10,4 @@ pub mod priority;
 pub mod secrets;
 pub mod server;
 pub mod store;
-pub mod users;
+pub mod workers;

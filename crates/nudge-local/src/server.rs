@@ -19,7 +19,7 @@ use nudge_service::metrics::Metrics;
 use tokio::net::TcpListener;
 use tracing::info;
 
-use crate::node::Handlers;
+use crate::handlers::Handlers;
 
 /// Serves until ctrl-c or SIGTERM.
 pub async fn run(listener: TcpListener, handlers: Arc<Handlers>) -> std::io::Result<()> {

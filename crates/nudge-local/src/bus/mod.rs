@@ -4,30 +4,30 @@
 //! message requests) is first written to the store's queue, then dispatched. Either way
 //! nothing published is lost to a crash, and an event is let go only once its handler is
 //! done. Events of one user go to one evaluate worker, in order.
+//!
+//! Files: this one the bus itself (publishing, places in flight, the queue); `dispatch.rs`
+//! routes what is read to the workers; `jobs.rs` runs a handler on one event with retries and
+//! lets the event go when done.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+mod dispatch;
+mod jobs;
+
+pub use dispatch::{dispatch, dispatch_journal, maintain_journal, shard_of, Routes};
+pub use jobs::{ack_loop, run_job, Completion, Job};
+
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use nudge_core::time::Millis;
-use nudge_service::bus::{AcceptedEvent, AcceptedEvents, BusEvent};
-use nudge_service::error::HandlerError;
+use nudge_service::bus::BusEvent;
 use nudge_service::ports::{Bus, StoreError};
 use nudge_service::schedule::SWEEP_BATCH;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tracing::{debug, error, warn};
+use tracing::{debug, warn};
 
-use crate::journal::{Journal, JournalError, JournalReader, SYNC_EVERY};
+use crate::journal::{Journal, JournalError};
 use crate::store::SqliteStore;
 
-/// Attempts at a retryable failure before the event is left in the queue for the next start.
-const MAX_ATTEMPTS: u32 = 12;
-/// Most journal records the reader takes at once. Large: each worker gets its share of a read
-/// as one job, whose users are loaded and saved with one store command each, so under load
-/// the store does a few large commands rather than many small ones (the writer thread's
-/// commits, not the engine, bound how fast evaluation goes). Under light load a read takes
-/// what there is, so nothing waits for a batch to fill.
-const JOURNAL_BATCH: usize = 16_384;
 /// Queued events of one kind handed to handlers and not yet done, at most: bounds memory when
 /// a handler falls behind (deliver behind evaluate, evaluate behind a sweep of many timers).
 /// The rest wait in the queue table, and so does whoever publishes more.
@@ -240,292 +240,11 @@ impl Bus for LocalBus {
     }
 }
 
-/// Where a job's event came from, and so how it is let go.
-enum Origin {
-    /// A row of the store's queue, deleted (acked) once every part is done; its place among
-    /// the queued events in flight is given back then.
-    Queue {
-        seq: i64,
-        acks: mpsc::UnboundedSender<i64>,
-        _permit: OwnedSemaphorePermit,
-    },
-    /// Journal records, completed once handled.
-    Journal { seqs: Vec<u64> },
-}
-
-/// Counts down the parts of one event; the last part lets it go.
-pub struct Completion {
-    origin: Origin,
-    parts: AtomicUsize,
-    bus: LocalBus,
-    /// Set when a part gave up: the event stays queued for the next start.
-    keep: std::sync::atomic::AtomicBool,
-}
-
-impl Completion {
-    fn queued(
-        seq: i64,
-        permit: OwnedSemaphorePermit,
-        parts: usize,
-        bus: &LocalBus,
-        acks: &mpsc::UnboundedSender<i64>,
-    ) -> Arc<Self> {
-        Arc::new(Completion {
-            origin: Origin::Queue {
-                seq,
-                acks: acks.clone(),
-                _permit: permit,
-            },
-            parts: AtomicUsize::new(parts.max(1)),
-            bus: bus.clone(),
-            keep: std::sync::atomic::AtomicBool::new(false),
-        })
-    }
-
-    fn journal(seqs: Vec<u64>, bus: &LocalBus) -> Arc<Self> {
-        Arc::new(Completion {
-            origin: Origin::Journal { seqs },
-            parts: AtomicUsize::new(1),
-            bus: bus.clone(),
-            keep: std::sync::atomic::AtomicBool::new(false),
-        })
-    }
-
-    /// One part is finished: handled, or failed for good.
-    pub fn part_done(&self) {
-        if self.parts.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.finish();
-        }
-    }
-
-    /// One part kept failing but may succeed later: `event` (that part) is set aside for the
-    /// next start. A queue row simply stays; journal records are moved into the queue. When
-    /// the queue cannot take it either, the event comes back: the caller keeps trying.
-    pub async fn give_up(&self, event: BusEvent) -> Result<(), BusEvent> {
-        if let Origin::Journal { seqs } = &self.origin {
-            if let Err(e) = self.bus.store.enqueue(std::slice::from_ref(&event)).await {
-                error!(error = %e, records = seqs.len(), "could not set a failing event aside; trying it again");
-                return Err(event);
-            }
-        } else {
-            self.keep.store(true, Ordering::Relaxed);
-        }
-        self.part_done();
-        Ok(())
-    }
-
-    fn finish(&self) {
-        let keep = self.keep.load(Ordering::Relaxed);
-        match &self.origin {
-            Origin::Queue { seq, acks, .. } => {
-                self.bus.depth.fetch_sub(1, Ordering::Relaxed);
-                if !keep {
-                    let _ = acks.send(*seq);
-                }
-            }
-            Origin::Journal { seqs } => {
-                if !keep {
-                    self.bus.journal.complete(seqs);
-                }
-            }
-        }
-    }
-}
-
-/// A unit of work for a worker.
-pub struct Job {
-    pub event: BusEvent,
-    pub done: Arc<Completion>,
-}
-
-/// Where the dispatcher sends work.
-pub struct Routes {
-    /// Evaluate workers; a user always maps to the same one.
-    pub evaluate: Vec<mpsc::UnboundedSender<Job>>,
-    pub schedule: mpsc::UnboundedSender<Job>,
-    pub deliver: mpsc::UnboundedSender<Job>,
-    pub acks: mpsc::UnboundedSender<i64>,
-}
-
-/// The evaluate worker a user belongs to.
-pub fn shard_of(user_id: &str, shards: usize) -> usize {
-    (xxhash_rust::xxh3::xxh3_64(user_id.as_bytes()) % shards.max(1) as u64) as usize
-}
-
-/// Routes queued events to workers until the bus is dropped.
-pub async fn dispatch(mut rx: mpsc::UnboundedReceiver<Delivery>, bus: LocalBus, routes: Routes) {
-    let shards = routes.evaluate.len();
-    while let Some(Delivery { seq, event, permit }) = rx.recv().await {
-        let done = |parts: usize| Completion::queued(seq, permit, parts, &bus, &routes.acks);
-        match event {
-            // Accepted events of a previous version's queue.
-            BusEvent::EventsAccepted(batch) => {
-                let mut parts: Vec<Vec<_>> = vec![Vec::new(); shards];
-                for e in batch.events {
-                    parts[shard_of(&e.user_id, shards)].push(e);
-                }
-                let n = parts.iter().filter(|p| !p.is_empty()).count();
-                let done = done(n);
-                if n == 0 {
-                    done.part_done();
-                }
-                for (i, events) in parts.into_iter().enumerate() {
-                    if !events.is_empty() {
-                        let _ = routes.evaluate[i].send(Job {
-                            event: BusEvent::EventsAccepted(AcceptedEvents { events }),
-                            done: done.clone(),
-                        });
-                    }
-                }
-            }
-            event @ BusEvent::TimerFired(_) => {
-                let i = shard_of(event.user_id().unwrap_or_default(), shards);
-                let done = done(1);
-                let _ = routes.evaluate[i].send(Job { event, done });
-            }
-            // Packed timers (the local bus publishes single events; these come only from a
-            // queue written elsewhere): each user's to its worker.
-            event @ BusEvent::TimersFired(_) => {
-                let timers = event.unpack();
-                let done = done(timers.len());
-                if timers.is_empty() {
-                    done.part_done();
-                }
-                for event in timers {
-                    let i = shard_of(event.user_id().unwrap_or_default(), shards);
-                    let _ = routes.evaluate[i].send(Job {
-                        event,
-                        done: done.clone(),
-                    });
-                }
-            }
-            event @ (BusEvent::DelayRequested(_)
-            | BusEvent::DelayCancelled(_)
-            | BusEvent::TimersChanged(_)) => {
-                let done = done(1);
-                let _ = routes.schedule.send(Job { event, done });
-            }
-            event @ BusEvent::MessageRequested(_) => {
-                let done = done(1);
-                let _ = routes.deliver.send(Job { event, done });
-            }
-            _ => done(1).part_done(),
-        }
-    }
-}
-
-/// Hands the journal's accepted events to the evaluate workers, each user's to its worker, in
-/// order, until the workers are gone.
-pub async fn dispatch_journal(
-    mut reader: JournalReader,
-    bus: LocalBus,
-    evaluate: Vec<mpsc::UnboundedSender<Job>>,
-) {
-    let shards = evaluate.len();
-    loop {
-        let (records, lost) = reader.next_batch(JOURNAL_BATCH).await;
-        if lost > 0 {
-            error!(lost, "journal records could not be read");
-        }
-        let mut parts: Vec<(Vec<u64>, Vec<AcceptedEvent>)> = vec![Default::default(); shards];
-        for (seq, e) in records {
-            let part = &mut parts[shard_of(&e.user_id, shards)];
-            part.0.push(seq);
-            part.1.push(e);
-        }
-        for (i, (seqs, events)) in parts.into_iter().enumerate() {
-            if events.is_empty() {
-                continue;
-            }
-            let job = Job {
-                event: BusEvent::EventsAccepted(AcceptedEvents { events }),
-                done: Completion::journal(seqs, &bus),
-            };
-            if evaluate[i].send(job).is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// Saves the journal's progress, deletes what it no longer needs and syncs it, every
-/// [`SYNC_EVERY`].
-pub async fn maintain_journal(journal: Journal) {
-    loop {
-        tokio::time::sleep(SYNC_EVERY).await;
-        let j = journal.clone();
-        match tokio::task::spawn_blocking(move || j.maintain()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => warn!(error = %e, "journal upkeep failed"),
-            Err(e) => warn!(error = %e, "journal upkeep stopped"),
-        }
-    }
-}
-
-/// Runs `handle` on a job, retrying retryable failures with backoff (up to 5 s apart):
-/// - a failure of the backend (the store or the disk failing, full or busy) is retried until
-///   it passes, however long that takes: nothing accepted is dropped because a disk filled up;
-/// - another retryable failure is tried [`MAX_ATTEMPTS`] times, then set aside for the next
-///   start;
-/// - a failure for good (an event that can never be handled) is logged and dropped.
-pub async fn run_job<F, Fut>(job: Job, handle: F)
-where
-    F: Fn(BusEvent) -> Fut,
-    Fut: std::future::Future<Output = (BusEvent, Result<(), HandlerError>)>,
-{
-    let mut event = job.event;
-    let mut backoff = Duration::from_millis(50);
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let (back, result) = handle(event).await;
-        event = back;
-        let e = match result {
-            Ok(()) => {
-                job.done.part_done();
-                return;
-            }
-            Err(e) => e,
-        };
-        if !e.is_retryable() {
-            error!(error = %e, detail_type = event.detail_type(), detail = %event.to_detail(), "handler failed for good; event dropped");
-            job.done.part_done();
-            return;
-        }
-        if e.waits_for_backend() || attempt < MAX_ATTEMPTS {
-            // Loud at first and then now and again, not at every try of a long outage.
-            if attempt <= 3 || attempt % 50 == 0 {
-                warn!(attempt, error = %e, detail_type = event.detail_type(), "handler failed; retrying");
-            }
-        } else {
-            error!(error = %e, detail_type = event.detail_type(), "handler kept failing; the event is set aside for the next start");
-            match job.done.give_up(event).await {
-                Ok(()) => return,
-                Err(back) => event = back,
-            }
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// Acks handled events in batches.
-pub async fn ack_loop(store: SqliteStore, mut rx: mpsc::UnboundedReceiver<i64>) {
-    let mut buf = Vec::with_capacity(1024);
-    while rx.recv_many(&mut buf, 1024).await > 0 {
-        if let Err(e) = store.ack(&buf).await {
-            // Unacked events are redelivered at the next start; handlers are idempotent.
-            warn!(error = %e, "could not ack handled events");
-        }
-        buf.clear();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use nudge_service::bus::DelayCancel;
+    use nudge_service::bus::{AcceptedEvent, DelayCancel};
 
     use super::*;
     use crate::journal::Limits;
@@ -536,71 +255,6 @@ mod tests {
             user_id: format!("u{n}"),
             version: n,
         })
-    }
-
-    /// A journal job of one accepted event, and the journal it came from.
-    async fn journal_job(dir: &TempDir) -> (Job, LocalBus, Journal) {
-        let journal = Journal::open(&dir.path().join("journal"), Limits::with_backlog(10)).unwrap();
-        let (bus, _rx) = LocalBus::new(dir.open(), journal.clone());
-        let event = AcceptedEvent {
-            user_id: "u1".into(),
-            message_id: "m1".into(),
-            at: 0,
-            received_at: 0,
-            message: serde_json::json!({"type": "track", "event": "E"}),
-        };
-        journal.append(std::slice::from_ref(&event)).await.unwrap();
-        let (records, _) = journal.reader().next_batch(10).await;
-        let job = Job {
-            event: BusEvent::EventsAccepted(AcceptedEvents {
-                events: vec![records[0].1.clone()],
-            }),
-            done: Completion::journal(vec![records[0].0], &bus),
-        };
-        (job, bus, journal)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_failing_backend_is_waited_for_however_long_and_the_event_then_handled() {
-        let dir = TempDir::new("bus-disk-full");
-        let (job, bus, journal) = journal_job(&dir).await;
-        let tries = AtomicUsize::new(0);
-        // The disk is full for 100 tries (minutes of backoff), then has room again.
-        run_job(job, |event| {
-            let n = tries.fetch_add(1, Ordering::Relaxed);
-            async move {
-                let result = if n < 100 {
-                    Err(HandlerError::Store(StoreError::backend(
-                        "save user",
-                        true,
-                        std::io::Error::other("database or disk is full"),
-                    )))
-                } else {
-                    Ok(())
-                };
-                (event, result)
-            }
-        })
-        .await;
-        assert_eq!(tries.load(Ordering::Relaxed), 101);
-        assert_eq!(journal.backlog(), 0, "handled, not dropped or set aside");
-        assert!(bus.store.unacked(10).await.unwrap().is_empty());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_event_that_keeps_failing_is_set_aside_for_the_next_start() {
-        let dir = TempDir::new("bus-set-aside");
-        let (job, bus, journal) = journal_job(&dir).await;
-        let tries = AtomicUsize::new(0);
-        run_job(job, |event| {
-            tries.fetch_add(1, Ordering::Relaxed);
-            async move { (event, Err(HandlerError::Contended("u1".into()))) }
-        })
-        .await;
-        assert_eq!(tries.load(Ordering::Relaxed), MAX_ATTEMPTS as usize);
-        // Moved from the journal into the queue, which the next start redelivers.
-        assert_eq!(journal.backlog(), 0);
-        assert_eq!(bus.store.unacked(10).await.unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -12,12 +12,12 @@ use crate::store::SqliteStore;
 
 /// [`UserStore`] over the SQLite store whose writes publish their outboxes on the local bus.
 #[derive(Clone)]
-pub struct LocalUsers {
+pub struct EvaluateStore {
     pub store: SqliteStore,
     pub bus: LocalBus,
 }
 
-impl UserStore for LocalUsers {
+impl UserStore for EvaluateStore {
     const PUBLISHES_OUTBOX: bool = true;
 
     async fn load(
@@ -113,7 +113,7 @@ mod tests {
         let store = dir.open();
         let journal = Journal::open(&dir.path().join("journal"), Limits::with_backlog(10)).unwrap();
         let (bus, mut rx) = LocalBus::with_places(store.clone(), journal, 3);
-        let users = LocalUsers {
+        let users = EvaluateStore {
             store: store.clone(),
             bus,
         };

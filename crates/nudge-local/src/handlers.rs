@@ -1,0 +1,30 @@
+//! The handlers of one `nudge serve` node, wired over the SQLite store, the local bus and the
+//! system clock: what the HTTP server, the bus workers and the timer loop call.
+
+use std::sync::Arc;
+
+use nudge_service::api::Api;
+use nudge_service::deliver::Deliver;
+use nudge_service::evaluate::Evaluate;
+use nudge_service::metrics::PromMetrics;
+use nudge_service::ports::SystemClock;
+use nudge_service::schedule::Schedule;
+use nudge_service::webhook::HttpWebhookTransport;
+
+use crate::bus::LocalBus;
+use crate::evaluate_store::EvaluateStore;
+use crate::mail::LocalMailer;
+use crate::store::SqliteStore;
+
+pub type Store = SqliteStore;
+pub type Clk = SystemClock;
+/// The handlers of one node.
+pub struct Handlers {
+    pub api: Api<Store, LocalBus, Clk>,
+    pub evaluate: Evaluate<EvaluateStore, LocalBus, Clk>,
+    pub schedule: Schedule<Store, LocalBus, Clk>,
+    pub deliver: Deliver<Store, LocalMailer, HttpWebhookTransport, LocalBus, Clk>,
+    pub metrics: Arc<PromMetrics>,
+    pub bus: LocalBus,
+    pub store: Store,
+}
