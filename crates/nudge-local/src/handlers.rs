@@ -3,17 +3,17 @@
 
 use std::sync::Arc;
 
+use nudge_http::HttpWebhookTransport;
 use nudge_service::api::Api;
 use nudge_service::deliver::Deliver;
 use nudge_service::evaluate::Evaluate;
-use nudge_service::metrics::PromMetrics;
 use nudge_service::ports::SystemClock;
 use nudge_service::schedule::Schedule;
-use nudge_service::webhook::HttpWebhookTransport;
 
 use crate::bus::LocalBus;
 use crate::evaluate_store::EvaluateStore;
 use crate::mail::LocalMailer;
+use crate::prometheus::PromMetrics;
 use crate::store::SqliteStore;
 
 pub type Store = SqliteStore;

@@ -7,6 +7,7 @@ pub mod journal;
 pub mod mail;
 pub mod node;
 pub mod priority;
+pub mod prometheus;
 pub mod secrets;
 pub mod server;
 pub mod store;

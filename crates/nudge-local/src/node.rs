@@ -11,10 +11,13 @@ use nudge_service::api::{Api, ApiKeys};
 use nudge_service::deliver::{Deliver, DeliverConfig};
 use nudge_service::evaluate::Evaluate;
 use nudge_service::ingest::WriteKeys;
-use nudge_service::metrics::{Metrics, PromMetrics};
+use nudge_service::metrics::Metrics;
+
+use crate::prometheus::PromMetrics;
+use nudge_http::HttpWebhookTransport;
 use nudge_service::ports::SystemClock;
 use nudge_service::schedule::Schedule;
-use nudge_service::webhook::{HttpWebhookTransport, RetryPolicy};
+use nudge_service::webhook::RetryPolicy;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 

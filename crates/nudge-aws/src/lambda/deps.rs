@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use nudge_core::rules::CompiledRules;
+use nudge_http::HttpWebhookTransport;
 use nudge_service::api::{Api, ApiKeys};
 use nudge_service::deliver::{Deliver, DeliverConfig};
 use nudge_service::evaluate::Evaluate;
@@ -15,7 +16,7 @@ use nudge_service::metrics::Metrics;
 use nudge_service::ports::SystemClock;
 use nudge_service::rules_dir::{self, LoadError};
 use nudge_service::schedule::Schedule;
-use nudge_service::webhook::{HttpWebhookTransport, RetryPolicy};
+use nudge_service::webhook::RetryPolicy;
 use tracing::{error, info};
 
 use crate::config::{sdk_config, AwsConfig, ConfigError, TlsRoots};

@@ -13,6 +13,7 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use lambda_runtime::{Context, LambdaEvent};
 use nudge_core::rules::CompiledRules;
 use nudge_core::time::Millis;
+use nudge_http::HttpWebhookTransport;
 use nudge_service::api::{Api, ApiKeys};
 use nudge_service::bus::BusEvent;
 use nudge_service::deliver::{Deliver, DeliverConfig};
@@ -21,7 +22,7 @@ use nudge_service::ingest::WriteKeys;
 use nudge_service::metrics::NoMetrics;
 use nudge_service::ports::Clock;
 use nudge_service::schedule::Schedule;
-use nudge_service::webhook::{HttpWebhookTransport, RetryPolicy};
+use nudge_service::webhook::RetryPolicy;
 use serde_json::{json, Value};
 
 use crate::dynamodb::DynamoDbStore;
