@@ -2,7 +2,7 @@
 //! List-Unsubscribe headers), sent with SendEmail.
 
 use aws_sdk_sesv2::config::http::HttpResponse;
-use aws_sdk_sesv2::error::{DisplayErrorContext, SdkError};
+use aws_sdk_sesv2::error::SdkError;
 use aws_sdk_sesv2::operation::send_email::SendEmailError;
 use aws_sdk_sesv2::primitives::Blob;
 use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
@@ -40,11 +40,9 @@ fn send_error(err: SdkError<SendEmailError, HttpResponse>) -> SendError {
             || e.is_account_suspended_exception()
             || e.is_sending_paused_exception()
     });
-    SendError {
-        retryable: !permanent && is_retryable(&err),
-        hold: false,
-        message: format!("SES SendEmail: {}", DisplayErrorContext(&err)),
-    }
+    let retryable = !permanent && is_retryable(&err);
+    // The SDK's own message is "service error": the code and message are in its sources.
+    SendError::new("SES SendEmail", err, retryable)
 }
 
 impl Mailer for SesMailer {
@@ -53,11 +51,7 @@ impl Mailer for SesMailer {
         let raw = RawMessage::builder()
             .data(Blob::new(email.raw.clone()))
             .build()
-            .map_err(|e| SendError {
-                message: format!("SES raw message: {e}"),
-                retryable: false,
-                hold: false,
-            })?;
+            .map_err(|e| SendError::new("SES raw message", e, false))?;
         let out = self
             .client
             .send_email()

@@ -20,7 +20,7 @@ pub enum WebhookClientError {
 pub struct HttpWebhookTransport {
     /// Built at construction ([`HttpWebhookTransport::new`]) or on the first webhook
     /// ([`HttpWebhookTransport::lazy`]); clones share it and its connection pool.
-    client: Arc<OnceLock<Result<reqwest::Client, String>>>,
+    client: Arc<OnceLock<Result<reqwest::Client, Arc<reqwest::Error>>>>,
 }
 
 impl HttpWebhookTransport {
@@ -43,17 +43,9 @@ impl HttpWebhookTransport {
 
     fn client(&self) -> Result<&reqwest::Client, SendError> {
         self.client
-            .get_or_init(|| {
-                build_client().map_err(|e| {
-                    format!("cannot build the webhook HTTP client: {}", error_chain(&e))
-                })
-            })
+            .get_or_init(|| build_client().map_err(Arc::new))
             .as_ref()
-            .map_err(|message| SendError {
-                retryable: false,
-                hold: false,
-                message: message.clone(),
-            })
+            .map_err(|e| SendError::new("cannot build the webhook HTTP client", e.clone(), false))
     }
 }
 
@@ -85,26 +77,13 @@ impl WebhookTransport for HttpWebhookTransport {
         match request.send().await {
             // The body is not read: only the status matters, and dropping it frees the socket.
             Ok(response) => Ok(response.status().as_u16()),
-            Err(e) => Err(SendError {
-                // A bad URL or header fails the same way every time; the network may recover.
-                retryable: !e.is_builder(),
-                hold: false,
-                message: error_chain(&e),
-            }),
+            // A bad URL or header fails the same way every time; the network may recover.
+            Err(e) => {
+                let retryable = !e.is_builder();
+                Err(SendError::new("webhook", e, retryable))
+            }
         }
     }
-}
-
-/// An error with its sources (reqwest's own message hides the cause, e.g. "connection refused").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 #[cfg(test)]

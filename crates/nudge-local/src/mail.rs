@@ -90,19 +90,16 @@ impl Mailer for OutboxMailer {
         // File I/O and fsync block; keep them off the async workers.
         tokio::task::spawn_blocking(move || write_once(&dir, &target, id, &raw))
             .await
-            .map_err(|e| SendError {
-                message: format!("outbox writer for {shown} stopped: {e}"),
-                retryable: true,
-                hold: true,
-            })?
+            .map_err(|e| SendError::new(format!("outbox writer for {shown}"), e, true).held())?
             .map_err(|e| {
                 // A full disk (or a failing one) is freed or fixed: the mail waits for it
                 // rather than failing. A folder we may not write stays so.
                 let retryable = e.kind() != std::io::ErrorKind::PermissionDenied;
-                SendError {
-                    message: format!("outbox {shown}: {e}"),
-                    retryable,
-                    hold: retryable,
+                let failure = SendError::new(format!("outbox {shown}"), e, retryable);
+                if retryable {
+                    failure.held()
+                } else {
+                    failure
                 }
             })?;
         Ok(message_id(email.id))
@@ -167,35 +164,17 @@ fn smtp_retryable(e: &lettre::transport::smtp::Error) -> bool {
     !(e.is_permanent() || e.is_client())
 }
 
-/// An error with its sources (lettre's own message omits the server's reply text).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
-}
-
 fn envelope(email: &OutgoingEmail) -> Result<Envelope, SendError> {
     let address = |field: &str, value: &str| {
-        value.parse::<Address>().map_err(|e| SendError {
-            message: format!("{field} address `{value}`: {e}"),
-            retryable: false,
-            hold: false,
-        })
+        value
+            .parse::<Address>()
+            .map_err(|e| SendError::new(format!("{field} address `{value}`"), e, false))
     };
     Envelope::new(
         Some(address("from", &email.from)?),
         vec![address("to", &email.to)?],
     )
-    .map_err(|e| SendError {
-        message: format!("envelope: {e}"),
-        retryable: false,
-        hold: false,
-    })
+    .map_err(|e| SendError::new("envelope", e, false))
 }
 
 impl Mailer for SmtpMailer {
@@ -213,11 +192,10 @@ impl Mailer for SmtpMailer {
                     text
                 })
             }
-            Err(e) => Err(SendError {
-                retryable: smtp_retryable(&e),
-                hold: false,
-                message: format!("SMTP: {}", error_chain(&e)),
-            }),
+            Err(e) => {
+                let retryable = smtp_retryable(&e);
+                Err(SendError::new("SMTP", e, retryable))
+            }
         }
     }
 }
@@ -371,11 +349,7 @@ mod tests {
         // When a mail is sent
         let err = outbox.send(&mail(ID, "x")).await.unwrap_err();
         // Then the failure names the outbox path
-        assert!(
-            err.message.contains("0000111122223333.eml"),
-            "{}",
-            err.message
-        );
+        assert!(err.to_string().contains("0000111122223333.eml"), "{}", err);
     }
 
     /// What the fake SMTP server answers to RCPT TO.
@@ -479,8 +453,8 @@ mod tests {
         // When a mail is sent
         let err = mailer.send(&mail(ID, "x")).await.unwrap_err();
         // Then the failure is final and carries the server's words
-        assert!(!err.retryable, "{}", err.message);
-        assert!(err.message.contains("No such user"), "{}", err.message);
+        assert!(!err.retryable, "{err}");
+        assert!(err.to_string().contains("No such user"), "{err}");
         assert!(accepted.lock().unwrap().is_empty());
     }
 
@@ -492,7 +466,7 @@ mod tests {
         // When a mail is sent
         let err = mailer.send(&mail(ID, "x")).await.unwrap_err();
         // Then trying later may help
-        assert!(err.retryable, "{}", err.message);
+        assert!(err.retryable, "{err}");
     }
 
     #[tokio::test]
@@ -505,7 +479,7 @@ mod tests {
         // When a mail is sent
         let err = mailer.send(&mail(ID, "x")).await.unwrap_err();
         // Then trying later may help
-        assert!(err.retryable, "{}", err.message);
+        assert!(err.retryable, "{err}");
     }
 
     #[test]

@@ -241,7 +241,7 @@ where
                 Err(e) if e.hold => {
                     return Err(HandlerError::Held {
                         id: send.id.to_string(),
-                        reason: e.message,
+                        source: e,
                     })
                 }
                 Err(e) if e.retryable && n < attempts => {

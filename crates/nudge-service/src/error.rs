@@ -11,25 +11,31 @@ pub enum HandlerError {
     Store(#[from] StoreError),
     /// An accepted event that does not parse as a Segment message (only a bug or a foreign
     /// publisher on the bus can cause it; retrying cannot help).
-    #[error("accepted event `{message_id}` of user `{user_id}` is not a valid message: {reason}")]
+    #[error("accepted event `{message_id}` of user `{user_id}` is not a valid message: {source}")]
     BadEvent {
         user_id: String,
         message_id: String,
-        reason: String,
+        #[source]
+        source: nudge_core::event::MessageError,
     },
     /// The stored state was written by an incompatible version; retrying cannot help.
-    #[error("state of user `{user_id}` cannot be decoded: {reason}")]
-    State { user_id: String, reason: String },
+    #[error("state of user `{user_id}` cannot be decoded: {source}")]
+    State {
+        user_id: String,
+        #[source]
+        source: nudge_core::state::StateError,
+    },
     /// Optimistic concurrency kept losing; the bus should try again later.
     #[error("user `{0}` kept changing under us; giving up for now")]
     Contended(String),
-    /// Sending failed in a way a later retry may fix.
-    #[error("sending `{id}` failed: {reason}")]
-    Send { id: String, reason: String },
     /// The channel cannot take the message now (the outbox's disk is full): the delivery stays
     /// pending and is tried again, however long it takes.
-    #[error("sending `{id}` waits: {reason}")]
-    Held { id: String, reason: String },
+    #[error("sending `{id}` waits: {source}")]
+    Held {
+        id: String,
+        #[source]
+        source: crate::ports::SendError,
+    },
 }
 
 impl HandlerError {
@@ -38,9 +44,7 @@ impl HandlerError {
         match self {
             HandlerError::Store(e) => e.is_retryable(),
             HandlerError::BadEvent { .. } | HandlerError::State { .. } => false,
-            HandlerError::Contended(_) | HandlerError::Send { .. } | HandlerError::Held { .. } => {
-                true
-            }
+            HandlerError::Contended(_) | HandlerError::Held { .. } => true,
         }
     }
 
@@ -78,4 +82,17 @@ impl FirstFailure {
     pub fn into_result(self) -> Result<(), HandlerError> {
         self.0.map_or(Ok(()), Err)
     }
+}
+
+/// An error and its sources, joined by `: ` (HTTP and SMTP clients hide the cause, such as
+/// "connection refused", in a source).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
 }

@@ -368,16 +368,41 @@ pub struct OutgoingEmail {
     pub raw: Vec<u8>,
 }
 
-/// A mail provider's failure.
+/// A mail provider's or webhook receiver's failure, with its cause.
 #[derive(Debug, thiserror::Error)]
-#[error("{message}")]
+#[error("{context}: {}", crate::error::error_chain(.source.as_ref()))]
 pub struct SendError {
-    pub message: String,
+    /// What was being done: `SES SendEmail`, `SMTP`, `outbox <file>`, `webhook`.
+    pub context: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
     /// Whether trying again later may work (throttling, timeouts, 5xx).
     pub retryable: bool,
     /// The sending side itself cannot take mail now (the outbox's disk is full): the delivery
     /// waits, however long it takes, rather than failing.
     pub hold: bool,
+}
+
+impl SendError {
+    /// A failure of `context` caused by `source`.
+    pub fn new(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+        retryable: bool,
+    ) -> Self {
+        SendError {
+            context: context.into(),
+            source: source.into(),
+            retryable,
+            hold: false,
+        }
+    }
+
+    /// The same failure, held: the delivery waits for the sender rather than failing.
+    pub fn held(mut self) -> Self {
+        self.hold = true;
+        self
+    }
 }
 
 /// Sends mail: an outbox folder, SMTP, SES v2.

@@ -124,7 +124,7 @@ pub async fn post_signed<T: WebhookTransport>(
             Ok(status) if (200..300).contains(&status) => return done(Ok(status)),
             Ok(status) if retryable_status(status) => last = format!("HTTP {status}"),
             Ok(status) => return done(Err(WebhookFailure::Rejected { status })),
-            Err(e) if e.retryable => last = e.message,
+            Err(e) if e.retryable => last = e.to_string(),
             Err(e) => return done(Err(WebhookFailure::Unsendable(e))),
         }
         if attempt < attempts {

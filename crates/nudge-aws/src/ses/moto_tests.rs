@@ -84,5 +84,5 @@ async fn a_rejected_message_is_not_retryable() {
         .await
         .unwrap_err();
     assert!(!err.retryable, "{err}");
-    assert!(err.message.contains("MessageRejected"), "{err}");
+    assert!(err.to_string().contains("MessageRejected"), "{err}");
 }

@@ -30,9 +30,9 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
         let (mut state, expected, applied_before) = match stored {
             Some(s) => {
                 let state =
-                    UserState::decode(&s.state, rules).map_err(|e| HandlerError::State {
+                    UserState::decode(&s.state, rules).map_err(|source| HandlerError::State {
                         user_id: user_id.to_string(),
-                        reason: e.to_string(),
+                        source,
                     })?;
                 (state, Some(s.version), s.applied)
             }
@@ -56,7 +56,7 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
                         HandlerError::BadEvent {
                             user_id: user_id.to_string(),
                             message_id: e.message_id.clone(),
-                            reason: err.to_string(),
+                            source: err,
                         }
                     })?;
                     applied.push(id);
