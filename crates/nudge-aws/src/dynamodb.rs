@@ -17,8 +17,6 @@ mod applied_ids;
 mod deliveries;
 mod inbox;
 mod item;
-#[cfg(test)]
-mod moto_tests;
 mod schema;
 mod timers;
 mod user;
@@ -47,9 +45,10 @@ pub const DUE_INDEX: &str = "due";
 /// [`DeliveryStore`](nudge_service::ports::DeliveryStore),
 /// [`InboxStore`](nudge_service::ports::InboxStore)) on one DynamoDB table.
 pub struct DynamoDbStore {
-    client: LazyLock<Client, Box<dyn FnOnce() -> Client + Send>>,
+    // `client` and `shards` are crate-visible for the tests' `test_access`.
+    pub(crate) client: LazyLock<Client, Box<dyn FnOnce() -> Client + Send>>,
     table: String,
-    shards: u32,
+    pub(crate) shards: u32,
     /// The applied-messageId lists `load` read, by user, with the version they belong to,
     /// so that `save` can merge into them without reading the item again.
     read_ids: Mutex<HashMap<String, (u64, AppliedIds)>>,
@@ -119,7 +118,7 @@ impl DynamoDbStore {
 }
 
 /// The partition key of everything stored for a user.
-fn user_pk(user_id: &str) -> String {
+pub(crate) fn user_pk(user_id: &str) -> String {
     format!("u#{user_id}")
 }
 

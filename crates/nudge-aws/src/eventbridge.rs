@@ -38,7 +38,8 @@ const PERMANENT_ENTRY_CODES: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct EventBridgeBus {
     client: Client,
-    bus_name: String,
+    // Crate-visible, as `entry` and `send_entries`, for the tests' `test_access`.
+    pub(crate) bus_name: String,
 }
 
 /// Why a publish failed.
@@ -129,7 +130,7 @@ impl EventBridgeBus {
     }
 
     /// The PutEvents entry of an event.
-    fn entry(&self, event: &BusEvent) -> PutEventsRequestEntry {
+    pub(crate) fn entry(&self, event: &BusEvent) -> PutEventsRequestEntry {
         PutEventsRequestEntry::builder()
             .source(SOURCE)
             .detail_type(event.detail_type())
@@ -237,9 +238,6 @@ impl Bus for EventBridgeBus {
         self.send_entries(entries).await
     }
 }
-
-#[cfg(test)]
-mod moto_tests;
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,5 @@ pub mod eventbridge;
 pub mod lambda;
 pub mod sdk_error;
 pub mod ses;
-
-#[cfg(test)]
-mod testing;
+#[cfg(feature = "testing")]
+pub mod test_access;

@@ -70,6 +70,3 @@ impl Mailer for SesMailer {
         Ok(id)
     }
 }
-
-#[cfg(test)]
-mod moto_tests;

@@ -5,12 +5,8 @@
 
 pub mod deliver;
 pub mod deps;
-#[cfg(test)]
-mod end_to_end;
 pub mod evaluate;
 pub mod ingest;
-#[cfg(test)]
-mod sample_events;
 pub mod schedule;
 
 pub use deps::{AwsApi, AwsDeliver, AwsEvaluate, AwsSchedule, Deps, InitError, RulesLoad};

@@ -294,9 +294,6 @@ pub fn expired_timer(record: &EventRecord) -> Result<Option<TimerFired>, StreamR
 }
 
 #[cfg(test)]
-mod moto_tests;
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;

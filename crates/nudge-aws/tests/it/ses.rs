@@ -4,8 +4,9 @@
 use nudge_core::engine::decision::DecisionId;
 use nudge_service::ports::{Mailer, OutgoingEmail};
 
-use super::SesMailer;
-use crate::testing;
+use nudge_aws::ses::SesMailer;
+
+use crate::support;
 
 fn raw_mail(from: &str, to: &str) -> Vec<u8> {
     format!(
@@ -24,15 +25,15 @@ fn raw_mail(from: &str, to: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn sends_the_raw_mail_with_its_unsubscribe_headers() {
-    let client = aws_sdk_sesv2::Client::new(&testing::sdk_config());
-    let sender = format!("{}@example.com", testing::unique("sender"));
+    let client = aws_sdk_sesv2::Client::new(&support::sdk_config());
+    let sender = format!("{}@example.com", support::unique("sender"));
     client
         .create_email_identity()
         .email_identity(&sender)
         .send()
         .await
         .unwrap();
-    let configuration_set = testing::unique("nudge-set");
+    let configuration_set = support::unique("nudge-set");
     client
         .create_configuration_set()
         .configuration_set_name(&configuration_set)
@@ -50,7 +51,7 @@ async fn sends_the_raw_mail_with_its_unsubscribe_headers() {
     let message_id = mailer.send(&email).await.unwrap();
     assert!(!message_id.is_empty());
 
-    let sent = testing::moto_models("ses", "RawMessage").await;
+    let sent = support::moto_models("ses", "RawMessage").await;
     let mail = sent
         .iter()
         .find(|m| m["id"] == message_id.as_str())
@@ -71,9 +72,9 @@ async fn sends_the_raw_mail_with_its_unsubscribe_headers() {
 
 #[tokio::test]
 async fn a_rejected_message_is_not_retryable() {
-    let client = aws_sdk_sesv2::Client::new(&testing::sdk_config());
+    let client = aws_sdk_sesv2::Client::new(&support::sdk_config());
     let mailer = SesMailer::new(client, None);
-    let unverified = format!("{}@example.com", testing::unique("stranger"));
+    let unverified = format!("{}@example.com", support::unique("stranger"));
     let err = mailer
         .send(&OutgoingEmail {
             id: DecisionId(1),

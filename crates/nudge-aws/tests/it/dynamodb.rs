@@ -14,10 +14,11 @@ use nudge_service::ports::{
     MESSAGE_ID_RETENTION_MS,
 };
 
-use super::item::{n, s};
-use super::{user_pk, DynamoDbStore};
-use crate::testing;
-use crate::testing::stack::TestClock;
+use nudge_aws::dynamodb::DynamoDbStore;
+use nudge_aws::test_access::{dynamodb_client, timer_shards, user_pk};
+
+use crate::support;
+use crate::support::stack::TestClock;
 
 /// The wall clock in ms (what the store measures expiry against by default).
 fn wall_clock_ms() -> Millis {
@@ -26,14 +27,28 @@ fn wall_clock_ms() -> Millis {
 
 const DAY: Millis = 24 * 3600 * 1000;
 
+/// A string attribute value.
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+/// A number attribute value.
+fn n(value: impl std::fmt::Display) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
 async fn store(shards: u32) -> DynamoDbStore {
-    let (client, table) = testing::table().await;
+    let (client, table) = support::table().await;
     DynamoDbStore::new(client, table, shards)
 }
 
 /// Another store on the same table (as another Lambda instance would be).
 fn twin(store: &DynamoDbStore) -> DynamoDbStore {
-    DynamoDbStore::new(store.client.clone(), store.table.clone(), store.shards)
+    DynamoDbStore::new(
+        dynamodb_client(store).clone(),
+        store.table(),
+        timer_shards(store),
+    )
 }
 
 fn write<'a>(
@@ -104,10 +119,9 @@ async fn raw_items(
     store: &DynamoDbStore,
     user_id: &str,
 ) -> Vec<(String, std::collections::HashMap<String, AttributeValue>)> {
-    let out = store
-        .client
+    let out = dynamodb_client(store)
         .query()
-        .table_name(&store.table)
+        .table_name(store.table())
         .key_condition_expression("pk = :pk")
         .expression_attribute_values(":pk", s(user_pk(user_id)))
         .send()
@@ -172,7 +186,7 @@ async fn save_is_conditional_on_the_version() {
 #[tokio::test]
 async fn a_store_whose_client_is_built_on_first_use_reads_and_writes_the_same_table() {
     let store = store(4).await;
-    let lazy = DynamoDbStore::on_first_use(&testing::sdk_config(), store.table.clone(), 4);
+    let lazy = DynamoDbStore::on_first_use(&support::sdk_config(), store.table(), 4);
     let now = wall_clock_ms();
     assert_eq!(lazy.load("u1", &[]).await.unwrap(), None);
     assert_eq!(
@@ -396,9 +410,9 @@ async fn claim_due_takes_the_earliest_up_to_the_limit() {
 /// applies each write whole; the sweepers' requests still interleave.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sweepers_claim_each_timer_exactly_once() {
-    let (_, table) = testing::table().await;
+    let (_, table) = support::table().await;
     let sweeper = || {
-        let client = aws_sdk_dynamodb::Client::new(&testing::one_at_a_time_sdk_config());
+        let client = aws_sdk_dynamodb::Client::new(&support::one_at_a_time_sdk_config());
         Arc::new(DynamoDbStore::new(client, table.clone(), 16))
     };
     let (first, second) = (sweeper(), sweeper());
@@ -639,10 +653,9 @@ async fn erase_user_removes_everything_of_that_user_only() {
 async fn malformed_items_are_corrupt_not_panics() {
     let store = store(4).await;
     let put = |sk: &str, attribute: &str, value: AttributeValue| {
-        store
-            .client
+        dynamodb_client(&store)
             .put_item()
-            .table_name(&store.table)
+            .table_name(store.table())
             .item("pk", s(user_pk("u1")))
             .item("sk", s(sk))
             .item("version", n(1))

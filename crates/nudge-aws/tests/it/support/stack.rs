@@ -25,13 +25,14 @@ use nudge_service::schedule::Schedule;
 use nudge_service::webhook::RetryPolicy;
 use serde_json::{json, Value};
 
-use crate::dynamodb::DynamoDbStore;
-use crate::eventbridge::EventBridgeBus;
-use crate::lambda;
-use crate::lambda::deps::load_rules_from;
-use crate::lambda::schedule::ScheduleInput;
-use crate::ses::SesMailer;
-use crate::testing::{self, Queue};
+use nudge_aws::dynamodb::DynamoDbStore;
+use nudge_aws::eventbridge::EventBridgeBus;
+use nudge_aws::lambda;
+use nudge_aws::lambda::deps::load_rules_from;
+use nudge_aws::lambda::schedule::ScheduleInput;
+use nudge_aws::ses::SesMailer;
+
+use crate::support::{self, Queue};
 
 /// The write key the sample requests in `events/ingest` authenticate with.
 const WRITE_KEY: &str = "wk_example";
@@ -118,16 +119,16 @@ pub(crate) struct Stack {
 impl Stack {
     /// A fresh deployment on moto with the example rule set, its clock at `now`.
     pub(crate) async fn new(now: Millis) -> Stack {
-        let sdk = testing::sdk_config();
+        let sdk = support::sdk_config();
         let clock = TestClock::default();
         clock.set(now);
         let rules = example_rules();
-        let (dynamodb, table) = testing::table().await;
+        let (dynamodb, table) = support::table().await;
         let store =
             || DynamoDbStore::new(dynamodb.clone(), &table, 4).with_clock(Arc::new(clock.clone()));
 
         let events = aws_sdk_eventbridge::Client::new(&sdk);
-        let bus_name = testing::unique("nudge-bus");
+        let bus_name = support::unique("nudge-bus");
         events
             .create_event_bus()
             .name(&bus_name)
@@ -136,13 +137,13 @@ impl Stack {
             .expect("create bus");
         let mut routes = Vec::new();
         for (function, detail_types) in ROUTES {
-            routes.push((function, testing::route(&bus_name, detail_types).await));
+            routes.push((function, support::route(&bus_name, detail_types).await));
         }
-        let outcomes = testing::route(&bus_name, &OUTCOMES).await;
+        let outcomes = support::route(&bus_name, &OUTCOMES).await;
         let bus = || EventBridgeBus::new(events.clone(), &bus_name);
 
         let ses = aws_sdk_sesv2::Client::new(&sdk);
-        let sender = format!("{}@example.com", testing::unique("nudge"));
+        let sender = format!("{}@example.com", support::unique("nudge"));
         ses.create_email_identity()
             .email_identity(&sender)
             .send()
@@ -276,7 +277,7 @@ impl Stack {
     pub(crate) async fn sweep(&self) {
         let event = json!({
             "version": "0",
-            "id": testing::unique("sweep"),
+            "id": support::unique("sweep"),
             "detail-type": "Scheduled Event",
             "source": "aws.events",
             "account": "123456789012",
@@ -364,7 +365,7 @@ pub(crate) fn api_gateway_request(
                 "sourceIp": "192.0.2.10",
                 "userAgent": "nudge-tests"
             },
-            "requestId": testing::unique("req"),
+            "requestId": support::unique("req"),
             "routeKey": "$default",
             "stage": "$default",
             "time": "02/Mar/2026:08:00:00 +0000",

@@ -157,7 +157,7 @@ pub(crate) fn unique(prefix: &str) -> String {
 pub(crate) async fn table() -> (aws_sdk_dynamodb::Client, String) {
     let client = aws_sdk_dynamodb::Client::new(&sdk_config());
     let name = unique("nudge-test");
-    crate::dynamodb::create_table(&client, &name)
+    nudge_aws::dynamodb::create_table(&client, &name)
         .await
         .expect("create table");
     (client, name)

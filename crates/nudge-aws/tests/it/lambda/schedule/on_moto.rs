@@ -15,11 +15,12 @@ use nudge_service::ports::{Clock, SystemClock, TimerStore};
 use nudge_service::schedule::Schedule;
 use serde_json::{json, Value};
 
-use super::{handler, ScheduleInput, TTL_PRINCIPAL};
-use crate::dynamodb::DynamoDbStore;
-use crate::eventbridge::EventBridgeBus;
-use crate::testing::stack::lambda_event;
-use crate::testing::{self, Queue};
+use nudge_aws::dynamodb::DynamoDbStore;
+use nudge_aws::eventbridge::EventBridgeBus;
+use nudge_aws::lambda::schedule::{handler, ScheduleInput, TTL_PRINCIPAL};
+
+use crate::support::stack::lambda_event;
+use crate::support::{self, Queue};
 
 type TestSchedule = Schedule<DynamoDbStore, EventBridgeBus, SystemClock>;
 
@@ -35,9 +36,9 @@ fn schedule_on(config: &aws_config::SdkConfig, table: &str, bus: &str) -> TestSc
 }
 
 async fn schedule() -> (TestSchedule, aws_sdk_dynamodb::Client, String, Queue) {
-    let (client, table) = testing::table().await;
-    let (bus, queue) = testing::bus_to_queue().await;
-    let schedule = schedule_on(&testing::sdk_config(), &table, &bus);
+    let (client, table) = support::table().await;
+    let (bus, queue) = support::bus_to_queue().await;
+    let schedule = schedule_on(&support::sdk_config(), &table, &bus);
     (schedule, client, table, queue)
 }
 
@@ -217,10 +218,10 @@ async fn item(
 
 #[tokio::test]
 async fn a_failed_publish_puts_the_timer_back_and_the_retried_record_fires_it_once() {
-    let (client, table) = testing::table().await;
-    let (bus, queue) = testing::bus_to_queue().await;
-    let broken = schedule_on(&testing::sdk_config(), &table, "no-such-bus");
-    let working = schedule_on(&testing::sdk_config(), &table, &bus);
+    let (client, table) = support::table().await;
+    let (bus, queue) = support::bus_to_queue().await;
+    let broken = schedule_on(&support::sdk_config(), &table, "no-such-bus");
+    let working = schedule_on(&support::sdk_config(), &table, &bus);
     let due = SystemClock.now() - 60_000;
     working.timers.set(&delay("frank", due, 7)).await.unwrap();
     let frank = [removal(
@@ -251,9 +252,9 @@ async fn a_failed_publish_puts_the_timer_back_and_the_retried_record_fires_it_on
 /// DynamoDB applies each conditional write whole), each fires exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweeper_and_retried_records_racing_fire_each_timer_once() {
-    let (client, table) = testing::table().await;
-    let (bus, queue) = testing::bus_to_queue().await;
-    let proxied = testing::one_at_a_time_sdk_config();
+    let (client, table) = support::table().await;
+    let (bus, queue) = support::bus_to_queue().await;
+    let proxied = support::one_at_a_time_sdk_config();
     let sweeper = Arc::new(schedule_on(&proxied, &table, &bus));
     let stream = Arc::new(schedule_on(&proxied, &table, &bus));
     let due = SystemClock.now() - 60_000;

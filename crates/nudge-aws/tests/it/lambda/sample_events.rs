@@ -12,8 +12,8 @@ use nudge_service::bus::{BusEvent, TimerFired};
 use nudge_service::ports::{Clock, InboxStore, TimerStore};
 use serde_json::{json, Value};
 
-use crate::testing::moto_models;
-use crate::testing::stack::{Function, Stack};
+use crate::support::moto_models;
+use crate::support::stack::{Function, Stack};
 
 /// A sample: its file name and content.
 type Sample = (&'static str, &'static str);
@@ -22,7 +22,13 @@ macro_rules! sample {
     ($function:literal, $name:literal) => {
         (
             $name,
-            include_str!(concat!("../../../../events/", $function, "/", $name)),
+            include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../events/",
+                $function,
+                "/",
+                $name
+            )),
         )
     };
 }

@@ -12,8 +12,10 @@ use nudge_service::bus::{AcceptedEvent, AcceptedEvents, BusEvent, TimerFired};
 use nudge_service::ports::{Bus, StoreError};
 use serde_json::{json, Value};
 
-use super::{entry_size, EventBridgeBus, MAX_REQUEST_BYTES};
-use crate::testing;
+use nudge_aws::eventbridge::{entry_size, EventBridgeBus, MAX_REQUEST_BYTES};
+use nudge_aws::test_access::{bus_name, entry, send_entries};
+
+use crate::support;
 
 /// Records how many entries each PutEvents request carried.
 #[derive(Debug, Clone, Default)]
@@ -46,10 +48,10 @@ impl Intercept for PutEventsCalls {
 }
 
 /// A bus on a fresh EventBridge bus routed to a fresh queue, with its calls recorded.
-async fn bus() -> (EventBridgeBus, PutEventsCalls, testing::Queue) {
-    let (bus_name, queue) = testing::bus_to_queue().await;
+async fn bus() -> (EventBridgeBus, PutEventsCalls, support::Queue) {
+    let (bus_name, queue) = support::bus_to_queue().await;
     let calls = PutEventsCalls::default();
-    let config = aws_sdk_eventbridge::config::Builder::from(&testing::sdk_config())
+    let config = aws_sdk_eventbridge::config::Builder::from(&support::sdk_config())
         .interceptor(calls.clone())
         .build();
     let client = aws_sdk_eventbridge::Client::from_conf(config);
@@ -131,7 +133,7 @@ async fn timers_fired_together_go_as_one_packed_entry() {
 async fn large_events_are_split_by_the_256_kb_rule() {
     let (bus, calls, queue) = bus().await;
     let events: Vec<BusEvent> = (0..8).map(|i| accepted(i, 70_000)).collect();
-    let size = entry_size(&bus.entry(&events[0]));
+    let size = entry_size(&entry(&bus, &events[0]));
     assert!(3 * size <= MAX_REQUEST_BYTES && 4 * size > MAX_REQUEST_BYTES);
 
     bus.publish(&events).await.unwrap();
@@ -160,11 +162,11 @@ async fn entries_refused_for_good_fail_the_publish_and_the_rest_arrive_once() {
         .source("nudge")
         .detail_type("Timer Fired")
         .detail("this is not JSON")
-        .event_bus_name(&bus.bus_name)
+        .event_bus_name(bus_name(&bus))
         .build();
-    let entries = vec![bus.entry(&good[0]), malformed, bus.entry(&good[1])];
+    let entries = vec![entry(&bus, &good[0]), malformed, entry(&bus, &good[1])];
 
-    let err = bus.send_entries(entries).await.unwrap_err();
+    let err = send_entries(&bus, entries).await.unwrap_err();
     assert!(
         matches!(
             err,

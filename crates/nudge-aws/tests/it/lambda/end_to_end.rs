@@ -16,10 +16,13 @@ use nudge_service::email::message_id;
 use nudge_service::ports::{Clock, TimerStore};
 use serde_json::{json, Value};
 
-use crate::testing;
-use crate::testing::stack::{api_gateway_request, Function, Stack, ADMIN_KEY, WRITE_KEY_AUTH};
+use crate::support;
+use crate::support::stack::{api_gateway_request, Function, Stack, ADMIN_KEY, WRITE_KEY_AUTH};
 
-const EVENTS: &str = include_str!("../../../../examples/saas-onboarding/events.jsonl");
+const EVENTS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/saas-onboarding/events.jsonl"
+));
 
 /// The demo's messages with their instants, in time order (equal instants keep the file's
 /// order), as `nudge replay` reads them.
@@ -310,7 +313,7 @@ async fn the_demo_journey_on_the_four_functions_decides_as_replay_does() {
     }
 
     // 4. The mails SES took: one per email that went out (none twice), to the user's address.
-    let mails: Vec<Value> = testing::moto_models("ses", "RawMessage")
+    let mails: Vec<Value> = support::moto_models("ses", "RawMessage")
         .await
         .into_iter()
         .filter(|m| m["source"] == stack.sender.as_str())

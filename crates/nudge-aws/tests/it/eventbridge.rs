@@ -1,0 +1,3 @@
+//! The EventBridge bus.
+
+mod on_moto;

@@ -1,0 +1,3 @@
+//! schedule-delay.
+
+mod on_moto;
