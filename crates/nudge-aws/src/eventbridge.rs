@@ -6,11 +6,15 @@ use std::time::Duration;
 
 use aws_sdk_eventbridge::types::{PutEventsRequestEntry, PutEventsResultEntry};
 use aws_sdk_eventbridge::Client;
-use nudge_service::bus::{pack, BusEvent, SOURCE};
+use nudge_service::bus::{BusEvent, SOURCE};
 use nudge_service::ports::{Bus, StoreError};
 use tracing::{instrument, warn};
 
 use crate::sdk_error::{is_retryable, SdkFailure};
+
+mod packing;
+
+pub use packing::{pack, MAX_DETAIL_BYTES};
 
 /// Most entries one PutEvents call takes.
 pub const MAX_ENTRIES_PER_CALL: usize = 10;

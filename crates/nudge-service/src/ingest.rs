@@ -8,7 +8,7 @@ use nudge_core::time::{parse_instant, Millis};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::bus::{AcceptedEvent, AcceptedEvents, BusEvent, MAX_DETAIL_BYTES};
+use crate::bus::AcceptedEvent;
 
 /// Largest accepted message, as serialized JSON (Segment's limit).
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
@@ -313,38 +313,6 @@ fn message_id_of(v: &Value) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Packs accepted messages into bus entries of at most [`MAX_DETAIL_BYTES`] each.
-pub fn pack(accepted: Vec<AcceptedEvent>) -> Vec<BusEvent> {
-    if accepted.len() == 1 {
-        // One message is at most MAX_EVENT_BYTES, well within an entry.
-        return vec![BusEvent::EventsAccepted(AcceptedEvents {
-            events: accepted,
-        })];
-    }
-    let mut out = Vec::new();
-    let mut current: Vec<AcceptedEvent> = Vec::new();
-    // Envelope overhead of the detail JSON besides the events themselves.
-    let mut size = 48;
-    for e in accepted {
-        let len = serde_json::to_string(&e)
-            .map(|s| s.len())
-            .unwrap_or(MAX_EVENT_BYTES)
-            + 1;
-        if !current.is_empty() && size + len > MAX_DETAIL_BYTES {
-            out.push(BusEvent::EventsAccepted(AcceptedEvents {
-                events: std::mem::take(&mut current),
-            }));
-            size = 48;
-        }
-        size += len;
-        current.push(e);
-    }
-    if !current.is_empty() {
-        out.push(BusEvent::EventsAccepted(AcceptedEvents { events: current }));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -464,33 +432,5 @@ mod tests {
             recv
         );
         assert_eq!(applied_at(None, None, recv), recv);
-    }
-
-    #[test]
-    fn packing_respects_the_detail_limit() {
-        let ev = |i: usize| AcceptedEvent {
-            user_id: format!("u{i}"),
-            message_id: format!("m{i}"),
-            at: 0,
-            received_at: 0,
-            message: serde_json::json!({"type":"track","event":"x","properties":{"p":"a".repeat(10_000)}}),
-        };
-        let packed = pack((0..20).map(ev).collect());
-        assert!(packed.len() >= 4);
-        let total: usize = packed
-            .iter()
-            .map(|b| {
-                assert!(
-                    b.to_detail().len() <= MAX_DETAIL_BYTES,
-                    "{}",
-                    b.to_detail().len()
-                );
-                match b {
-                    BusEvent::EventsAccepted(a) => a.events.len(),
-                    _ => 0,
-                }
-            })
-            .sum();
-        assert_eq!(total, 20);
     }
 }

@@ -10,7 +10,8 @@ use tracing::{info, warn};
 
 use super::reply::{error_reply, json_bytes_reply, json_reply, request_error_reply, Reply};
 use super::{query_param, Api, Store};
-use crate::ingest::{intake, pack, Endpoint, RequestError};
+use crate::bus::{AcceptedEvents, BusEvent};
+use crate::ingest::{intake, Endpoint, RequestError};
 use crate::ports::{Bus, Clock, StoreError};
 
 impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
@@ -45,7 +46,10 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
         };
         let accepted = out.accepted.len();
         if !out.accepted.is_empty() {
-            match self.bus.publish(&pack(out.accepted)).await {
+            let accepted_events = [BusEvent::EventsAccepted(AcceptedEvents {
+                events: out.accepted,
+            })];
+            match self.bus.publish(&accepted_events).await {
                 Ok(()) => {}
                 Err(StoreError::Overloaded { retry_after }) => {
                     self.metrics.events_rejected("overloaded", accepted as u64);
