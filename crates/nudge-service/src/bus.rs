@@ -3,10 +3,10 @@
 
 use nudge_core::engine::decision::DecisionId;
 use nudge_core::engine::Send;
+use nudge_core::event::Message;
 use nudge_core::rules::model::Channel;
 use nudge_core::time::Millis;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// The EventBridge `source` of every event nudge publishes.
 pub const SOURCE: &str = "nudge";
@@ -122,7 +122,8 @@ pub struct AcceptedEvents {
     pub events: Vec<AcceptedEvent>,
 }
 
-/// A Segment message that passed ingest's checks, in canonical form.
+/// A Segment message that passed ingest's checks. Parsed once, at ingest: it travels (on the
+/// bus, in the journal) as its canonical JSON and is read back as a [`Message`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AcceptedEvent {
     /// userId, or anonymousId when there is none: the key of the user's state.
@@ -132,8 +133,20 @@ pub struct AcceptedEvent {
     /// (Segment's `timestamp - sentAt + receivedAt`), never later than `received_at`.
     pub at: Millis,
     pub received_at: Millis,
-    /// The message as `Message::to_json` writes it.
-    pub message: Value,
+    pub message: Message,
+}
+
+impl AcceptedEvent {
+    /// `message`, accepted at `received_at` and applied at `at`.
+    pub fn new(message: Message, at: Millis, received_at: Millis) -> AcceptedEvent {
+        AcceptedEvent {
+            user_id: message.user_key().to_string(),
+            message_id: message.message_id.clone(),
+            at,
+            received_at,
+            message,
+        }
+    }
 }
 
 /// Timers fired together (a sweep's), one bus entry.

@@ -9,15 +9,6 @@ use crate::ports::StoreError;
 pub enum HandlerError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// An accepted event that does not parse as a Segment message (only a bug or a foreign
-    /// publisher on the bus can cause it; retrying cannot help).
-    #[error("accepted event `{message_id}` of user `{user_id}` is not a valid message: {source}")]
-    BadEvent {
-        user_id: String,
-        message_id: String,
-        #[source]
-        source: nudge_core::event::MessageError,
-    },
     /// The stored state was written by an incompatible version; retrying cannot help.
     #[error("state of user `{user_id}` cannot be decoded: {source}")]
     State {
@@ -43,7 +34,7 @@ impl HandlerError {
     pub fn is_retryable(&self) -> bool {
         match self {
             HandlerError::Store(e) => e.is_retryable(),
-            HandlerError::BadEvent { .. } | HandlerError::State { .. } => false,
+            HandlerError::State { .. } => false,
             HandlerError::Contended(_) | HandlerError::Held { .. } => true,
         }
     }

@@ -276,13 +276,7 @@ impl Intake {
             msg.message_id = format!("{}-{received_at:x}-{index}", msg.message_id);
         }
         let at = applied_at(msg.timestamp, sent_at, received_at);
-        self.accepted.push(AcceptedEvent {
-            user_id: msg.user_key().to_string(),
-            message_id: msg.message_id.clone(),
-            at,
-            received_at,
-            message: msg.into_json(),
-        });
+        self.accepted.push(AcceptedEvent::new(msg, at, received_at));
     }
 }
 

@@ -100,6 +100,7 @@ pub const MAX_DETAIL_BYTES: usize = 60 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nudge_core::event::Message;
     use nudge_service::bus::{AcceptedEvent, DelayCancel, DelayRequest, TimerFired};
 
     fn fired(user: &str) -> BusEvent {
@@ -194,12 +195,14 @@ mod tests {
 
     #[test]
     fn packing_respects_the_detail_limit() {
-        let ev = |i: usize| AcceptedEvent {
-            user_id: format!("u{i}"),
-            message_id: format!("m{i}"),
-            at: 0,
-            received_at: 0,
-            message: serde_json::json!({"type":"track","event":"x","properties":{"p":"a".repeat(10_000)}}),
+        let ev = |i: usize| {
+            let mut props = serde_json::Map::new();
+            props.insert("p".into(), "a".repeat(10_000).into());
+            AcceptedEvent::new(
+                Message::track(&format!("u{i}"), &format!("m{i}"), "x", props, 0),
+                0,
+                0,
+            )
         };
         let packed = pack(&[BusEvent::EventsAccepted(AcceptedEvents {
             events: (0..20).map(ev).collect(),

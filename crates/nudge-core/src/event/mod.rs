@@ -121,6 +121,30 @@ pub struct Message {
 }
 
 impl Message {
+    /// A track message nudge records of a user by itself (an unsubscribe by link), at `at`.
+    pub fn track(
+        user_id: &str,
+        message_id: &str,
+        event: &str,
+        properties: Map<String, Value>,
+        at: Millis,
+    ) -> Message {
+        Message {
+            kind: MessageKind::Track,
+            message_id: message_id.to_string(),
+            user_id: Some(user_id.to_string()),
+            anonymous_id: None,
+            event: Some(event.to_string()),
+            name: None,
+            properties,
+            traits: Map::new(),
+            context: Map::new(),
+            timestamp: Some(at),
+            previous_id: None,
+            group_id: None,
+        }
+    }
+
     /// Parses one Segment message. `path_kind` is the type implied by the HTTP path (/v1/track), if any; a body `type` that disagrees is an error; without either, `type` is required.
     pub fn from_json(
         value: &Value,
@@ -306,11 +330,88 @@ impl Message {
     }
 }
 
-/// Serializes as the canonical JSON (for JSON and other self-describing formats: reading it
-/// back goes through `from_json`, which needs a `serde_json::Value`).
+/// Serializes as the canonical JSON, key for key what [`Message::to_json`] builds (in its
+/// sorted key order), without building it: the journal and the bus write every accepted
+/// message this way. Reading it back goes through `from_json`, which needs a
+/// `serde_json::Value` (so self-describing formats only).
 impl Serialize for Message {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_json().serialize(serializer)
+        use serde::ser::SerializeMap;
+        let kind = self.kind;
+        let activity = matches!(
+            kind,
+            MessageKind::Track | MessageKind::Page | MessageKind::Screen
+        );
+        let traits_on_top = matches!(kind, MessageKind::Identify | MessageKind::Group);
+        let traits_in_context =
+            !traits_on_top && !self.traits.is_empty() && !self.context.contains_key("traits");
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(v) = &self.anonymous_id {
+            map.serialize_entry("anonymousId", v)?;
+        }
+        map.serialize_entry(
+            "context",
+            &ContextWithTraits {
+                context: &self.context,
+                traits: traits_in_context.then_some(&self.traits),
+            },
+        )?;
+        if let (MessageKind::Track, Some(v)) = (kind, &self.event) {
+            map.serialize_entry("event", v)?;
+        }
+        if let (MessageKind::Group, Some(v)) = (kind, &self.group_id) {
+            map.serialize_entry("groupId", v)?;
+        }
+        map.serialize_entry("messageId", &self.message_id)?;
+        if let (MessageKind::Page | MessageKind::Screen, Some(v)) = (kind, &self.name) {
+            map.serialize_entry("name", v)?;
+        }
+        if let (MessageKind::Alias, Some(v)) = (kind, &self.previous_id) {
+            map.serialize_entry("previousId", v)?;
+        }
+        if activity || !self.properties.is_empty() {
+            map.serialize_entry("properties", &self.properties)?;
+        }
+        if let Some(ts) = self
+            .timestamp
+            .and_then(|at| jiff::Timestamp::from_millisecond(at).ok())
+        {
+            map.serialize_entry("timestamp", &ts.to_string())?;
+        }
+        if traits_on_top {
+            map.serialize_entry("traits", &self.traits)?;
+        }
+        map.serialize_entry("type", kind.as_str())?;
+        if let Some(v) = &self.user_id {
+            map.serialize_entry("userId", v)?;
+        }
+        map.end()
+    }
+}
+
+/// A message's context, with its traits under `traits` where `to_json` puts them there.
+struct ContextWithTraits<'a> {
+    context: &'a Map<String, Value>,
+    traits: Option<&'a Map<String, Value>>,
+}
+
+impl Serialize for ContextWithTraits<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        let mut traits = self.traits;
+        for (k, v) in self.context {
+            // The context holds no `traits` key when traits go in: keep the sorted order.
+            if let Some(t) = traits.filter(|_| k.as_str() > "traits") {
+                map.serialize_entry("traits", t)?;
+                traits = None;
+            }
+            map.serialize_entry(k, v)?;
+        }
+        if let Some(t) = traits {
+            map.serialize_entry("traits", t)?;
+        }
+        map.end()
     }
 }
 

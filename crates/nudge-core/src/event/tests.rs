@@ -713,3 +713,31 @@ fn never_panics_on_odd_inputs() {
         let _ = Message::from_json(&body, Some(MessageKind::Page));
     }
 }
+
+#[test]
+fn serializing_a_message_writes_exactly_its_canonical_json() {
+    let cases = [
+        json!({"type": "track", "userId": "u1", "anonymousId": "a1", "event": "E",
+               "properties": {"b": 1, "a": [1, {"z": null}]}, "timestamp": "2026-03-03T10:00:00.123Z",
+               "context": {"zone": 1, "app": {"v": "1"}, "timezone": "Europe/Berlin"},
+               "traits": {"plan": "pro"}, "messageId": "m1"}),
+        json!({"type": "track", "anonymousId": "a1", "event": "E", "context": {"traits": {"x": 1}},
+               "traits": {"plan": "pro"}}),
+        json!({"type": "identify", "userId": "u1", "traits": {"email": "a@x.io"}, "context": {"ip": "1"}}),
+        json!({"type": "page", "userId": "u1", "name": "Pricing", "properties": {"path": "/p"}}),
+        json!({"type": "screen", "anonymousId": "a", "name": "Home"}),
+        json!({"type": "screen", "anonymousId": "a"}),
+        json!({"type": "group", "userId": "u1", "groupId": "acme", "traits": {"size": 10}}),
+        json!({"type": "alias", "userId": "u1", "previousId": "a1", "properties": {"x": 1}}),
+        json!({"type": "track", "userId": "u1", "event": "E", "context": {"a": 1, "z": 2},
+               "traits": {"t": true}}),
+    ];
+    for case in cases {
+        let m = parse(case.clone()).unwrap();
+        let direct = serde_json::to_string(&m).unwrap();
+        let canonical = serde_json::to_string(&m.to_json()).unwrap();
+        assert_eq!(direct, canonical, "{case}");
+        let back: Message = serde_json::from_str(&direct).unwrap();
+        assert_eq!(back, m);
+    }
+}

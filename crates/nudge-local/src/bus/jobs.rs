@@ -181,18 +181,14 @@ mod tests {
     use super::*;
     use crate::journal::{Journal, Limits};
     use crate::store::test_support::TempDir;
+    use nudge_core::event::Message;
 
     /// A journal job of one accepted event, and the journal it came from.
     async fn journal_job(dir: &TempDir) -> (Job, LocalBus, Journal) {
         let journal = Journal::open(&dir.path().join("journal"), Limits::with_backlog(10)).unwrap();
         let (bus, _rx) = LocalBus::new(dir.open(), journal.clone());
-        let event = AcceptedEvent {
-            user_id: "u1".into(),
-            message_id: "m1".into(),
-            at: 0,
-            received_at: 0,
-            message: serde_json::json!({"type": "track", "event": "E"}),
-        };
+        let event =
+            AcceptedEvent::new(Message::track("u1", "m1", "E", Default::default(), 0), 0, 0);
         journal.append(std::slice::from_ref(&event)).await.unwrap();
         let (records, _) = journal.reader().next_batch(10).await;
         let job = Job {

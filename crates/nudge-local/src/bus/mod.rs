@@ -249,6 +249,7 @@ mod tests {
     use super::*;
     use crate::journal::Limits;
     use crate::store::test_support::TempDir;
+    use nudge_core::event::Message;
 
     fn cancel(n: u64) -> BusEvent {
         BusEvent::DelayCancelled(DelayCancel {
@@ -268,13 +269,17 @@ mod tests {
         let (bus, _rx) = LocalBus::new(dir.open(), journal);
         let accepted = |n: u64| {
             BusEvent::EventsAccepted(nudge_service::bus::AcceptedEvents {
-                events: vec![AcceptedEvent {
-                    user_id: format!("u{n}"),
-                    message_id: format!("m{n}"),
-                    at: 0,
-                    received_at: 0,
-                    message: serde_json::json!({"type": "track", "event": "E"}),
-                }],
+                events: vec![AcceptedEvent::new(
+                    Message::track(
+                        &format!("u{n}"),
+                        &format!("m{n}"),
+                        "E",
+                        Default::default(),
+                        0,
+                    ),
+                    0,
+                    0,
+                )],
             })
         };
         bus.publish(&[accepted(1), accepted(2)]).await.unwrap();

@@ -91,19 +91,19 @@ pub(super) fn next_intact(file: &mut File, from: u64, end: u64) -> std::io::Resu
 mod tests {
     use std::io::Write;
 
-    use serde_json::json;
-
     use super::*;
     use crate::store::test_support::TempDir;
+    use nudge_core::event::Message;
 
     fn event(n: u64) -> AcceptedEvent {
-        AcceptedEvent {
-            user_id: format!("u{n}"),
-            message_id: format!("m{n}"),
-            at: 0,
-            received_at: 0,
-            message: json!({"type": "track", "event": "Ping"}),
-        }
+        let message = Message::track(
+            &format!("u{n}"),
+            &format!("m{n}"),
+            "Ping",
+            Default::default(),
+            0,
+        );
+        AcceptedEvent::new(message, 0, 0)
     }
 
     fn records(range: std::ops::Range<u64>) -> Vec<u8> {

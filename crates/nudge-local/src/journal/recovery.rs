@@ -243,22 +243,19 @@ pub(super) fn salvage_segment(
 #[cfg(test)]
 mod tests {
     use nudge_service::bus::AcceptedEvent;
-    use serde_json::json;
 
     use super::super::record::encode_record;
     use super::*;
     use crate::store::test_support::TempDir;
+    use nudge_core::event::Message;
 
     fn records(range: std::ops::Range<u64>) -> Vec<u8> {
         let mut buf = Vec::new();
         for n in range {
-            let e = AcceptedEvent {
-                user_id: format!("u{n}"),
-                message_id: format!("m{n}"),
-                at: 0,
-                received_at: 0,
-                message: json!({"type": "track", "event": "Ping", "pad": "x".repeat(200)}),
-            };
+            let mut pad = serde_json::Map::new();
+            pad.insert("pad".into(), "x".repeat(200).into());
+            let message = Message::track(&format!("u{n}"), &format!("m{n}"), "Ping", pad, 0);
+            let e = AcceptedEvent::new(message, 0, 0);
             encode_record(&mut buf, &e).unwrap();
         }
         buf

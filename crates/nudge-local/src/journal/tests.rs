@@ -1,22 +1,22 @@
 //! Tests of the journal on real files: order across segments, the watermark, restarts,
 //! torn tails, damage at start-up and while running, salvage, backpressure.
 
+use nudge_core::event::Message;
 use std::collections::BTreeSet;
 use std::time::Duration;
-
-use serde_json::json;
 
 use super::*;
 use crate::store::test_support::TempDir;
 
 fn event(n: u64) -> AcceptedEvent {
-    AcceptedEvent {
-        user_id: format!("u{}", n % 7),
-        message_id: format!("m{n}"),
-        at: n as i64,
-        received_at: n as i64,
-        message: json!({"type": "track", "event": "Ping", "messageId": format!("m{n}")}),
-    }
+    let message = Message::track(
+        &format!("u{}", n % 7),
+        &format!("m{n}"),
+        "Ping",
+        Default::default(),
+        n as i64,
+    );
+    AcceptedEvent::new(message, n as i64, n as i64)
 }
 
 fn events(range: std::ops::Range<u64>) -> Vec<AcceptedEvent> {

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use http::{header, Method, Request, StatusCode};
-use nudge_core::time::format_instant;
+use nudge_core::event::Message;
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -40,21 +40,19 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
             return html_reply(StatusCode::OK, confirm_page(&token));
         }
         let now = self.clock.now();
-        let event = AcceptedEvent {
-            user_id: claim.user_id.clone(),
-            // One unsubscribe per link, however often it is clicked.
-            message_id: format!("unsubscribe-{}", claim.decision),
-            at: now,
-            received_at: now,
-            message: json!({
-                "type": "track",
-                "event": nudge_core::engine::EMAIL_UNSUBSCRIBED,
-                "userId": claim.user_id,
-                "messageId": format!("unsubscribe-{}", claim.decision),
-                "properties": {"decision_id": claim.decision.to_string(), "method": "link"},
-                "timestamp": format_instant(now),
-            }),
-        };
+        // One unsubscribe per link, however often it is clicked.
+        let message_id = format!("unsubscribe-{}", claim.decision);
+        let mut properties = serde_json::Map::new();
+        properties.insert("decision_id".into(), claim.decision.to_string().into());
+        properties.insert("method".into(), "link".into());
+        let message = Message::track(
+            &claim.user_id,
+            &message_id,
+            nudge_core::engine::EMAIL_UNSUBSCRIBED,
+            properties,
+            now,
+        );
+        let event = AcceptedEvent::new(message, now, now);
         let published = self
             .bus
             .publish(&[BusEvent::EventsAccepted(AcceptedEvents {

@@ -46,21 +46,14 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
         let mut applied: Vec<&'a str> = Vec::new();
         match input {
             Input::Events(events) => {
-                let mut fresh: Vec<(&AcceptedEvent, Message)> = Vec::with_capacity(events.len());
+                let mut fresh: Vec<&AcceptedEvent> = Vec::with_capacity(events.len());
                 for (e, id) in events.iter().zip(ids) {
                     if applied_before.iter().any(|a| a == id) || applied.contains(id) {
                         result.duplicates += 1;
                         continue;
                     }
-                    let msg = Message::from_json(&e.message, None).map_err(|err| {
-                        HandlerError::BadEvent {
-                            user_id: user_id.to_string(),
-                            message_id: e.message_id.clone(),
-                            source: err,
-                        }
-                    })?;
                     applied.push(id);
-                    fresh.push((e, msg));
+                    fresh.push(e);
                 }
                 if fresh.is_empty() {
                     return Ok(Decided {
@@ -69,15 +62,15 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
                     });
                 }
                 // Apply in time order; messages sharing an instant are decided together.
-                fresh.sort_by_key(|(e, _)| e.at);
+                fresh.sort_by_key(|e| e.at);
                 let mut i = 0;
                 while i < fresh.len() {
-                    let at = fresh[i].0.at;
+                    let at = fresh[i].at;
                     let j = fresh[i..]
                         .iter()
-                        .position(|(e, _)| e.at != at)
+                        .position(|e| e.at != at)
                         .map_or(fresh.len(), |k| i + k);
-                    let group: Vec<&Message> = fresh[i..j].iter().map(|(_, m)| m).collect();
+                    let group: Vec<&Message> = fresh[i..j].iter().map(|e| &e.message).collect();
                     let outcome = engine.handle_all(&mut state, user_id, &group, at);
                     decisions.extend(outcome.decisions);
                     i = j;

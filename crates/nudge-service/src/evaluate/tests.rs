@@ -132,7 +132,7 @@ fn accepted_by(user: &str, n: usize, event: &str, at: Millis) -> AcceptedEvent {
         message_id: format!("{user}-m{n}"),
         at,
         received_at: at,
-        message: Message::from_json(&segment, None).unwrap().to_json(),
+        message: Message::from_json(&segment, None).unwrap(),
     }
 }
 

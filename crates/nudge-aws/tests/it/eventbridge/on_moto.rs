@@ -1,6 +1,7 @@
 //! The EventBridge bus against a real moto server: events routed by a rule on the bus to an
 //! SQS queue, and the PutEvents calls counted by an SDK interceptor.
 
+use nudge_core::event::Message;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -91,13 +92,20 @@ fn timer_fired(i: i64) -> BusEvent {
 /// An "Events Accepted" entry of about `bytes` bytes.
 fn accepted(i: usize, bytes: usize) -> BusEvent {
     BusEvent::EventsAccepted(AcceptedEvents {
-        events: vec![AcceptedEvent {
-            user_id: format!("user-{i}"),
-            message_id: format!("m-{i}"),
-            at: 1_700_000_000_000,
-            received_at: 1_700_000_000_000,
-            message: json!({ "type": "track", "event": "Big", "properties": { "blob": "x".repeat(bytes) } }),
-        }],
+        events: vec![AcceptedEvent::new(
+            Message::track(
+                &format!("user-{i}"),
+                &format!("m-{i}"),
+                "Big",
+                json!({ "blob": "x".repeat(bytes) })
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                1_700_000_000_000,
+            ),
+            1_700_000_000_000,
+            1_700_000_000_000,
+        )],
     })
 }
 

@@ -312,7 +312,7 @@ async fn ingest_answers_every_sample_request_as_it_should() {
     stack.run_bus().await;
     let unsubscribed = bus_events(&stack, Some(Function::Evaluate))
         .iter()
-        .any(|e| matches!(e, BusEvent::EventsAccepted(b) if b.events.iter().any(|a| a.user_id == "alice" && a.message["event"] == "Email Unsubscribed")));
+        .any(|e| matches!(e, BusEvent::EventsAccepted(b) if b.events.iter().any(|a| a.user_id == "alice" && a.message.event.as_deref() == Some("Email Unsubscribed"))));
     assert!(unsubscribed);
 
     check(&stack, &ERASE).await;
