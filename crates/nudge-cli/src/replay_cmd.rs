@@ -83,16 +83,29 @@ pub fn read_input(reader: impl BufRead, rules: &CompiledRules) -> std::io::Resul
     })
 }
 
+/// Why `--until` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UntilError {
+    #[error("--until: {0}")]
+    Duration(#[from] nudge_core::time::DurationError),
+    #[error("--until: `{text}` is neither an RFC 3339 time nor +DURATION: {source}")]
+    Instant {
+        text: String,
+        #[source]
+        source: jiff::Error,
+    },
+}
+
 /// When the virtual clock stops: an instant, or a duration after the last event.
-pub fn until(spec: Option<&str>, last: Option<Millis>) -> Result<Millis, String> {
+pub fn until(spec: Option<&str>, last: Option<Millis>) -> Result<Millis, UntilError> {
     let last = last.unwrap_or(0);
     match spec {
         None => Ok(last + Duration::parse("30d").map(|d| d.0).unwrap_or(0)),
-        Some(s) if s.starts_with('+') => Duration::parse(&s[1..])
-            .map(|d| last + d.0)
-            .map_err(|e| format!("--until: {e}")),
-        Some(s) => parse_instant(s)
-            .map_err(|e| format!("--until: `{s}` is neither an RFC 3339 time nor +DURATION: {e}")),
+        Some(s) if s.starts_with('+') => Ok(last + Duration::parse(&s[1..])?.0),
+        Some(s) => parse_instant(s).map_err(|source| UntilError::Instant {
+            text: s.to_string(),
+            source,
+        }),
     }
 }
 

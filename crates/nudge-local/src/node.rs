@@ -79,8 +79,10 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Journal(#[from] crate::journal::JournalError),
-    #[error("mail: {0}")]
-    Mail(String),
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailConfigError),
+    #[error(transparent)]
+    Webhooks(#[from] nudge_http::WebhookClientError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -114,7 +116,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         },
     )?;
     let mailer = match &config.smtp_url {
-        Some(url) => LocalMailer::smtp(url).map_err(|e| ServeError::Mail(e.to_string()))?,
+        Some(url) => LocalMailer::smtp(url)?,
         None => LocalMailer::outbox(&config.data_dir.join("outbox")).map_err(data)?,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -186,7 +188,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             rules: rules.clone(),
             store: store.clone(),
             mailer,
-            webhooks: HttpWebhookTransport::new().map_err(|e| ServeError::Mail(e.to_string()))?,
+            webhooks: HttpWebhookTransport::new()?,
             bus: bus.clone(),
             clock: SystemClock,
             metrics: dyn_metrics.clone(),

@@ -213,8 +213,11 @@ impl TrackingPlan {
                 }),
                 None => {}
                 Some(value) => {
-                    if let Err(message) = property.check(value) {
-                        violations.push(PlanViolation { field, message });
+                    if let Err(mismatch) = property.check(value) {
+                        violations.push(PlanViolation {
+                            field,
+                            message: mismatch.to_string(),
+                        });
                     }
                 }
             }
@@ -244,6 +247,14 @@ impl TrackingPlan {
     }
 }
 
+/// A property value that breaks its spec: what the spec asks for and what came, in words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected {expected}, got {got}")]
+struct Mismatch {
+    expected: String,
+    got: String,
+}
+
 impl PropertySpec {
     /// A spec of this type with no other constraint.
     pub fn of(ty: PropertyType) -> Self {
@@ -256,8 +267,8 @@ impl PropertySpec {
         }
     }
 
-    /// Checks a present, non-null value; the error is the message for the violation.
-    fn check(&self, value: &Value) -> Result<(), String> {
+    /// Checks a present, non-null value.
+    fn check(&self, value: &Value) -> Result<(), Mismatch> {
         let fits = self.ty.accepts(value)
             && self.in_range(value)
             && self
@@ -267,11 +278,10 @@ impl PropertySpec {
         if fits {
             Ok(())
         } else {
-            Err(format!(
-                "expected {}, got {}",
-                self.expectation(),
-                describe_value(value)
-            ))
+            Err(Mismatch {
+                expected: self.expectation(),
+                got: describe_value(value),
+            })
         }
     }
 
