@@ -143,6 +143,38 @@ fn is_condition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>)
     error_code(err) == Some("ConditionalCheckFailedException")
 }
 
+/// A conditional write's outcome: `true` written, `false` when its condition did not hold (a
+/// newer write got there first, or this one was made before: idempotent writes read that as
+/// done), the failure of `context` otherwise.
+fn written<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+    context: &'static str,
+) -> Result<bool, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if is_condition_failed(&e) => Ok(false),
+        Err(e) => Err(backend(context)(e)),
+    }
+}
+
+/// Every item a query finds, page after page (the SDK's paginator follows
+/// `LastEvaluatedKey`).
+async fn query_all(
+    query: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    context: &'static str,
+) -> Result<Vec<item::Item>, StoreError> {
+    query
+        .into_paginator()
+        .items()
+        .send()
+        .collect::<Result<Vec<_>, _>>()
+        .await
+        .map_err(backend(context))
+}
+
 impl DynamoDbStore {
     /// Now in ms by the store's clock (the wall clock unless [`DynamoDbStore::with_clock`]).
     fn now(&self) -> Millis {

@@ -6,7 +6,7 @@ use nudge_service::ports::{Delivery, DeliveryStore, StoreError, DELIVERY_RETENTI
 use tracing::instrument;
 
 use super::item::{from_item, get_opt_n, n, s, to_item, Item};
-use super::{backend, is_condition_failed, ttl_secs, user_pk, DynamoDbStore};
+use super::{backend, query_all, ttl_secs, user_pk, written, DynamoDbStore};
 
 /// Sort-key prefix of delivery log entries.
 const DELIVERY_PREFIX: &str = "dlv#";
@@ -57,10 +57,8 @@ impl DeliveryStore for DynamoDbStore {
                 .expression_attribute_values(":now", n(now_secs))
                 .send()
                 .await;
-            match result {
-                Ok(_) => return Ok(None),
-                Err(e) if is_condition_failed(&e) => {}
-                Err(e) => return Err(backend("dynamodb put delivery")(e)),
+            if written(result, "dynamodb put delivery")? {
+                return Ok(None);
             }
             let [pk, sk] = delivery_key(d);
             let out = self
@@ -102,31 +100,20 @@ impl DeliveryStore for DynamoDbStore {
     async fn recent(&self, user_id: &str, limit: usize) -> Result<Vec<Delivery>, StoreError> {
         let now_secs = self.now().div_euclid(1000);
         let mut entries: Vec<Delivery> = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .filter_expression("#ttl > :now")
-                .expression_attribute_names("#pk", "pk")
-                .expression_attribute_names("#sk", "sk")
-                .expression_attribute_names("#ttl", "ttl")
-                .expression_attribute_values(":pk", s(user_pk(user_id)))
-                .expression_attribute_values(":prefix", s(DELIVERY_PREFIX))
-                .expression_attribute_values(":now", n(now_secs))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(backend("dynamodb query deliveries"))?;
-            for item in out.items.unwrap_or_default() {
-                entries.push(from_item(item)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .filter_expression("#ttl > :now")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#sk", "sk")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":pk", s(user_pk(user_id)))
+            .expression_attribute_values(":prefix", s(DELIVERY_PREFIX))
+            .expression_attribute_values(":now", n(now_secs));
+        for item in query_all(query, "dynamodb query deliveries").await? {
+            entries.push(from_item(item)?);
         }
         entries.sort_by_key(|d| std::cmp::Reverse((d.at, d.id.0)));
         entries.truncate(limit);

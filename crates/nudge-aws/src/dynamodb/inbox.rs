@@ -9,7 +9,7 @@ use nudge_service::ports::{InboxItem, InboxStore, StoreError};
 use tracing::instrument;
 
 use super::item::{from_item, n, s, to_item};
-use super::{backend, is_condition_failed, ttl_secs, user_pk, DynamoDbStore};
+use super::{query_all, ttl_secs, user_pk, written, DynamoDbStore};
 
 /// Sort-key prefix of inbox items.
 const INBOX_PREFIX: &str = "inbox#";
@@ -39,47 +39,32 @@ impl InboxStore for DynamoDbStore {
             .expression_attribute_names("#pk", "pk")
             .send()
             .await;
-        match result {
-            // Put already (a redelivery): leave it as it is, read or dismissed.
-            Err(e) if is_condition_failed(&e) => Ok(()),
-            Err(e) => Err(backend("dynamodb put inbox item")(e)),
-            Ok(_) => Ok(()),
-        }
+        // Put already (a redelivery): leave it as it is, read or dismissed.
+        written(result, "dynamodb put inbox item").map(|_| ())
     }
 
     #[instrument(skip(self))]
     async fn list(&self, user_id: &str, now: Millis) -> Result<Vec<InboxItem>, StoreError> {
         let mut items: Vec<InboxItem> = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-                .filter_expression("#dismissed = :false AND #ttl > :now_secs")
-                .expression_attribute_names("#pk", "pk")
-                .expression_attribute_names("#sk", "sk")
-                .expression_attribute_names("#dismissed", "dismissed")
-                .expression_attribute_names("#ttl", "ttl")
-                .expression_attribute_values(":pk", s(user_pk(user_id)))
-                .expression_attribute_values(":prefix", s(INBOX_PREFIX))
-                .expression_attribute_values(":false", AttributeValue::Bool(false))
-                .expression_attribute_values(":now_secs", n(now.div_euclid(1000)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(backend("dynamodb query inbox"))?;
-            for attributes in out.items.unwrap_or_default() {
-                let item: InboxItem = from_item(attributes)?;
-                // The TTL filter works in seconds; the contract in ms.
-                if item.expires_at > now {
-                    items.push(item);
-                }
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+            .filter_expression("#dismissed = :false AND #ttl > :now_secs")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#sk", "sk")
+            .expression_attribute_names("#dismissed", "dismissed")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":pk", s(user_pk(user_id)))
+            .expression_attribute_values(":prefix", s(INBOX_PREFIX))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":now_secs", n(now.div_euclid(1000)));
+        for attributes in query_all(query, "dynamodb query inbox").await? {
+            let item: InboxItem = from_item(attributes)?;
+            // The TTL filter works in seconds; the contract in ms.
+            if item.expires_at > now {
+                items.push(item);
             }
         }
         items.sort_by_key(|i| std::cmp::Reverse((i.created_at, i.id.0)));
@@ -113,11 +98,7 @@ impl InboxStore for DynamoDbStore {
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(backend("dynamodb mark inbox item read")(e)),
-        }
+        written(result, "dynamodb mark inbox item read")
     }
 
     #[instrument(skip(self), fields(decision = %id))]
@@ -137,10 +118,6 @@ impl InboxStore for DynamoDbStore {
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(backend("dynamodb dismiss inbox item")(e)),
-        }
+        written(result, "dynamodb dismiss inbox item")
     }
 }

@@ -17,9 +17,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::lambda::schedule::ExpiredTimerClaim;
 
 use super::item::{get_n, get_opt_n, get_s, n, s, Item};
-use super::{
-    backend, is_condition_failed, ttl_secs, user_of_pk, user_pk, DynamoDbStore, DUE_INDEX,
-};
+use super::{backend, ttl_secs, user_of_pk, user_pk, written, DynamoDbStore, DUE_INDEX};
 
 /// Sort key of the timer item.
 const TIMER_SK: &str = "timer";
@@ -86,12 +84,8 @@ impl DynamoDbStore {
             .expression_attribute_values(":v", n(req.version))
             .send()
             .await;
-        match result {
-            // A newer request or cancel was applied already: nothing to do.
-            Err(e) if is_condition_failed(&e) => Ok(()),
-            Err(e) => Err(backend("dynamodb put timer")(e)),
-            Ok(_) => Ok(()),
-        }
+        // A newer request or cancel was applied already: nothing to do.
+        written(result, "dynamodb put timer").map(|_| ())
     }
 
     /// Up to `limit` timers of one shard due at or before `now`, earliest first.
@@ -163,11 +157,7 @@ impl DynamoDbStore {
             .expression_attribute_values(":due", n(c.due))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(backend("dynamodb claim timer")(e)),
-        }
+        written(result, "dynamodb claim timer")
     }
 }
 
@@ -213,11 +203,7 @@ impl ExpiredTimerClaim for DynamoDbStore {
             .expression_attribute_values(":due", n(timer.due))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(backend("dynamodb claim expired timer")(e)),
-        }
+        written(result, "dynamodb claim expired timer")
     }
 }
 
@@ -248,12 +234,8 @@ impl TimerStore for DynamoDbStore {
             .expression_attribute_values(":v", n(req.version))
             .send()
             .await;
-        match result {
-            // A newer request set the timer: it stays.
-            Err(e) if is_condition_failed(&e) => Ok(()),
-            Err(e) => Err(backend("dynamodb cancel timer")(e)),
-            Ok(_) => Ok(()),
-        }
+        // A newer request set the timer: it stays.
+        written(result, "dynamodb cancel timer").map(|_| ())
     }
 
     #[instrument(skip(self))]

@@ -10,7 +10,7 @@ use tracing::instrument;
 
 use super::applied_ids::AppliedIds;
 use super::item::{get_n, get_opt_b, get_opt_s, n, s, Item};
-use super::{backend, is_condition_failed, user_pk, DynamoDbStore};
+use super::{backend, query_all, user_pk, written, DynamoDbStore};
 
 /// Sort key of the user-state item.
 const STATE_SK: &str = "state";
@@ -184,10 +184,9 @@ impl UserStore for DynamoDbStore {
                 .expression_attribute_names("#version", "version")
                 .expression_attribute_values(":expected", n(v)),
         };
-        match put.send().await {
-            Ok(_) => Ok(version),
-            Err(e) if is_condition_failed(&e) => Err(conflict()),
-            Err(e) => Err(backend("dynamodb put user state")(e)),
+        match written(put.send().await, "dynamodb put user state")? {
+            true => Ok(version),
+            false => Err(conflict()),
         }
     }
 
@@ -207,12 +206,8 @@ impl UserStore for DynamoDbStore {
             .expression_attribute_values(":v", n(version))
             .send()
             .await;
-        match result {
-            // A failed condition means a newer write, which has its own outbox.
-            Err(e) if is_condition_failed(&e) => Ok(()),
-            Err(e) => Err(backend("dynamodb clear outbox")(e)),
-            Ok(_) => Ok(()),
-        }
+        // A failed condition means a newer write, which has its own outbox.
+        written(result, "dynamodb clear outbox").map(|_| ())
     }
 
     #[instrument(skip(self))]
@@ -221,27 +216,18 @@ impl UserStore for DynamoDbStore {
             cache.remove(user_id);
         }
         let mut keys = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk")
-                .projection_expression("#pk, #sk")
-                .expression_attribute_names("#pk", "pk")
-                .expression_attribute_names("#sk", "sk")
-                .expression_attribute_values(":pk", s(user_pk(user_id)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(backend("dynamodb query user items"))?;
-            keys.extend(out.items.unwrap_or_default());
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .projection_expression("#pk, #sk")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#sk", "sk")
+            .expression_attribute_values(":pk", s(user_pk(user_id)))
+            .consistent_read(true);
+        for key in query_all(query, "dynamodb query user items").await? {
+            keys.push(key);
         }
         for chunk in keys.chunks(BATCH_WRITE_MAX) {
             let mut requests = Vec::with_capacity(chunk.len());
