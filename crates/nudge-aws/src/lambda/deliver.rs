@@ -5,9 +5,8 @@ use lambda_runtime::{Error, LambdaEvent};
 use nudge_service::bus::BusEvent;
 use nudge_service::deliver::Deliver;
 use nudge_service::ports::{Bus, Clock, DeliveryStore, InboxStore, Mailer, WebhookTransport};
-use tracing::{field, info_span, Instrument};
 
-use super::{record_ids, settle};
+use super::{bus_span, on_bus_event};
 
 /// Handles one bus event. Retryable failures fail the invocation (the bus event comes again,
 /// and the delivery log makes the retry take the send over rather than send twice); others
@@ -23,21 +22,11 @@ where
     B: Bus,
     C: Clock,
 {
-    let span = info_span!(
-        "deliver",
-        detail_type = field::Empty,
-        event_id = field::Empty,
-        user_id = field::Empty,
-        decision_id = field::Empty,
-    );
-    record_ids(&span, &event.payload);
-    // Boxed: the store's and SDK's futures nest deeply enough to overflow rustc's layout
-    // query in the binary that runs this one.
-    let result = Box::pin(
-        deliver
-            .handle(&event.payload.detail)
-            .instrument(span.clone()),
+    let detail = &event.payload.detail;
+    on_bus_event(
+        bus_span!("deliver"),
+        &event.payload,
+        Box::pin(deliver.handle(detail)),
     )
-    .await;
-    span.in_scope(|| settle(result))
+    .await
 }

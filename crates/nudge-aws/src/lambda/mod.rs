@@ -14,7 +14,7 @@ pub use deps::{AwsApi, AwsDeliver, AwsEvaluate, AwsSchedule, Deps, InitError, Ru
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use nudge_service::bus::BusEvent;
 use nudge_service::error::HandlerError;
-use tracing::{error, field, Span};
+use tracing::{error, field, Instrument, Span};
 use tracing_subscriber::filter::EnvFilter;
 
 /// Log filter when neither `RUST_LOG` nor `AWS_LAMBDA_LOG_LEVEL` is set.
@@ -47,6 +47,39 @@ pub fn init_tracing() {
         .with_writer(std::io::stdout)
         .init();
 }
+
+/// The span of one bus event's handling, named after the function, with the fields
+/// [`on_bus_event`] records.
+macro_rules! bus_span {
+    ($name:literal) => {
+        tracing::info_span!(
+            $name,
+            detail_type = tracing::field::Empty,
+            event_id = tracing::field::Empty,
+            user_id = tracing::field::Empty,
+            decision_id = tracing::field::Empty,
+        )
+    };
+}
+pub(crate) use bus_span;
+
+/// Runs a function's handler on one bus event inside `span` (made by [`bus_span!`]): the
+/// event's ids recorded on the span, the outcome settled ([`settle`]).
+/// The handler's future comes boxed (`Box::pin`): the store's and SDK's futures nest deeply
+/// enough to overflow rustc's layout query in the binaries that run the handlers.
+async fn on_bus_event(
+    span: Span,
+    event: &EventBridgeEvent<BusEvent>,
+    handle: BoxedHandling<'_>,
+) -> Result<(), lambda_runtime::Error> {
+    record_ids(&span, event);
+    let result = handle.instrument(span.clone()).await;
+    span.in_scope(|| settle(result))
+}
+
+/// A handler's work on one bus event, type-erased.
+type BoxedHandling<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), HandlerError>> + Send + 'a>>;
 
 /// Records the ids of a bus event on its span: the user, and the decision for sends and
 /// their outcomes.

@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use tracing::{debug, error, field, info, info_span, Instrument};
 
-use super::{record_ids, settle};
+use super::{bus_span, on_bus_event, settle};
 
 /// The `source` of scheduled events.
 pub const SCHEDULED_SOURCE: &str = "aws.events";
@@ -120,18 +120,8 @@ pub async fn handler<T: TimerStore + ExpiredTimerClaim, B: Bus, C: Clock>(
 ) -> Result<DynamoDbEventResponse, Error> {
     match event.payload {
         ScheduleInput::Bus(event) => {
-            let span = info_span!(
-                "schedule",
-                detail_type = field::Empty,
-                event_id = field::Empty,
-                user_id = field::Empty,
-                decision_id = field::Empty,
-            );
-            record_ids(&span, &event);
-            // Boxed, as evaluate's: the store's and SDK's futures nest too deeply for
-            // rustc's layout query otherwise.
-            let result = Box::pin(schedule.handle(&event.detail).instrument(span.clone())).await;
-            span.in_scope(|| settle(result))?;
+            let handling = Box::pin(schedule.handle(&event.detail));
+            on_bus_event(bus_span!("schedule"), &event, handling).await?;
             Ok(DynamoDbEventResponse::default())
         }
         ScheduleInput::Sweep(event) => {
