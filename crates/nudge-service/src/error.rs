@@ -74,16 +74,3 @@ impl FirstFailure {
         self.0.map_or(Ok(()), Err)
     }
 }
-
-/// An error and its sources, joined by `: ` (HTTP and SMTP clients hide the cause, such as
-/// "connection refused", in a source).
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
-}

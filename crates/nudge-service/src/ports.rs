@@ -351,6 +351,20 @@ pub trait InboxStore: Send + Sync {
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
+/// A timer store whose timers also expire by themselves (DynamoDB's TTL deletes them), so
+/// the stream backstop must claim an expired timer before firing it: Lambda delivers a
+/// stream record again after a failure in its batch, and a timer put back after a failed
+/// publish may meet the sweeper.
+pub trait ExpiredTimerClaim: Send + Sync {
+    /// Claims a timer its expiry removed, at its version: `true` if this call claimed it;
+    /// `false` if it was claimed before (by the sweeper or an earlier delivery of the
+    /// record), cancelled, or replaced by a newer request.
+    fn claim_expired(
+        &self,
+        timer: &crate::bus::TimerFired,
+    ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send;
+}
+
 /// The bus the handlers talk through.
 pub trait Bus: Send + Sync {
     /// Publishes every event or fails; on failure some may have been published (handlers
@@ -370,7 +384,7 @@ pub struct OutgoingEmail {
 
 /// A mail provider's or webhook receiver's failure, with its cause.
 #[derive(Debug, thiserror::Error)]
-#[error("{context}: {}", crate::error::error_chain(.source.as_ref()))]
+#[error("{context}: {}", error_chain(.source.as_ref()))]
 pub struct SendError {
     /// What was being done: `SES SendEmail`, `SMTP`, `outbox <file>`, `webhook`.
     pub context: String,
@@ -403,6 +417,19 @@ impl SendError {
         self.hold = true;
         self
     }
+}
+
+/// An error and its sources, joined by `: ` (HTTP and SMTP clients hide the cause, such as
+/// "connection refused", in a source).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
 }
 
 /// Sends mail: an outbox folder, SMTP, SES v2.

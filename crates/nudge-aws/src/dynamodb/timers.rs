@@ -10,11 +10,9 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 use nudge_core::time::Millis;
 use nudge_service::bus::{DelayCancel, DelayRequest, TimerFired};
-use nudge_service::ports::{StoreError, Timer, TimerStore};
+use nudge_service::ports::{ExpiredTimerClaim, StoreError, Timer, TimerStore};
 use tracing::{instrument, warn};
 use xxhash_rust::xxh3::xxh3_64;
-
-use crate::lambda::schedule::ExpiredTimerClaim;
 
 use super::item::{get_n, get_opt_n, get_s, n, s, Item};
 use super::{backend, ttl_secs, user_of_pk, user_pk, written, DynamoDbStore, DUE_INDEX};

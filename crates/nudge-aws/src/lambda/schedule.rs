@@ -13,7 +13,7 @@ use lambda_runtime::{Error, LambdaEvent};
 use nudge_core::time::Millis;
 use nudge_service::bus::{BusEvent, TimerFired, SOURCE};
 use nudge_service::error::HandlerError;
-use nudge_service::ports::{Bus, Clock, StoreError, TimerStore};
+use nudge_service::ports::{Bus, Clock, ExpiredTimerClaim, StoreError, TimerStore};
 use nudge_service::schedule::Schedule;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
@@ -28,20 +28,6 @@ pub const SCHEDULED_SOURCE: &str = "aws.events";
 pub const SCHEDULED_DETAIL_TYPE: &str = "Scheduled Event";
 /// The `userIdentity` of deletions made by DynamoDB's TTL process.
 pub const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
-
-/// A timer store whose timers also expire by themselves (DynamoDB's TTL deletes them), so
-/// the stream backstop must claim an expired timer before firing it: Lambda delivers a
-/// stream record again after a failure in its batch, and a timer put back after a failed
-/// publish may meet the sweeper.
-pub trait ExpiredTimerClaim: Send + Sync {
-    /// Claims a timer its expiry removed, at its version: `true` if this call claimed it;
-    /// `false` if it was claimed before (by the sweeper or an earlier delivery of the
-    /// record), cancelled, or replaced by a newer request.
-    fn claim_expired(
-        &self,
-        timer: &TimerFired,
-    ) -> impl std::future::Future<Output = Result<bool, StoreError>> + Send;
-}
 
 /// What invoked schedule-delay.
 #[derive(Debug, Clone)]
