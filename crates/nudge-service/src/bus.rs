@@ -196,7 +196,9 @@ pub struct MessageRequest {
     pub send: Send,
 }
 
-/// What became of a send.
+/// What became of a send: a finished delivery log entry (`ports::Delivery`) as the bus publishes
+/// it for rules of the team's own (a contract of its own: the entry's status is the event's
+/// type, and its last change is `finished_at`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeliveryReport {
     /// The decision id (keys the delivery log and the inbox item).

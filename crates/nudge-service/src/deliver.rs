@@ -153,20 +153,7 @@ where
     }
 
     async fn report(&self, d: &Delivery) -> Result<(), HandlerError> {
-        let report = DeliveryReport {
-            id: d.id,
-            user_id: d.user_id.clone(),
-            trigger: d.trigger.clone(),
-            channel: d.channel,
-            message: d.message.clone(),
-            variant: d.variant.clone(),
-            experiment: d.experiment.clone(),
-            reason: d.reason.clone(),
-            error: d.error.clone(),
-            at: d.at,
-            finished_at: d.updated_at,
-            attempts: d.attempts,
-        };
+        let report = DeliveryReport::from(d);
         let (event, outcome) = match d.status {
             DeliveryStatus::Sent => (BusEvent::MessageSent(report), "sent"),
             DeliveryStatus::Suppressed => (BusEvent::MessageSuppressed(report), "suppressed"),

@@ -281,6 +281,25 @@ pub struct Delivery {
     pub subject: Option<String>,
 }
 
+impl From<&Delivery> for crate::bus::DeliveryReport {
+    fn from(d: &Delivery) -> Self {
+        crate::bus::DeliveryReport {
+            id: d.id,
+            user_id: d.user_id.clone(),
+            trigger: d.trigger.clone(),
+            channel: d.channel,
+            message: d.message.clone(),
+            variant: d.variant.clone(),
+            experiment: d.experiment.clone(),
+            reason: d.reason.clone(),
+            error: d.error.clone(),
+            at: d.at,
+            finished_at: d.updated_at,
+            attempts: d.attempts,
+        }
+    }
+}
+
 /// How long delivery log entries are kept.
 pub const DELIVERY_RETENTION_MS: Millis = 90 * 24 * 3600 * 1000;
 
