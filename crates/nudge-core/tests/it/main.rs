@@ -1,3 +1,6 @@
+//! nudge-core's integration tests, one binary: properties over generated input (replays, hostile
+//! JSON and rule text, state bytes) and the state-size bound of heavy users.
+
 mod props;
 mod snapshot;
 mod state_size;
