@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// Without it a damaged journal stops the start, naming the files.
     #[arg(long, env = "NUDGE_SALVAGE_JOURNAL")]
     pub salvage_journal: bool,
+    /// Do not serve the demo page (`/demo`: a mock onboarding that sends events with
+    /// analytics.js and shows the nudges in the inbox widget).
+    #[arg(long, env = "NUDGE_NO_DEMO")]
+    pub no_demo: bool,
     /// Webhook attempts before a send counts as failed.
     #[arg(long, default_value_t = 5)]
     pub webhook_attempts: u32,
@@ -95,6 +99,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         evaluate_workers: args.workers,
         max_backlog: args.max_backlog,
         salvage_journal: args.salvage_journal,
+        demo: !args.no_demo,
         webhook: RetryPolicy {
             attempts: args.webhook_attempts.max(1),
             first_backoff_ms: args.webhook_backoff_ms,

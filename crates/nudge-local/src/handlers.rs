@@ -27,4 +27,6 @@ pub struct Handlers {
     pub metrics: Arc<PromMetrics>,
     pub bus: LocalBus,
     pub store: Store,
+    /// The write key the demo page sends its events with.
+    pub demo_write_key: String,
 }

@@ -54,6 +54,8 @@ pub struct ServeConfig {
     pub max_backlog: u64,
     /// Keep the intact records of damaged journal segments instead of refusing to start.
     pub salvage_journal: bool,
+    /// Serve the demo page at `/demo`.
+    pub demo: bool,
     /// Webhook retry policy.
     pub webhook: RetryPolicy,
 }
@@ -204,6 +206,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         metrics: metrics.clone(),
         bus: bus.clone(),
         store: store.clone(),
+        demo_write_key: write_keys.first().cloned().unwrap_or_default(),
     });
 
     // Everything behind the bus runs on a runtime of its own whose threads yield to the HTTP
@@ -237,7 +240,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     }
 
     print_banner(&config, &rules, addr, &write_keys, &admin_key, &public_url);
-    let served = crate::server::run(listener, handlers).await;
+    let served = crate::server::run(listener, handlers, config.demo).await;
     background.shutdown_background();
     // Save how far evaluate got, so the next start reads less again.
     if let Err(e) = journal.maintain() {

@@ -20,13 +20,26 @@ use tokio::net::TcpListener;
 use tracing::info;
 
 use crate::handlers::Handlers;
+use crate::inbox_stream::inbox_stream;
 
-/// Serves until ctrl-c or SIGTERM.
-pub async fn run(listener: TcpListener, handlers: Arc<Handlers>) -> std::io::Result<()> {
-    let app = Router::new()
+/// Serves until ctrl-c or SIGTERM; with `demo`, also the demo page.
+pub async fn run(
+    listener: TcpListener,
+    handlers: Arc<Handlers>,
+    demo: bool,
+) -> std::io::Result<()> {
+    let mut app = Router::new()
         .route("/metrics", get(metrics))
-        .fallback(api)
-        .with_state(handlers);
+        // Other methods (the CORS preflight among them) go to the API like any path.
+        .route(
+            "/v1/users/{user}/inbox/stream",
+            get(inbox_stream).fallback(api),
+        )
+        .fallback(api);
+    if demo {
+        app = app.merge(crate::demo::routes());
+    }
+    let app = app.with_state(handlers);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await

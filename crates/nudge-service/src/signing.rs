@@ -1,9 +1,10 @@
-//! HMAC-SHA256 signatures: the in-app inbox's user hash, one-click unsubscribe tokens and
-//! webhook signatures. Every check is constant-time (`Mac::verify_slice`).
+//! HMAC-SHA256 signatures: the in-app inbox's user hash, one-click unsubscribe tokens, click
+//! links and webhook signatures. Every check is constant-time (`Mac::verify_slice`).
 //!
 //! Domain separation: each use signs a message no other use can produce with the same key.
-//! - unsubscribe tokens sign `nudge-unsubscribe-v1\0` + decision id + user id, a message that
-//!   starts with a letter;
+//! - unsubscribe tokens sign `nudge-unsubscribe-v1\0` + decision id + user id, and click
+//!   links `nudge-click-v1\0` + decision id + channel + user id length + user id + URL:
+//!   messages that start with a letter, and differ in their prefix;
 //! - webhooks sign `<unix seconds>.<body>` (Stripe's format, which receivers re-implement),
 //!   a message that starts with a digit or `-`, so never an unsubscribe message;
 //! - the inbox hash signs the bare user id (Intercom's `user_hash`, which customers' backends
@@ -14,12 +15,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use nudge_core::engine::decision::DecisionId;
+use nudge_core::rules::model::Channel;
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
 /// Prefix of every signed unsubscribe message (bump the version to invalidate all links).
 const UNSUBSCRIBE_DOMAIN: &[u8] = b"nudge-unsubscribe-v1\0";
+
+/// Prefix of every signed click link (bump the version to invalidate all links).
+const CLICK_DOMAIN: &[u8] = b"nudge-click-v1\0";
 
 /// The HTTP header carrying a webhook's signature.
 pub const SIGNATURE_HEADER: &str = "Nudge-Signature";
@@ -55,14 +60,14 @@ pub struct UnsubscribeClaim {
     pub decision: DecisionId,
 }
 
-/// Why an unsubscribe token was refused.
+/// Why an unsubscribe or click token was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
-    /// Not three dot-separated parts of the expected encodings.
-    #[error("malformed unsubscribe token")]
+    /// Not the dot-separated parts of the expected encodings.
+    #[error("malformed token")]
     Malformed,
     /// Well-formed, but not signed with our secret (or altered).
-    #[error("unsubscribe token signature does not match")]
+    #[error("token signature does not match")]
     BadSignature,
 }
 
@@ -119,6 +124,90 @@ pub fn verify_unsubscribe_token(
         .verify_slice(&tag)
         .map_err(|_| TokenError::BadSignature)?;
     Ok(UnsubscribeClaim { user_id, decision })
+}
+
+/// What a valid click link says: this user followed this URL of the message of this decision
+/// (by this trigger), sent on this channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClickClaim {
+    pub user_id: String,
+    pub decision: DecisionId,
+    pub channel: Channel,
+    pub trigger: String,
+    pub url: String,
+}
+
+/// The click MAC: the fixed-size fields first, the user id length-prefixed, so no two claims
+/// sign the same bytes.
+fn click_mac(secret: &[u8], claim: &ClickClaim) -> HmacSha256 {
+    let mut mac = keyed(secret);
+    mac.update(CLICK_DOMAIN);
+    mac.update(&claim.decision.0.to_be_bytes());
+    mac.update(claim.channel.as_str().as_bytes());
+    mac.update(b"\0");
+    mac.update(&(claim.user_id.len() as u64).to_be_bytes());
+    mac.update(claim.user_id.as_bytes());
+    mac.update(&(claim.trigger.len() as u64).to_be_bytes());
+    mac.update(claim.trigger.as_bytes());
+    mac.update(claim.url.as_bytes());
+    mac
+}
+
+/// A click link's token (the path after `/v1/c/`): `base64url(user id).<decision
+/// hex>.<channel>.base64url(trigger).base64url(url).base64url(MAC)`. The URL is signed, so the
+/// link redirects only where the message pointed: no open redirect. Like unsubscribe links,
+/// they do not expire.
+pub fn click_token(secret: &[u8], claim: &ClickClaim) -> String {
+    let tag = click_mac(secret, claim).finalize().into_bytes();
+    format!(
+        "{}.{}.{}.{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(claim.user_id.as_bytes()),
+        claim.decision,
+        claim.channel.as_str(),
+        URL_SAFE_NO_PAD.encode(claim.trigger.as_bytes()),
+        URL_SAFE_NO_PAD.encode(claim.url.as_bytes()),
+        URL_SAFE_NO_PAD.encode(tag)
+    )
+}
+
+/// Checks a click token and returns its claim.
+pub fn verify_click_token(secret: &[u8], token: &str) -> Result<ClickClaim, TokenError> {
+    let mut parts = token.split('.');
+    let (Some(user), Some(decision), Some(channel), Some(trigger), Some(url), Some(tag), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Err(TokenError::Malformed);
+    };
+    let text = |part: &str| {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or(TokenError::Malformed)
+    };
+    if decision.len() != 16 || !decision.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(TokenError::Malformed);
+    }
+    let claim = ClickClaim {
+        user_id: text(user)?,
+        decision: decision.parse().map_err(|_| TokenError::Malformed)?,
+        channel: Channel::parse(channel).ok_or(TokenError::Malformed)?,
+        trigger: text(trigger)?,
+        url: text(url)?,
+    };
+    let tag = URL_SAFE_NO_PAD
+        .decode(tag)
+        .map_err(|_| TokenError::Malformed)?;
+    click_mac(secret, &claim)
+        .verify_slice(&tag)
+        .map_err(|_| TokenError::BadSignature)?;
+    Ok(claim)
 }
 
 /// Why a webhook signature header was refused.
@@ -511,5 +600,65 @@ mod tests {
             "1000.body",
             &hex::encode(&token_tag)
         ));
+    }
+
+    fn claim() -> ClickClaim {
+        ClickClaim {
+            user_id: "ada.lovelace".into(),
+            decision: DecisionId(0x0123_4567_89ab_cdef),
+            channel: Channel::InApp,
+            trigger: "billing-tip".into(),
+            url: "https://app.example.com/billing?from=nudge".into(),
+        }
+    }
+
+    #[test]
+    fn a_click_token_reads_back_its_claim() {
+        let token = click_token(b"secret", &claim());
+        assert!(token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)));
+        assert_eq!(verify_click_token(b"secret", &token), Ok(claim()));
+    }
+
+    #[test]
+    fn a_click_token_cannot_be_forged_altered_or_moved_to_another_user_or_url() {
+        let token = click_token(b"secret", &claim());
+        assert_eq!(
+            verify_click_token(b"other secret", &token),
+            Err(TokenError::BadSignature)
+        );
+        let parts: Vec<&str> = token.split('.').collect();
+        let with = |i: usize, part: String| {
+            let mut p: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
+            p[i] = part;
+            p.join(".")
+        };
+        let evil = URL_SAFE_NO_PAD.encode("https://evil.example.com/");
+        let mallory = URL_SAFE_NO_PAD.encode("mallory");
+        for forged in [
+            with(0, mallory),
+            with(1, "0123456789abcdee".into()),
+            with(2, "email".into()),
+            with(3, URL_SAFE_NO_PAD.encode("other-trigger")),
+            with(4, evil),
+        ] {
+            assert_eq!(
+                verify_click_token(b"secret", &forged),
+                Err(TokenError::BadSignature),
+                "{forged}"
+            );
+        }
+        for malformed in ["", "a.b", &with(2, "sms".into()), &format!("{token}.x")] {
+            assert_eq!(
+                verify_click_token(b"secret", malformed),
+                Err(TokenError::Malformed),
+                "{malformed}"
+            );
+        }
+        // An unsubscribe token is no click token, and the reverse.
+        let unsubscribe = unsubscribe_token(b"secret", "ada.lovelace", claim().decision);
+        assert!(verify_click_token(b"secret", &unsubscribe).is_err());
+        assert!(verify_unsubscribe_token(b"secret", &token).is_err());
     }
 }

@@ -2,11 +2,12 @@
 // report `sendBeacon` and unload-time keepalive requests to the page), and can lose the answer
 // to the first request of a path: it forwards the request (nudge accepts it) and tells the
 // browser 503, the worst case of a network hop. A correct client sends the same events again,
-// and nudge must count them once.
+// and nudge must count them once. `answer` maps paths to a status the proxy gives itself
+// (what another deployment would answer), without asking nudge.
 
 import { createServer, request as httpRequest } from 'node:http';
 
-export async function proxy(target, { loseFirst = null } = {}) {
+export async function proxy(target, { loseFirst = null, answer = {} } = {}) {
   const base = new URL(target);
   const requests = [];
   let lost = false;
@@ -23,6 +24,15 @@ export async function proxy(target, { loseFirst = null } = {}) {
         headers: req.headers,
         body: body.toString('utf8'),
       });
+      const own = answer[url.pathname];
+      if (own && req.method !== 'OPTIONS') {
+        res.writeHead(own, {
+          'content-type': 'application/json',
+          'access-control-allow-origin': req.headers.origin || '*',
+        });
+        res.end(`{"success":false,"error":"answered_by_the_proxy","status":${own}}`);
+        return;
+      }
       const forward = httpRequest(
         {
           host: base.hostname,

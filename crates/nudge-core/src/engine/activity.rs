@@ -3,7 +3,7 @@
 //! value, collected rows) and the starts of sessions.
 
 use super::conditions::{lookup, matches_id, value_key};
-use crate::rules::compiled::{CompiledRules, SlotKind};
+use crate::rules::compiled::{CompiledRules, Reach, SlotKind};
 use crate::state::{Scalar, SlotValue, UserState};
 use crate::time::Millis;
 use serde_json::{Map, Value};
@@ -15,9 +15,10 @@ pub fn update_slots(
     event_id: Option<u32>,
     props: &Map<String, Value>,
     at: Millis,
+    reach: Reach,
 ) {
     let session = state.sessions;
-    for i in rules.slots_for_id(event_id) {
+    for i in rules.slots_reached(event_id, reach) {
         let spec = &rules.slots[i];
         if let Some(reset) = &spec.reset {
             if matches_id(reset, event_id, props) {

@@ -8,6 +8,7 @@ use super::conditions::{lookup, matches_id, value_key};
 use super::decision::{CancelReason, Decision, Outcome};
 use super::wait::timer_id;
 use super::Engine;
+use crate::rules::compiled::Reach;
 use crate::state::UserState;
 
 impl Engine<'_> {
@@ -17,9 +18,10 @@ impl Engine<'_> {
         user_id: &str,
         event_id: Option<u32>,
         props: &Map<String, Value>,
+        reach: Reach,
         out: &mut Outcome,
     ) {
-        for ti in self.rules.cancels_for_id(event_id) {
+        for ti in self.rules.cancels_reached(event_id, reach) {
             let t = &self.rules.triggers[ti];
             if !state.waits.iter().any(|w| w.trigger == t.stable_id) {
                 continue;

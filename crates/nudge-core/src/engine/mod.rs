@@ -20,6 +20,7 @@ mod cancel;
 pub mod conditions;
 mod content;
 pub mod decision;
+pub mod engagement;
 pub mod experiment;
 mod fire;
 pub mod guards;
@@ -32,8 +33,8 @@ mod wait;
 pub use decision::{CancelReason, Decision, Outcome, Reason, Send, SendContext};
 pub use wait::{timer_id, MAX_HELD_PER_TRIGGER};
 
-use crate::event::Message;
-use crate::rules::compiled::{CompiledRules, SegmentMask};
+use crate::event::{Message, MessageKind};
+use crate::rules::compiled::{CompiledRules, Reach, SegmentMask};
 use crate::state::{Scalar, UserState, SEEN_IDS};
 use crate::time::Millis;
 
@@ -131,6 +132,10 @@ impl<'r> Engine<'r> {
             dirty |= self.rules.trait_segment_mask;
         }
         if let Some(name) = msg.activity_name() {
+            if msg.kind == MessageKind::Track && engagement::is_engagement(&name) {
+                let name = name.into_owned();
+                return self.engagement(state, user_id, &name, msg, id_hash, at, candidates, out);
+            }
             let gap = self.rules.session_gap.0;
             // Idle conditions flip on activity only after a long enough gap.
             let idle_for = state.last_activity.map(|last| at - last);
@@ -153,10 +158,20 @@ impl<'r> Engine<'r> {
             if let Some(e) = event_id.and_then(|i| self.rules.event_entries.get(i as usize)) {
                 dirty |= e.segment_mask;
             }
-            activity::update_slots(self.rules, state, event_id, &msg.properties, at);
+            activity::update_slots(self.rules, state, event_id, &msg.properties, at, Reach::All);
             self.segment_transitions(state, user_id, at, Some(dirty), candidates, out);
-            self.cancel_by_event(state, user_id, event_id, &msg.properties, out);
-            self.start_triggers(state, user_id, event_id, msg, id_hash, at, candidates, out);
+            self.cancel_by_event(state, user_id, event_id, &msg.properties, Reach::All, out);
+            self.start_triggers(
+                state,
+                user_id,
+                event_id,
+                msg,
+                id_hash,
+                at,
+                Reach::All,
+                candidates,
+                out,
+            );
         } else {
             self.segment_transitions(state, user_id, at, Some(dirty), candidates, out);
         }

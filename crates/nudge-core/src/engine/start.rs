@@ -11,7 +11,7 @@ use super::once::spent;
 use super::wait::{timer_id, wait_key};
 use super::{Candidate, Engine};
 use crate::event::Message;
-use crate::rules::compiled::COn;
+use crate::rules::compiled::{COn, Reach};
 use crate::state::{Scalar, UserState};
 use crate::time::Millis;
 
@@ -26,10 +26,11 @@ impl Engine<'_> {
         msg: &Message,
         id_hash: u64,
         at: Millis,
+        reach: Reach,
         candidates: &mut Vec<Candidate>,
         out: &mut Outcome,
     ) {
-        for ti in self.rules.triggers_for_id(event_id) {
+        for ti in self.rules.triggers_reached(event_id, reach) {
             let COn::Event(m) = &self.rules.triggers[ti].on else {
                 continue;
             };

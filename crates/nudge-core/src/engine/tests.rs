@@ -452,3 +452,74 @@ triggers:
         check(&s, at, "after an event");
     }
 }
+
+#[test]
+fn engagement_events_are_not_activity_and_reach_only_rules_that_name_them() {
+    // Given a nudge after 2 minutes idle (re-armed by every event), a trigger on any event,
+    // and one on following an in-app link
+    let r = rules(&format!(
+        "{MESSAGES}
+triggers:
+  pause:
+    on: \"*\"
+    rearm: true
+    wait: 2m
+    send: {{channel: in_app, message: note}}
+  clicked:
+    on: In-App Message Clicked
+    send: {{channel: in_app, message: note}}
+"
+    ));
+    let e = Engine::new(&r);
+    let mut s = UserState::new(&r);
+    let (m, at) = track("m1", "Signed Up", json!({}), "2026-03-02T10:00:00Z");
+    let out = e.handle(&mut s, "u1", &m, at);
+    assert_eq!(out.next_wake, Some(t("2026-03-02T10:02:00Z")));
+    let sessions = s.sessions;
+
+    // When the user reads a message a minute later: nothing moves, no session, no re-arm
+    let (m, at) = track(
+        "m2",
+        "In-App Message Viewed",
+        json!({"decision_id": "1"}),
+        "2026-03-02T10:01:00Z",
+    );
+    let out = e.handle(&mut s, "u1", &m, at);
+    assert!(out.decisions.is_empty(), "{:?}", out.decisions);
+    assert_eq!(out.next_wake, Some(t("2026-03-02T10:02:00Z")));
+    assert_eq!(s.sessions, sessions);
+    assert_eq!(s.last_activity, Some(t("2026-03-02T10:00:00Z")));
+
+    // When the user follows a link: the rule naming the click starts, `*` does not re-arm
+    let (m, at) = track(
+        "m3",
+        "In-App Message Clicked",
+        json!({"decision_id": "1"}),
+        "2026-03-02T10:01:30Z",
+    );
+    let out = e.handle(&mut s, "u1", &m, at);
+    assert_eq!(sends(&out), [("clicked".to_string(), None)]);
+    assert_eq!(out.next_wake, Some(t("2026-03-02T10:02:00Z")));
+
+    // And the pause nudge still goes out 2 minutes after the last real activity
+    let out = e.advance(&mut s, "u1", t("2026-03-02T10:02:00Z"));
+    assert_eq!(sends(&out), [("pause".to_string(), None)]);
+}
+
+#[test]
+fn engagement_events_need_no_tracking_plan_entry() {
+    // A plan that allows no unknown events still lets rules name nudge's own events.
+    let r = rules(&format!(
+        "{MESSAGES}
+tracking_plan:
+  allow_unknown_events: false
+  events:
+    Signed Up: {{}}
+triggers:
+  clicked:
+    on: Email Link Clicked
+    send: {{channel: in_app, message: note}}
+"
+    ));
+    assert_eq!(r.triggers.len(), 1);
+}

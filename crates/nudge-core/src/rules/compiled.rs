@@ -318,6 +318,24 @@ pub struct CompiledRules {
     pub any_event_segment_mask: SegmentMask,
 }
 
+/// Which rules an event reaches: those naming it and those on `*` (every activity), or only
+/// those naming it (nudge's own engagement events, which are not activity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    All,
+    Named,
+}
+
+impl Reach {
+    /// The `*` entries, or none.
+    fn any(self, any: &[usize]) -> &[usize] {
+        match self {
+            Reach::All => any,
+            Reach::Named => &[],
+        }
+    }
+}
+
 impl CompiledRules {
     /// The id of an event name the rules mention.
     pub fn event_id(&self, name: &str) -> Option<u32> {
@@ -330,20 +348,43 @@ impl CompiledRules {
 
     /// Triggers an event starts, in decision order (named ones and `*` ones merged).
     pub fn triggers_for_id(&self, id: Option<u32>) -> impl Iterator<Item = usize> + '_ {
-        let named = self.entry(id).map(|e| e.triggers.as_slice()).unwrap_or(&[]);
-        merge_sorted(named, &self.triggers_any)
+        self.triggers_reached(id, Reach::All)
     }
 
     /// Slots an event touches.
     pub fn slots_for_id(&self, id: Option<u32>) -> impl Iterator<Item = usize> + '_ {
-        let named = self.entry(id).map(|e| e.slots.as_slice()).unwrap_or(&[]);
-        named.iter().chain(self.slots_any.iter()).copied()
+        self.slots_reached(id, Reach::All)
     }
 
     /// Triggers whose pending waits an event may cancel.
     pub fn cancels_for_id(&self, id: Option<u32>) -> impl Iterator<Item = usize> + '_ {
+        self.cancels_reached(id, Reach::All)
+    }
+
+    /// [`CompiledRules::triggers_for_id`], with or without the `*` ones.
+    pub fn triggers_reached(
+        &self,
+        id: Option<u32>,
+        reach: Reach,
+    ) -> impl Iterator<Item = usize> + '_ {
+        let named = self.entry(id).map(|e| e.triggers.as_slice()).unwrap_or(&[]);
+        merge_sorted(named, reach.any(&self.triggers_any))
+    }
+
+    /// [`CompiledRules::slots_for_id`], with or without the `*` ones.
+    pub fn slots_reached(&self, id: Option<u32>, reach: Reach) -> impl Iterator<Item = usize> + '_ {
+        let named = self.entry(id).map(|e| e.slots.as_slice()).unwrap_or(&[]);
+        named.iter().chain(reach.any(&self.slots_any)).copied()
+    }
+
+    /// [`CompiledRules::cancels_for_id`], with or without the `*` ones.
+    pub fn cancels_reached(
+        &self,
+        id: Option<u32>,
+        reach: Reach,
+    ) -> impl Iterator<Item = usize> + '_ {
         let named = self.entry(id).map(|e| e.cancels.as_slice()).unwrap_or(&[]);
-        named.iter().chain(self.cancels_any.iter()).copied()
+        named.iter().chain(reach.any(&self.cancels_any)).copied()
     }
 
     /// Triggers an event name starts, in decision order.

@@ -16,6 +16,7 @@ impl InboxStore for SqliteStore {
         const CONTEXT: &str = "put inbox item";
         let json = serde_json::to_string(item).map_err(encode(CONTEXT))?;
         let user = item.user_id.clone();
+        let owner = item.user_id.clone();
         let (id, created_at, expires_at, read_at) = (
             id_to_sql(item.id),
             item.created_at,
@@ -34,7 +35,9 @@ impl InboxStore for SqliteStore {
                 .map_err(sqlite(CONTEXT))?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.inbox_changed(&owner);
+        Ok(())
     }
 
     /// Items are listed up to and including their `expires_at`.
@@ -76,7 +79,8 @@ impl InboxStore for SqliteStore {
         const CONTEXT: &str = "mark inbox item read";
         let user = user_id.to_owned();
         let id = id_to_sql(id);
-        self.writer
+        let changed = self
+            .writer
             .write(CONTEXT, move |conn| {
                 let changed = conn
                     .prepare_cached(
@@ -88,7 +92,11 @@ impl InboxStore for SqliteStore {
                     .map_err(sqlite(CONTEXT))?;
                 Ok(changed > 0)
             })
-            .await
+            .await?;
+        if changed {
+            self.inbox_changed(user_id);
+        }
+        Ok(changed)
     }
 
     /// `false` for an item the user never had or already dismissed.
@@ -96,7 +104,8 @@ impl InboxStore for SqliteStore {
         const CONTEXT: &str = "dismiss inbox item";
         let user = user_id.to_owned();
         let id = id_to_sql(id);
-        self.writer
+        let changed = self
+            .writer
             .write(CONTEXT, move |conn| {
                 let changed = conn
                     .prepare_cached(
@@ -108,7 +117,11 @@ impl InboxStore for SqliteStore {
                     .map_err(sqlite(CONTEXT))?;
                 Ok(changed > 0)
             })
-            .await
+            .await?;
+        if changed {
+            self.inbox_changed(user_id);
+        }
+        Ok(changed)
     }
 }
 

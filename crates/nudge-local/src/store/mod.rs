@@ -39,7 +39,13 @@ pub use users::Queued;
 #[derive(Clone)]
 pub struct SqliteStore {
     writer: Arc<writer::Writer>,
+    /// The users whose inbox just changed (an item put, read or dismissed), for live views.
+    inbox_changes: tokio::sync::broadcast::Sender<Arc<str>>,
 }
+
+/// Inbox changes a slow watcher may fall behind by before it is told it lagged (and reads the
+/// inbox again rather than each change).
+const INBOX_CHANGES_BUFFER: usize = 1024;
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,7 +62,19 @@ impl SqliteStore {
         let writer = writer::Writer::start(conn, checkpoints)?;
         Ok(SqliteStore {
             writer: Arc::new(writer),
+            inbox_changes: tokio::sync::broadcast::channel(INBOX_CHANGES_BUFFER).0,
         })
+    }
+
+    /// The ids of users whose inbox changes from now on (`Lagged` when the watcher fell
+    /// behind: it should read the inboxes it shows again).
+    pub fn inbox_changes(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.inbox_changes.subscribe()
+    }
+
+    fn inbox_changed(&self, user_id: &str) {
+        // No watcher is no error.
+        let _ = self.inbox_changes.send(Arc::from(user_id));
     }
 }
 

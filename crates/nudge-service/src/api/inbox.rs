@@ -1,58 +1,108 @@
-//! Each user's in-app inbox, for the user's own app: authenticated by the user hash the
-//! app's server computes (`X-User-Hash`), so no user reads or changes another's messages.
+//! Each user's in-app inbox, for the user's own app (the inbox widget): authenticated by the
+//! user hash the app's server computes (`X-User-Hash`), so no user reads or changes another's
+//! messages. The inbox answers with an `ETag` (a poll with `If-None-Match` gets 304 when
+//! nothing changed); reading and dismissing record engagement events; each item with a link
+//! carries its click link (`/v1/c/<token>`), which counts the click and redirects.
 
-use http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use nudge_core::engine::decision::DecisionId;
+use nudge_core::engine::engagement::{self, IN_APP_MESSAGE_DISMISSED, IN_APP_MESSAGE_VIEWED};
+use nudge_core::event::Message;
+use nudge_core::rules::model::Channel;
 use nudge_core::time::format_instant;
 use serde_json::{json, Value};
+use tracing::warn;
 
-use super::reply::{error_reply, json_reply, store_failure, Reply};
+use super::reply::{error_reply, json_bytes_reply, json_reply, store_failure, Reply};
 use super::{Api, Store, USER_HASH_HEADER};
-use crate::ports::{Bus, Clock, InboxItem};
-use crate::signing::verify_inbox_hash;
+use crate::bus::{AcceptedEvent, AcceptedEvents, BusEvent};
+use crate::ports::{Bus, Clock, InboxItem, StoreError};
+use crate::signing::{click_token, verify_inbox_hash, ClickClaim};
+
+/// A user's inbox as the API shows it: its JSON and that JSON's entity tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxView {
+    pub json: String,
+    pub etag: String,
+}
+
+/// Why a request may not see or change an inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InboxRefusal {
+    #[error("the inbox needs an inbox secret (--inbox-secret / NUDGE_INBOX_SECRET)")]
+    Disabled,
+    #[error("send X-User-Hash: hex HMAC-SHA256(inbox secret, userId), computed by your server")]
+    MissingHash,
+    #[error("X-User-Hash does not match this user")]
+    WrongHash,
+}
+
+impl InboxRefusal {
+    /// The refusal as the API answers it.
+    pub fn reply(self) -> Reply {
+        let (status, code) = match self {
+            InboxRefusal::Disabled => (StatusCode::FORBIDDEN, "inbox_disabled"),
+            InboxRefusal::MissingHash => (StatusCode::UNAUTHORIZED, "missing_user_hash"),
+            InboxRefusal::WrongHash => (StatusCode::FORBIDDEN, "invalid_user_hash"),
+        };
+        error_reply(status, code, &self.to_string())
+    }
+}
 
 impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
-    /// The user's inbox, if the request proves it acts for that user.
-    pub(super) fn inbox_auth(&self, headers: &HeaderMap, user: &str) -> Option<Reply> {
+    /// Whether the request proves it acts for `user` (the user hash in `X-User-Hash`).
+    pub fn authorize_inbox(&self, headers: &HeaderMap, user: &str) -> Result<(), InboxRefusal> {
         if self.keys.inbox_secret.is_empty() {
-            return Some(error_reply(
-                StatusCode::FORBIDDEN,
-                "inbox_disabled",
-                "the inbox needs an inbox secret (--inbox-secret / NUDGE_INBOX_SECRET)",
-            ));
+            return Err(InboxRefusal::Disabled);
         }
         let Some(hash) = headers.get(USER_HASH_HEADER).and_then(|v| v.to_str().ok()) else {
-            return Some(error_reply(
-                StatusCode::UNAUTHORIZED,
-                "missing_user_hash",
-                "send X-User-Hash: hex HMAC-SHA256(inbox secret, userId), computed by your server",
-            ));
+            return Err(InboxRefusal::MissingHash);
         };
         if !verify_inbox_hash(&self.keys.inbox_secret, user, hash) {
-            return Some(error_reply(
-                StatusCode::FORBIDDEN,
-                "invalid_user_hash",
-                "X-User-Hash does not match this user",
-            ));
+            return Err(InboxRefusal::WrongHash);
         }
-        None
+        Ok(())
+    }
+
+    /// The user's inbox now (for the inbox endpoint and `nudge serve`'s live stream).
+    pub async fn inbox_view(&self, user: &str) -> Result<InboxView, StoreError> {
+        let items = self.store.list(user, self.clock.now()).await?;
+        let unread = items.iter().filter(|i| i.read_at.is_none()).count();
+        let items: Vec<Value> = items.iter().map(|i| self.inbox_json(i)).collect();
+        let json = json!({"user_id": user, "unread": unread, "items": items}).to_string();
+        let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(json.as_bytes()));
+        Ok(InboxView { json, etag })
     }
 
     pub(super) async fn inbox(&self, headers: &HeaderMap, user: &str) -> Reply {
-        if let Some(r) = self.inbox_auth(headers, user) {
-            return r;
+        if let Err(refusal) = self.authorize_inbox(headers, user) {
+            return refusal.reply();
         }
-        match self.store.list(user, self.clock.now()).await {
-            Ok(items) => {
-                let unread = items.iter().filter(|i| i.read_at.is_none()).count();
-                let items: Vec<Value> = items.iter().map(inbox_json).collect();
-                json_reply(
-                    StatusCode::OK,
-                    &json!({"user_id": user, "unread": unread, "items": items}),
-                )
-            }
-            Err(e) => store_failure(&e),
+        let view = match self.inbox_view(user).await {
+            Ok(v) => v,
+            Err(e) => return store_failure(&e),
+        };
+        let unchanged = headers
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|tags| tags.split(',').any(|t| t.trim() == view.etag));
+        let mut reply = if unchanged {
+            let mut r = Response::new(Bytes::new());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            r
+        } else {
+            json_bytes_reply(StatusCode::OK, Bytes::from(view.json))
+        };
+        if let Ok(tag) = HeaderValue::from_str(&view.etag) {
+            reply.headers_mut().insert(header::ETAG, tag);
         }
+        // Personal data: a shared cache must not keep it; the browser revalidates each time.
+        reply.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache"),
+        );
+        reply
     }
 
     pub(super) async fn inbox_action(
@@ -62,8 +112,8 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
         item: &str,
         action: &str,
     ) -> Reply {
-        if let Some(r) = self.inbox_auth(headers, user) {
-            return r;
+        if let Err(refusal) = self.authorize_inbox(headers, user) {
+            return refusal.reply();
         }
         let Ok(id) = item.parse::<DecisionId>() else {
             return error_reply(
@@ -72,32 +122,71 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
                 &format!("`{item}` is not an inbox item id (16 hex digits)"),
             );
         };
-        let done = if action == "read" {
-            self.store.mark_read(user, id, self.clock.now()).await
+        let now = self.clock.now();
+        let (done, event) = if action == "read" {
+            (
+                self.store.mark_read(user, id, now).await,
+                IN_APP_MESSAGE_VIEWED,
+            )
         } else {
-            self.store.dismiss(user, id).await
+            (self.store.dismiss(user, id).await, IN_APP_MESSAGE_DISMISSED)
         };
         match done {
-            Ok(true) => json_reply(StatusCode::OK, &json!({"success": true})),
-            Ok(false) => error_reply(
-                StatusCode::NOT_FOUND,
-                "unknown_item",
-                &format!("user has no inbox item {item}"),
-            ),
-            Err(e) => store_failure(&e),
+            Ok(true) => {}
+            Ok(false) => {
+                return error_reply(
+                    StatusCode::NOT_FOUND,
+                    "unknown_item",
+                    &format!("user has no inbox item {item}"),
+                )
+            }
+            Err(e) => return store_failure(&e),
         }
+        // Once per item and kind, however often the app says so.
+        let message_id = format!("{action}-{id}");
+        let properties = engagement::properties(&id.to_string(), None, "in_app", None);
+        let message = Message::track(user, &message_id, event, properties, now);
+        let recorded = self
+            .bus
+            .publish(&[BusEvent::EventsAccepted(AcceptedEvents {
+                events: vec![AcceptedEvent::new(message, now, now)],
+            })])
+            .await;
+        if let Err(e) = recorded {
+            // Stored, not counted: the app may send it again (both are idempotent).
+            warn!(error = %e, user_id = user, "could not record an inbox engagement event");
+            return error_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the change is stored but could not be recorded; retry",
+            );
+        }
+        json_reply(StatusCode::OK, &json!({"success": true}))
     }
-}
 
-pub(super) fn inbox_json(i: &InboxItem) -> Value {
-    json!({
-        "id": i.id.to_string(),
-        "trigger": i.trigger,
-        "message": i.message,
-        "title": i.title,
-        "body": i.body,
-        "url": i.url,
-        "created_at": format_instant(i.created_at),
-        "read_at": i.read_at.map(format_instant),
-    })
+    /// An item as the inbox shows it, with its click link (a path on this API) if it has a
+    /// link.
+    fn inbox_json(&self, i: &InboxItem) -> Value {
+        let click = i.url.as_ref().map(|url| {
+            let claim = ClickClaim {
+                user_id: i.user_id.clone(),
+                decision: i.id,
+                channel: Channel::InApp,
+                trigger: i.trigger.clone(),
+                url: url.clone(),
+            };
+            format!("/v1/c/{}", click_token(&self.keys.signing_secret, &claim))
+        });
+        json!({
+            "id": i.id.to_string(),
+            "trigger": i.trigger,
+            "message": i.message,
+            "title": i.title,
+            "body": i.body,
+            "url": i.url,
+            "click": click,
+            "created_at": format_instant(i.created_at),
+            "read_at": i.read_at.map(format_instant),
+        })
+    }
 }

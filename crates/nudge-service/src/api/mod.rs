@@ -3,11 +3,14 @@
 //! and the admin endpoints. Framework-free: `http` requests in, `http` responses out.
 //!
 //! This file routes; each group of endpoints has its file (`tracking.rs`, `inbox.rs`,
-//! `unsubscribe.rs`, `admin.rs`), and `reply.rs` builds the answers.
+//! `click.rs`, `unsubscribe.rs`, `admin.rs`, `sdk.rs` for the inbox widget's script), and
+//! `reply.rs` builds the answers.
 
 mod admin;
+mod click;
 mod inbox;
 mod reply;
+mod sdk;
 mod tracking;
 mod unsubscribe;
 
@@ -19,6 +22,7 @@ use http::{header, Method, Request, StatusCode};
 use nudge_core::rules::CompiledRules;
 use serde_json::json;
 
+pub use inbox::{InboxRefusal, InboxView};
 pub use reply::{error_reply, json_reply, request_error_reply, Reply};
 pub use tracking::basic_username;
 
@@ -111,12 +115,30 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
                 Some(r) => r,
                 None => self.inbox(req.headers(), user).await,
             },
+            // `nudge serve` streams the inbox (its own route); behind API Gateway a Lambda
+            // cannot, and the widget polls with `If-None-Match` instead.
+            ["v1", "users", user, "inbox", "stream"] => match allow(&[Method::GET]) {
+                Some(r) => r,
+                None => match self.authorize_inbox(req.headers(), user) {
+                    Err(refusal) => refusal.reply(),
+                    Ok(()) => error_reply(
+                        StatusCode::NOT_IMPLEMENTED,
+                        "stream_unavailable",
+                        "this deployment does not stream the inbox: poll GET /v1/users/{id}/inbox with If-None-Match",
+                    ),
+                },
+            },
             ["v1", "users", user, "inbox", item, action @ ("read" | "dismiss")] => {
                 match allow(&[Method::POST]) {
                     Some(r) => r,
                     None => self.inbox_action(req.headers(), user, item, action).await,
                 }
             }
+            ["v1", "c", token] => match allow(&[Method::GET]) {
+                Some(r) => r,
+                None => self.click(token).await,
+            },
+            ["v1", "sdk", "inbox.js"] => allow(&[Method::GET]).unwrap_or_else(sdk::inbox_js),
             ["v1", "unsubscribe"] => match allow(&[Method::GET, Method::POST]) {
                 Some(r) => r,
                 None => self.unsubscribe(req).await,
