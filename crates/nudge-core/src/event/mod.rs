@@ -13,6 +13,8 @@ use serde_json::{Map, Value};
 
 use crate::time::{parse_instant, Millis};
 
+pub mod engagement;
+
 /// Longest accepted `userId`, `anonymousId`, `messageId`, `previousId` or `groupId`.
 pub const MAX_ID_CHARS: usize = 256;
 /// Longest accepted track event name.

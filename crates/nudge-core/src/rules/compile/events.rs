@@ -19,7 +19,7 @@ impl Compiler<'_> {
         }
         let is_page = name.value.starts_with("page:") || name.value.starts_with("screen:");
         // nudge's own engagement events are no product's: no plan lists them.
-        let is_engagement = crate::engine::engagement::is_engagement(&name.value);
+        let is_engagement = crate::event::engagement::is_engagement(&name.value);
         if !is_page
             && !is_engagement
             && !self.plan().events.is_empty()
