@@ -129,13 +129,15 @@ fn validate(dir: &std::path::Path) -> ExitCode {
     match rules_dir::load(dir) {
         Ok(r) => {
             println!(
-                "{}: ok ({} events in the tracking plan, {} segments, {} triggers, {} messages, {} experiments, {} state slots)",
+                "{}: ok ({} events in the tracking plan, {} segments, {} triggers, {} messages, {} experiments, {} goals, {} funnels, {} state slots)",
                 dir.display(),
                 r.plan.events.len(),
                 r.segments.len(),
                 r.triggers.len(),
                 r.messages.len(),
                 r.experiments.len(),
+                r.goals.len(),
+                r.funnels.len(),
                 r.slots.len()
             );
             ExitCode::SUCCESS

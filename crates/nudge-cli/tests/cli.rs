@@ -241,6 +241,93 @@ fn validate_reports_an_unknown_segment_in_in_segment() {
 }
 
 #[test]
+fn validate_reports_an_unknown_goal_with_the_closest_one() {
+    let dir = copy_of(&saas(), "goal");
+    let good = "    goal: {id: profile_completed, within: 3d}";
+    let bad = "    goal: {id: profile_complete, within: 3d}";
+    let line = replace_line(&dir, "triggers.yaml", good, bad);
+    let errors = validate_fails(&dir);
+    assert_reported(
+        &errors,
+        &dir.file("triggers.yaml"),
+        line,
+        col_of(bad, "profile_complete,"),
+        &[
+            "unknown goal `profile_complete`",
+            "did you mean `profile_completed`",
+        ],
+    );
+}
+
+#[test]
+fn validate_reports_a_goal_without_its_window_and_a_misspelt_key() {
+    let dir = copy_of(&saas(), "goal-window");
+    let good =
+        "    goal: {id: onboarding_completed, within: 7d}   # each assigned user counted once";
+    let bad = "    goal: {id: onboarding_completed, witin: 7d}";
+    let line = replace_line(&dir, "triggers.yaml", good, bad);
+    let errors = validate_fails(&dir);
+    let file = dir.file("triggers.yaml");
+    assert_reported(
+        &errors,
+        &file,
+        line,
+        col_of(bad, "{id"),
+        &["goal needs `within`"],
+    );
+    assert_reported(
+        &errors,
+        &file,
+        line,
+        col_of(bad, "witin"),
+        &["unknown key `witin`", "did you mean `within`"],
+    );
+}
+
+#[test]
+fn validate_reports_funnel_mistakes_in_one_pass() {
+    let dir = copy_of(&ecommerce(), "funnel");
+    let file = dir.file("goals.yaml");
+    let bad_value = "    value: totl";
+    let value_line = replace_line(&dir, "goals.yaml", "    value: total", bad_value);
+    let bad_step = "      - Product Addd";
+    let step_line = replace_line(&dir, "goals.yaml", "      - Product Added", bad_step);
+    let bad_breakdown = "    breakdown: {segment: nw}";
+    let breakdown_line = replace_line(
+        &dir,
+        "goals.yaml",
+        "    breakdown: {segment: new}",
+        bad_breakdown,
+    );
+    let errors = validate_fails(&dir);
+    assert_reported(
+        &errors,
+        &file,
+        value_line,
+        col_of(bad_value, "totl"),
+        &["no property `totl`", "did you mean `total`"],
+    );
+    assert_reported(
+        &errors,
+        &file,
+        step_line,
+        col_of(bad_step, "Product Addd"),
+        &[
+            "`Product Addd`",
+            "not in the tracking plan",
+            "`Product Added`",
+        ],
+    );
+    assert_reported(
+        &errors,
+        &file,
+        breakdown_line,
+        col_of(bad_breakdown, "nw}"),
+        &["unknown segment `nw`", "did you mean `new`"],
+    );
+}
+
+#[test]
 fn validate_reports_a_filter_value_of_the_wrong_type() {
     let dir = copy_of(&saas(), "type");
     let bad = "    where: {step_index: \"three\"}";

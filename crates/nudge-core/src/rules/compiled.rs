@@ -160,6 +160,11 @@ pub struct CTrigger {
     pub once: COnce,
     pub cooldown: Option<Duration>,
     pub experiment: Option<usize>,
+    /// The goal its sends convert to.
+    pub goal: Option<CGoalRef>,
+    /// Every `Send::variant` its sends may carry (experiment arms and the holdout, or the
+    /// message's content variants): state keeps a send's variant as an index into it.
+    pub variant_names: Vec<Arc<str>>,
     pub channel: Channel,
     pub message: usize,
     pub data: Vec<(String, CData)>,
@@ -195,6 +200,51 @@ pub struct CExperiment {
     /// "holdout", shared by every holdout decision.
     pub holdout_name: Arc<str>,
     pub variants: Vec<CVariant>,
+    /// The goal its users convert to, counted once from their assignment.
+    pub goal: Option<CGoalRef>,
+}
+
+/// A compiled goal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CGoal {
+    pub id: Arc<str>,
+    pub stable_id: u32,
+    pub event: Matcher,
+    /// Property path of the goal event whose number is its value.
+    pub value: Option<Vec<String>>,
+}
+
+/// A goal a trigger or an experiment is judged on, and the attribution window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CGoalRef {
+    pub goal: usize,
+    pub within: Duration,
+}
+
+/// A compiled funnel step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CFunnelStep {
+    /// The step's name in reports (as written, or the event reference in words).
+    pub label: Arc<str>,
+    pub event: Matcher,
+}
+
+/// What a funnel's users are split by, read when they enter it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CBreakdown {
+    Segment(usize),
+    Trait(String),
+    Experiment(usize),
+}
+
+/// A compiled funnel.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CFunnel {
+    pub id: Arc<str>,
+    pub stable_id: u32,
+    pub steps: Vec<CFunnelStep>,
+    pub within: Duration,
+    pub breakdown: Option<CBreakdown>,
 }
 
 /// Compiled content for one channel.
@@ -251,6 +301,10 @@ pub struct EventEntry {
     pub triggers: Vec<usize>,
     pub slots: Vec<usize>,
     pub cancels: Vec<usize>,
+    /// Goals this event name may reach (their filters still apply).
+    pub goals: Vec<usize>,
+    /// (funnel, step) pairs whose step names this event.
+    pub funnel_steps: Vec<(usize, usize)>,
     /// Tracked segments (bit i = `tracked_segments[i]`) whose state this event can change.
     pub segment_mask: u128,
 }
@@ -275,6 +329,9 @@ pub struct CompiledRules {
     pub experiments: Vec<CExperiment>,
     pub experiment_by_id: HashMap<u32, usize>,
     pub messages: Vec<CMessage>,
+    pub goals: Vec<CGoal>,
+    pub funnels: Vec<CFunnel>,
+    pub funnel_by_id: HashMap<u32, usize>,
     pub policies: Policies,
     /// Traits kept in state (those the rules and templates read).
     pub traits: Vec<String>,

@@ -46,6 +46,8 @@ pub struct RuleSet {
     pub policies: Policies,
     pub experiments: Vec<ExperimentDef>,
     pub messages: Vec<MessageDef>,
+    pub goals: Vec<GoalDef>,
+    pub funnels: Vec<FunnelDef>,
 }
 
 /// Rule-set-wide settings.
@@ -300,6 +302,8 @@ pub struct TriggerDef {
     pub once: Once,
     pub cooldown: Option<Duration>,
     pub experiment: Option<Sp<String>>,
+    /// The goal a send converts to, and the attribution window from the send.
+    pub goal: Option<GoalRef>,
     pub channel: Sp<Channel>,
     pub message: Sp<String>,
     pub data: Vec<(String, DataSpec)>,
@@ -376,6 +380,54 @@ pub struct ExperimentDef {
     pub id: Sp<String>,
     pub holdout: f64,
     pub variants: Vec<ExperimentVariant>,
+    /// The goal a user converts to, and the window from their assignment.
+    pub goal: Option<GoalRef>,
+}
+
+/// What counts as success: an event (with filters), and optionally one of its numeric
+/// properties summed as the value it brings (revenue).
+#[derive(Debug, Clone)]
+pub struct GoalDef {
+    pub id: Sp<String>,
+    pub description: Option<String>,
+    pub event: EventMatch,
+    /// Property path inside the goal event's properties.
+    pub value: Option<Sp<String>>,
+}
+
+/// A goal named by a trigger or an experiment, with its attribution window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GoalRef {
+    pub id: Sp<String>,
+    pub within: Duration,
+}
+
+/// One step of a funnel: an event reference, with a name for reports.
+#[derive(Debug, Clone)]
+pub struct FunnelStep {
+    pub name: Option<String>,
+    pub event: EventMatch,
+}
+
+/// What a funnel's users are split by.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Breakdown {
+    /// In the segment or not, when they entered the funnel.
+    Segment(Sp<String>),
+    /// The trait's value when they entered the funnel.
+    Trait(Sp<String>),
+    /// Their arm of the experiment when they entered the funnel.
+    Experiment(Sp<String>),
+}
+
+/// Ordered steps a user takes within a window from the first (as in Mixpanel or Amplitude).
+#[derive(Debug, Clone)]
+pub struct FunnelDef {
+    pub id: Sp<String>,
+    pub description: Option<String>,
+    pub steps: Vec<FunnelStep>,
+    pub within: Duration,
+    pub breakdown: Option<Breakdown>,
 }
 
 /// Template text with where it was written.

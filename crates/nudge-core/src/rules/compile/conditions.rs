@@ -4,7 +4,6 @@ use super::events::describe;
 use super::{split_path, Compiler, Ctx};
 use crate::rules::compiled::{CCond, CFilter, Matcher, NameMatch, SlotKind};
 use crate::rules::model::Cond;
-use crate::rules::yaml::closest;
 use std::collections::BTreeSet;
 
 impl Compiler<'_> {
@@ -91,12 +90,7 @@ impl Compiler<'_> {
             Cond::InSegment(s) => match self.segment_ids.get(s.value.as_str()) {
                 Some(&i) => CCond::InSegment(i),
                 None => {
-                    let names: Vec<&str> = self.segment_ids.keys().copied().collect();
-                    let hint = closest(&s.value, &names)
-                        .map(|x| format!("; did you mean `{x}`?"))
-                        .unwrap_or_default();
-                    self.d
-                        .error(s.pos, format!("unknown segment `{}`{hint}", s.value));
+                    super::ids::unknown(self.d, "segment", s, self.segment_ids.keys().copied());
                     CCond::All(vec![])
                 }
             },

@@ -39,6 +39,7 @@ impl Compiler<'_> {
             stable_id: stable_id(&e.id.value),
             holdout_upto,
             variants,
+            goal: e.goal.as_ref().and_then(|g| self.goal_ref(g)),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use super::Compiler;
 use crate::rules::model::{Pos, Sp};
-use crate::rules::yaml::Diagnostics;
+use crate::rules::yaml::{closest, Diagnostics};
 use std::collections::HashMap;
 
 impl Compiler<'_> {
@@ -56,5 +56,24 @@ impl Compiler<'_> {
             "experiment",
             set.experiments.iter().map(|s| &s.id),
         );
+        dups(self.d, files, "goal", set.goals.iter().map(|s| &s.id));
+        dups(self.d, files, "funnel", set.funnels.iter().map(|s| &s.id));
     }
+}
+
+/// Reports a reference to an unknown `what` (segment, message, ...) with the closest known
+/// id, or where to define one when there is none.
+pub(super) fn unknown<'k>(
+    d: &mut Diagnostics,
+    what: &str,
+    name: &Sp<String>,
+    known: impl Iterator<Item = &'k str>,
+) {
+    let names: Vec<&str> = known.collect();
+    let hint = match closest(&name.value, &names) {
+        Some(s) => format!("; did you mean `{s}`?"),
+        None if names.is_empty() => format!("; no {what} is defined"),
+        None => String::new(),
+    };
+    d.error(name.pos, format!("unknown {what} `{}`{hint}", name.value));
 }

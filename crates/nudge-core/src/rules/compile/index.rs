@@ -1,5 +1,6 @@
-//! The compiled rules' lookup tables: which slots, triggers and cancels each event touches,
-//! the order tracked segments are evaluated in and what can change each of them.
+//! The compiled rules' lookup tables: which slots, triggers, cancels, goals and funnel steps
+//! each event touches, the order tracked segments are evaluated in and what can change each
+//! of them.
 
 use crate::rules::compiled::{
     stable_id, CCond, COn, CompiledRules, EventEntry, Matcher, NameMatch, SegmentMask, SlotKind,
@@ -29,7 +30,27 @@ fn number_events(r: &mut CompiledRules) {
             visit(&mut c.event, &mut ids);
         }
     }
+    for g in &mut r.goals {
+        visit(&mut g.event, &mut ids);
+    }
+    for f in &mut r.funnels {
+        for s in &mut f.steps {
+            visit(&mut s.event, &mut ids);
+        }
+    }
     r.event_entries = vec![EventEntry::default(); ids.len()];
+    for (gi, g) in r.goals.iter().enumerate() {
+        if let Some(id) = g.event.event_id {
+            r.event_entries[id as usize].goals.push(gi);
+        }
+    }
+    for (fi, f) in r.funnels.iter().enumerate() {
+        for (si, s) in f.steps.iter().enumerate() {
+            if let Some(id) = s.event.event_id {
+                r.event_entries[id as usize].funnel_steps.push((fi, si));
+            }
+        }
+    }
     for (name, &id) in &ids {
         let e = &mut r.event_entries[id as usize];
         e.triggers = r.triggers_by_event.get(name).cloned().unwrap_or_default();

@@ -3,7 +3,6 @@
 use super::{split_path, Compiler, Ctx};
 use crate::rules::compiled::{CContent, CContentVariant, CJson, CMessage};
 use crate::rules::model::{Content, MessageDef, Pos, Sp, TemplateText};
-use crate::rules::yaml::closest;
 use crate::template::Template;
 
 impl Compiler<'_> {
@@ -12,12 +11,7 @@ impl Compiler<'_> {
         match self.message_ids.get(m.value.as_str()) {
             Some(&i) => Some(i),
             None => {
-                let names: Vec<&str> = self.message_ids.keys().copied().collect();
-                let hint = closest(&m.value, &names)
-                    .map(|x| format!("; did you mean `{x}`?"))
-                    .unwrap_or_default();
-                self.d
-                    .error(m.pos, format!("unknown message `{}`{hint}", m.value));
+                super::ids::unknown(self.d, "message", m, self.message_ids.keys().copied());
                 None
             }
         }

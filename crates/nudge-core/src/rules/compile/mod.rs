@@ -9,6 +9,8 @@
 mod conditions;
 mod events;
 mod experiments;
+mod funnels;
+mod goals;
 mod ids;
 mod index;
 mod messages;
@@ -18,7 +20,9 @@ mod triggers;
 
 pub use events::op_text;
 
-use super::compiled::{CExperiment, CMessage, CSegment, CTrigger, CompiledRules, SlotSpec};
+use super::compiled::{
+    CExperiment, CFunnel, CGoal, CMessage, CSegment, CTrigger, CompiledRules, SlotSpec,
+};
 use super::model::{Channel, RuleSet, TriggerDef};
 use super::yaml::Diagnostics;
 use crate::time::time_zone;
@@ -35,12 +39,17 @@ pub fn compile(set: &RuleSet, d: &mut Diagnostics) -> Option<CompiledRules> {
     let tz = time_zone(&set.settings.default_timezone.value).unwrap_or(jiff::tz::TimeZone::UTC);
     c.check_segment_cycles();
     let messages: Vec<CMessage> = set.messages.iter().map(|m| c.message(m)).collect();
+    let goals: Vec<CGoal> = set.goals.iter().map(|g| c.goal(g)).collect();
     let segments: Vec<CSegment> = set.segments.iter().map(|s| c.segment(s)).collect();
     let experiments: Vec<CExperiment> = set.experiments.iter().map(|e| c.experiment(e)).collect();
     // Decision order: priority, then the order written.
     let mut order: Vec<&TriggerDef> = set.triggers.iter().collect();
     order.sort_by_key(|t| t.priority);
-    let triggers: Vec<CTrigger> = order.iter().filter_map(|t| c.trigger(t)).collect();
+    let mut triggers: Vec<CTrigger> = order.iter().filter_map(|t| c.trigger(t)).collect();
+    for t in &mut triggers {
+        t.variant_names = variant_names(t, &experiments, &messages);
+    }
+    let funnels: Vec<CFunnel> = set.funnels.iter().map(|f| c.funnel(f)).collect();
     if !c.d.errors.is_empty() {
         return None;
     }
@@ -66,6 +75,13 @@ pub fn compile(set: &RuleSet, d: &mut Diagnostics) -> Option<CompiledRules> {
             .collect(),
         experiments,
         messages,
+        goals,
+        funnel_by_id: funnels
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.stable_id, i))
+            .collect(),
+        funnels,
         policies: set.policies.clone(),
         traits: c.traits.iter().cloned().collect(),
         event_ids: Default::default(),
@@ -112,6 +128,7 @@ struct Compiler<'a> {
     segment_ids: HashMap<&'a str, usize>,
     message_ids: HashMap<&'a str, usize>,
     experiment_ids: HashMap<&'a str, usize>,
+    goal_ids: HashMap<&'a str, usize>,
 }
 
 impl<'a> Compiler<'a> {
@@ -145,7 +162,37 @@ impl<'a> Compiler<'a> {
                 .enumerate()
                 .map(|(i, e)| (e.id.value.as_str(), i))
                 .collect(),
+            goal_ids: set
+                .goals
+                .iter()
+                .enumerate()
+                .map(|(i, g)| (g.id.value.as_str(), i))
+                .collect(),
         }
+    }
+}
+
+/// The variants a trigger's sends may carry: the experiment's arms and its holdout, or the
+/// message's default content and its content variants.
+fn variant_names(
+    t: &CTrigger,
+    experiments: &[CExperiment],
+    messages: &[CMessage],
+) -> Vec<std::sync::Arc<str>> {
+    match t.experiment.and_then(|e| experiments.get(e)) {
+        Some(e) => e
+            .variants
+            .iter()
+            .map(|v| v.name.clone())
+            .chain([e.holdout_name.clone()])
+            .collect(),
+        None => match messages.get(t.message) {
+            Some(m) => [m.default_name.clone()]
+                .into_iter()
+                .chain(m.variants.iter().map(|v| v.name.clone()))
+                .collect(),
+            None => vec![],
+        },
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::conditions::collect_props;
 use super::events::describe;
+use super::ids::unknown;
 use super::messages::message_paths;
 use super::{split_path, Compiler, Ctx};
 use crate::rules::compiled::{
@@ -18,8 +19,7 @@ impl Compiler<'_> {
             On::Event(m) => COn::Event(self.matcher(m)),
             On::SegmentEntered(s) | On::SegmentExited(s) => {
                 let Some(&i) = self.segment_ids.get(s.value.as_str()) else {
-                    self.d
-                        .error(s.pos, format!("unknown segment `{}`", s.value));
+                    unknown(self.d, "segment", s, self.segment_ids.keys().copied());
                     return None;
                 };
                 if matches!(t.on, On::SegmentEntered(_)) {
@@ -95,8 +95,7 @@ impl Compiler<'_> {
                 .and_then(|e| match self.experiment_ids.get(e.value.as_str()) {
                     Some(&i) => Some(i),
                     None => {
-                        self.d
-                            .error(e.pos, format!("unknown experiment `{}`", e.value));
+                        unknown(self.d, "experiment", e, self.experiment_ids.keys().copied());
                         None
                     }
                 });
@@ -206,6 +205,9 @@ impl Compiler<'_> {
             once,
             cooldown: t.cooldown,
             experiment,
+            goal: t.goal.as_ref().and_then(|g| self.goal_ref(g)),
+            // Filled in by `compile` once messages and experiments are compiled.
+            variant_names: vec![],
             channel: t.channel.value,
             message,
             data,

@@ -1,4 +1,5 @@
-//! The `experiments` section: holdout share and weighted variants.
+//! The `experiments` section: holdout share, weighted variants and the goal they are judged
+//! on.
 
 use super::values::share;
 use crate::rules::model::{ExperimentDef, ExperimentVariant, Sp};
@@ -13,7 +14,10 @@ pub(super) fn parse_experiment(
 ) -> Option<ExperimentDef> {
     let what = format!("experiment `{}`", id.value);
     let m = r.map(n, &what, d)?;
-    r.check_keys(m, &["description", "holdout", "variants"], &what, d);
+    r.check_keys(m, &["description", "holdout", "variants", "goal"], &what, d);
+    let goal = m
+        .get_node("goal")
+        .and_then(|v| super::goals::parse_goal_ref(r, v, d));
     let holdout = match m.get_node("holdout") {
         None => 0.0,
         Some(v) => share(r, v, "holdout", d)?,
@@ -67,5 +71,6 @@ pub(super) fn parse_experiment(
         id,
         holdout,
         variants,
+        goal,
     })
 }

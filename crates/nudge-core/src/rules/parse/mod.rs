@@ -1,14 +1,16 @@
 //! Turns the YAML files of a rule set into the [`RuleSet`] model, collecting every error.
 //!
 //! `parse_file` reads a file's top-level sections, each in the file named after it:
-//! `settings`, `tracking_plan`, `segments`, `triggers`, `policies`, `experiments` and
-//! `messages`. What several sections share has a file of its own: `conditions` (conditions
+//! `settings`, `tracking_plan`, `segments`, `triggers`, `policies`, `experiments`,
+//! `messages`, `goals` and `funnels`. What several sections share has a file of its own: `conditions` (conditions
 //! and occurrence modifiers), `events` (event references and filters) and `values`
 //! (channels, times of day, shares).
 
 mod conditions;
 mod events;
 mod experiments;
+mod funnels;
+mod goals;
 mod messages;
 mod policies;
 mod segments;
@@ -19,10 +21,13 @@ mod values;
 
 pub use conditions::parse_cond;
 pub use events::{parse_event_match, parse_filters};
+pub use funnels::MAX_FUNNEL_STEPS;
 
 use super::model::{Pos, RuleSet, Sp};
 use super::yaml::{Diagnostics, Reader};
 use experiments::parse_experiment;
+use funnels::parse_funnel;
+use goals::parse_goal;
 use marked_yaml::LoaderOptions;
 use messages::parse_message;
 use policies::parse_policies;
@@ -40,6 +45,8 @@ const TOP_KEYS: &[&str] = &[
     "policies",
     "experiments",
     "messages",
+    "goals",
+    "funnels",
 ];
 
 /// Parses one file's text into `set`, appending errors to `d`.
@@ -102,6 +109,26 @@ pub fn parse_file(file: usize, text: &str, set: &mut RuleSet, d: &mut Diagnostic
                 let id = Sp::new(k.as_str().to_string(), r.key_pos(k));
                 if let Some(e) = parse_experiment(r, id, v, d) {
                     set.experiments.push(e);
+                }
+            }
+        }
+    }
+    if let Some(n) = top.get_node("goals") {
+        if let Some(m) = r.map(n, "goals", d) {
+            for (k, v) in m.iter() {
+                let id = Sp::new(k.as_str().to_string(), r.key_pos(k));
+                if let Some(g) = parse_goal(r, id, v, d) {
+                    set.goals.push(g);
+                }
+            }
+        }
+    }
+    if let Some(n) = top.get_node("funnels") {
+        if let Some(m) = r.map(n, "funnels", d) {
+            for (k, v) in m.iter() {
+                let id = Sp::new(k.as_str().to_string(), r.key_pos(k));
+                if let Some(f) = parse_funnel(r, id, v, d) {
+                    set.funnels.push(f);
                 }
             }
         }

@@ -2,6 +2,7 @@
 
 use super::conditions::{parse_cond, parse_occurrences, OCC_KEYS};
 use super::events::{parse_event_match, parse_filters};
+use super::goals::parse_goal_ref;
 use crate::rules::model::{
     CancelOn, Channel, DataSpec, EventMatch, On, Once, Priority, Sp, TriggerDef,
 };
@@ -21,6 +22,7 @@ const TRIGGER_KEYS: &[&str] = &[
     "once",
     "cooldown",
     "experiment",
+    "goal",
     "send",
     "data",
 ];
@@ -146,6 +148,7 @@ pub(super) fn parse_trigger(
     let experiment = m
         .get_node("experiment")
         .and_then(|v| r.string(v, "experiment", d));
+    let goal = m.get_node("goal").and_then(|v| parse_goal_ref(r, v, d));
     let send = r.required(m, "send", &what, d)?;
     let sm = r.map(send, "send", d)?;
     r.check_keys(sm, &["channel", "message"], "send", d);
@@ -192,6 +195,7 @@ pub(super) fn parse_trigger(
         once,
         cooldown,
         experiment,
+        goal,
         channel,
         message,
         data,
