@@ -2,6 +2,7 @@
 
 mod explain_cmd;
 mod replay_cmd;
+mod report_cmd;
 mod serve_cmd;
 use nudge_service::rules_dir;
 mod test_cmd;
@@ -76,6 +77,27 @@ enum Command {
         /// Segment messages, one JSON object a line (`-` for stdin).
         events: PathBuf,
     },
+    /// What the rules would have done on a history of events, and what it converted: the
+    /// report of `GET /v1/admin/reports`, computed by replaying the file on a virtual clock.
+    Report {
+        /// The rule set directory (every *.yaml file in it).
+        #[arg(long)]
+        rules: PathBuf,
+        /// Stop the clock at this RFC 3339 time or +DURATION after the last event (default +30d).
+        #[arg(long)]
+        until: Option<String>,
+        /// Start of the period reported (RFC 3339; default: the first event), rounded down to the hour.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the period reported (RFC 3339; default: `--until`), rounded up to the hour.
+        #[arg(long)]
+        to: Option<String>,
+        /// `text` for people, `json` for the API's shape.
+        #[arg(long, value_enum, default_value = "text")]
+        format: report_cmd::Format,
+        /// Segment messages, one JSON object a line (`-` for stdin).
+        events: PathBuf,
+    },
     /// Run the engine as one local process: HTTP API, embedded store, timers and channels.
     Serve(serve_cmd::ServeArgs),
     /// Run the journey tests in DIR/tests/*.yaml against the rule set in DIR.
@@ -119,6 +141,21 @@ fn main() -> ExitCode {
             trigger: trigger.as_deref(),
             at: at.as_deref(),
             json,
+        }),
+        Command::Report {
+            rules,
+            until,
+            from,
+            to,
+            format,
+            events,
+        } => report_cmd::run(&report_cmd::Args {
+            rules: &rules,
+            until: until.as_deref(),
+            from: from.as_deref(),
+            to: to.as_deref(),
+            format,
+            events: &events,
         }),
         Command::Test { rules, filter } => test_cmd::run(&rules, filter.as_deref()),
         Command::Serve(args) => serve_cmd::run(args),

@@ -5,6 +5,7 @@
 pub mod engine;
 pub mod event;
 pub mod explain;
+pub mod insights;
 pub mod journey;
 pub mod plan;
 pub mod render;

@@ -2,6 +2,7 @@
 
 use crate::engine::{Decision, Engine, Send};
 use crate::event::Message;
+use crate::insights::{Deltas, Period, Report, Tally};
 use crate::render::render;
 use crate::rules::CompiledRules;
 use crate::state::UserState;
@@ -82,6 +83,8 @@ pub struct Replay<'r> {
     /// user's sends at one instant are decided in priority order.
     pending: Vec<Message>,
     pending_at: Option<Millis>,
+    /// Counters over a period, when measuring (`nudge report`).
+    tally: Option<Tally>,
 }
 
 impl<'r> Replay<'r> {
@@ -97,6 +100,29 @@ impl<'r> Replay<'r> {
             recorded: HashMap::new(),
             pending: Vec::new(),
             pending_at: None,
+            tally: None,
+        }
+    }
+
+    /// Counts what the replay decides over `period`, as a deployment's counters would. A
+    /// replay sends nothing, so each send counts as delivered, as the outbox and the inbox
+    /// would deliver it.
+    pub fn measure(&mut self, period: Period) {
+        self.tally = Some(Tally::new(period));
+    }
+
+    /// The report of what was measured, if measuring.
+    pub fn report(&self) -> Option<Report> {
+        let t = self.tally.as_ref()?;
+        Some(Report::build(self.engine.rules, t.period(), &t.sums()))
+    }
+
+    fn count(&mut self, user: &str, at: Millis, out: &crate::engine::Outcome) {
+        if let Some(t) = &mut self.tally {
+            let mut d = Deltas::default();
+            d.record(user, out, at);
+            d.assume_delivered(out);
+            t.apply(d);
         }
     }
 
@@ -154,6 +180,7 @@ impl<'r> Replay<'r> {
             if out.duplicate {
                 self.stats.duplicates += msgs.len();
             }
+            self.count(user, at, &out);
             self.absorb(user, at, out.decisions, out.next_wake, &mut sends);
         }
         sends
@@ -182,6 +209,7 @@ impl<'r> Replay<'r> {
                 continue;
             };
             let out = self.engine.advance(state, &user, due);
+            self.count(&user, due, &out);
             self.absorb(&user, due, out.decisions, out.next_wake, &mut sends);
         }
         sends

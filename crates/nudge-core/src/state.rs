@@ -261,6 +261,112 @@ pub enum CapMemo {
     },
 }
 
+/// Sends with a goal whose window is open at once, per user; a newer send pushes the oldest
+/// out (it can then no longer convert).
+pub const MAX_ATTRIBUTIONS: usize = 8;
+
+/// A send whose goal window is open: a goal event at most `within` after it converts it.
+/// Times are whole seconds (state stays small; windows are hours or days).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attribution {
+    /// Stable id of the trigger.
+    #[serde(with = "packed::fixed_u32")]
+    pub trigger: u32,
+    /// Index into the trigger's `variant_names`, plus [`CONVERTED`] once converted.
+    pub variant: u8,
+    /// When it was sent, in seconds since the epoch.
+    pub sent: u32,
+}
+
+/// The flag of [`Attribution::variant`] and [`Enrollment::variant`] set once converted.
+pub const CONVERTED: u8 = 0x80;
+
+/// An experiment assignment whose goal window is open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Enrollment {
+    /// Stable id of the experiment.
+    #[serde(with = "packed::fixed_u32")]
+    pub experiment: u32,
+    /// Arm index (`0x7F` the holdout), plus [`CONVERTED`] once converted.
+    pub variant: u8,
+    /// When the user was assigned, in seconds since the epoch.
+    pub since: u32,
+}
+
+/// A user's way through a funnel: when they first entered it (their cohort), the furthest
+/// step counted, and the current attempt (`step` steps done). Times are whole seconds: the
+/// entry since the epoch, the attempt's start after the entry, its last step after its start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunnelProgress {
+    /// Stable id of the funnel.
+    #[serde(with = "packed::fixed_u32")]
+    pub funnel: u32,
+    pub entered: u32,
+    pub best: u8,
+    pub start: u32,
+    pub step: u8,
+    pub last: u32,
+    /// The breakdown value read when the user entered.
+    pub breakdown: Option<String>,
+}
+
+impl FunnelProgress {
+    /// When the user entered, when the current attempt started, and its last step.
+    pub fn times(&self) -> (Millis, Millis, Millis) {
+        let entered = at_secs(self.entered);
+        let start = entered + at_secs(self.start);
+        (entered, start, start + at_secs(self.last))
+    }
+}
+
+impl Attribution {
+    /// Index into the trigger's `variant_names`.
+    pub fn variant_index(&self) -> usize {
+        usize::from(self.variant & !CONVERTED)
+    }
+    pub fn converted(&self) -> bool {
+        self.variant & CONVERTED != 0
+    }
+}
+
+/// The arm index an [`Enrollment`] stores for the holdout.
+const ENROLLED_HOLDOUT: u8 = 0x7F;
+
+impl Enrollment {
+    /// An assignment to arm `arm` (255 for the holdout, as assignments keep it).
+    pub fn new(experiment: u32, arm: u8, since: Millis) -> Self {
+        Enrollment {
+            experiment,
+            variant: if arm == u8::MAX {
+                ENROLLED_HOLDOUT
+            } else {
+                arm.min(ENROLLED_HOLDOUT - 1)
+            },
+            since: secs(since),
+        }
+    }
+    /// The arm index as assignments keep it (255 for the holdout).
+    pub fn arm(&self) -> u8 {
+        match self.variant & !CONVERTED {
+            ENROLLED_HOLDOUT => u8::MAX,
+            v => v,
+        }
+    }
+    pub fn converted(&self) -> bool {
+        self.variant & CONVERTED != 0
+    }
+}
+
+/// Seconds since the epoch of an instant, as state keeps them (0 before the epoch).
+pub fn secs(at: Millis) -> u32 {
+    u32::try_from(at.div_euclid(1000)).unwrap_or(if at < 0 { 0 } else { u32::MAX })
+}
+
+/// The instant of whole seconds since the epoch.
+pub fn at_secs(s: u32) -> Millis {
+    i64::from(s) * 1000
+}
+
 /// Everything nudge keeps about one user.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct UserState {
@@ -288,6 +394,12 @@ pub struct UserState {
     pub wake_at: Option<Millis>,
     /// `CompiledRules::segments_fingerprint` when `segments` was computed (0: never).
     pub segments_fingerprint: u32,
+    /// Sends whose goal window is open (at most [`MAX_ATTRIBUTIONS`]).
+    pub attributions: Vec<Attribution>,
+    /// Experiment assignments whose goal window is open.
+    pub enrollments: Vec<Enrollment>,
+    /// Progress through each funnel the user entered.
+    pub funnels: Vec<FunnelProgress>,
 }
 
 /// The stored form: slots and memos keyed by stable ids so that state survives rule edits.
@@ -312,14 +424,25 @@ struct Stored {
     segments_fingerprint: u32,
 }
 
-const FORMAT_VERSION: u8 = 1;
+/// What reports need kept, stored after [`Stored`] from format version 2 on.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredMeasures {
+    attributions: Vec<Attribution>,
+    enrollments: Vec<Enrollment>,
+    funnels: Vec<FunnelProgress>,
+}
+
+/// Version 2 appends [`StoredMeasures`]; version 1 state (without them) still loads.
+const FORMAT_VERSION: u8 = 2;
 
 /// Why stored state could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("stored state is corrupt: {0}")]
     Corrupt(#[from] postcard::Error),
-    #[error("stored state has format version {0}, this build reads version {FORMAT_VERSION}")]
+    #[error(
+        "stored state has format version {0}, this build reads versions 1 to {FORMAT_VERSION}"
+    )]
     Version(u8),
 }
 
@@ -384,15 +507,24 @@ impl UserState {
             segments_fingerprint: self.segments_fingerprint,
         };
         // Serializing plain data into a Vec cannot fail.
-        postcard::to_allocvec(&stored).unwrap_or_default()
+        let mut bytes = postcard::to_allocvec(&stored).unwrap_or_default();
+        let measures = StoredMeasures {
+            attributions: self.attributions.clone(),
+            enrollments: self.enrollments.clone(),
+            funnels: self.funnels.clone(),
+        };
+        bytes.extend(postcard::to_allocvec(&measures).unwrap_or_default());
+        bytes
     }
 
     /// Decodes stored state for `rules`; parts the rule set no longer uses are dropped.
     pub fn decode(bytes: &[u8], rules: &CompiledRules) -> Result<Self, StateError> {
-        let stored: Stored = postcard::from_bytes(bytes)?;
-        if stored.version != FORMAT_VERSION {
-            return Err(StateError::Version(stored.version));
-        }
+        let (stored, rest): (Stored, &[u8]) = postcard::take_from_bytes(bytes)?;
+        let measures = match stored.version {
+            1 => StoredMeasures::default(),
+            FORMAT_VERSION => postcard::from_bytes(rest)?,
+            other => return Err(StateError::Version(other)),
+        };
         let mut s = UserState::new(rules);
         s.seen = stored.seen;
         s.last_activity = stored.last_activity;
@@ -427,6 +559,21 @@ impl UserState {
         s.assignments = stored.assignments;
         s.wake_at = stored.wake_at;
         s.segments_fingerprint = stored.segments_fingerprint;
+        s.attributions = measures
+            .attributions
+            .into_iter()
+            .filter(|a| rules.trigger_by_id.contains_key(&a.trigger))
+            .collect();
+        s.enrollments = measures
+            .enrollments
+            .into_iter()
+            .filter(|e| rules.experiment_by_id.contains_key(&e.experiment))
+            .collect();
+        s.funnels = measures
+            .funnels
+            .into_iter()
+            .filter(|f| rules.funnel_by_id.contains_key(&f.funnel))
+            .collect();
         Ok(s)
     }
 }

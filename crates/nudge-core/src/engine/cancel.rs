@@ -10,8 +10,10 @@ use super::wait::timer_id;
 use super::Engine;
 use crate::rules::compiled::Reach;
 use crate::state::UserState;
+use crate::time::Millis;
 
 impl Engine<'_> {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn cancel_by_event(
         &self,
         state: &mut UserState,
@@ -19,6 +21,7 @@ impl Engine<'_> {
         event_id: Option<u32>,
         props: &Map<String, Value>,
         reach: Reach,
+        at: Millis,
         out: &mut Outcome,
     ) {
         for ti in self.rules.cancels_reached(event_id, reach) {
@@ -60,6 +63,7 @@ impl Engine<'_> {
                             trigger: t.id.clone(),
                             reason: CancelReason::Event,
                         });
+                        self.cancelled(state, ti, at, out);
                     } else {
                         i += 1;
                     }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::conditions::{lookup, Ctx, Props};
-use super::decision::{decision_id, Send, SendContext};
-use super::{experiment, Candidate, Engine};
+use super::decision::{decision_id, Outcome, Send, SendContext};
+use super::{Candidate, Engine};
 use crate::rules::compiled::{CData, CMessage, CTrigger, CompiledRules};
 use crate::state::{Scalar, SlotValue, UserState};
 use crate::time::Millis;
@@ -20,6 +20,7 @@ impl Engine<'_> {
         user_id: &str,
         c: &Candidate,
         at: Millis,
+        out: &mut Outcome,
     ) -> Send {
         let t = &self.rules.triggers[c.trigger];
         let mut message = t.message;
@@ -27,7 +28,7 @@ impl Engine<'_> {
         let mut exp_variant: Option<(Arc<str>, Option<Arc<str>>)> = None;
         if let Some(ei) = t.experiment {
             let exp = &self.rules.experiments[ei];
-            let v = experiment::assign(self.rules, state, user_id, ei);
+            let v = self.assign_arm(state, user_id, ei, at, out);
             experiment = Some(exp.id.clone());
             match exp.variants.get(usize::from(v)) {
                 Some(var) => {

@@ -185,12 +185,86 @@ pub enum Decision {
     },
 }
 
+/// Something the engine saw that reports count, besides its decisions, at the instant it
+/// belongs to (a conversion belongs to its send's, a funnel step to the user's entry).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fact {
+    pub at: Millis,
+    pub kind: FactKind,
+}
+
+/// What a [`Fact`] records.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FactKind {
+    /// A trigger started: a wait armed, or a send about to meet its guards. `variant` is
+    /// the user's experiment arm when the trigger runs one.
+    Started {
+        trigger: Arc<str>,
+        variant: Option<Arc<str>>,
+        channel: Channel,
+    },
+    /// A trigger's wait ended without a send: a `cancel_on` event, a re-arm replacing it, or
+    /// its `check` (or spent `once`) at fire time.
+    Cancelled {
+        trigger: Arc<str>,
+        variant: Option<Arc<str>>,
+        channel: Channel,
+    },
+    /// Pending waits of a trigger, up or down.
+    Waiting {
+        trigger: Arc<str>,
+        channel: Channel,
+        delta: i64,
+    },
+    /// A goal event within a send's window (`at` is the send's instant). `first` for the
+    /// first one, which converts the send; `value` (thousandths) counts for each.
+    Converted {
+        trigger: Arc<str>,
+        variant: Arc<str>,
+        channel: Channel,
+        first: bool,
+        value: i64,
+    },
+    /// A user was assigned an arm of an experiment (or its holdout).
+    Assigned {
+        experiment: Arc<str>,
+        variant: Arc<str>,
+    },
+    /// A goal event within an assigned user's window (`at` is the assignment's instant).
+    ExperimentGoal {
+        experiment: Arc<str>,
+        variant: Arc<str>,
+        first: bool,
+        value: i64,
+    },
+    /// A user reached a funnel step for the first time (`at` is when they entered the
+    /// funnel); `after` is the time since the step before, in this attempt.
+    FunnelStep {
+        funnel: Arc<str>,
+        step: usize,
+        breakdown: Option<Arc<str>>,
+        after: Option<Millis>,
+    },
+    /// One of nudge's engagement events (delivered, opened, clicked, ...) about a send.
+    Engaged {
+        engagement: crate::event::engagement::Engagement,
+        trigger: Arc<str>,
+        variant: Arc<str>,
+        channel: Arc<str>,
+    },
+}
+
 /// The result of handing one input to the engine.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// The input's messageId was already applied: nothing changed.
     pub duplicate: bool,
+    /// Product messages applied (not seen before; nudge's own engagement events are not
+    /// counted).
+    pub applied: u32,
     pub decisions: Vec<Decision>,
+    /// What reports count besides the decisions.
+    pub facts: Vec<Fact>,
     /// The earliest instant the engine must be woken for this user (pending waits, segment
     /// changes), after this input.
     pub next_wake: Option<Millis>,
@@ -201,7 +275,9 @@ impl Default for Outcome {
         // Most inputs decide a handful of things; reserve once instead of growing.
         Outcome {
             duplicate: false,
+            applied: 0,
             decisions: Vec::with_capacity(8),
+            facts: Vec::new(),
             next_wake: None,
         }
     }

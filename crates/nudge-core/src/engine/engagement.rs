@@ -41,8 +41,18 @@ impl Engine<'_> {
             at,
             Reach::Named,
         );
+        self.goal_event(state, event_id, &msg.properties, at, out);
+        self.funnel_event(state, event_id, &msg.properties, at, out);
         self.segment_transitions(state, user_id, at, Some(dirty), candidates, out);
-        self.cancel_by_event(state, user_id, event_id, &msg.properties, Reach::Named, out);
+        self.cancel_by_event(
+            state,
+            user_id,
+            event_id,
+            &msg.properties,
+            Reach::Named,
+            at,
+            out,
+        );
         self.start_triggers(
             state,
             user_id,

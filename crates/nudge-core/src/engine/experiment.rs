@@ -4,18 +4,19 @@
 
 use crate::rules::compiled::{CExperiment, CompiledRules};
 use crate::state::UserState;
+use std::sync::Arc;
 
 /// Variant index stored for holdout users.
 const HOLDOUT_INDEX: u8 = u8::MAX;
 
 /// The user's arm of an experiment: assigned once by hashing the user id, then kept in state
-/// so that later weight changes never move a user.
+/// so that later weight changes never move a user. Also says whether it was assigned now.
 pub fn assign(
     rules: &CompiledRules,
     state: &mut UserState,
     user_id: &str,
     experiment: usize,
-) -> u8 {
+) -> (u8, bool) {
     let exp = &rules.experiments[experiment];
     if let Some((_, v)) = state
         .assignments
@@ -23,13 +24,21 @@ pub fn assign(
         .find(|(id, _)| *id == exp.stable_id)
     {
         if *v == HOLDOUT_INDEX || usize::from(*v) < exp.variants.len() {
-            return *v;
+            return (*v, false);
         }
     }
     let v = bucket_variant(exp, user_id);
     state.assignments.retain(|(id, _)| *id != exp.stable_id);
     state.assignments.push((exp.stable_id, v));
-    v
+    (v, true)
+}
+
+/// An arm's name (the holdout's for the holdout index).
+pub fn arm_name(exp: &CExperiment, v: u8) -> Arc<str> {
+    match exp.variants.get(usize::from(v)) {
+        Some(var) => var.name.clone(),
+        None => exp.holdout_name.clone(),
+    }
 }
 
 /// Deterministic bucket 0..10000 of a user in an experiment.

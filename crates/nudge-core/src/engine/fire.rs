@@ -78,6 +78,7 @@ impl Engine<'_> {
                         trigger: t.id.clone(),
                         reason: CancelReason::Condition,
                     });
+                    self.cancelled(state, ti, now, out);
                     continue;
                 }
                 let cand = Candidate {
@@ -88,7 +89,7 @@ impl Engine<'_> {
                     props: w.props,
                 };
                 if exits {
-                    let send = self.make_send(state, user_id, &cand, now);
+                    let send = self.make_send(state, user_id, &cand, now, out);
                     self.suppress(state, send, ti, &cand, Reason::ExitCondition, true, out);
                     continue;
                 }

@@ -66,14 +66,14 @@ impl Engine<'_> {
                     return;
                 }
                 Some(_) => {
-                    let send = self.make_send(state, user_id, &c, at);
+                    let send = self.make_send(state, user_id, &c, at, out);
                     let reason = Reason::QuietHours;
                     return self.suppress(state, send, ti, &c, reason, true, out);
                 }
                 None => {}
             }
         }
-        let send = self.make_send(state, user_id, &c, at);
+        let send = self.make_send(state, user_id, &c, at, out);
         if &*send.variant == HOLDOUT && send.experiment.is_some() {
             return self.suppress(state, send, ti, &c, Reason::Holdout, true, out);
         }
@@ -95,6 +95,7 @@ impl Engine<'_> {
         }
         consume(t, &mut state.triggers[ti], state.sessions, &c.props, at);
         record_send(self.rules, state, t.channel, t.priority, at);
+        self.opened_window(state, ti, &send);
         let send = self.with_context(state, &c, send);
         out.decisions.push(Decision::Send(Box::new(send)));
     }

@@ -14,6 +14,9 @@
 //! `activity.rs` (behavioral slots and sessions), `segments.rs` (live membership and segment
 //! triggers), `traits.rs`, `once.rs` (once and cooldown memory), `experiment.rs`
 //! (assignment), `decision.rs` (what the engine outputs).
+//!
+//! What reports count is recorded as facts of the outcome: `measure.rs` (starts,
+//! cancellations, waits, assignments, goal conversions, engagement) and `funnels.rs`.
 
 mod activity;
 mod cancel;
@@ -23,17 +26,19 @@ pub mod decision;
 pub mod engagement;
 pub mod experiment;
 mod fire;
+mod funnels;
 pub mod guards;
+mod measure;
 mod once;
 mod segments;
 mod start;
 mod traits;
 mod wait;
 
-pub use decision::{CancelReason, Decision, Outcome, Reason, Send, SendContext};
+pub use decision::{CancelReason, Decision, Fact, FactKind, Outcome, Reason, Send, SendContext};
 pub use wait::{timer_id, MAX_HELD_PER_TRIGGER};
 
-use crate::event::{Message, MessageKind};
+use crate::event::Message;
 use crate::rules::compiled::{CompiledRules, Reach, SegmentMask};
 use crate::state::{Scalar, UserState, SEEN_IDS};
 use crate::time::Millis;
@@ -90,11 +95,14 @@ impl<'r> Engine<'r> {
         if msgs.iter().all(|m| state.seen.contains(&seen_key(hash(m)))) {
             return Outcome {
                 duplicate: true,
+                applied: 0,
                 decisions: vec![],
+                facts: vec![],
                 next_wake: self.next_wake(state),
             };
         }
         let mut out = Outcome::default();
+        let waits_before = self.wait_counts(state);
         self.advance_into(state, user_id, at.saturating_sub(1), &mut out);
         let mut candidates = Vec::new();
         self.refresh_segments(state, user_id, at, &mut candidates, &mut out);
@@ -107,9 +115,13 @@ impl<'r> Engine<'r> {
             if state.seen.len() > SEEN_IDS {
                 state.seen.remove(0);
             }
+            if !msg.is_engagement() {
+                out.applied += 1;
+            }
             self.apply(state, user_id, msg, id_hash, at, &mut candidates, &mut out);
         }
         self.resolve(state, user_id, candidates, at, &mut out);
+        self.waits_changed(waits_before, state, at, &mut out);
         out.next_wake = self.next_wake(state);
         out
     }
@@ -132,8 +144,9 @@ impl<'r> Engine<'r> {
             dirty |= self.rules.trait_segment_mask;
         }
         if let Some(name) = msg.activity_name() {
-            if msg.kind == MessageKind::Track && engagement::is_engagement(&name) {
+            if msg.is_engagement() {
                 let name = name.into_owned();
+                self.engaged(&name, &msg.properties, at, out);
                 return self.engagement(state, user_id, &name, msg, id_hash, at, candidates, out);
             }
             let gap = self.rules.session_gap.0;
@@ -159,8 +172,18 @@ impl<'r> Engine<'r> {
                 dirty |= e.segment_mask;
             }
             activity::update_slots(self.rules, state, event_id, &msg.properties, at, Reach::All);
+            self.goal_event(state, event_id, &msg.properties, at, out);
+            self.funnel_event(state, event_id, &msg.properties, at, out);
             self.segment_transitions(state, user_id, at, Some(dirty), candidates, out);
-            self.cancel_by_event(state, user_id, event_id, &msg.properties, Reach::All, out);
+            self.cancel_by_event(
+                state,
+                user_id,
+                event_id,
+                &msg.properties,
+                Reach::All,
+                at,
+                out,
+            );
             self.start_triggers(
                 state,
                 user_id,
@@ -181,7 +204,9 @@ impl<'r> Engine<'r> {
     pub fn advance(&self, state: &mut UserState, user_id: &str, now: Millis) -> Outcome {
         state.fit(self.rules);
         let mut out = Outcome::default();
+        let waits_before = self.wait_counts(state);
         self.advance_into(state, user_id, now, &mut out);
+        self.waits_changed(waits_before, state, now, &mut out);
         out.next_wake = self.next_wake(state);
         out
     }

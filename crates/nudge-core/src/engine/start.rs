@@ -92,6 +92,7 @@ impl Engine<'_> {
             // A re-arming event that does not start the trigger still ends the pending wait.
             if let (true, Some(i)) = (t.rearm, pending) {
                 let w = state.waits.swap_remove(i);
+                self.cancelled(state, ti, at, out);
                 out.decisions.push(Decision::Cancel {
                     id: timer_id(user_id, t, &w),
                     trigger: t.id.clone(),

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::conditions::{lookup, value_key};
 use super::decision::{decision_id, Decision, DecisionId, Outcome};
-use super::{experiment, Candidate, Engine};
+use super::{Candidate, Engine};
 use crate::rules::compiled::CTrigger;
 use crate::state::{Scalar, UserState, Wait};
 use crate::time::Millis;
@@ -29,17 +29,23 @@ impl Engine<'_> {
         out: &mut Outcome,
     ) {
         let t = &self.rules.triggers[ti];
+        // The user enters the experiment when the trigger starts (intention to treat).
+        let arm = t
+            .experiment
+            .map(|ei| (ei, self.assign_arm(state, user_id, ei, at, out)));
+        if pending.is_some() {
+            // A re-arm: the pending wait ends, a new one starts.
+            self.cancelled(state, ti, at, out);
+        }
+        self.started(state, ti, at, out);
         match t.wait {
             Some(wait) => {
-                let wait = match t.experiment {
-                    Some(ei) => {
-                        let v = experiment::assign(self.rules, state, user_id, ei);
-                        self.rules.experiments[ei]
-                            .variants
-                            .get(usize::from(v))
-                            .and_then(|v| v.wait)
-                            .unwrap_or(wait)
-                    }
+                let wait = match arm {
+                    Some((ei, v)) => self.rules.experiments[ei]
+                        .variants
+                        .get(usize::from(v))
+                        .and_then(|v| v.wait)
+                        .unwrap_or(wait),
                     None => wait,
                 };
                 let due = at.saturating_add(wait.0);

@@ -13,17 +13,61 @@ pub const IN_APP_MESSAGE_DISMISSED: &str = "In-App Message Dismissed";
 /// The user followed a link of an email.
 pub const EMAIL_LINK_CLICKED: &str = "Email Link Clicked";
 
+/// The mail server (SES, SMTP, the outbox) accepted an email.
+pub const EMAIL_DELIVERED: &str = "Email Delivered";
+/// The email's open pixel was loaded (off by default: opens are unreliable).
+pub const EMAIL_OPENED: &str = "Email Opened";
+/// An email could not be handed over, after every retry.
+pub const EMAIL_FAILED: &str = "Email Failed";
+/// An in-app message was written to the user's inbox.
+pub const IN_APP_MESSAGE_DELIVERED: &str = "In-App Message Delivered";
+/// A webhook answered 2xx.
+pub const WEBHOOK_DELIVERED: &str = "Webhook Delivered";
+/// A webhook failed, after every retry.
+pub const WEBHOOK_FAILED: &str = "Webhook Failed";
+
 /// Every engagement event's name.
-pub const ENGAGEMENT_EVENTS: [&str; 4] = [
+pub const ENGAGEMENT_EVENTS: [&str; 10] = [
     IN_APP_MESSAGE_VIEWED,
     IN_APP_MESSAGE_CLICKED,
     IN_APP_MESSAGE_DISMISSED,
     EMAIL_LINK_CLICKED,
+    EMAIL_DELIVERED,
+    EMAIL_OPENED,
+    EMAIL_FAILED,
+    IN_APP_MESSAGE_DELIVERED,
+    WEBHOOK_DELIVERED,
+    WEBHOOK_FAILED,
 ];
 
 /// Whether an activity name is one of nudge's engagement events.
 pub fn is_engagement(name: &str) -> bool {
     ENGAGEMENT_EVENTS.contains(&name)
+}
+
+/// What an engagement event says happened to a message, as reports count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Engagement {
+    Delivered,
+    Failed,
+    /// An email's pixel loaded, or an in-app message read.
+    Opened,
+    Clicked,
+    Dismissed,
+}
+
+impl Engagement {
+    /// The kind of an engagement event, by its name.
+    pub fn of(name: &str) -> Option<Engagement> {
+        Some(match name {
+            EMAIL_DELIVERED | IN_APP_MESSAGE_DELIVERED | WEBHOOK_DELIVERED => Engagement::Delivered,
+            EMAIL_FAILED | WEBHOOK_FAILED => Engagement::Failed,
+            EMAIL_OPENED | IN_APP_MESSAGE_VIEWED => Engagement::Opened,
+            EMAIL_LINK_CLICKED | IN_APP_MESSAGE_CLICKED => Engagement::Clicked,
+            IN_APP_MESSAGE_DISMISSED => Engagement::Dismissed,
+            _ => return None,
+        })
+    }
 }
 
 /// The properties nudge records with an engagement event: the decision (message) it is about,

@@ -272,6 +272,12 @@ impl Message {
         }
     }
 
+    /// Whether this is one of nudge's own engagement events (a track named like one).
+    pub fn is_engagement(&self) -> bool {
+        self.kind == MessageKind::Track
+            && self.event.as_deref().is_some_and(engagement::is_engagement)
+    }
+
     /// Canonical Segment JSON (camelCase keys); `from_json` reads it back to an equal message.
     pub fn to_json(&self) -> Value {
         self.clone().into_json()

@@ -382,6 +382,18 @@ fn breakdown(rules: &CompiledRules, state: &UserState) -> Vec<(String, usize)> {
                 s.assignments.clear();
             }),
         ),
+        (
+            "open goal windows of sends".to_string(),
+            without(&|s| s.attributions.clear()),
+        ),
+        (
+            "open goal windows of experiment arms".to_string(),
+            without(&|s| s.enrollments.clear()),
+        ),
+        (
+            "funnel progress".to_string(),
+            without(&|s| s.funnels.clear()),
+        ),
     ];
     for (i, spec) in rules.slots.iter().enumerate() {
         parts.push((

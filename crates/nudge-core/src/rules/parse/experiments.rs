@@ -6,6 +6,9 @@ use crate::rules::model::{ExperimentDef, ExperimentVariant, Sp};
 use crate::rules::yaml::{Diagnostics, Reader};
 use marked_yaml::Node;
 
+/// Most arms an experiment has (state keeps a user's arm in 7 bits).
+pub const MAX_VARIANTS: usize = 100;
+
 pub(super) fn parse_experiment(
     r: Reader,
     id: Sp<String>,
@@ -66,6 +69,15 @@ pub(super) fn parse_experiment(
     if variants.is_empty() {
         d.error(id.pos, format!("{what} needs at least one variant"));
         return None;
+    }
+    if variants.len() > MAX_VARIANTS {
+        d.error(
+            id.pos,
+            format!(
+                "{what} has {} variants; at most {MAX_VARIANTS}",
+                variants.len()
+            ),
+        );
     }
     Some(ExperimentDef {
         id,

@@ -76,7 +76,8 @@ pub(super) fn parse_funnel(
         Some(b) => r.map(b, "breakdown", d).and_then(|bm| {
             r.check_keys(bm, &["segment", "trait", "experiment"], "breakdown", d);
             let mut found = Vec::new();
-            let kinds: [(&str, fn(Sp<String>) -> Breakdown); 3] = [
+            type Make = fn(Sp<String>) -> Breakdown;
+            let kinds: [(&str, Make); 3] = [
                 ("segment", Breakdown::Segment),
                 ("trait", Breakdown::Trait),
                 ("experiment", Breakdown::Experiment),

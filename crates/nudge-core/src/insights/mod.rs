@@ -1,0 +1,28 @@
+//! Measuring what the rules achieve: counters kept live as the engine decides (sends,
+//! suppressions, conversions, funnel steps, experiment arms, engagement), per hour, and the
+//! report built from them over any period.
+//!
+//! - `key.rs`: what a counter counts and its hour;
+//! - `deltas.rs`: what one engine outcome adds (stores apply it with the state that
+//!   produced it, so every count is made exactly once);
+//! - `histogram.rs`: latencies and step times as log-scaled buckets;
+//! - `sketch.rs`: distinct users as a HyperLogLog sketch;
+//! - `period.rs`: a report's whole hours, and its whole days for rollups;
+//! - `tally.rs`: sums kept in memory over one period (`nudge report`);
+//! - `report.rs`: the report's JSON shape, built from sums; `text.rs`: the same for people.
+
+pub mod deltas;
+pub mod histogram;
+pub mod key;
+pub mod period;
+pub mod report;
+pub mod sketch;
+pub mod tally;
+pub mod text;
+
+pub use deltas::Deltas;
+pub use key::{hour_of, Field, Key, Scope};
+pub use period::Period;
+pub use report::{Report, Sums};
+pub use sketch::{Observation, Sketch};
+pub use tally::Tally;
