@@ -26,3 +26,6 @@ pub use period::Period;
 pub use report::{Report, Sums};
 pub use sketch::{Observation, Sketch};
 pub use tally::Tally;
+
+#[cfg(test)]
+mod tests;

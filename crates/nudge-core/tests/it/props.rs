@@ -285,6 +285,17 @@ fn until(events: &[(Message, Millis)]) -> Millis {
     events.last().map_or(0, |(_, at)| *at) + 30 * DAY
 }
 
+/// The report of the whole replay.
+fn measured(example: usize, events: &[(Message, Millis)]) -> nudge_core::insights::Report {
+    let mut r = nudge_core::replay::Replay::new(&RULES[example]);
+    r.measure(nudge_core::insights::Period::all());
+    for (m, at) in events {
+        r.event(m, *at);
+    }
+    r.finish(until(events));
+    r.report().expect("measuring")
+}
+
 fn sends(example: usize, events: &[(Message, Millis)]) -> Vec<Send> {
     replay_all(&RULES[example], events, until(events)).0
 }
@@ -354,6 +365,33 @@ proptest! {
         let second = lines(j.example, &sends(j.example, &events));
         // then the output lines are identical
         prop_assert_eq!(first, second);
+    }
+
+    #[test]
+    fn every_start_ends_cancelled_sent_suppressed_or_still_waiting(j in journeys()) {
+        // given journeys replayed with their report measured
+        let events = build(&j)?;
+        let report = measured(j.example, &events);
+        // then for every trigger the starts add up
+        for t in &report.triggers {
+            let c = &t.counts;
+            let ended = c.cancelled + c.sent + c.suppressed.values().sum::<i64>() + t.waiting;
+            prop_assert_eq!(c.started, ended, "trigger {}: {:?}", t.trigger, t);
+            prop_assert!(c.converted <= c.sent, "trigger {}: more conversions than sends", t.trigger);
+        }
+        for f in &report.funnels {
+            for pair in f.steps.windows(2) {
+                prop_assert!(pair[1].users <= pair[0].users, "funnel {}: {:?}", f.funnel, f.steps);
+            }
+        }
+    }
+
+    #[test]
+    fn reports_are_the_same_when_every_event_comes_twice(j in journeys()) {
+        let once = build(&j)?;
+        let mut twice: Vec<_> = once.iter().chain(once.iter()).cloned().collect();
+        twice.sort_by_key(|(_, at)| *at);
+        prop_assert_eq!(measured(j.example, &twice), measured(j.example, &once));
     }
 
     #[test]
