@@ -4,7 +4,7 @@
 //!
 //! | item          | `pk`         | `sk`                    | notes                                  |
 //! |---------------|--------------|-------------------------|----------------------------------------|
-//! | user state    | `u#<userId>` | `state`                 | `state` B, `version` N, `outbox` S, `ids` B |
+//! | user state    | `u#<userId>` | `state`                 | `state` B, `version` N, `outbox` S, `ids` B, `counts` B |
 //! | timer         | `u#<userId>` | `timer`                 | `due` N, `version` N, `ttl`, `gsi1pk`/`gsi1sk` |
 //! | delivery log  | `u#<userId>` | `dlv#<decision hex>`    | `Delivery` fields, `ttl` = at + 90 days |
 //! | inbox item    | `u#<userId>` | `inbox#<decision hex>`  | `InboxItem` fields, `dismissed`, `ttl` |
@@ -12,11 +12,13 @@
 //! The sparse global secondary index [`DUE_INDEX`] (`gsi1pk` S = `timers#<shard>`,
 //! `gsi1sk` N = due ms, projection ALL) holds only live timers, so the sweeper reads nothing
 //! else. Every item of a user shares the partition key, so erasing a user is one Query.
+//! Report counters have items of their own (`reports.rs`).
 
 mod applied_ids;
 mod deliveries;
 mod inbox;
 mod item;
+mod reports;
 mod schema;
 mod timers;
 mod user;

@@ -19,6 +19,7 @@ pub struct EvaluateStore {
 
 impl UserStore for EvaluateStore {
     const PUBLISHES_OUTBOX: bool = true;
+    const COUNTS_IN_SAVE: bool = true;
 
     async fn load(
         &self,
@@ -104,6 +105,7 @@ mod tests {
             outbox,
             message_ids: ids,
             now: SystemClock.now(),
+            counts: nudge_core::insights::Deltas::none(),
         }
     }
 

@@ -5,6 +5,7 @@
 use std::future::Future;
 
 use nudge_core::engine::decision::DecisionId;
+use nudge_core::insights::{Deltas, Period, Sums};
 use nudge_core::rules::model::Channel;
 use nudge_core::time::Millis;
 use serde::{Deserialize, Serialize};
@@ -71,10 +72,13 @@ pub struct StoredUser {
     pub outbox: Vec<BusEvent>,
     /// Those of the messageIds asked about in [`UserStore::load`] that were already applied.
     pub applied: Vec<String>,
+    /// Report counter changes saved with this version and not applied yet (only in stores
+    /// that apply them after the save, [`UserStore::COUNTS_IN_SAVE`] false).
+    pub counts: Deltas,
 }
 
-/// One write of a user's state: the new state, the bus events it produced, and the messageIds
-/// it applied, stored atomically.
+/// One write of a user's state: the new state, the bus events it produced, the messageIds
+/// it applied and what it adds to the report counters, stored atomically.
 #[derive(Debug, Clone, Copy)]
 pub struct UserWrite<'a> {
     pub state: &'a [u8],
@@ -82,6 +86,10 @@ pub struct UserWrite<'a> {
     pub message_ids: &'a [&'a str],
     /// When the write happens (for the applied messageIds' expiry).
     pub now: Millis,
+    /// Report counter changes: applied in the same transaction
+    /// ([`UserStore::COUNTS_IN_SAVE`]), or kept with the state until
+    /// [`UserStore::apply_counts`] applies them.
+    pub counts: &'a Deltas,
 }
 
 /// How long an applied messageId is remembered (a retry later than this counts again).
@@ -93,6 +101,12 @@ pub trait UserStore: Send + Sync {
     /// transaction as the state (a store that holds the bus's queue, as `nudge serve`'s):
     /// evaluate then neither publishes nor clears it, and a crash leaves nothing unpublished.
     const PUBLISHES_OUTBOX: bool = false;
+
+    /// Whether `save` and `save_many` apply each write's counter changes in the same
+    /// transaction as the state. Otherwise they keep them with the state, like the outbox,
+    /// and evaluate calls [`UserStore::apply_counts`] after the save (and after a load that
+    /// finds some left by a crash).
+    const COUNTS_IN_SAVE: bool = false;
 
     /// The user's state, or `None` for a user never written, with which of `message_ids`
     /// were already applied to this user (within the retention; one read where the backend
@@ -121,6 +135,19 @@ pub trait UserStore: Send + Sync {
         user_id: &str,
         version: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Applies the counter changes saved with the user's `version` to the report counters,
+    /// exactly once however often it is called, and forgets them if the version is still
+    /// `version`. Stores that apply them in `save` have nothing to do.
+    fn apply_counts(
+        &self,
+        user_id: &str,
+        version: u64,
+        counts: &Deltas,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = (user_id, version, counts);
+        async { Ok(()) }
+    }
 
     /// Erases everything stored under the user (GDPR): state, applied messageIds, timer,
     /// delivery log and inbox.
@@ -337,6 +364,13 @@ pub struct InboxItem {
     pub read_at: Option<Millis>,
     /// After this the item is no longer listed.
     pub expires_at: Millis,
+}
+
+/// The report counters, read over a period (written with users' state, see [`UserWrite`]).
+pub trait ReportStore: Send + Sync {
+    /// Counter sums over the period's hours, the pending waits now, and the distinct users
+    /// seen in the period.
+    fn report_sums(&self, period: Period) -> impl Future<Output = Result<Sums, StoreError>> + Send;
 }
 
 /// How long an in-app message stays in the inbox.

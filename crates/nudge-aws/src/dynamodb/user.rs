@@ -1,9 +1,10 @@
 //! User state: one item per user, written with optimistic concurrency on `version`, carrying
-//! the outbox and the applied messageIds so that one conditional PutItem stores a whole
-//! evaluation atomically.
+//! the outbox, the applied messageIds and the report counter changes (`reports.rs` applies
+//! them) so that one conditional PutItem stores a whole evaluation atomically.
 
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
+use nudge_core::insights::Deltas;
 use nudge_service::bus::BusEvent;
 use nudge_service::ports::{StoreError, StoredUser, UserStore, UserWrite};
 use tracing::instrument;
@@ -13,7 +14,7 @@ use super::item::{get_n, get_opt_b, get_opt_s, n, s, Item};
 use super::{backend, query_all, user_pk, written, DynamoDbStore};
 
 /// Sort key of the user-state item.
-const STATE_SK: &str = "state";
+pub(super) const STATE_SK: &str = "state";
 
 /// Most items one BatchWriteItem call takes.
 const BATCH_WRITE_MAX: usize = 25;
@@ -80,8 +81,11 @@ impl DynamoDbStore {
     }
 }
 
+/// A user-state item's parts.
+type StateItem = (Vec<u8>, u64, Vec<BusEvent>, AppliedIds, Deltas);
+
 /// Reads a user-state item.
-fn parse_state(item: &Item) -> Result<(Vec<u8>, u64, Vec<BusEvent>, AppliedIds), StoreError> {
+fn parse_state(item: &Item) -> Result<StateItem, StoreError> {
     let state = get_opt_b(item, "state")?
         .ok_or_else(|| StoreError::Corrupt("user state item without `state`".into()))?
         .to_vec();
@@ -92,7 +96,12 @@ fn parse_state(item: &Item) -> Result<(Vec<u8>, u64, Vec<BusEvent>, AppliedIds),
             .map_err(|e| StoreError::Corrupt(format!("outbox of version {version}: {e}")))?,
     };
     let ids = AppliedIds::decode(get_opt_b(item, "ids")?)?;
-    Ok((state, version, outbox, ids))
+    let counts = match get_opt_b(item, "counts")? {
+        None => Deltas::default(),
+        Some(b) => Deltas::decode(b)
+            .map_err(|e| StoreError::Corrupt(format!("report counts of version {version}: {e}")))?,
+    };
+    Ok((state, version, outbox, ids, counts))
 }
 
 impl UserStore for DynamoDbStore {
@@ -116,7 +125,7 @@ impl UserStore for DynamoDbStore {
         let Some(item) = out.item else {
             return Ok(None);
         };
-        let (state, version, outbox, ids) = parse_state(&item)?;
+        let (state, version, outbox, ids, counts) = parse_state(&item)?;
         let now = self.now();
         let applied = message_ids
             .iter()
@@ -129,6 +138,7 @@ impl UserStore for DynamoDbStore {
             version,
             outbox,
             applied,
+            counts,
         }))
     }
 
@@ -175,6 +185,12 @@ impl UserStore for DynamoDbStore {
         if !ids.is_empty() {
             put = put.item("ids", AttributeValue::B(Blob::new(ids.encode())));
         }
+        if !write.counts.is_empty() {
+            put = put.item(
+                "counts",
+                AttributeValue::B(Blob::new(write.counts.encode())),
+            );
+        }
         put = match expected {
             None => put
                 .condition_expression("attribute_not_exists(#pk)")
@@ -188,6 +204,16 @@ impl UserStore for DynamoDbStore {
             true => Ok(version),
             false => Err(conflict()),
         }
+    }
+
+    #[instrument(skip(self, counts))]
+    async fn apply_counts(
+        &self,
+        user_id: &str,
+        version: u64,
+        counts: &Deltas,
+    ) -> Result<(), StoreError> {
+        self.apply_user_counts(user_id, version, counts).await
     }
 
     #[instrument(skip(self))]

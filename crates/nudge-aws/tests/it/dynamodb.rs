@@ -62,6 +62,7 @@ fn write<'a>(
         outbox,
         message_ids,
         now,
+        counts: nudge_core::insights::Deltas::none(),
     }
 }
 

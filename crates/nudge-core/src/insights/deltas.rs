@@ -13,6 +13,14 @@ use crate::engine::{Decision, FactKind, Outcome};
 use crate::event::engagement::Engagement;
 use crate::time::Millis;
 
+/// The stored form of [`Deltas`].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    counts: Vec<([String; 5], i64, i64)>,
+    waiting: Vec<(String, String, i64)>,
+    users: Vec<(i64, u16, u8)>,
+}
+
 /// Counter changes, merged by key and hour.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Deltas {
@@ -24,7 +32,15 @@ pub struct Deltas {
     pub users: Vec<(i64, Observation)>,
 }
 
+/// No changes at all.
+static NONE: std::sync::LazyLock<Deltas> = std::sync::LazyLock::new(Deltas::default);
+
 impl Deltas {
+    /// No changes, for a write that counts nothing.
+    pub fn none() -> &'static Deltas {
+        &NONE
+    }
+
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty() && self.waiting.is_empty() && self.users.is_empty()
     }
@@ -52,6 +68,50 @@ impl Deltas {
         self.waiting.retain(|_, n| *n != 0);
         self.users.sort_unstable();
         self.users.dedup();
+    }
+
+    /// The changes as bytes, for a store that keeps them with the state until it applies
+    /// them (DynamoDB).
+    pub fn encode(&self) -> Vec<u8> {
+        let stored = Stored {
+            counts: self
+                .counts
+                .iter()
+                .map(|((k, hour), n)| (k.parts(), *hour, *n))
+                .collect(),
+            waiting: self
+                .waiting
+                .iter()
+                .map(|((t, c), n)| (t.to_string(), c.to_string(), *n))
+                .collect(),
+            users: self
+                .users
+                .iter()
+                .map(|(hour, o)| (*hour, o.index, o.rank))
+                .collect(),
+        };
+        // Plain data into a Vec cannot fail to serialize.
+        postcard::to_allocvec(&stored).unwrap_or_default()
+    }
+
+    /// Changes stored by [`Deltas::encode`]; keys this build does not know are left out.
+    pub fn decode(bytes: &[u8]) -> Result<Deltas, postcard::Error> {
+        let stored: Stored = postcard::from_bytes(bytes)?;
+        let mut d = Deltas::default();
+        for ([scope, name, variant, part, field], hour, n) in stored.counts {
+            if let Some(k) = Key::from_parts(&scope, &name, &variant, &part, &field) {
+                *d.counts.entry((k, hour)).or_default() += n;
+            }
+        }
+        for (t, c, n) in stored.waiting {
+            *d.waiting.entry((t.into(), c.into())).or_default() += n;
+        }
+        d.users = stored
+            .users
+            .into_iter()
+            .map(|(hour, index, rank)| (hour, Observation { index, rank }))
+            .collect();
+        Ok(d)
     }
 
     /// What `out` (for `user_id`, its input at `at`) adds.
@@ -230,5 +290,25 @@ impl Deltas {
                 self.add(trigger(t, Some(variant), channel, field), at, 1);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_survive_their_stored_form() {
+        let mut d = Deltas::default();
+        d.add(
+            Key::new(Scope::Trigger, "t", "a", "email", Field::Sent),
+            3_600_000,
+            2,
+        );
+        d.add(Key::new(Scope::Totals, "", "", "", Field::Events), 0, 5);
+        d.waiting.insert(("t".into(), "email".into()), -1);
+        d.users.push((1, observe("u1")));
+        assert_eq!(Deltas::decode(&d.encode()).unwrap(), d);
+        assert!(Deltas::decode(&[0xff, 0xff]).is_err());
     }
 }

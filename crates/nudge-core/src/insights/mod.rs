@@ -24,7 +24,7 @@ pub use deltas::Deltas;
 pub use key::{hour_of, Field, Key, Scope};
 pub use period::Period;
 pub use report::{Report, Sums};
-pub use sketch::{Observation, Sketch};
+pub use sketch::{observe, Observation, Sketch};
 pub use tally::Tally;
 
 #[cfg(test)]

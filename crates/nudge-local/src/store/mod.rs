@@ -14,6 +14,7 @@
 //! only if the machine loses power or the OS crashes before the next checkpoint syncs it to
 //! disk (the writer thread checkpoints about every half second while there are writes).
 
+mod counters;
 mod deliveries;
 mod error;
 mod inbox;
@@ -145,6 +146,7 @@ mod tests {
                 outbox: &outbox,
                 message_ids: &["m1"],
                 now: nudge_service::ports::Clock::now(&nudge_service::ports::SystemClock),
+                counts: nudge_core::insights::Deltas::none(),
             };
             store.save("u", None, write).await.unwrap();
             store.set(&delay("u")).await.unwrap();

@@ -111,6 +111,7 @@ mod tests {
             outbox: &[],
             message_ids: ids,
             now: at,
+            counts: nudge_core::insights::Deltas::none(),
         };
         store
             .save("u", None, write(now - MESSAGE_ID_RETENTION_MS, &["old"]))

@@ -11,7 +11,7 @@ use super::error::{sqlite, SqliteFailure};
 
 /// The schema version this code reads and writes, kept in `PRAGMA user_version`; a file with
 /// a higher one is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for another process holding the file before failing as busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,6 +80,34 @@ CREATE TABLE queue (
 );
 ";
 
+/// Version 2: the report counters (hourly and daily rows), pending waits per trigger and
+/// sketches of distinct users per hour and day.
+const SCHEMA_V2: &str = "
+CREATE TABLE counters (
+    grain   INTEGER NOT NULL,
+    bucket  INTEGER NOT NULL,
+    scope   TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    variant TEXT NOT NULL,
+    part    TEXT NOT NULL,
+    field   TEXT NOT NULL,
+    value   INTEGER NOT NULL,
+    PRIMARY KEY (grain, bucket, scope, name, variant, part, field)
+) WITHOUT ROWID;
+CREATE TABLE waiting (
+    trigger TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    value   INTEGER NOT NULL,
+    PRIMARY KEY (trigger, channel)
+) WITHOUT ROWID;
+CREATE TABLE user_sketches (
+    grain     INTEGER NOT NULL,
+    bucket    INTEGER NOT NULL,
+    registers BLOB NOT NULL,
+    PRIMARY KEY (grain, bucket)
+) WITHOUT ROWID;
+";
+
 /// Opens (creating if needed) the database at `path` with WAL, `synchronous=NORMAL` and a
 /// busy timeout, and brings its schema to [`SCHEMA_VERSION`].
 pub(super) fn open(path: &Path) -> Result<Connection, StoreError> {
@@ -140,7 +168,8 @@ pub(super) fn open_for_checkpoints(path: &Path) -> Result<Connection, StoreError
     Ok(conn)
 }
 
-/// Creates the schema in a new file, accepts the current one, refuses a newer one.
+/// Creates the schema in a new file, brings an older one up to date step by step, accepts
+/// the current one, refuses a newer one.
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     const CONTEXT: &str = "migrate SQLite schema";
     // IMMEDIATE: two processes opening a new file at once must not both create the tables.
@@ -151,8 +180,11 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(sqlite(CONTEXT))?;
     match found {
-        0 => {
-            tx.execute_batch(SCHEMA_V1).map_err(sqlite(CONTEXT))?;
+        0 | 1 => {
+            if found == 0 {
+                tx.execute_batch(SCHEMA_V1).map_err(sqlite(CONTEXT))?;
+            }
+            tx.execute_batch(SCHEMA_V2).map_err(sqlite(CONTEXT))?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(sqlite(CONTEXT))?;
         }

@@ -1,6 +1,7 @@
 //! User state: conditional writes on a version number, with the messageIds each write applied
 //! remembered for [`MESSAGE_ID_RETENTION_MS`] so that a redelivered event is applied once.
 
+use nudge_core::insights::Deltas;
 use nudge_core::time::Millis;
 use nudge_service::bus::BusEvent;
 use nudge_service::ports::{
@@ -9,6 +10,7 @@ use nudge_service::ports::{
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::counters;
 use super::error::{corrupt_json, encode, sqlite};
 use super::queue::{encode_events, insert_queue_rows};
 use super::sql_values::{to_sql_int, version_from_sql};
@@ -22,6 +24,8 @@ type RawUser = (Vec<u8>, i64, String);
 type Found = Option<(RawUser, Vec<String>)>;
 
 impl UserStore for SqliteStore {
+    const COUNTS_IN_SAVE: bool = true;
+
     /// Applied messageIds count until their expiry by the wall clock (the port's `load` takes
     /// no time; DynamoDB's TTL filter uses the wall clock too).
     async fn load(
@@ -72,6 +76,8 @@ impl UserStore for SqliteStore {
                     version: version_from_sql(u.user_id, version)?,
                     outbox: decode_outbox(u.user_id, &outbox)?,
                     applied,
+                    // Applied in the save's transaction: none is ever pending.
+                    counts: Deltas::default(),
                 }))
             })
             .collect()
@@ -203,16 +209,28 @@ impl SqliteStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.writer
             .write_checked(CONTEXT, move |conn| {
-                rows.into_iter()
-                    .map(|(row, events)| match row.store(conn) {
-                        Ok(version) if events.is_empty() => Ok(Ok((version, Vec::new()))),
-                        Ok(version) => {
-                            Ok(Ok((version, insert_queue_rows(conn, CONTEXT, &events)?)))
+                // The counter changes of the writes that go through, applied with them.
+                let mut counts = Deltas::default();
+                let saved = rows
+                    .into_iter()
+                    .map(|(mut row, events)| {
+                        let row_counts = std::mem::take(&mut row.counts);
+                        match row.store(conn) {
+                            Ok(version) => {
+                                counts.merge(row_counts);
+                                let seqs = match events.is_empty() {
+                                    true => Vec::new(),
+                                    false => insert_queue_rows(conn, CONTEXT, &events)?,
+                                };
+                                Ok(Ok((version, seqs)))
+                            }
+                            Err(StoreError::Conflict(user)) => Ok(Err(StoreError::Conflict(user))),
+                            Err(e) => Err(e),
                         }
-                        Err(StoreError::Conflict(user)) => Ok(Err(StoreError::Conflict(user))),
-                        Err(e) => Err(e),
                     })
-                    .collect()
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                counters::apply(conn, &counts).map_err(sqlite(CONTEXT))?;
+                Ok(saved)
             })
             .await
     }
@@ -252,6 +270,7 @@ struct Row {
     outbox: String,
     ids: Vec<String>,
     now: Millis,
+    counts: Deltas,
 }
 
 impl Row {
@@ -282,6 +301,7 @@ impl Row {
                 .map(|id| (*id).to_owned())
                 .collect(),
             now: w.write.now,
+            counts: w.write.counts.clone(),
         })
     }
 
@@ -371,6 +391,7 @@ mod tests {
             outbox,
             message_ids: ids,
             now: now(),
+            counts: nudge_core::insights::Deltas::none(),
         }
     }
 
@@ -545,6 +566,7 @@ mod tests {
         let long_ago = now() - MESSAGE_ID_RETENTION_MS - 60_000;
         let old = UserWrite {
             now: long_ago,
+            counts: nudge_core::insights::Deltas::none(),
             ..write(b"s1", &[], &["old"])
         };
         store.save("u1", None, old).await.unwrap();

@@ -3,13 +3,14 @@
 //! and the admin endpoints. Framework-free: `http` requests in, `http` responses out.
 //!
 //! This file routes; each group of endpoints has its file (`tracking.rs`, `inbox.rs`,
-//! `click.rs`, `unsubscribe.rs`, `admin.rs`, `sdk.rs` for the inbox widget's script), and
-//! `reply.rs` builds the answers.
+//! `click.rs`, `unsubscribe.rs`, `admin.rs`, `reports.rs`, `sdk.rs` for the inbox widget's
+//! script), and `reply.rs` builds the answers.
 
 mod admin;
 mod click;
 mod inbox;
 mod reply;
+mod reports;
 mod sdk;
 mod tracking;
 mod unsubscribe;
@@ -29,12 +30,12 @@ pub use tracking::basic_username;
 use crate::cors;
 use crate::ingest::{Endpoint, WriteKeys};
 use crate::metrics::Metrics;
-use crate::ports::{Bus, Clock, DeliveryStore, InboxStore, TimerStore, UserStore};
+use crate::ports::{Bus, Clock, DeliveryStore, InboxStore, ReportStore, TimerStore, UserStore};
 use reply::json_bytes_reply;
 
 /// Every storage port at once (what the API reads and, for GDPR, erases).
-pub trait Store: UserStore + TimerStore + DeliveryStore + InboxStore {}
-impl<T: UserStore + TimerStore + DeliveryStore + InboxStore> Store for T {}
+pub trait Store: UserStore + TimerStore + DeliveryStore + InboxStore + ReportStore {}
+impl<T: UserStore + TimerStore + DeliveryStore + InboxStore + ReportStore> Store for T {}
 
 /// The secrets the API checks.
 #[derive(Clone, Default)]
@@ -143,6 +144,15 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
                 Some(r) => r,
                 None => self.unsubscribe(req).await,
             },
+            ["v1", "admin", "reports", rest @ ..] => {
+                if let Some(r) = self.admin_auth(req.headers()) {
+                    return r;
+                }
+                match allow(&[Method::GET]) {
+                    Some(r) => r,
+                    None => self.reports(req, rest).await,
+                }
+            }
             ["v1", "admin", "users", user, rest @ ..] => {
                 if let Some(r) = self.admin_auth(req.headers()) {
                     return r;

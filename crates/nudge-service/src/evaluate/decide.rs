@@ -5,6 +5,7 @@
 
 use nudge_core::engine::{Decision, Engine};
 use nudge_core::event::Message;
+use nudge_core::insights::Deltas;
 use nudge_core::state::UserState;
 use nudge_core::time::Millis;
 use tracing::info;
@@ -44,6 +45,7 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
 
         let mut decisions: Vec<Decision> = Vec::new();
         let mut applied: Vec<&'a str> = Vec::new();
+        let mut counts = Deltas::default();
         match input {
             Input::Events(events) => {
                 let mut fresh: Vec<&AcceptedEvent> = Vec::with_capacity(events.len());
@@ -72,6 +74,7 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
                         .map_or(fresh.len(), |k| i + k);
                     let group: Vec<&Message> = fresh[i..j].iter().map(|e| &e.message).collect();
                     let outcome = engine.handle_all(&mut state, user_id, &group, at);
+                    counts.record(user_id, &outcome, at);
                     decisions.extend(outcome.decisions);
                     i = j;
                 }
@@ -79,6 +82,7 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
             }
             Input::Timer { .. } => {
                 let outcome = engine.advance(&mut state, user_id, now);
+                counts.record(user_id, &outcome, now);
                 decisions.extend(outcome.decisions);
             }
         }
@@ -88,7 +92,8 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
         let timer_input = matches!(input, Input::Timer { .. });
         let unchanged = before.as_deref() == Some(encoded.as_slice())
             && decisions.is_empty()
-            && applied.is_empty();
+            && applied.is_empty()
+            && counts.is_empty();
         if unchanged && !(timer_input && wake_after.is_some()) {
             // A stale or early timer: nothing changed and no wake-up is owed.
             return Ok(Decided {
@@ -138,6 +143,7 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
                 outbox,
                 applied,
                 now,
+                counts,
             }),
         })
     }

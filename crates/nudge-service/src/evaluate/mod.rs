@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use nudge_core::insights::Deltas;
 use nudge_core::rules::CompiledRules;
 use nudge_core::time::Millis;
 use tracing::{debug, warn};
@@ -66,6 +67,7 @@ struct Plan<'a> {
     outbox: Vec<BusEvent>,
     applied: Vec<&'a str>,
     now: Millis,
+    counts: Deltas,
 }
 
 impl Plan<'_> {
@@ -75,6 +77,7 @@ impl Plan<'_> {
             outbox: &self.outbox,
             message_ids: &self.applied,
             now: self.now,
+            counts: &self.counts,
         }
     }
 }
@@ -248,6 +251,24 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
             self.bus.publish(&leftover).await?;
             self.store.clear_outboxes(&leftover_of).await?;
         }
+        // Counter changes a crash left unapplied: applied before a new save replaces them.
+        let loaded: Vec<Option<StoredUser>> = {
+            let mut out = Vec::with_capacity(loaded.len());
+            for (k, stored) in loaded.into_iter().enumerate() {
+                out.push(match stored {
+                    Some(s) if !s.counts.is_empty() => {
+                        let user = users[which[k]].0;
+                        self.store.apply_counts(user, s.version, &s.counts).await?;
+                        Some(StoredUser {
+                            counts: Deltas::default(),
+                            ..s
+                        })
+                    }
+                    other => other,
+                });
+            }
+            out
+        };
 
         let mut plans: Vec<(usize, Evaluated, Plan<'a>)> = Vec::new();
         for ((k, &i), stored) in which.iter().enumerate().zip(loaded) {
@@ -281,6 +302,16 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
             match saved {
                 Ok(version) => {
                     result.wrote = true;
+                    if !S::COUNTS_IN_SAVE && !plan.counts.is_empty() {
+                        if let Err(e) = self
+                            .store
+                            .apply_counts(users[i].0, version, &plan.counts)
+                            .await
+                        {
+                            // Kept with the state: the user's next input applies them.
+                            warn!(user_id = users[i].0, error = %e, "could not apply report counts yet");
+                        }
+                    }
                     result.published += plan.outbox.len();
                     if !S::PUBLISHES_OUTBOX && !plan.outbox.is_empty() {
                         clear.push((users[i].0, version));

@@ -13,6 +13,7 @@ use crate::bus::AcceptedEvents;
 use crate::bus::DelayCancel;
 use crate::metrics::NoMetrics;
 use nudge_core::event::Message;
+use nudge_core::insights::Deltas;
 use nudge_core::state::UserState;
 
 #[test]
@@ -37,7 +38,19 @@ type Record = (Vec<u8>, u64, Vec<BusEvent>);
 struct MemStore(
     Mutex<HashMap<String, Record>>,
     Mutex<Vec<(String, Vec<u8>)>>,
+    Counts,
 );
+
+/// Report counts kept with the state and applied after the save, as DynamoDB does: the
+/// changes pending per user (with their version), the (user, version) already applied, the
+/// totals, and whether applying fails.
+#[derive(Default)]
+struct Counts {
+    pending: Mutex<HashMap<String, (u64, Deltas)>>,
+    applied: Mutex<Vec<(String, u64)>>,
+    totals: Mutex<Deltas>,
+    fail: std::sync::atomic::AtomicBool,
+}
 
 impl UserStore for MemStore {
     async fn load(&self, user: &str, _: &[&str]) -> Result<Option<StoredUser>, StoreError> {
@@ -51,7 +64,35 @@ impl UserStore for MemStore {
                 version: *version,
                 outbox: outbox.clone(),
                 applied: Vec::new(),
+                counts: match self.2.pending.lock().unwrap().get(user) {
+                    Some((v, d)) if v == version => d.clone(),
+                    _ => Deltas::default(),
+                },
             }))
+    }
+    async fn apply_counts(
+        &self,
+        user: &str,
+        version: u64,
+        counts: &Deltas,
+    ) -> Result<(), StoreError> {
+        if self.2.fail.load(Ordering::SeqCst) {
+            return Err(StoreError::backend(
+                "apply counts",
+                true,
+                std::io::Error::other("down"),
+            ));
+        }
+        let mut applied = self.2.applied.lock().unwrap();
+        if !applied.contains(&(user.to_string(), version)) {
+            applied.push((user.to_string(), version));
+            self.2.totals.lock().unwrap().merge(counts.clone());
+        }
+        let mut pending = self.2.pending.lock().unwrap();
+        if pending.get(user).is_some_and(|(v, _)| *v == version) {
+            pending.remove(user);
+        }
+        Ok(())
     }
     async fn save(
         &self,
@@ -70,6 +111,11 @@ impl UserStore for MemStore {
         assert_eq!(users.get(user).map(|u| u.1), expected);
         let version = expected.unwrap_or(0) + 1;
         users.insert(user.into(), (w.state.to_vec(), version, w.outbox.to_vec()));
+        self.2
+            .pending
+            .lock()
+            .unwrap()
+            .insert(user.into(), (version, w.counts.clone()));
         Ok(version)
     }
     async fn clear_outbox(&self, user: &str, version: u64) -> Result<(), StoreError> {
@@ -371,4 +417,64 @@ async fn a_wait_pushed_back_by_every_event_moves_the_timer_once_per_wait() {
     e.user("u1", Input::Timer { due: at(300) }).await.unwrap();
     let (_, sends) = drain(e);
     assert_eq!(sends, ["pause-nudge"]);
+}
+
+/// The totals the store applied, summed over every hour.
+fn counted(e: &Evaluate<MemStore, Recorded, At>) -> nudge_core::insights::Sums {
+    let mut t = nudge_core::insights::Tally::new(nudge_core::insights::Period::all());
+    t.apply(e.store.2.totals.lock().unwrap().clone());
+    t.sums()
+}
+
+fn events_counted(e: &Evaluate<MemStore, Recorded, At>) -> i64 {
+    let key = nudge_core::insights::Key::new(
+        nudge_core::insights::Scope::Totals,
+        "",
+        "",
+        "",
+        nudge_core::insights::Field::Events,
+    );
+    counted(e).counts.get(&key).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn counts_are_applied_after_the_save_once_and_a_redelivery_adds_nothing() {
+    let e = saas();
+    let batch = BusEvent::EventsAccepted(AcceptedEvents {
+        events: vec![
+            accepted(1, "Signed Up", 1_000),
+            accepted(2, "Login Failed", 2_000),
+        ],
+    });
+    e.handle(&batch).await.unwrap();
+    assert_eq!(events_counted(&e), 2);
+    assert!(
+        e.store.2.pending.lock().unwrap().is_empty(),
+        "applied changes are forgotten"
+    );
+    // The bus delivers the same batch again: the messageIds are known, nothing is counted.
+    e.handle(&batch).await.unwrap();
+    assert_eq!(events_counted(&e), 2);
+}
+
+#[tokio::test]
+async fn counts_a_failure_left_pending_are_applied_before_the_next_save() {
+    let e = saas();
+    e.store.2.fail.store(true, Ordering::SeqCst);
+    let first = BusEvent::EventsAccepted(AcceptedEvents {
+        events: vec![accepted(1, "Signed Up", 1_000)],
+    });
+    // Applying fails: the state is saved, its changes stay with it.
+    e.handle(&first).await.unwrap();
+    assert_eq!(events_counted(&e), 0);
+    assert_eq!(e.store.2.pending.lock().unwrap()["u1"].0, 1);
+    e.store.2.fail.store(false, Ordering::SeqCst);
+    let next = BusEvent::EventsAccepted(AcceptedEvents {
+        events: vec![accepted(2, "Login Failed", 2_000)],
+    });
+    e.handle(&next).await.unwrap();
+    // Both versions' changes, each once.
+    assert_eq!(events_counted(&e), 2);
+    let applied = e.store.2.applied.lock().unwrap().clone();
+    assert_eq!(applied, [("u1".to_string(), 1), ("u1".to_string(), 2)]);
 }

@@ -1,0 +1,236 @@
+//! The report counters in SQLite: every change goes to an hourly row and a daily row (so a
+//! month reads about thirty rows per counter, not seven hundred), pending waits to a gauge
+//! per trigger, distinct users to a sketch per hour and per day. Changes are applied inside
+//! the transaction of the states that produced them (`users.rs`), so each counts once.
+
+use nudge_core::insights::period::Span;
+use nudge_core::insights::{Deltas, Key, Period, Sketch, Sums};
+use nudge_service::ports::{ReportStore, StoreError};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::error::sqlite;
+use super::SqliteStore;
+
+/// `grain` of hourly rows.
+const HOUR: i64 = 0;
+/// `grain` of daily rows.
+const DAY: i64 = 1;
+
+/// Applies a batch's counter changes (on the writer thread, inside its transaction).
+pub(super) fn apply(conn: &Connection, d: &Deltas) -> rusqlite::Result<()> {
+    if d.is_empty() {
+        return Ok(());
+    }
+    let mut add = conn.prepare_cached(
+        "INSERT INTO counters (grain, bucket, scope, name, variant, part, field, value)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (grain, bucket, scope, name, variant, part, field)
+         DO UPDATE SET value = value + excluded.value",
+    )?;
+    for ((key, hour), n) in &d.counts {
+        let [scope, name, variant, part, field] = key.parts();
+        for (grain, bucket) in [(HOUR, *hour), (DAY, hour.div_euclid(24))] {
+            add.execute(params![grain, bucket, scope, name, variant, part, field, n])?;
+        }
+    }
+    let mut wait = conn.prepare_cached(
+        "INSERT INTO waiting (trigger, channel, value) VALUES (?1, ?2, ?3)
+         ON CONFLICT (trigger, channel) DO UPDATE SET value = value + excluded.value",
+    )?;
+    for ((trigger, channel), n) in &d.waiting {
+        wait.execute(params![&**trigger, &**channel, n])?;
+    }
+    // One read and one write per sketch touched, however many users the batch saw.
+    let mut sketches: Vec<((i64, i64), Sketch)> = Vec::new();
+    for (hour, o) in &d.users {
+        for at in [(HOUR, *hour), (DAY, hour.div_euclid(24))] {
+            match sketches.iter_mut().find(|(k, _)| *k == at) {
+                Some((_, s)) => s.apply(*o),
+                None => {
+                    let mut s = read_sketch(conn, at)?.unwrap_or_default();
+                    s.apply(*o);
+                    sketches.push((at, s));
+                }
+            }
+        }
+    }
+    let mut put = conn.prepare_cached(
+        "INSERT INTO user_sketches (grain, bucket, registers) VALUES (?1, ?2, ?3)
+         ON CONFLICT (grain, bucket) DO UPDATE SET registers = excluded.registers",
+    )?;
+    for ((grain, bucket), s) in sketches {
+        put.execute(params![grain, bucket, s.as_bytes()])?;
+    }
+    Ok(())
+}
+
+fn read_sketch(conn: &Connection, (grain, bucket): (i64, i64)) -> rusqlite::Result<Option<Sketch>> {
+    let bytes: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT registers FROM user_sketches WHERE grain = ?1 AND bucket = ?2")?
+        .query_row(params![grain, bucket], |r| r.get(0))
+        .optional()?;
+    // A damaged sketch starts over rather than failing every save.
+    Ok(bytes.and_then(|b| Sketch::from_bytes(&b)))
+}
+
+/// The sums over a period: daily rows for its whole days, hourly rows for the hours around.
+fn read(conn: &Connection, period: Period) -> rusqlite::Result<Sums> {
+    let (days, edges) = period.split_days();
+    let mut ranges: Vec<(i64, Span)> = edges.into_iter().map(|e| (HOUR, e)).collect();
+    ranges.extend(days.map(|d| (DAY, d)));
+    let mut sums = Sums::default();
+    let mut rows = conn.prepare_cached(
+        "SELECT scope, name, variant, part, field, SUM(value) FROM counters
+         WHERE grain = ?1 AND bucket >= ?2 AND bucket < ?3
+         GROUP BY scope, name, variant, part, field",
+    )?;
+    let mut users = Sketch::default();
+    let mut sketches = conn.prepare_cached(
+        "SELECT registers FROM user_sketches WHERE grain = ?1 AND bucket >= ?2 AND bucket < ?3",
+    )?;
+    for (grain, (from, to)) in ranges {
+        let mut found = rows.query(params![grain, from, to])?;
+        while let Some(r) = found.next()? {
+            let parts: [String; 5] = [r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?];
+            let n: i64 = r.get(5)?;
+            // A key this build does not know (written by a newer nudge) is left out.
+            if let Some(key) =
+                Key::from_parts(&parts[0], &parts[1], &parts[2], &parts[3], &parts[4])
+            {
+                *sums.counts.entry(key).or_default() += n;
+            }
+        }
+        let mut found = sketches.query(params![grain, from, to])?;
+        while let Some(r) = found.next()? {
+            let bytes: Vec<u8> = r.get(0)?;
+            if let Some(s) = Sketch::from_bytes(&bytes) {
+                users.merge(&s);
+            }
+        }
+    }
+    sums.users = users.estimate();
+    let mut waiting =
+        conn.prepare_cached("SELECT trigger, SUM(value) FROM waiting GROUP BY trigger")?;
+    let mut found = waiting.query([])?;
+    while let Some(r) = found.next()? {
+        let trigger: String = r.get(0)?;
+        sums.waiting.insert(trigger.into(), r.get(1)?);
+    }
+    Ok(sums)
+}
+
+impl ReportStore for SqliteStore {
+    async fn report_sums(&self, period: Period) -> Result<Sums, StoreError> {
+        const CONTEXT: &str = "read report counters";
+        self.writer
+            .read(CONTEXT, move |conn| {
+                read(conn, period).map_err(sqlite(CONTEXT))
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nudge_core::insights::{observe, Deltas, Field, Key, Period, Scope};
+    use nudge_service::ports::{SaveRequest, UserStore, UserWrite};
+
+    use super::*;
+    use crate::store::test_support::TempDir;
+
+    const H: i64 = 3_600_000;
+
+    fn sent(trigger: &str, at_hour: i64, n: i64, d: &mut Deltas) {
+        let key = Key::new(Scope::Trigger, trigger, "default", "email", Field::Sent);
+        *d.counts.entry((key, at_hour)).or_default() += n;
+    }
+
+    fn save<'a>(user: &'a str, expected: Option<u64>, counts: &'a Deltas) -> SaveRequest<'a> {
+        SaveRequest {
+            user_id: user,
+            expected,
+            write: UserWrite {
+                state: b"s",
+                outbox: &[],
+                message_ids: &[],
+                now: 0,
+                counts,
+            },
+        }
+    }
+
+    fn sent_in(sums: &Sums, trigger: &str) -> i64 {
+        let key = Key::new(Scope::Trigger, trigger, "default", "email", Field::Sent);
+        sums.counts.get(&key).copied().unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn counts_go_in_with_the_states_that_made_them_and_any_period_reads_them_back() {
+        let dir = TempDir::new("counters");
+        let store = dir.open();
+        // One change in every hour of four days, by two users.
+        let (mut a, mut b) = (Deltas::default(), Deltas::default());
+        for hour in 0..96 {
+            sent("t", hour, 1, if hour % 2 == 0 { &mut a } else { &mut b });
+        }
+        a.users.push((3, observe("a")));
+        b.users.push((50, observe("b")));
+        a.waiting.insert(("t".into(), "email".into()), 2);
+        store
+            .save_many(&[save("a", None, &a), save("b", None, &b)])
+            .await
+            .unwrap();
+        // A write that loses its race adds nothing.
+        let lost = store.save_many(&[save("a", None, &a)]).await.unwrap();
+        assert!(lost[0].is_err());
+        let read = |from: i64, to: i64| {
+            let store = store.clone();
+            async move {
+                store
+                    .report_sums(Period::covering(from * H, to * H))
+                    .await
+                    .unwrap()
+            }
+        };
+        // Whole days come from daily rows, the edges from hourly ones: the same sums.
+        for (from, to) in [(0, 96), (22, 74), (25, 30), (0, 24), (23, 25), (95, 96)] {
+            assert_eq!(
+                sent_in(&read(from, to).await, "t"),
+                to - from,
+                "hours {from}..{to}"
+            );
+        }
+        let all = read(0, 96).await;
+        assert_eq!(all.users, 2);
+        assert_eq!(read(0, 24).await.users, 1);
+        assert_eq!(all.waiting.get("t"), Some(&2));
+    }
+
+    #[tokio::test]
+    async fn a_schema_1_file_gains_the_counters() {
+        let dir = TempDir::new("counters-v1");
+        {
+            let store = dir.open();
+            store
+                .writer
+                .write("test", |conn| {
+                    conn.execute_batch(
+                        "DROP TABLE counters; DROP TABLE waiting; DROP TABLE user_sketches;
+                         PRAGMA user_version = 1;",
+                    )
+                    .map_err(sqlite("test"))
+                })
+                .await
+                .unwrap();
+        }
+        let store = dir.open();
+        let mut d = Deltas::default();
+        sent("t", 5, 3, &mut d);
+        store.save_many(&[save("a", None, &d)]).await.unwrap();
+        let sums = store
+            .report_sums(Period::covering(0, 24 * H))
+            .await
+            .unwrap();
+        assert_eq!(sent_in(&sums, "t"), 3);
+    }
+}
