@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use nudge_core::engine::decision::DecisionId;
+use nudge_core::insights::{observe, Deltas, Field, Key, Period, Scope};
 use nudge_core::rules::model::Channel;
 use nudge_core::time::Millis;
 use nudge_service::bus::{BusEvent, DelayCancel, DelayRequest, TimerFired};
 use nudge_service::ports::{
-    Clock, Delivery, DeliveryStatus, DeliveryStore, InboxItem, InboxStore, StoreError, Timer,
-    TimerStore, UserStore, UserWrite, DELIVERY_RETENTION_MS, INBOX_RETENTION_MS,
+    Clock, Delivery, DeliveryStatus, DeliveryStore, InboxItem, InboxStore, ReportStore, StoreError,
+    Timer, TimerStore, UserStore, UserWrite, DELIVERY_RETENTION_MS, INBOX_RETENTION_MS,
     MESSAGE_ID_RETENTION_MS,
 };
 
@@ -648,6 +649,50 @@ async fn erase_user_removes_everything_of_that_user_only() {
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].user_id, "alice2");
     store.erase_user("nobody").await.unwrap();
+}
+
+#[tokio::test]
+async fn report_counts_ride_in_the_state_write_and_count_once_however_often_applied() {
+    let store = store(4).await;
+    let now = wall_clock_ms();
+    let hour = now / 3_600_000;
+    let mut counts = Deltas::default();
+    let sent = Key::new(Scope::Trigger, "t", "default", "email", Field::Sent);
+    counts.counts.insert((sent.clone(), hour), 2);
+    counts.counts.insert((sent.clone(), hour - 30), 1);
+    counts.waiting.insert(("t".into(), "email".into()), 1);
+    counts.users.push((hour, observe("alice")));
+    let mut w = write(b"state", &[], &["m1"], now);
+    w.counts = &counts;
+    let v = store.save("alice", None, w).await.unwrap();
+    // Kept with the state until applied, as the outbox is.
+    let loaded = store.load("alice", &[]).await.unwrap().unwrap();
+    assert_eq!(loaded.counts, counts);
+    // Applied twice (a crash before forgetting them, a redelivered event): counted once.
+    store.apply_counts("alice", v, &counts).await.unwrap();
+    store.apply_counts("alice", v, &counts).await.unwrap();
+    assert!(store
+        .load("alice", &[])
+        .await
+        .unwrap()
+        .unwrap()
+        .counts
+        .is_empty());
+    let sums = store
+        .report_sums(Period::covering(now - 2 * DAY, now + 1))
+        .await
+        .unwrap();
+    assert_eq!(sums.counts.get(&sent), Some(&3));
+    assert_eq!(sums.waiting.get("t"), Some(&1));
+    assert_eq!(sums.users, 1);
+    let last_hour = store
+        .report_sums(Period::covering(now - 3_600_000, now + 1))
+        .await
+        .unwrap();
+    assert_eq!(last_hour.counts.get(&sent), Some(&2));
+    // The markers belong to the user: erasing the user erases them.
+    store.erase_user("alice").await.unwrap();
+    assert!(raw_items(&store, "alice").await.is_empty());
 }
 
 #[tokio::test]
