@@ -6,7 +6,9 @@
 //! |------------------|---------|-----------------------------------|
 //! | `EventsAccepted` | Count   | none                              |
 //! | `EventsRejected` | Count   | `Reason`                          |
-//! | `TriggersFired`  | Count   | `Trigger`                         |
+//! | `TriggersFired`  | Count   | `Trigger`; `Trigger, Variant`     |
+//! | `Conversions`    | Count   | none; `Trigger`; `Trigger, Variant` |
+//! | `Clicks`, `Opens`, `Deliveries`, `DeliveryFailures`, `Dismissals` | Count | none; `Trigger`; `Trigger, Variant` |
 //! | `Sends`          | Count   | `Channel, Outcome` and `Outcome`  |
 //! | `TimerLateness`  | Seconds | none                              |
 //! | `HandlerLatency` | Seconds | `Handler`                         |
@@ -91,13 +93,41 @@ impl Metrics for EmfMetrics {
         emit(&record("ClientRetries", "Count", n as f64, &[&[]], &[]));
     }
 
-    fn trigger_fired(&self, trigger: &str) {
+    fn trigger_fired(&self, trigger: &str, variant: &str) {
         emit(&record(
             "TriggersFired",
             "Count",
             1.0,
-            &[&["Trigger"]],
-            &[("Trigger", trigger)],
+            &[&["Trigger"], &["Trigger", "Variant"]],
+            &[("Trigger", trigger), ("Variant", variant)],
+        ));
+    }
+
+    fn trigger_converted(&self, trigger: &str, variant: &str) {
+        emit(&record(
+            "Conversions",
+            "Count",
+            1.0,
+            &[&[], &["Trigger"], &["Trigger", "Variant"]],
+            &[("Trigger", trigger), ("Variant", variant)],
+        ));
+    }
+
+    fn message_engaged(&self, trigger: &str, variant: &str, engagement: &str) {
+        // One metric per kind, so the dashboard graphs clicks without a dimension filter.
+        let metric = match engagement {
+            "clicked" => "Clicks",
+            "opened" => "Opens",
+            "delivered" => "Deliveries",
+            "failed" => "DeliveryFailures",
+            _ => "Dismissals",
+        };
+        emit(&record(
+            metric,
+            "Count",
+            1.0,
+            &[&[], &["Trigger"], &["Trigger", "Variant"]],
+            &[("Trigger", trigger), ("Variant", variant)],
         ));
     }
 

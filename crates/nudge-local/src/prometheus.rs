@@ -16,6 +16,14 @@ struct ReasonLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TriggerLabel {
     trigger: String,
+    variant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EngagementLabels {
+    trigger: String,
+    variant: String,
+    engagement: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -38,6 +46,8 @@ pub struct PromMetrics {
     rejected: Family<ReasonLabel, Counter>,
     retries: Counter,
     fired: Family<TriggerLabel, Counter>,
+    converted: Family<TriggerLabel, Counter>,
+    engaged: Family<EngagementLabels, Counter>,
     sends: Family<SendLabels, Counter>,
     lateness: Histogram,
     latency: Family<HandlerLabel, Histogram>,
@@ -81,8 +91,20 @@ impl PromMetrics {
         let fired = Family::<TriggerLabel, Counter>::default();
         registry.register(
             "triggers_fired",
-            "Send decisions (sent or suppressed) by trigger",
+            "Send decisions (sent or suppressed) by trigger and variant",
             fired.clone(),
+        );
+        let converted = Family::<TriggerLabel, Counter>::default();
+        registry.register(
+            "conversions",
+            "Sends converted to their trigger's goal, by trigger and variant",
+            converted.clone(),
+        );
+        let engaged = Family::<EngagementLabels, Counter>::default();
+        registry.register(
+            "engagement",
+            "What users did with sends (delivered, failed, opened, clicked, dismissed)",
+            engaged.clone(),
         );
         let sends = Family::<SendLabels, Counter>::default();
         registry.register(
@@ -119,6 +141,8 @@ impl PromMetrics {
             rejected,
             retries,
             fired,
+            converted,
+            engaged,
             sends,
             lateness,
             latency,
@@ -152,10 +176,28 @@ impl Metrics for PromMetrics {
     fn client_retries(&self, n: u64) {
         self.retries.inc_by(n);
     }
-    fn trigger_fired(&self, trigger: &str) {
+    fn trigger_fired(&self, trigger: &str, variant: &str) {
         self.fired
             .get_or_create(&TriggerLabel {
                 trigger: trigger.to_string(),
+                variant: variant.to_string(),
+            })
+            .inc();
+    }
+    fn trigger_converted(&self, trigger: &str, variant: &str) {
+        self.converted
+            .get_or_create(&TriggerLabel {
+                trigger: trigger.to_string(),
+                variant: variant.to_string(),
+            })
+            .inc();
+    }
+    fn message_engaged(&self, trigger: &str, variant: &str, engagement: &str) {
+        self.engaged
+            .get_or_create(&EngagementLabels {
+                trigger: trigger.to_string(),
+                variant: variant.to_string(),
+                engagement: engagement.to_string(),
             })
             .inc();
     }
@@ -192,7 +234,9 @@ mod tests {
         m.events_evaluated(2);
         m.events_rejected("unknown_write_key", 1);
         m.client_retries(2);
-        m.trigger_fired("profile-reminder");
+        m.trigger_fired("profile-reminder", "default");
+        m.trigger_converted("profile-reminder", "default");
+        m.message_engaged("profile-reminder", "default", "clicked");
         m.delivery("email", "sent", "");
         m.timer_lateness(0.02);
         m.handler_latency("evaluate", 0.001);
@@ -202,7 +246,9 @@ mod tests {
             "nudge_events_evaluated_total 2",
             "nudge_events_rejected_total{reason=\"unknown_write_key\"} 1",
             "nudge_client_retries_total 2",
-            "nudge_triggers_fired_total{trigger=\"profile-reminder\"} 1",
+            "nudge_triggers_fired_total{trigger=\"profile-reminder\",variant=\"default\"} 1",
+            "nudge_conversions_total{trigger=\"profile-reminder\",variant=\"default\"} 1",
+            "nudge_engagement_total{trigger=\"profile-reminder\",variant=\"default\",engagement=\"clicked\"} 1",
             "nudge_sends_total{channel=\"email\",outcome=\"sent\",reason=\"\"} 1",
             "nudge_timer_lateness_seconds_count 1",
             "nudge_handler_latency_seconds_count{handler=\"evaluate\"} 1",

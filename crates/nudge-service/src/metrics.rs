@@ -13,8 +13,13 @@ pub trait Metrics: Send + Sync {
     /// Tracking requests an SDK sent again after a failed attempt (`X-Retry-Count`,
     /// RudderStack's `Rsa-Retry-Attempt`): a rise means clients struggle to reach nudge.
     fn client_retries(&self, n: u64);
-    /// A trigger decided a send (sent or suppressed).
-    fn trigger_fired(&self, trigger: &str);
+    /// A trigger decided a send (sent or suppressed), of this variant.
+    fn trigger_fired(&self, trigger: &str, variant: &str);
+    /// A send converted to its trigger's goal (counted once per send).
+    fn trigger_converted(&self, _trigger: &str, _variant: &str) {}
+    /// What a user did with a send (`delivered`, `failed`, `opened`, `clicked`,
+    /// `dismissed`), from nudge's engagement events.
+    fn message_engaged(&self, _trigger: &str, _variant: &str, _engagement: &str) {}
     /// A delivery finished: channel, outcome (`sent`, `suppressed`, `failed`) and reason.
     fn delivery(&self, channel: &str, outcome: &str, reason: &str);
     /// How late a timer fired, in seconds.
@@ -33,7 +38,7 @@ impl Metrics for NoMetrics {
     fn events_accepted(&self, _: u64) {}
     fn events_rejected(&self, _: &str, _: u64) {}
     fn client_retries(&self, _: u64) {}
-    fn trigger_fired(&self, _: &str) {}
+    fn trigger_fired(&self, _: &str, _: &str) {}
     fn delivery(&self, _: &str, _: &str, _: &str) {}
     fn timer_lateness(&self, _: f64) {}
     fn handler_latency(&self, _: &'static str, _: f64) {}

@@ -57,6 +57,17 @@ pub enum Engagement {
 }
 
 impl Engagement {
+    /// The kind as reports and metrics name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engagement::Delivered => "delivered",
+            Engagement::Failed => "failed",
+            Engagement::Opened => "opened",
+            Engagement::Clicked => "clicked",
+            Engagement::Dismissed => "dismissed",
+        }
+    }
+
     /// The kind of an engagement event, by its name.
     pub fn of(name: &str) -> Option<Engagement> {
         Some(match name {

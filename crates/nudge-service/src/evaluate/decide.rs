@@ -3,7 +3,7 @@
 //! new state and the bus events it owes (sends, and a timer request or cancel when the next
 //! wake-up moved).
 
-use nudge_core::engine::{Decision, Engine};
+use nudge_core::engine::{Decision, Engine, Fact, FactKind};
 use nudge_core::event::Message;
 use nudge_core::insights::Deltas;
 use nudge_core::state::UserState;
@@ -75,6 +75,7 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
                     let group: Vec<&Message> = fresh[i..j].iter().map(|e| &e.message).collect();
                     let outcome = engine.handle_all(&mut state, user_id, &group, at);
                     counts.record(user_id, &outcome, at);
+                    self.observe(&outcome.facts);
                     decisions.extend(outcome.decisions);
                     i = j;
                 }
@@ -83,6 +84,7 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
             Input::Timer { .. } => {
                 let outcome = engine.advance(&mut state, user_id, now);
                 counts.record(user_id, &outcome, now);
+                self.observe(&outcome.facts);
                 decisions.extend(outcome.decisions);
             }
         }
@@ -105,7 +107,7 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
         let mut outbox: Vec<BusEvent> = Vec::new();
         for d in &decisions {
             if let Decision::Send(send) = d {
-                self.metrics.trigger_fired(&send.trigger);
+                self.metrics.trigger_fired(&send.trigger, &send.variant);
                 info!(
                     decision_id = %send.id,
                     user_id,
@@ -146,6 +148,31 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
                 counts,
             }),
         })
+    }
+}
+
+impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
+    /// Conversions and engagement as metrics (the reports count everything else).
+    fn observe(&self, facts: &[Fact]) {
+        for f in facts {
+            match &f.kind {
+                FactKind::Converted {
+                    trigger,
+                    variant,
+                    first: true,
+                    ..
+                } => self.metrics.trigger_converted(trigger, variant),
+                FactKind::Engaged {
+                    engagement,
+                    trigger,
+                    variant,
+                    ..
+                } => self
+                    .metrics
+                    .message_engaged(trigger, variant, engagement.as_str()),
+                _ => {}
+            }
+        }
     }
 }
 
