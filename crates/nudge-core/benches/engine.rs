@@ -10,6 +10,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use nudge_core::engine::Engine;
 use nudge_core::event::Message;
+use nudge_core::insights::Deltas;
 use nudge_core::rules::{load, CompiledRules, RuleFile};
 use nudge_core::state::UserState;
 use nudge_core::time::{parse_instant, Millis};
@@ -406,14 +407,37 @@ fn load_generated(events: usize) -> CompiledRules {
 }
 
 fn load_example(dir: &str) -> CompiledRules {
+    load_example_files(dir, true)
+}
+
+/// An example as it was before goals and funnels: without `goals.yaml` and `goal:` lines.
+fn load_example_without_goals(dir: &str) -> CompiledRules {
+    let rules = load_example_files(dir, false);
+    assert!(rules.goals.is_empty() && rules.funnels.is_empty());
+    rules
+}
+
+fn load_example_files(dir: &str, goals: bool) -> CompiledRules {
     let root = format!("{}/../../examples/{dir}", env!("CARGO_MANIFEST_DIR"));
     let mut files: Vec<RuleFile> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{root}: {e}"))
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-        .map(|p| RuleFile {
-            name: p.display().to_string(),
-            text: std::fs::read_to_string(&p).expect("readable rule file"),
+        .filter(|p| goals || !p.ends_with("goals.yaml"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).expect("readable rule file");
+            let text = match goals {
+                true => text,
+                false => text
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("goal:"))
+                    .map(|l| format!("{l}\n"))
+                    .collect(),
+            };
+            RuleFile {
+                name: p.display().to_string(),
+                text,
+            }
         })
         .collect();
     files.sort_by(|a, b| a.name.cmp(&b.name));
@@ -498,6 +522,45 @@ fn saas_user(rules: &CompiledRules, warm: usize) -> (UserState, Stream) {
                 _ => track(
                     "Feature Used",
                     json!({"feature": features[rng.below(8) as usize]}),
+                ),
+            }
+        })
+        .collect();
+    let gaps = gaps(&mut rng, 1999);
+    let mut state = UserState::new(rules);
+    engine.handle(&mut state, USER, &identify(), start());
+    engine.handle(
+        &mut state,
+        USER,
+        &track("Signed Up", json!({})),
+        start() + 1000,
+    );
+    let mut stream = Stream::new(messages, gaps, start() + 2000);
+    stream.feed(&engine, &mut state, warm);
+    (state, stream)
+}
+
+/// A shopper of the e-commerce example: browsing a catalogue of 600 products, adding to the
+/// cart, checking out and ordering now and then.
+fn ecommerce_user(rules: &CompiledRules, warm: usize) -> (UserState, Stream) {
+    let engine = Engine::new(rules);
+    let mut rng = Lcg(11);
+    let messages: Vec<Message> = (0..2000)
+        .map(|_| {
+            let p = rng.below(600);
+            let product = json!({
+                "product_id": format!("sku-{p}"),
+                "name": format!("Product number {p} in linen"),
+                "price": 5.0 + (p % 90) as f64,
+            });
+            match rng.below(20) {
+                0..=10 => track("Product Viewed", product),
+                11..=14 => track("Product Added", product),
+                15..=16 => track("Cart Viewed", json!({})),
+                17..=18 => track("Checkout Started", json!({})),
+                _ => track(
+                    "Order Completed",
+                    json!({"order_id": format!("o-{}", rng.below(1_000_000)), "total": 20.0 + rng.below(200) as f64}),
                 ),
             }
         })
@@ -613,6 +676,43 @@ fn evaluate_example_saas(c: &mut Criterion) {
     });
 }
 
+/// The examples with their goals and funnels against the same examples without them, the
+/// engine alone and with the report counting evaluate adds (`Deltas::record`).
+fn goals_and_funnels(c: &mut Criterion) {
+    type User = fn(&CompiledRules, usize) -> (UserState, Stream);
+    let examples: [(&str, &str, User); 2] = [
+        ("saas", "saas-onboarding", saas_user),
+        ("ecommerce", "ecommerce", ecommerce_user),
+    ];
+    let mut g = c.benchmark_group("goals_and_funnels");
+    for (short, dir, user) in examples {
+        for (variant, rules) in [
+            ("without", load_example_without_goals(dir)),
+            ("with", load_example(dir)),
+        ] {
+            let engine = Engine::new(&rules);
+            let (mut state, mut stream) = user(&rules, 400);
+            g.bench_function(format!("{short}/{variant}"), |b| {
+                b.iter(|| {
+                    let (msg, at) = stream.step();
+                    engine.handle(&mut state, USER, black_box(msg), at)
+                })
+            });
+            let (mut state, mut stream) = user(&rules, 400);
+            g.bench_function(format!("{short}/{variant}/counted"), |b| {
+                b.iter(|| {
+                    let (msg, at) = stream.step();
+                    let out = engine.handle(&mut state, USER, black_box(msg), at);
+                    let mut counts = Deltas::default();
+                    counts.record(USER, &out, at);
+                    counts
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 fn state_encode_decode(c: &mut Criterion) {
     let mut g = c.benchmark_group("state_encode_decode");
     let saas = load_example("saas-onboarding");
@@ -649,6 +749,7 @@ criterion_group!(
     parse_event_json,
     evaluate_1000_triggers,
     evaluate_example_saas,
+    goals_and_funnels,
     state_encode_decode
 );
 criterion_main!(benches);

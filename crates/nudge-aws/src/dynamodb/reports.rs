@@ -6,13 +6,14 @@
 //!
 //! | item             | `pk`                          | `sk`                 | attributes                        |
 //! |------------------|-------------------------------|----------------------|-----------------------------------|
-//! | counters         | `report#c#<grain>#<shard>`    | bucket, 12 digits    | one N per counter key             |
+//! | counters         | `report#c#<grain>#<shard>`    | `<bucket, 12 digits>#<scope>#<name>` | one N per variant, part and field |
 //! | users            | `report#u#<grain>#<shard>`    | bucket, 12 digits    | `r<register>` NS of ranks seen    |
 //! | pending waits    | `report#w#<shard>`            | `now`                | one N per trigger and channel     |
 //! | applied marker   | `u#<userId>`                  | `counted#<version>#<chunk>` | `ttl` (erased with the user) |
 //!
 //! Grain `h` rows are hours since the epoch, grain `d` rows days, so a month reads about
-//! thirty rows per shard. A sketch register keeps every rank seen (`ADD` to a number set is
+//! thirty rows per shard and trigger (funnel, experiment); an item holds one trigger's
+//! counters, far from DynamoDB's 400 KB item limit however many triggers there are. A sketch register keeps every rank seen (`ADD` to a number set is
 //! atomic and idempotent where `max` is not an update expression); the report reads the
 //! highest.
 
@@ -55,22 +56,23 @@ fn shard_of(user_id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(user_id.as_bytes()) % SHARDS
 }
 
-fn counter_attr(key: &Key) -> String {
-    key.parts().join(&SEP.to_string())
-}
-
 /// Every item a user's changes touch, in a fixed order (so a retry cuts the same chunks).
 fn items_of(user_id: &str, d: &Deltas) -> BTreeMap<(String, String), Changes> {
     let shard = shard_of(user_id);
     let mut items: BTreeMap<(String, String), Changes> = BTreeMap::new();
     for ((key, hour), delta) in &d.counts {
+        let [scope, name, variant, part, field] = key.parts();
+        let attr = [variant, part, field].join(&SEP.to_string());
         for (grain, bucket) in [("h", *hour), ("d", hour.div_euclid(24))] {
-            let at = (format!("report#c#{grain}#{shard}"), bucket_sk(bucket));
+            let at = (
+                format!("report#c#{grain}#{shard}"),
+                format!("{}#{scope}#{name}", bucket_sk(bucket)),
+            );
             *items
                 .entry(at)
                 .or_default()
                 .numbers
-                .entry(counter_attr(key))
+                .entry(attr.clone())
                 .or_default() += delta;
         }
     }
@@ -235,7 +237,8 @@ impl DynamoDbStore {
             .expression_attribute_names("#sk", "sk")
             .expression_attribute_values(":pk", s(format!("report#{kind}#{grain}#{shard}")))
             .expression_attribute_values(":from", s(bucket_sk(from)))
-            .expression_attribute_values(":to", s(bucket_sk(to - 1)))
+            // Every sort key of bucket `to - 1` (`<bucket>#...`) sorts below `<bucket>$`.
+            .expression_attribute_values(":to", s(format!("{}$", bucket_sk(to - 1))))
             .consistent_read(true);
         query_all(query, "dynamodb read report counters").await
     }
@@ -273,6 +276,12 @@ impl ReportStore for DynamoDbStore {
                 .get("pk")
                 .and_then(|v| v.as_s().ok())
                 .is_some_and(|pk| pk.starts_with("report#u#"));
+            // `<bucket>#<scope>#<name>`: the scope has no `#`, the name may.
+            let scope_name = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|sk| sk.split_once('#'))
+                .and_then(|(_, rest)| rest.split_once('#'));
             for (name, value) in &item {
                 if name == "pk" || name == "sk" {
                     continue;
@@ -293,16 +302,15 @@ impl ReportStore for DynamoDbStore {
                     continue;
                 }
                 let parts: Vec<&str> = name.split(SEP).collect();
-                let (Ok(count), [scope, key_name, variant, part, field]) =
-                    (value.as_n().map(|v| v.parse::<i64>()), parts.as_slice())
-                else {
-                    continue;
+                let count = value.as_n().map(|v| v.parse::<i64>());
+                let key = match (scope_name, parts.as_slice()) {
+                    (Some((scope, key_name)), [variant, part, field]) => {
+                        Key::from_parts(scope, key_name, variant, part, field)
+                    }
+                    _ => None,
                 };
-                match (
-                    Key::from_parts(scope, key_name, variant, part, field),
-                    count,
-                ) {
-                    (Some(key), Ok(c)) => *sums.counts.entry(key).or_default() += c,
+                match (key, count) {
+                    (Some(key), Ok(Ok(c))) => *sums.counts.entry(key).or_default() += c,
                     _ => warn!(attribute = %name, "report counter not understood; left out"),
                 }
             }

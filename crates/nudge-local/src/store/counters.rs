@@ -1,7 +1,14 @@
-//! The report counters in SQLite: every change goes to an hourly row and a daily row (so a
-//! month reads about thirty rows per counter, not seven hundred), pending waits to a gauge
-//! per trigger, distinct users to a sketch per hour and per day. Changes are applied inside
-//! the transaction of the states that produced them (`users.rs`), so each counts once.
+//! The report counters in SQLite. Every change goes to an hourly and a daily row, so a month
+//! reads about thirty rows per trigger, not seven hundred; pending waits go to a gauge per
+//! trigger, distinct users to a sketch per hour and per day. Changes are applied inside the
+//! transaction of the states that produced them (`users.rs`), so each counts once.
+//!
+//! A row holds every counter of one trigger (funnel, experiment) as a vector: each counter
+//! key has a slot of its (scope, name), numbered in `counter_slots` as keys first appear. A
+//! report then adds a few thousand short vectors instead of grouping hundreds of thousands of
+//! rows (BENCHMARKS.md, "Reports").
+
+use std::collections::HashMap;
 
 use nudge_core::insights::period::Span;
 use nudge_core::insights::{Deltas, Key, Period, Sketch, Sums};
@@ -16,22 +23,83 @@ const HOUR: i64 = 0;
 /// `grain` of daily rows.
 const DAY: i64 = 1;
 
+/// A counter row's vector: little-endian `i64` per slot.
+fn decode_slots(bytes: &[u8]) -> impl Iterator<Item = i64> + '_ {
+    bytes
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+}
+
+/// The slot of a counter key in its (scope, name), numbered now if new.
+fn slot_of(conn: &Connection, parts: &[String; 5]) -> rusqlite::Result<usize> {
+    let [scope, name, variant, part, field] = parts;
+    let found: Option<i64> = conn
+        .prepare_cached(
+            "SELECT slot FROM counter_slots
+             WHERE scope = ?1 AND name = ?2 AND variant = ?3 AND part = ?4 AND field = ?5",
+        )?
+        .query_row(params![scope, name, variant, part, field], |r| r.get(0))
+        .optional()?;
+    let slot = match found {
+        Some(slot) => slot,
+        None => {
+            let next: i64 = conn
+                .prepare_cached(
+                    "SELECT COALESCE(MAX(slot) + 1, 0) FROM counter_slots
+                     WHERE scope = ?1 AND name = ?2",
+                )?
+                .query_row(params![scope, name], |r| r.get(0))?;
+            conn.prepare_cached(
+                "INSERT INTO counter_slots (scope, name, slot, variant, part, field)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![scope, name, next, variant, part, field])?;
+            next
+        }
+    };
+    Ok(usize::try_from(slot).unwrap_or(0))
+}
+
 /// Applies a batch's counter changes (on the writer thread, inside its transaction).
 pub(super) fn apply(conn: &Connection, d: &Deltas) -> rusqlite::Result<()> {
     if d.is_empty() {
         return Ok(());
     }
-    let mut add = conn.prepare_cached(
-        "INSERT INTO counters (grain, bucket, scope, name, variant, part, field, value)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
-         ON CONFLICT (grain, bucket, scope, name, variant, part, field)
-         DO UPDATE SET value = value + excluded.value",
-    )?;
+    // Changes per row: (grain, bucket, scope, name) -> (slot, change).
+    let mut rows: HashMap<(i64, i64, String, String), Vec<(usize, i64)>> = HashMap::new();
     for ((key, hour), n) in &d.counts {
-        let [scope, name, variant, part, field] = key.parts();
+        let parts = key.parts();
+        let slot = slot_of(conn, &parts)?;
+        let [scope, name, ..] = parts;
         for (grain, bucket) in [(HOUR, *hour), (DAY, hour.div_euclid(24))] {
-            add.execute(params![grain, bucket, scope, name, variant, part, field, n])?;
+            rows.entry((grain, bucket, scope.clone(), name.clone()))
+                .or_default()
+                .push((slot, *n));
         }
+    }
+    let mut read = conn.prepare_cached(
+        "SELECT slots FROM counters WHERE grain = ?1 AND bucket = ?2 AND scope = ?3 AND name = ?4",
+    )?;
+    let mut write = conn.prepare_cached(
+        "INSERT INTO counters (grain, bucket, scope, name, slots) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (grain, bucket, scope, name) DO UPDATE SET slots = excluded.slots",
+    )?;
+    for ((grain, bucket, scope, name), changes) in rows {
+        let stored: Option<Vec<u8>> = read
+            .query_row(params![grain, bucket, scope, name], |r| r.get(0))
+            .optional()?;
+        let mut values: Vec<i64> = stored
+            .as_deref()
+            .map(|b| decode_slots(b).collect())
+            .unwrap_or_default();
+        for (slot, n) in changes {
+            if values.len() <= slot {
+                values.resize(slot + 1, 0);
+            }
+            values[slot] += n;
+        }
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        write.execute(params![grain, bucket, scope, name, bytes])?;
     }
     let mut wait = conn.prepare_cached(
         "INSERT INTO waiting (trigger, channel, value) VALUES (?1, ?2, ?3)
@@ -78,11 +146,11 @@ fn read(conn: &Connection, period: Period) -> rusqlite::Result<Sums> {
     let (days, edges) = period.split_days();
     let mut ranges: Vec<(i64, Span)> = edges.into_iter().map(|e| (HOUR, e)).collect();
     ranges.extend(days.map(|d| (DAY, d)));
-    let mut sums = Sums::default();
+    // Each (scope, name)'s vector summed over the period, by `scope NUL name`.
+    let mut totals: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut id = String::new();
     let mut rows = conn.prepare_cached(
-        "SELECT scope, name, variant, part, field, SUM(value) FROM counters
-         WHERE grain = ?1 AND bucket >= ?2 AND bucket < ?3
-         GROUP BY scope, name, variant, part, field",
+        "SELECT scope, name, slots FROM counters WHERE grain = ?1 AND bucket >= ?2 AND bucket < ?3",
     )?;
     let mut users = Sketch::default();
     let mut sketches = conn.prepare_cached(
@@ -91,20 +159,50 @@ fn read(conn: &Connection, period: Period) -> rusqlite::Result<Sums> {
     for (grain, (from, to)) in ranges {
         let mut found = rows.query(params![grain, from, to])?;
         while let Some(r) = found.next()? {
-            let parts: [String; 5] = [r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?];
-            let n: i64 = r.get(5)?;
-            // A key this build does not know (written by a newer nudge) is left out.
-            if let Some(key) =
-                Key::from_parts(&parts[0], &parts[1], &parts[2], &parts[3], &parts[4])
-            {
-                *sums.counts.entry(key).or_default() += n;
+            let scope = r.get_ref(0)?.as_str().unwrap_or_default();
+            let name = r.get_ref(1)?.as_str().unwrap_or_default();
+            let bytes = r.get_ref(2)?.as_blob().unwrap_or_default();
+            id.clear();
+            id.push_str(scope);
+            id.push('\0');
+            id.push_str(name);
+            if !totals.contains_key(id.as_str()) {
+                totals.insert(id.clone(), Vec::new());
+            }
+            let Some(sum) = totals.get_mut(id.as_str()) else {
+                continue;
+            };
+            for (i, v) in decode_slots(bytes).enumerate() {
+                match sum.get_mut(i) {
+                    Some(s) => *s += v,
+                    None => sum.push(v),
+                }
             }
         }
         let mut found = sketches.query(params![grain, from, to])?;
         while let Some(r) = found.next()? {
-            let bytes: Vec<u8> = r.get(0)?;
-            if let Some(s) = Sketch::from_bytes(&bytes) {
+            if let Some(s) = Sketch::from_bytes(r.get_ref(0)?.as_blob().unwrap_or_default()) {
                 users.merge(&s);
+            }
+        }
+    }
+    let mut sums = Sums::default();
+    let mut slots = conn.prepare_cached(
+        "SELECT slot, variant, part, field FROM counter_slots WHERE scope = ?1 AND name = ?2",
+    )?;
+    for (id, values) in totals {
+        let (scope, name) = id.split_once('\0').unwrap_or_default();
+        let mut found = slots.query(params![scope, name])?;
+        while let Some(r) = found.next()? {
+            let slot: i64 = r.get(0)?;
+            let Some(&n) = usize::try_from(slot).ok().and_then(|s| values.get(s)) else {
+                continue;
+            };
+            let (variant, part, field): (String, String, String) =
+                (r.get(1)?, r.get(2)?, r.get(3)?);
+            // A key this build does not know (written by a newer nudge) is left out.
+            if let Some(key) = Key::from_parts(scope, name, &variant, &part, &field) {
+                *sums.counts.entry(key).or_default() += n;
             }
         }
     }
@@ -215,8 +313,8 @@ mod tests {
                 .writer
                 .write("test", |conn| {
                     conn.execute_batch(
-                        "DROP TABLE counters; DROP TABLE waiting; DROP TABLE user_sketches;
-                         PRAGMA user_version = 1;",
+                        "DROP TABLE counters; DROP TABLE counter_slots; DROP TABLE waiting;
+                         DROP TABLE user_sketches; PRAGMA user_version = 1;",
                     )
                     .map_err(sqlite("test"))
                 })

@@ -80,19 +80,28 @@ CREATE TABLE queue (
 );
 ";
 
-/// Version 2: the report counters (hourly and daily rows), pending waits per trigger and
-/// sketches of distinct users per hour and day.
+/// Version 2: the report counters, pending waits per trigger and sketches of distinct users
+/// per hour and day. A counter's key (scope, name, variant, part, field) is a slot of its
+/// (scope, name); each hourly or daily row holds one (scope, name)'s slots as a vector, so a
+/// month of a trigger is about thirty small rows, summed as vectors.
 const SCHEMA_V2: &str = "
+CREATE TABLE counter_slots (
+    scope   TEXT NOT NULL,
+    name    TEXT NOT NULL,
+    slot    INTEGER NOT NULL,
+    variant TEXT NOT NULL,
+    part    TEXT NOT NULL,
+    field   TEXT NOT NULL,
+    PRIMARY KEY (scope, name, slot)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX counter_slots_key ON counter_slots (scope, name, variant, part, field);
 CREATE TABLE counters (
     grain   INTEGER NOT NULL,
     bucket  INTEGER NOT NULL,
     scope   TEXT NOT NULL,
     name    TEXT NOT NULL,
-    variant TEXT NOT NULL,
-    part    TEXT NOT NULL,
-    field   TEXT NOT NULL,
-    value   INTEGER NOT NULL,
-    PRIMARY KEY (grain, bucket, scope, name, variant, part, field)
+    slots   BLOB NOT NULL,
+    PRIMARY KEY (grain, bucket, scope, name)
 ) WITHOUT ROWID;
 CREATE TABLE waiting (
     trigger TEXT NOT NULL,
