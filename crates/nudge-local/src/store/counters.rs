@@ -66,7 +66,8 @@ pub(super) fn apply(conn: &Connection, d: &Deltas) -> rusqlite::Result<()> {
         return Ok(());
     }
     // Changes per row: (grain, bucket, scope, name) -> (slot, change).
-    let mut rows: HashMap<(i64, i64, String, String), Vec<(usize, i64)>> = HashMap::new();
+    type Row = (i64, i64, String, String);
+    let mut rows: HashMap<Row, Vec<(usize, i64)>> = HashMap::new();
     for ((key, hour), n) in &d.counts {
         let parts = key.parts();
         let slot = slot_of(conn, &parts)?;
