@@ -1,27 +1,35 @@
 //! deliver: the owner of the delivery log and the in-app inbox. Renders a decided send and
 //! hands it to its channel (mail, inbox, signed webhook), records the outcome under the
 //! decision id (so a redelivered request never sends twice) and publishes
-//! "Message Sent | Suppressed | Failed" for anyone listening on the bus.
+//! "Message Sent | Suppressed | Failed" for anyone listening on the bus, with the outcome as
+//! an engagement event of the user (`Email Delivered`, `Webhook Failed`, ...). Emails' links
+//! go through click links, and an open pixel is added, as the rule set's settings say.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use nudge_core::engine::engagement::{
+    About, EMAIL_DELIVERED, EMAIL_FAILED, IN_APP_MESSAGE_DELIVERED, WEBHOOK_DELIVERED,
+    WEBHOOK_FAILED,
+};
 use nudge_core::engine::Send;
+use nudge_core::event::Message;
 use nudge_core::render::{render, Rendered};
 use nudge_core::rules::model::Channel;
 use nudge_core::rules::CompiledRules;
 use nudge_core::state::Scalar;
 use tracing::{info, warn};
 
-use crate::bus::{BusEvent, DeliveryReport};
+use crate::bus::{AcceptedEvent, AcceptedEvents, BusEvent, DeliveryReport};
 use crate::email::{build_email, EmailParts};
+use crate::email_tracking::{track_html, track_text};
 use crate::error::HandlerError;
 use crate::metrics::Metrics;
 use crate::ports::{
     Bus, Clock, Delivery, DeliveryStatus, DeliveryStore, InboxItem, InboxStore, Mailer,
     WebhookTransport, INBOX_RETENTION_MS,
 };
-use crate::signing::unsubscribe_token;
+use crate::signing::{click_token, open_token, unsubscribe_token, ClickClaim};
 use crate::webhook::{post_signed, RetryPolicy};
 
 /// What deliver needs besides its ports.
@@ -29,7 +37,8 @@ use crate::webhook::{post_signed, RetryPolicy};
 pub struct DeliverConfig {
     /// The `From` address of emails.
     pub sender: String,
-    /// Base URL of the HTTP API, for unsubscribe links (`<url>/v1/unsubscribe?token=...`).
+    /// Base URL of the HTTP API, for unsubscribe links (`<url>/v1/unsubscribe?token=...`),
+    /// click links and open pixels.
     pub public_url: String,
     /// Signs unsubscribe links and webhooks.
     pub signing_secret: Vec<u8>,
@@ -171,8 +180,42 @@ where
                 info!(decision_id = %d.id, user_id = %d.user_id, channel, outcome, reason, "delivery finished")
             }
         }
-        self.bus.publish(&[event]).await?;
+        match self.outcome_event(d) {
+            Some(engagement) => self.bus.publish(&[event, engagement]).await?,
+            None => self.bus.publish(&[event]).await?,
+        }
         Ok(())
+    }
+
+    /// What happened to the message as an engagement event of its user (`Email Delivered`,
+    /// `Webhook Failed`, ...), so rules can react and reports count it. Its message id is
+    /// derived from the decision, so reporting again records nothing new.
+    fn outcome_event(&self, d: &Delivery) -> Option<BusEvent> {
+        let (name, kind) = match (d.channel, d.status) {
+            (Channel::Email, DeliveryStatus::Sent) => (EMAIL_DELIVERED, "delivered"),
+            (Channel::Email, DeliveryStatus::Failed) => (EMAIL_FAILED, "failed"),
+            (Channel::InApp, DeliveryStatus::Sent) => (IN_APP_MESSAGE_DELIVERED, "delivered"),
+            (Channel::Webhook, DeliveryStatus::Sent) => (WEBHOOK_DELIVERED, "delivered"),
+            (Channel::Webhook, DeliveryStatus::Failed) => (WEBHOOK_FAILED, "failed"),
+            _ => return None,
+        };
+        let decision = d.id.to_string();
+        let mut properties = About {
+            decision: &decision,
+            trigger: &d.trigger,
+            variant: &d.variant,
+            channel: d.channel.as_str(),
+            url: None,
+        }
+        .properties();
+        if let Some(error) = &d.error {
+            properties.insert("error".into(), error.as_str().into());
+        }
+        let message_id = format!("{kind}-{decision}");
+        let message = Message::track(&d.user_id, &message_id, name, properties, d.updated_at);
+        Some(BusEvent::EventsAccepted(AcceptedEvents {
+            events: vec![AcceptedEvent::new(message, d.updated_at, d.updated_at)],
+        }))
     }
 
     async fn email(&self, send: &Send, r: &Rendered) -> Result<Attempt, HandlerError> {
@@ -196,13 +239,14 @@ where
             "{}/v1/unsubscribe?token={token}",
             self.config.public_url.trim_end_matches('/')
         );
+        let (text, html) = self.tracked(send, r);
         let parts = EmailParts {
             id: send.id,
             from: &self.config.sender,
             to,
             subject: r.subject.as_deref().unwrap_or(""),
-            text: &r.body,
-            html: r.html.as_deref(),
+            text: &text,
+            html: html.as_deref(),
             unsubscribe_url: &url,
             unsubscribe_mailto: None,
             date: std::time::SystemTime::UNIX_EPOCH
@@ -250,12 +294,46 @@ where
         })
     }
 
+    /// The mail's text and HTML with links through click links and the open pixel, as the
+    /// rule set's settings ask.
+    fn tracked(&self, send: &Send, r: &Rendered) -> (String, Option<String>) {
+        let tracking = self.rules.email_tracking;
+        let base = self.config.public_url.trim_end_matches('/');
+        let claim = |url: &str| ClickClaim {
+            user_id: send.user_id.clone(),
+            decision: send.id,
+            channel: Channel::Email,
+            trigger: send.trigger.to_string(),
+            variant: send.variant.to_string(),
+            url: url.to_string(),
+        };
+        let secret = &self.config.signing_secret;
+        let link_for = |url: &str| format!("{base}/v1/c/{}", click_token(secret, &claim(url)));
+        let text = if tracking.links {
+            track_text(&r.body, &link_for)
+        } else {
+            r.body.clone()
+        };
+        let pixel = tracking.opens.then(|| {
+            format!(
+                r#"<img src="{base}/v1/o/{}.gif" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">"#,
+                open_token(secret, &claim(""))
+            )
+        });
+        let html = r
+            .html
+            .as_deref()
+            .map(|h| track_html(h, tracking.links, &link_for, pixel.as_deref()));
+        (text, html)
+    }
+
     async fn in_app(&self, send: &Send, r: &Rendered) -> Result<Attempt, HandlerError> {
         let now = self.clock.now();
         let item = InboxItem {
             id: send.id,
             user_id: send.user_id.clone(),
             trigger: send.trigger.to_string(),
+            variant: send.variant.to_string(),
             message: send.message.to_string(),
             title: r.subject.clone(),
             body: r.body.clone(),

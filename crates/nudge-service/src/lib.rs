@@ -7,6 +7,7 @@ pub mod bus;
 pub mod cors;
 pub mod deliver;
 pub mod email;
+pub mod email_tracking;
 pub mod error;
 pub mod evaluate;
 pub mod ingest;

@@ -356,6 +356,10 @@ pub struct InboxItem {
     pub id: DecisionId,
     pub user_id: String,
     pub trigger: String,
+    /// The variant sent (engagement with the item is counted for it); empty in items stored
+    /// before variants were kept.
+    #[serde(default)]
+    pub variant: String,
     pub message: String,
     pub title: Option<String>,
     pub body: String,
@@ -388,20 +392,22 @@ pub trait InboxStore: Send + Sync {
         now: Millis,
     ) -> impl Future<Output = Result<Vec<InboxItem>, StoreError>> + Send;
 
-    /// Marks an item read; `false` if the user has no such item.
+    /// Marks an item read (keeping the first read time) and returns it; `None` if the user
+    /// has no such item in the inbox.
     fn mark_read(
         &self,
         user_id: &str,
         id: DecisionId,
         now: Millis,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<InboxItem>, StoreError>> + Send;
 
-    /// Removes an item from the inbox; `false` if the user has no such item.
+    /// Removes an item from the inbox and returns it; `None` if the user has no such item
+    /// (or dismissed it before).
     fn dismiss(
         &self,
         user_id: &str,
         id: DecisionId,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<InboxItem>, StoreError>> + Send;
 }
 
 /// A timer store whose timers also expire by themselves (DynamoDB's TTL deletes them), so

@@ -1,10 +1,12 @@
 //! HMAC-SHA256 signatures: the in-app inbox's user hash, one-click unsubscribe tokens, click
-//! links and webhook signatures. Every check is constant-time (`Mac::verify_slice`).
+//! links, email open pixels and webhook signatures. Every check is constant-time
+//! (`Mac::verify_slice`).
 //!
 //! Domain separation: each use signs a message no other use can produce with the same key.
 //! - unsubscribe tokens sign `nudge-unsubscribe-v1\0` + decision id + user id, and click
-//!   links `nudge-click-v1\0` + decision id + channel + user id length + user id + URL:
-//!   messages that start with a letter, and differ in their prefix;
+//!   links `nudge-click-v2\0` (open pixels `nudge-open-v1\0`) + decision id + channel +
+//!   length-prefixed user id, trigger and variant + URL: messages that start with a letter,
+//!   and differ in their prefix;
 //! - webhooks sign `<unix seconds>.<body>` (Stripe's format, which receivers re-implement),
 //!   a message that starts with a digit or `-`, so never an unsubscribe message;
 //! - the inbox hash signs the bare user id (Intercom's `user_hash`, which customers' backends
@@ -23,8 +25,12 @@ type HmacSha256 = Hmac<Sha256>;
 /// Prefix of every signed unsubscribe message (bump the version to invalidate all links).
 const UNSUBSCRIBE_DOMAIN: &[u8] = b"nudge-unsubscribe-v1\0";
 
-/// Prefix of every signed click link (bump the version to invalidate all links).
-const CLICK_DOMAIN: &[u8] = b"nudge-click-v1\0";
+/// Prefix of every signed click link (bump the version to invalidate all links; v2 signs the
+/// variant).
+const CLICK_DOMAIN: &[u8] = b"nudge-click-v2\0";
+
+/// Prefix of every signed email open pixel.
+const OPEN_DOMAIN: &[u8] = b"nudge-open-v1\0";
 
 /// The HTTP header carrying a webhook's signature.
 pub const SIGNATURE_HEADER: &str = "Nudge-Signature";
@@ -127,61 +133,53 @@ pub fn verify_unsubscribe_token(
 }
 
 /// What a valid click link says: this user followed this URL of the message of this decision
-/// (by this trigger), sent on this channel.
+/// (by this trigger, in this variant), sent on this channel. An open pixel's claim is the same
+/// with an empty URL, signed under its own prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClickClaim {
     pub user_id: String,
     pub decision: DecisionId,
     pub channel: Channel,
     pub trigger: String,
+    pub variant: String,
     pub url: String,
 }
 
-/// The click MAC: the fixed-size fields first, the user id length-prefixed, so no two claims
-/// sign the same bytes.
-fn click_mac(secret: &[u8], claim: &ClickClaim) -> HmacSha256 {
+/// The MAC of a click link or open pixel: the fixed-size fields first, the variable ones
+/// length-prefixed (the URL last), so no two claims sign the same bytes.
+fn claim_mac(secret: &[u8], domain: &[u8], claim: &ClickClaim) -> HmacSha256 {
     let mut mac = keyed(secret);
-    mac.update(CLICK_DOMAIN);
+    mac.update(domain);
     mac.update(&claim.decision.0.to_be_bytes());
     mac.update(claim.channel.as_str().as_bytes());
     mac.update(b"\0");
-    mac.update(&(claim.user_id.len() as u64).to_be_bytes());
-    mac.update(claim.user_id.as_bytes());
-    mac.update(&(claim.trigger.len() as u64).to_be_bytes());
-    mac.update(claim.trigger.as_bytes());
+    for part in [&claim.user_id, &claim.trigger, &claim.variant] {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part.as_bytes());
+    }
     mac.update(claim.url.as_bytes());
     mac
 }
 
-/// A click link's token (the path after `/v1/c/`): `base64url(user id).<decision
-/// hex>.<channel>.base64url(trigger).base64url(url).base64url(MAC)`. The URL is signed, so the
-/// link redirects only where the message pointed: no open redirect. Like unsubscribe links,
-/// they do not expire.
-pub fn click_token(secret: &[u8], claim: &ClickClaim) -> String {
-    let tag = click_mac(secret, claim).finalize().into_bytes();
+/// `base64url(user id).<decision hex>.<channel>.base64url(trigger).base64url(variant).
+/// base64url(url).base64url(MAC)`.
+fn claim_token(secret: &[u8], domain: &[u8], claim: &ClickClaim) -> String {
+    let tag = claim_mac(secret, domain, claim).finalize().into_bytes();
     format!(
-        "{}.{}.{}.{}.{}.{}",
+        "{}.{}.{}.{}.{}.{}.{}",
         URL_SAFE_NO_PAD.encode(claim.user_id.as_bytes()),
         claim.decision,
         claim.channel.as_str(),
         URL_SAFE_NO_PAD.encode(claim.trigger.as_bytes()),
+        URL_SAFE_NO_PAD.encode(claim.variant.as_bytes()),
         URL_SAFE_NO_PAD.encode(claim.url.as_bytes()),
         URL_SAFE_NO_PAD.encode(tag)
     )
 }
 
-/// Checks a click token and returns its claim.
-pub fn verify_click_token(secret: &[u8], token: &str) -> Result<ClickClaim, TokenError> {
-    let mut parts = token.split('.');
-    let (Some(user), Some(decision), Some(channel), Some(trigger), Some(url), Some(tag), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
+fn verify_claim(secret: &[u8], domain: &[u8], token: &str) -> Result<ClickClaim, TokenError> {
+    let parts: Vec<&str> = token.splitn(8, '.').collect();
+    let [user, decision, channel, trigger, variant, url, tag] = parts[..] else {
         return Err(TokenError::Malformed);
     };
     let text = |part: &str| {
@@ -199,15 +197,39 @@ pub fn verify_click_token(secret: &[u8], token: &str) -> Result<ClickClaim, Toke
         decision: decision.parse().map_err(|_| TokenError::Malformed)?,
         channel: Channel::parse(channel).ok_or(TokenError::Malformed)?,
         trigger: text(trigger)?,
+        variant: text(variant)?,
         url: text(url)?,
     };
     let tag = URL_SAFE_NO_PAD
         .decode(tag)
         .map_err(|_| TokenError::Malformed)?;
-    click_mac(secret, &claim)
+    claim_mac(secret, domain, &claim)
         .verify_slice(&tag)
         .map_err(|_| TokenError::BadSignature)?;
     Ok(claim)
+}
+
+/// A click link's token (the path after `/v1/c/`). The URL is signed, so the link redirects
+/// only where the message pointed: no open redirect. Like unsubscribe links, they do not
+/// expire.
+pub fn click_token(secret: &[u8], claim: &ClickClaim) -> String {
+    claim_token(secret, CLICK_DOMAIN, claim)
+}
+
+/// Checks a click token and returns its claim.
+pub fn verify_click_token(secret: &[u8], token: &str) -> Result<ClickClaim, TokenError> {
+    verify_claim(secret, CLICK_DOMAIN, token)
+}
+
+/// An email open pixel's token (the path after `/v1/o/`, before `.gif`); the claim's URL is
+/// not used. A click token is not an open token, nor the reverse.
+pub fn open_token(secret: &[u8], claim: &ClickClaim) -> String {
+    claim_token(secret, OPEN_DOMAIN, claim)
+}
+
+/// Checks an open pixel's token and returns its claim.
+pub fn verify_open_token(secret: &[u8], token: &str) -> Result<ClickClaim, TokenError> {
+    verify_claim(secret, OPEN_DOMAIN, token)
 }
 
 /// Why a webhook signature header was refused.
@@ -608,6 +630,7 @@ mod tests {
             decision: DecisionId(0x0123_4567_89ab_cdef),
             channel: Channel::InApp,
             trigger: "billing-tip".into(),
+            variant: "short".into(),
             url: "https://app.example.com/billing?from=nudge".into(),
         }
     }
@@ -641,7 +664,8 @@ mod tests {
             with(1, "0123456789abcdee".into()),
             with(2, "email".into()),
             with(3, URL_SAFE_NO_PAD.encode("other-trigger")),
-            with(4, evil),
+            with(4, URL_SAFE_NO_PAD.encode("control")),
+            with(5, evil),
         ] {
             assert_eq!(
                 verify_click_token(b"secret", &forged),
@@ -660,5 +684,16 @@ mod tests {
         let unsubscribe = unsubscribe_token(b"secret", "ada.lovelace", claim().decision);
         assert!(verify_click_token(b"secret", &unsubscribe).is_err());
         assert!(verify_unsubscribe_token(b"secret", &token).is_err());
+        // Nor is an open pixel's token a click link (it would redirect to its empty URL).
+        let open = open_token(b"secret", &claim());
+        assert_eq!(verify_open_token(b"secret", &open), Ok(claim()));
+        assert_eq!(
+            verify_click_token(b"secret", &open),
+            Err(TokenError::BadSignature)
+        );
+        assert_eq!(
+            verify_open_token(b"secret", &token),
+            Err(TokenError::BadSignature)
+        );
     }
 }

@@ -2,7 +2,10 @@
 //! Query can never return another user's messages. Dismissed items stay (flagged) until
 //! their TTL so that a redelivered put does not bring them back.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use nudge_core::engine::decision::DecisionId;
 use nudge_core::time::Millis;
 use nudge_service::ports::{InboxItem, InboxStore, StoreError};
@@ -78,7 +81,7 @@ impl InboxStore for DynamoDbStore {
         user_id: &str,
         id: DecisionId,
         now: Millis,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<InboxItem>, StoreError> {
         let [pk, sk] = inbox_key(user_id, id);
         let result = self
             .client
@@ -96,13 +99,18 @@ impl InboxStore for DynamoDbStore {
             .expression_attribute_names("#expires_at", "expires_at")
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        written(result, "dynamodb mark inbox item read")
+        updated(result, "dynamodb mark inbox item read")
     }
 
     #[instrument(skip(self), fields(decision = %id))]
-    async fn dismiss(&self, user_id: &str, id: DecisionId) -> Result<bool, StoreError> {
+    async fn dismiss(
+        &self,
+        user_id: &str,
+        id: DecisionId,
+    ) -> Result<Option<InboxItem>, StoreError> {
         let [pk, sk] = inbox_key(user_id, id);
         let result = self
             .client
@@ -116,8 +124,21 @@ impl InboxStore for DynamoDbStore {
             .expression_attribute_names("#dismissed", "dismissed")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        written(result, "dynamodb dismiss inbox item")
+        updated(result, "dynamodb dismiss inbox item")
+    }
+}
+
+/// The item a conditional update changed, `None` when its condition did not hold (no such
+/// item in the inbox).
+fn updated(
+    result: Result<UpdateItemOutput, SdkError<UpdateItemError, HttpResponse>>,
+    context: &'static str,
+) -> Result<Option<InboxItem>, StoreError> {
+    match result {
+        Ok(out) => out.attributes.map(from_item).transpose(),
+        Err(e) => written(Err::<(), _>(e), context).map(|_| None),
     }
 }

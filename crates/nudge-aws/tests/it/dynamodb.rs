@@ -106,6 +106,7 @@ fn inbox_item(user_id: &str, id: u64, created_at: Millis) -> InboxItem {
         id: DecisionId(id),
         user_id: user_id.into(),
         trigger: "tip".into(),
+        variant: "short".into(),
         message: "tip_in_app".into(),
         title: Some(format!("Tip {id}")),
         body: "Try the thing".into(),
@@ -553,7 +554,11 @@ async fn expired_deliveries_and_inbox_items_count_as_absent_though_stored() {
         .collect();
     assert_eq!(listed, vec![4]);
     assert!(store.list("u1", now + 2000).await.unwrap().is_empty());
-    assert!(!store.mark_read("u1", DecisionId(3), now).await.unwrap());
+    assert!(store
+        .mark_read("u1", DecisionId(3), now)
+        .await
+        .unwrap()
+        .is_none());
 
     // Beginning the expired entry's decision again records it anew.
     let renewed = delivery("u1", 1, now);
@@ -581,21 +586,46 @@ async fn inboxes_are_per_user_and_dismissed_items_stay_gone() {
     assert!(store.list("carol", now).await.unwrap().is_empty());
 
     // Nobody reaches another user's item.
-    assert!(!store.mark_read("bob", DecisionId(1), now).await.unwrap());
-    assert!(!store.dismiss("bob", DecisionId(1)).await.unwrap());
+    assert!(store
+        .mark_read("bob", DecisionId(1), now)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.dismiss("bob", DecisionId(1)).await.unwrap().is_none());
     assert_eq!(store.list("alice", now).await.unwrap().len(), 2);
 
-    assert!(store.mark_read("alice", DecisionId(1), now).await.unwrap());
-    assert!(store
+    let read = store.mark_read("alice", DecisionId(1), now).await.unwrap();
+    assert_eq!(
+        read,
+        Some(InboxItem {
+            read_at: Some(now),
+            ..a1.clone()
+        }),
+        "mark_read returns the item, variant and all"
+    );
+    let again = store
         .mark_read("alice", DecisionId(1), now + 50)
         .await
-        .unwrap());
+        .unwrap();
+    assert_eq!(again.and_then(|i| i.read_at), Some(now));
     let listed = store.list("alice", now).await.unwrap();
     assert_eq!(listed[1].read_at, Some(now), "the first read time is kept");
 
-    assert!(store.dismiss("alice", DecisionId(2)).await.unwrap());
-    assert!(!store.dismiss("alice", DecisionId(2)).await.unwrap());
-    assert!(!store.mark_read("alice", DecisionId(2), now).await.unwrap());
+    assert!(store
+        .dismiss("alice", DecisionId(2))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(store
+        .dismiss("alice", DecisionId(2))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .mark_read("alice", DecisionId(2), now)
+        .await
+        .unwrap()
+        .is_none());
     store.put(&a2).await.unwrap();
     let ids: Vec<u64> = store
         .list("alice", now)
@@ -609,7 +639,11 @@ async fn inboxes_are_per_user_and_dismissed_items_stay_gone() {
         vec![1],
         "a redelivered put does not bring a dismissed item back"
     );
-    assert!(!store.dismiss("alice", DecisionId(99)).await.unwrap());
+    assert!(store
+        .dismiss("alice", DecisionId(99))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]

@@ -348,7 +348,7 @@ async fn health_and_metrics() {
         .unwrap();
     for family in [
         "nudge_events_accepted_total 1",
-        "nudge_triggers_fired_total{trigger=\"tip\"} 1",
+        "nudge_triggers_fired_total{trigger=\"tip\",variant=\"default\"} 1",
         "nudge_sends_total{channel=\"in_app\",outcome=\"sent\",reason=\"\"} 1",
         "nudge_handler_latency_seconds_bucket{le=",
         "nudge_timer_lateness_seconds_count",

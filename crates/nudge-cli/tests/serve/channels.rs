@@ -199,6 +199,141 @@ async fn inbox_is_per_user_and_needs_that_users_hash() {
             .len(),
         1
     );
+    // Delivered twice (ua, ub), read and dismissed once, counted for the trigger and variant.
+    let tip = trigger_report_until(&s, "tip", |t| t["dismissed"] == 1).await;
+    assert_eq!(
+        (&tip["sent"], &tip["delivered"], &tip["opened"]),
+        (&json!(2), &json!(2), &json!(1)),
+        "{tip}"
+    );
+    assert_eq!(tip["variants"][0]["variant"], "default", "{tip}");
+    assert_eq!(tip["variants"][0]["dismissed"], 1, "{tip}");
+}
+
+/// The report of one trigger, once `done` holds for it (engagement arrives through the bus).
+async fn trigger_report_until(s: &Server, trigger: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let path = format!("/v1/admin/reports/triggers/{trigger}");
+    let found = eventually(Duration::from_secs(10), || async {
+        let (status, v) = s.admin(&path).await;
+        assert_eq!(status, 200, "{v}");
+        let t = v["item"].clone();
+        done(&t).then_some(t)
+    })
+    .await;
+    match found {
+        Some(t) => t,
+        None => panic!(
+            "{trigger} never reached the expected counts: {}",
+            s.admin(&path).await.1
+        ),
+    }
+}
+
+/// The decoded parts of a mail as lettre writes it (7bit or quoted-printable bodies).
+fn mail_text(eml: &str) -> String {
+    eml.replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn email_links_and_the_open_pixel_are_tracked_and_counted() {
+    let s = Server::start("email-tracking", "http://127.0.0.1:9/none", &[]);
+    s.track(
+        "/v1/identify",
+        &json!({"userId": "m1", "traits": {"email": "m1@example.com"}, "messageId": "m1-id"}),
+    )
+    .await;
+    s.track("/v1/track", &track("m1", "Signed Up", "m1-s"))
+        .await;
+    let files = eventually(Duration::from_secs(10), || async {
+        let f = s.outbox();
+        (!f.is_empty()).then_some(f)
+    })
+    .await
+    .expect("no email in the outbox");
+    let eml = mail_text(&std::fs::read_to_string(&files[0]).unwrap());
+    // The web link goes through a click link; mailto: stays; the pixel closes the HTML.
+    assert!(!eml.contains("https://example.com/start"), "{eml}");
+    assert!(eml.contains("href=\"mailto:help@example.com\""), "{eml}");
+    let link_at = eml
+        .find(&format!("{}/v1/c/", s.base))
+        .expect("no click link");
+    let link: String = eml[link_at..]
+        .chars()
+        .take_while(|c| !matches!(c, '"' | '<' | '>') && !c.is_whitespace())
+        .collect();
+    let pixel_at = eml
+        .find(&format!("{}/v1/o/", s.base))
+        .expect("no open pixel");
+    let pixel: String = eml[pixel_at..].chars().take_while(|c| *c != '"').collect();
+    assert!(pixel.ends_with(".gif"), "{pixel}");
+
+    // The click redirects to the URL the message had (entities decoded) and is recorded.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        let r = no_redirects.get(&link).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 302);
+        assert_eq!(
+            r.headers()["location"],
+            "https://example.com/start?from=mail&step=1"
+        );
+    }
+    // A forged click link: a page, no redirect.
+    let forged = format!("{}x", &link[..link.len() - 1]);
+    let r = no_redirects.get(&forged).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.headers().get("location").is_none());
+
+    // The pixel is a GIF, loaded as often as the mail is looked at, counted once.
+    for _ in 0..3 {
+        let r = s.http.get(&pixel).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(r.headers()["content-type"], "image/gif");
+        assert_eq!(&r.bytes().await.unwrap()[..6], b"GIF89a");
+    }
+    // A click token is not an open pixel.
+    let token = link.rsplit('/').next().unwrap();
+    let r = s
+        .http
+        .get(s.url(&format!("/v1/o/{token}.gif")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    let welcome = trigger_report_until(&s, "welcome", |t| {
+        t["clicked"] == 1 && t["opened"] == 1 && t["delivered"] == 1
+    })
+    .await;
+    assert_eq!(
+        (&welcome["sent"], &welcome["failed"]),
+        (&json!(1), &json!(0)),
+        "{welcome}"
+    );
+    // Clicked and opened once each, however often the link and pixel were loaded.
+    assert_eq!(welcome["variants"][0]["clicked"], 1, "{welcome}");
+
+    // The engagement events are the user's: rules may use them, support can read them.
+    let (_, user) = s.admin("/v1/admin/users/m1/decisions").await;
+    assert_eq!(user["decisions"][0]["status"], "sent", "{user}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_email_is_counted_as_failed() {
+    let s = Server::start("email-failed", "http://127.0.0.1:9/none", &[]);
+    // No `email` trait: the mail cannot be sent.
+    s.track("/v1/track", &track("m2", "Signed Up", "m2-s"))
+        .await;
+    let welcome = trigger_report_until(&s, "welcome", |t| t["failed"] == 1).await;
+    assert_eq!(
+        (&welcome["sent"], &welcome["delivered"]),
+        (&json!(1), &json!(0)),
+        "{welcome}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -273,6 +408,13 @@ async fn webhooks_are_signed_and_retried_then_dead_lettered() {
     assert!(
         metrics.contains("nudge_sends_total{channel=\"webhook\",outcome=\"failed\",reason=\"\"} 1"),
         "{metrics}"
+    );
+    // Webhook Delivered for w1, Webhook Failed for w2, as the report counts them.
+    let hook = trigger_report_until(&s, "hook", |t| t["failed"] == 1).await;
+    assert_eq!(
+        (&hook["sent"], &hook["delivered"]),
+        (&json!(2), &json!(1)),
+        "{hook}"
     );
 }
 

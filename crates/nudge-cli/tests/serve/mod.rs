@@ -22,7 +22,7 @@ pub const SIGNING_SECRET: &str = "signing-secret-for-tests";
 /// replaced with the webhook receiver's URL.
 pub const RULES: &str = r#"
 name: serve-test
-settings: {default_timezone: UTC}
+settings: {default_timezone: UTC, track_email_opens: true}
 tracking_plan:
   allow_unknown_events: true
   events:
@@ -61,7 +61,7 @@ messages:
     email:
       subject: "Welcome {{ traits.first_name | default: 'there' }}"
       text: "Hello {{ traits.first_name | default: 'there' }}"
-      html: "<p>Hello {{ traits.first_name | default: 'there' }}</p>"
+      html: "<p>Hello {{ traits.first_name | default: 'there' }}</p><p><a href=\"https://example.com/start?from=mail&amp;step=1\">Start</a> <a href=\"mailto:help@example.com\">Help</a></p>"
   tip:
     channel: in_app
     in_app: {title: Tip, body: A tip, url: "https://example.com/tip"}

@@ -81,22 +81,30 @@ impl Engagement {
     }
 }
 
-/// The properties nudge records with an engagement event: the decision (message) it is about,
-/// the trigger and channel, and the URL followed, if any.
-pub fn properties(
-    decision: &str,
-    trigger: Option<&str>,
-    channel: &str,
-    url: Option<&str>,
-) -> Map<String, Value> {
-    let mut p = Map::new();
-    p.insert("decision_id".into(), decision.into());
-    if let Some(t) = trigger {
-        p.insert("trigger".into(), t.into());
+/// The message an engagement event is about, as recorded in its properties (`decision_id`,
+/// `trigger`, `variant`, `channel`, `url`): reports count the event for that trigger and
+/// variant.
+#[derive(Debug, Clone, Copy)]
+pub struct About<'a> {
+    pub decision: &'a str,
+    pub trigger: &'a str,
+    pub variant: &'a str,
+    pub channel: &'a str,
+    /// The link followed, for clicks.
+    pub url: Option<&'a str>,
+}
+
+impl About<'_> {
+    /// The event's properties.
+    pub fn properties(&self) -> Map<String, Value> {
+        let mut p = Map::new();
+        p.insert("decision_id".into(), self.decision.into());
+        p.insert("trigger".into(), self.trigger.into());
+        p.insert("variant".into(), self.variant.into());
+        p.insert("channel".into(), self.channel.into());
+        if let Some(u) = self.url {
+            p.insert("url".into(), u.into());
+        }
+        p
     }
-    p.insert("channel".into(), channel.into());
-    if let Some(u) = url {
-        p.insert("url".into(), u.into());
-    }
-    p
 }

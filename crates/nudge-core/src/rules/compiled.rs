@@ -312,6 +312,22 @@ pub struct EventEntry {
 /// Which tracked segments must be re-evaluated after an input (bit i = `tracked_segments[i]`).
 pub type SegmentMask = u128;
 
+/// Whether emails' links go through click links and whether they carry an open pixel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailTracking {
+    pub links: bool,
+    pub opens: bool,
+}
+
+impl Default for EmailTracking {
+    fn default() -> Self {
+        EmailTracking {
+            links: true,
+            opens: false,
+        }
+    }
+}
+
 /// A rule set ready to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CompiledRules {
@@ -320,6 +336,9 @@ pub struct CompiledRules {
     pub default_timezone: jiff::tz::TimeZone,
     pub timezone_trait: String,
     pub session_gap: Duration,
+    /// How deliver marks emails for engagement counts (settings `track_email_*`).
+    #[serde(default)]
+    pub email_tracking: EmailTracking,
     pub plan: TrackingPlan,
     pub slots: Vec<SlotSpec>,
     pub slot_by_id: HashMap<u32, usize>,

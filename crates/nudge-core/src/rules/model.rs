@@ -59,6 +59,11 @@ pub struct Settings {
     pub timezone_trait: String,
     /// A gap this long or longer between two events starts a new session.
     pub session_gap: Duration,
+    /// Email links go through signed click links, so clicks are counted (default on).
+    pub track_email_links: bool,
+    /// Emails carry an open pixel (default off: image proxies and blockers make opens
+    /// unreliable).
+    pub track_email_opens: bool,
 }
 
 impl Default for Settings {
@@ -67,6 +72,8 @@ impl Default for Settings {
             default_timezone: Sp::new("UTC".into(), Pos::default()),
             timezone_trait: "timezone".into(),
             session_gap: Duration::from_secs(30 * 60),
+            track_email_links: true,
+            track_email_opens: false,
         }
     }
 }

@@ -135,7 +135,9 @@ fn push_collapsed(out: &mut String, raw: &str) {
     }
 }
 
-fn decode_entities(raw: &str) -> String {
+/// Decodes the character references `html_to_text` knows (`&amp; &lt; &gt; &quot; &apos;
+/// &nbsp;` and numeric ones); anything else stays as written.
+pub fn decode_entities(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;
     while let Some(amp) = rest.find('&') {

@@ -38,7 +38,7 @@ mod ranges;
 mod test_support;
 mod tokens;
 
-pub use html_text::html_to_text;
+pub use html_text::{decode_entities, html_to_text};
 
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};

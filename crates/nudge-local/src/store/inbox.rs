@@ -5,7 +5,7 @@
 use nudge_core::engine::decision::DecisionId;
 use nudge_core::time::Millis;
 use nudge_service::ports::{InboxItem, InboxStore, StoreError};
-use rusqlite::params;
+use rusqlite::{params, OptionalExtension};
 
 use super::error::{corrupt_json, encode, sqlite};
 use super::sql_values::id_to_sql;
@@ -69,59 +69,75 @@ impl InboxStore for SqliteStore {
             .collect()
     }
 
-    /// Keeps the first read time; `false` for an item the user never had or dismissed.
+    /// Keeps the first read time; `None` for an item the user never had or dismissed.
     async fn mark_read(
         &self,
         user_id: &str,
         id: DecisionId,
         now: Millis,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<InboxItem>, StoreError> {
         const CONTEXT: &str = "mark inbox item read";
         let user = user_id.to_owned();
         let id = id_to_sql(id);
-        let changed = self
+        let row = self
             .writer
             .write(CONTEXT, move |conn| {
-                let changed = conn
-                    .prepare_cached(
-                        "UPDATE inbox SET read_at = COALESCE(read_at, ?3)
-                         WHERE user_id = ?1 AND id = ?2 AND dismissed = 0",
-                    )
-                    .map_err(sqlite(CONTEXT))?
-                    .execute(params![user, id, now])
-                    .map_err(sqlite(CONTEXT))?;
-                Ok(changed > 0)
+                conn.prepare_cached(
+                    "UPDATE inbox SET read_at = COALESCE(read_at, ?3)
+                     WHERE user_id = ?1 AND id = ?2 AND dismissed = 0
+                     RETURNING item, read_at",
+                )
+                .map_err(sqlite(CONTEXT))?
+                .query_row(params![user, id, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(sqlite(CONTEXT))
             })
             .await?;
-        if changed {
-            self.inbox_changed(user_id);
-        }
-        Ok(changed)
+        self.changed_item(user_id, row)
     }
 
-    /// `false` for an item the user never had or already dismissed.
-    async fn dismiss(&self, user_id: &str, id: DecisionId) -> Result<bool, StoreError> {
+    /// `None` for an item the user never had or already dismissed.
+    async fn dismiss(
+        &self,
+        user_id: &str,
+        id: DecisionId,
+    ) -> Result<Option<InboxItem>, StoreError> {
         const CONTEXT: &str = "dismiss inbox item";
         let user = user_id.to_owned();
         let id = id_to_sql(id);
-        let changed = self
+        let row = self
             .writer
             .write(CONTEXT, move |conn| {
-                let changed = conn
-                    .prepare_cached(
-                        "UPDATE inbox SET dismissed = 1
-                         WHERE user_id = ?1 AND id = ?2 AND dismissed = 0",
-                    )
-                    .map_err(sqlite(CONTEXT))?
-                    .execute(params![user, id])
-                    .map_err(sqlite(CONTEXT))?;
-                Ok(changed > 0)
+                conn.prepare_cached(
+                    "UPDATE inbox SET dismissed = 1
+                     WHERE user_id = ?1 AND id = ?2 AND dismissed = 0
+                     RETURNING item, read_at",
+                )
+                .map_err(sqlite(CONTEXT))?
+                .query_row(params![user, id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map_err(sqlite(CONTEXT))
             })
             .await?;
-        if changed {
-            self.inbox_changed(user_id);
-        }
-        Ok(changed)
+        self.changed_item(user_id, row)
+    }
+}
+
+impl SqliteStore {
+    /// The item an update returned (its JSON and the read time column), after telling the
+    /// user's inbox stream it changed.
+    fn changed_item(
+        &self,
+        user_id: &str,
+        row: Option<(String, Option<Millis>)>,
+    ) -> Result<Option<InboxItem>, StoreError> {
+        let Some((json, read_at)) = row else {
+            return Ok(None);
+        };
+        self.inbox_changed(user_id);
+        let item: InboxItem = serde_json::from_str(&json)
+            .map_err(|e| corrupt_json(&format!("inbox item of user `{user_id}`"), e))?;
+        Ok(Some(InboxItem { read_at, ..item }))
     }
 }
 
@@ -135,6 +151,7 @@ mod tests {
             id: DecisionId(id),
             user_id: user.into(),
             trigger: "welcome".into(),
+            variant: "default".into(),
             message: "hello".into(),
             title: Some("Hi".into()),
             body: "Welcome!".into(),
@@ -175,9 +192,17 @@ mod tests {
         store.put(&item("u", 1, 10)).await.unwrap();
         store.put(&item("v", 2, 10)).await.unwrap();
 
-        assert!(!store.mark_read("v", DecisionId(1), 50).await.unwrap());
-        assert!(!store.dismiss("v", DecisionId(1)).await.unwrap());
-        assert!(!store.mark_read("u", DecisionId(3), 50).await.unwrap());
+        assert!(store
+            .mark_read("v", DecisionId(1), 50)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(store.dismiss("v", DecisionId(1)).await.unwrap().is_none());
+        assert!(store
+            .mark_read("u", DecisionId(3), 50)
+            .await
+            .unwrap()
+            .is_none());
 
         assert_eq!(ids(&store.list("u", 10).await.unwrap()), [1]);
         assert_eq!(ids(&store.list("v", 10).await.unwrap()), [2]);
@@ -191,11 +216,24 @@ mod tests {
         store.put(&item("u", 1, 10)).await.unwrap();
         store.put(&item("u", 2, 10)).await.unwrap();
 
-        assert!(store.mark_read("u", DecisionId(1), 50).await.unwrap());
-        assert!(store.mark_read("u", DecisionId(1), 60).await.unwrap());
-        assert!(store.dismiss("u", DecisionId(2)).await.unwrap());
-        assert!(!store.dismiss("u", DecisionId(2)).await.unwrap());
-        assert!(!store.mark_read("u", DecisionId(2), 70).await.unwrap());
+        let read = store.mark_read("u", DecisionId(1), 50).await.unwrap();
+        assert_eq!(
+            read.map(|i| (i.id, i.read_at)),
+            Some((DecisionId(1), Some(50)))
+        );
+        let again = store.mark_read("u", DecisionId(1), 60).await.unwrap();
+        assert_eq!(
+            again.and_then(|i| i.read_at),
+            Some(50),
+            "the first read stays"
+        );
+        assert!(store.dismiss("u", DecisionId(2)).await.unwrap().is_some());
+        assert!(store.dismiss("u", DecisionId(2)).await.unwrap().is_none());
+        assert!(store
+            .mark_read("u", DecisionId(2), 70)
+            .await
+            .unwrap()
+            .is_none());
         store.put(&item("u", 2, 10)).await.unwrap();
 
         let listed = store.list("u", 100).await.unwrap();

@@ -125,6 +125,7 @@ mod tests {
             id: DecisionId(9),
             user_id: "u".into(),
             trigger: "t".into(),
+            variant: "default".into(),
             message: "m".into(),
             title: None,
             body: "b".into(),

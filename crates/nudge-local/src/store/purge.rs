@@ -91,6 +91,7 @@ mod tests {
             id: DecisionId(id),
             user_id: "u".into(),
             trigger: "t".into(),
+            variant: "default".into(),
             message: "m".into(),
             title: None,
             body: "b".into(),

@@ -639,6 +639,7 @@ mod tests {
             id: DecisionId(id),
             user_id: user.into(),
             trigger: "t".into(),
+            variant: "default".into(),
             message: "m".into(),
             title: None,
             body: "b".into(),

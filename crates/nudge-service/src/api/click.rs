@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use nudge_core::engine::engagement::{self, EMAIL_LINK_CLICKED, IN_APP_MESSAGE_CLICKED};
+use nudge_core::engine::engagement::{About, EMAIL_LINK_CLICKED, IN_APP_MESSAGE_CLICKED};
 use nudge_core::event::Message;
 use nudge_core::rules::model::Channel;
 use tracing::{info, warn};
@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use super::reply::{html_reply, page, Reply};
 use super::{Api, Store};
 use crate::bus::{AcceptedEvent, AcceptedEvents, BusEvent};
-use crate::ports::{Bus, Clock};
+use crate::ports::{Bus, Clock, StoreError};
 use crate::signing::verify_click_token;
 
 impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
@@ -56,20 +56,16 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
             claim.decision,
             xxhash_rust::xxh3::xxh3_64(claim.url.as_bytes())
         );
-        let properties = engagement::properties(
-            &claim.decision.to_string(),
-            Some(&claim.trigger),
-            claim.channel.as_str(),
-            Some(&claim.url),
-        );
+        let properties = About {
+            decision: &claim.decision.to_string(),
+            trigger: &claim.trigger,
+            variant: &claim.variant,
+            channel: claim.channel.as_str(),
+            url: Some(&claim.url),
+        }
+        .properties();
         let message = Message::track(&claim.user_id, &message_id, event, properties, now);
-        let recorded = self
-            .bus
-            .publish(&[BusEvent::EventsAccepted(AcceptedEvents {
-                events: vec![AcceptedEvent::new(message, now, now)],
-            })])
-            .await;
-        match recorded {
+        match self.record_engagement(message).await {
             Ok(()) => {
                 info!(user_id = %claim.user_id, decision_id = %claim.decision, "click recorded")
             }
@@ -86,5 +82,15 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
             HeaderValue::from_static("no-referrer"),
         );
         r
+    }
+
+    /// Puts one of nudge's engagement events on the bus, accepted now, for evaluate to count.
+    pub(super) async fn record_engagement(&self, message: Message) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        self.bus
+            .publish(&[BusEvent::EventsAccepted(AcceptedEvents {
+                events: vec![AcceptedEvent::new(message, now, now)],
+            })])
+            .await
     }
 }

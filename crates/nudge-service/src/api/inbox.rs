@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use nudge_core::engine::decision::DecisionId;
-use nudge_core::engine::engagement::{self, IN_APP_MESSAGE_DISMISSED, IN_APP_MESSAGE_VIEWED};
+use nudge_core::engine::engagement::{About, IN_APP_MESSAGE_DISMISSED, IN_APP_MESSAGE_VIEWED};
 use nudge_core::event::Message;
 use nudge_core::rules::model::Channel;
 use nudge_core::time::format_instant;
@@ -16,7 +16,6 @@ use tracing::warn;
 
 use super::reply::{error_reply, json_bytes_reply, json_reply, store_failure, Reply};
 use super::{Api, Store, USER_HASH_HEADER};
-use crate::bus::{AcceptedEvent, AcceptedEvents, BusEvent};
 use crate::ports::{Bus, Clock, InboxItem, StoreError};
 use crate::signing::{click_token, verify_inbox_hash, ClickClaim};
 
@@ -131,9 +130,9 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
         } else {
             (self.store.dismiss(user, id).await, IN_APP_MESSAGE_DISMISSED)
         };
-        match done {
-            Ok(true) => {}
-            Ok(false) => {
+        let item = match done {
+            Ok(Some(item)) => item,
+            Ok(None) => {
                 return error_reply(
                     StatusCode::NOT_FOUND,
                     "unknown_item",
@@ -141,18 +140,19 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
                 )
             }
             Err(e) => return store_failure(&e),
-        }
+        };
         // Once per item and kind, however often the app says so.
         let message_id = format!("{action}-{id}");
-        let properties = engagement::properties(&id.to_string(), None, "in_app", None);
+        let properties = About {
+            decision: &id.to_string(),
+            trigger: &item.trigger,
+            variant: &item.variant,
+            channel: Channel::InApp.as_str(),
+            url: None,
+        }
+        .properties();
         let message = Message::track(user, &message_id, event, properties, now);
-        let recorded = self
-            .bus
-            .publish(&[BusEvent::EventsAccepted(AcceptedEvents {
-                events: vec![AcceptedEvent::new(message, now, now)],
-            })])
-            .await;
-        if let Err(e) = recorded {
+        if let Err(e) = self.record_engagement(message).await {
             // Stored, not counted: the app may send it again (both are idempotent).
             warn!(error = %e, user_id = user, "could not record an inbox engagement event");
             return error_reply(
@@ -173,6 +173,7 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
                 decision: i.id,
                 channel: Channel::InApp,
                 trigger: i.trigger.clone(),
+                variant: i.variant.clone(),
                 url: url.clone(),
             };
             format!("/v1/c/{}", click_token(&self.keys.signing_secret, &claim))

@@ -9,6 +9,7 @@
 mod admin;
 mod click;
 mod inbox;
+mod open;
 mod reply;
 mod reports;
 mod sdk;
@@ -138,6 +139,10 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
             ["v1", "c", token] => match allow(&[Method::GET]) {
                 Some(r) => r,
                 None => self.click(token).await,
+            },
+            ["v1", "o", file] => match allow(&[Method::GET]) {
+                Some(r) => r,
+                None => self.open(file).await,
             },
             ["v1", "sdk", "inbox.js"] => allow(&[Method::GET]).unwrap_or_else(sdk::inbox_js),
             ["v1", "unsubscribe"] => match allow(&[Method::GET, Method::POST]) {

@@ -292,16 +292,22 @@ async fn ingest_answers_every_sample_request_as_it_should() {
     for entry in &TRACKING {
         check(&stack, entry).await;
     }
-    // What was accepted reached evaluate: 3 messages of alice's, 1 anonymous page, 7 of bob's.
+    // What was accepted reached evaluate: 3 messages of alice's, 1 anonymous page, 7 of bob's;
+    // beside them, deliver's record of the in-app message one of them sent.
     stack.run_bus().await;
-    let accepted: usize = bus_events(&stack, Some(Function::Evaluate))
-        .iter()
-        .map(|e| match e {
-            BusEvent::EventsAccepted(batch) => batch.events.len(),
-            _ => 0,
+    let (engagement, accepted): (Vec<_>, Vec<_>) = bus_events(&stack, Some(Function::Evaluate))
+        .into_iter()
+        .flat_map(|e| match e {
+            BusEvent::EventsAccepted(batch) => batch.events,
+            _ => vec![],
         })
-        .sum();
-    assert_eq!(accepted, 6 + 1 + 7);
+        .partition(|e| e.message.is_engagement());
+    assert_eq!(accepted.len(), 6 + 1 + 7);
+    let outcomes: Vec<_> = engagement
+        .iter()
+        .map(|e| e.message.event.as_deref().unwrap_or(""))
+        .collect();
+    assert_eq!(outcomes, ["In-App Message Delivered"]);
 
     stack.invoke(Function::Deliver, parse(IN_APP)).await;
     stack.run_bus().await;

@@ -21,7 +21,8 @@ mod triggers;
 pub use events::op_text;
 
 use super::compiled::{
-    CExperiment, CFunnel, CGoal, CMessage, CSegment, CTrigger, CompiledRules, SlotSpec,
+    CExperiment, CFunnel, CGoal, CMessage, CSegment, CTrigger, CompiledRules, EmailTracking,
+    SlotSpec,
 };
 use super::model::{Channel, RuleSet, TriggerDef};
 use super::yaml::Diagnostics;
@@ -58,6 +59,10 @@ pub fn compile(set: &RuleSet, d: &mut Diagnostics) -> Option<CompiledRules> {
         default_timezone: tz,
         timezone_trait: set.settings.timezone_trait.clone(),
         session_gap: set.settings.session_gap,
+        email_tracking: EmailTracking {
+            links: set.settings.track_email_links,
+            opens: set.settings.track_email_opens,
+        },
         plan: set.plan.clone(),
         slot_by_id: c.slots.iter().enumerate().map(|(i, s)| (s.id, i)).collect(),
         slots: std::mem::take(&mut c.slots),

@@ -1,4 +1,4 @@
-//! The `settings` section: default time zone, time zone trait, session gap.
+//! The `settings` section: default time zone, time zone trait, session gap, email tracking.
 
 use crate::rules::model::RuleSet;
 use crate::rules::yaml::{Diagnostics, Reader};
@@ -11,7 +11,13 @@ pub(super) fn parse_settings(r: Reader, n: &Node, set: &mut RuleSet, d: &mut Dia
     };
     r.check_keys(
         m,
-        &["default_timezone", "timezone_trait", "session_gap"],
+        &[
+            "default_timezone",
+            "timezone_trait",
+            "session_gap",
+            "track_email_links",
+            "track_email_opens",
+        ],
         "settings",
         d,
     );
@@ -37,6 +43,16 @@ pub(super) fn parse_settings(r: Reader, n: &Node, set: &mut RuleSet, d: &mut Dia
     if let Some(v) = m.get_node("session_gap") {
         if let Some(g) = r.duration(v, "session_gap", d) {
             set.settings.session_gap = g.value;
+        }
+    }
+    if let Some(v) = m.get_node("track_email_links") {
+        if let Some(b) = r.boolean(v, "track_email_links", d) {
+            set.settings.track_email_links = b;
+        }
+    }
+    if let Some(v) = m.get_node("track_email_opens") {
+        if let Some(b) = r.boolean(v, "track_email_opens", d) {
+            set.settings.track_email_opens = b;
         }
     }
 }
