@@ -285,6 +285,47 @@ fn validate_reports_a_goal_without_its_window_and_a_misspelt_key() {
 }
 
 #[test]
+fn validate_reports_two_controls_and_a_bad_minimum_effect() {
+    let dir = copy_of(&saas(), "control");
+    let file = dir.file("triggers.yaml");
+    replace_line(
+        &dir,
+        "triggers.yaml",
+        "      a: {weight: 50, wait: 10m}",
+        "      a: {weight: 50, wait: 10m, control: true}",
+    );
+    let bad_b = "      b: {weight: 50, wait: 20m, control: true}";
+    let b_line = replace_line(
+        &dir,
+        "triggers.yaml",
+        "      b: {weight: 50, wait: 20m}",
+        bad_b,
+    );
+    let bad_mde = "    min_detectable_effect: 120%";
+    let mde_line = replace_line(
+        &dir,
+        "triggers.yaml",
+        "    holdout: 10%",
+        &format!("    holdout: 10%\n{bad_mde}"),
+    ) + 1;
+    let errors = validate_fails(&dir);
+    assert_reported(
+        &errors,
+        &file,
+        b_line + 1, // below the inserted min_detectable_effect line
+        col_of(bad_b, "b:"),
+        &["two `control: true` variants"],
+    );
+    assert_reported(
+        &errors,
+        &file,
+        mde_line,
+        col_of(bad_mde, "120%"),
+        &["min_detectable_effect must be a share"],
+    );
+}
+
+#[test]
 fn validate_reports_funnel_mistakes_in_one_pass() {
     let dir = copy_of(&ecommerce(), "funnel");
     let file = dir.file("goals.yaml");

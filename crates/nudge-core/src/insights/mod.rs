@@ -9,7 +9,8 @@
 //! - `sketch.rs`: distinct users as a HyperLogLog sketch;
 //! - `period.rs`: a report's whole hours, and its whole days for rollups;
 //! - `tally.rs`: sums kept in memory over one period (`nudge report`);
-//! - `report.rs`: the report's JSON shape, built from sums; `text.rs`: the same for people.
+//! - `report.rs`: the report's JSON shape, built from sums; `text.rs`: the same for people;
+//! - `stats.rs`: experiment statistics (intervals, tests, the anytime-valid comparison).
 
 pub mod deltas;
 pub mod histogram;
@@ -17,6 +18,7 @@ pub mod key;
 pub mod period;
 pub mod report;
 pub mod sketch;
+pub mod stats;
 pub mod tally;
 pub mod text;
 

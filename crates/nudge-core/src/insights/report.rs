@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::histogram::quantile;
 use super::key::{Field, Key, Scope};
 use super::period::Period;
+use super::stats::{self, Comparison, Sample};
 use crate::rules::compiled::{CBreakdown, CompiledRules};
 use crate::time::format_instant;
 
@@ -123,14 +124,60 @@ pub struct ArmReport {
     pub users: i64,
     pub converted: i64,
     pub rate: Option<f64>,
+    /// 95% Wilson interval of the rate.
+    pub ci95: Option<[f64; 2]>,
     pub value: f64,
+    /// Goal value per assigned user.
+    pub value_per_user: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExperimentReport {
     pub experiment: String,
     pub goal: Option<String>,
+    /// The variant the others are compared with.
+    pub control: String,
+    /// The difference of rates the anytime-valid test is tuned to (and sample sizes are
+    /// estimated for).
+    pub min_detectable_effect: f64,
     pub variants: Vec<ArmReport>,
+    /// Each other variant against the control, and each variant against the holdout.
+    pub comparisons: Vec<Comparison>,
+}
+
+/// Each variant against the control, then each variant (the control too) against the holdout.
+fn comparisons(arms: &[ArmReport], control: &str, holdout: &str, tau: f64) -> Vec<Comparison> {
+    let sample = |a: &ArmReport| Sample {
+        converted: a.converted,
+        users: a.users,
+    };
+    let find = |name: &str| arms.iter().find(|a| a.variant == name);
+    let mut out = Vec::new();
+    for (against, skip) in [
+        (control, &[control, holdout][..]),
+        (holdout, &[holdout][..]),
+    ] {
+        let Some(base) = find(against) else {
+            continue;
+        };
+        for a in arms.iter().filter(|a| !skip.contains(&a.variant.as_str())) {
+            let mut c = stats::compare(&a.variant, sample(a), against, sample(base), tau);
+            round_comparison(&mut c);
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Six decimals: far below any figure's error, and stable in JSON.
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}
+
+fn round_comparison(c: &mut Comparison) {
+    c.difference = c.difference.map(round6);
+    c.ci95 = c.ci95.map(|ci| ci.map(round6));
+    c.anytime.ci95 = c.anytime.ci95.map(|ci| ci.map(round6));
 }
 
 /// A ratio rounded to four decimals; `None` over zero.
@@ -300,15 +347,25 @@ impl Report {
                     users,
                     converted,
                     rate: rate(converted, users),
+                    ci95: stats::wilson(Sample { converted, users }).map(|ci| ci.map(round6)),
                     value: value_of(value),
+                    value_per_user: (users > 0).then(|| value_of(value) / users as f64),
                 };
                 for name in names {
                     ordered.push(arm(name, arms.remove(name).unwrap_or_default()));
                 }
                 ordered.extend(arms.into_iter().map(|(name, a)| arm(name, a)));
+                let control = e
+                    .variants
+                    .get(e.control)
+                    .map_or_else(String::new, |v| v.name.to_string());
+                let tau = e.min_detectable_effect.unwrap_or(stats::DEFAULT_TAU);
                 ExperimentReport {
                     experiment: e.id.to_string(),
                     goal: e.goal.map(|g| rules.goals[g.goal].id.to_string()),
+                    comparisons: comparisons(&ordered, &control, &e.holdout_name, tau),
+                    control,
+                    min_detectable_effect: tau,
                     variants: ordered,
                 }
             })

@@ -110,17 +110,53 @@ pub fn render(r: &Report) -> String {
     }
     for e in &r.experiments {
         let goal = e.goal.as_deref().unwrap_or("no goal");
-        let _ = writeln!(out, "\nExperiment {} (goal: {goal})", e.experiment);
+        let _ = writeln!(
+            out,
+            "\nExperiment {} (goal: {goal}; control {}; minimum detectable effect {})",
+            e.experiment,
+            e.control,
+            pct(Some(e.min_detectable_effect))
+        );
         for v in &e.variants {
+            let ci = v.ci95.map_or_else(
+                || "-".to_string(),
+                |[lo, hi]| format!("{}..{}", pct(Some(lo)), pct(Some(hi))),
+            );
             let _ = writeln!(
                 out,
-                "  {:<20} {:>8} users {:>8} converted {:>8}  value {}",
+                "  {:<20} {:>8} users {:>8} converted {:>8} (95% {ci:<15})  value {}",
                 v.variant,
                 v.users,
                 v.converted,
                 pct(v.rate),
                 v.value
             );
+        }
+        for c in &e.comparisons {
+            let diff =
+                |x: Option<f64>| x.map_or_else(|| "-".into(), |d| format!("{:+.1} pts", d * 100.0));
+            let ci = |ci: Option<[f64; 2]>| {
+                ci.map_or_else(
+                    || "-".to_string(),
+                    |[lo, hi]| format!("{:+.1}..{:+.1}", lo * 100.0, hi * 100.0),
+                )
+            };
+            let p = |p: Option<f64>| p.map_or_else(|| "-".into(), |p| format!("{p:.3}"));
+            let _ = writeln!(
+                out,
+                "  {} vs {}: {} (95% {}, p {}; anytime 95% {}, p {}): {}",
+                c.variant,
+                c.against,
+                diff(c.difference),
+                ci(c.ci95),
+                p(c.p_value),
+                ci(c.anytime.ci95),
+                p(c.anytime.p_value),
+                c.verdict
+            );
+            if let Some(note) = &c.note {
+                let _ = writeln!(out, "    note: {note}");
+            }
         }
     }
     out

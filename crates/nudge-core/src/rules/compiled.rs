@@ -202,6 +202,12 @@ pub struct CExperiment {
     pub variants: Vec<CVariant>,
     /// The goal its users convert to, counted once from their assignment.
     pub goal: Option<CGoalRef>,
+    /// The variant the others are compared with.
+    #[serde(default)]
+    pub control: usize,
+    /// The smallest difference of rates worth detecting, if the experiment says.
+    #[serde(default)]
+    pub min_detectable_effect: Option<f64>,
 }
 
 /// A compiled goal.

@@ -379,6 +379,8 @@ pub struct ExperimentVariant {
     pub wait: Option<Duration>,
     pub message: Option<Sp<String>>,
     pub content: Option<Sp<String>>,
+    /// The variant the others are compared with (`control: true`; default the first).
+    pub control: bool,
 }
 
 /// A/B test with deterministic assignment by user id.
@@ -389,6 +391,8 @@ pub struct ExperimentDef {
     pub variants: Vec<ExperimentVariant>,
     /// The goal a user converts to, and the window from their assignment.
     pub goal: Option<GoalRef>,
+    /// The smallest difference of conversion rates worth detecting (absolute, 0..1).
+    pub min_detectable_effect: Option<f64>,
 }
 
 /// What counts as success: an event (with filters), and optionally one of its numeric

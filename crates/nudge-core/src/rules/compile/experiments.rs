@@ -40,6 +40,8 @@ impl Compiler<'_> {
             holdout_upto,
             variants,
             goal: e.goal.as_ref().and_then(|g| self.goal_ref(g)),
+            control: e.variants.iter().position(|v| v.control).unwrap_or(0),
+            min_detectable_effect: e.min_detectable_effect,
         }
     }
 }

@@ -17,7 +17,31 @@ pub(super) fn parse_experiment(
 ) -> Option<ExperimentDef> {
     let what = format!("experiment `{}`", id.value);
     let m = r.map(n, &what, d)?;
-    r.check_keys(m, &["description", "holdout", "variants", "goal"], &what, d);
+    r.check_keys(
+        m,
+        &[
+            "description",
+            "holdout",
+            "variants",
+            "goal",
+            "min_detectable_effect",
+        ],
+        &what,
+        d,
+    );
+    // A mistake here is reported and the experiment kept, so its triggers still resolve.
+    let min_detectable_effect = m
+        .get_node("min_detectable_effect")
+        .and_then(|v| Some((v, share(r, v, "min_detectable_effect", d)?)))
+        .and_then(|(v, x)| {
+            if x <= 0.0 {
+                d.error(
+                    r.pos(v),
+                    "min_detectable_effect must be above zero (a difference of rates like `2%`)",
+                );
+            }
+            (x > 0.0).then_some(x)
+        });
     let goal = m
         .get_node("goal")
         .and_then(|v| super::goals::parse_goal_ref(r, v, d));
@@ -40,7 +64,7 @@ pub(super) fn parse_experiment(
         };
         r.check_keys(
             spec,
-            &["weight", "wait", "message", "content"],
+            &["weight", "wait", "message", "content", "control"],
             "a variant",
             d,
         );
@@ -51,7 +75,18 @@ pub(super) fn parse_experiment(
         if weight <= 0.0 {
             d.error(name.pos, "variant weight must be above zero");
         }
+        let control = spec
+            .get_node("control")
+            .and_then(|c| r.boolean(c, "control", d))
+            .unwrap_or(false);
+        if control && variants.iter().any(|v: &ExperimentVariant| v.control) {
+            d.error(
+                name.pos,
+                format!("{what} has two `control: true` variants; mark one"),
+            );
+        }
         variants.push(ExperimentVariant {
+            control,
             name,
             weight,
             wait: spec
@@ -84,5 +119,6 @@ pub(super) fn parse_experiment(
         holdout,
         variants,
         goal,
+        min_detectable_effect,
     })
 }
