@@ -57,6 +57,8 @@
 //!         user: u1                  # optional, default the test's user
 //!         in: [hesitant]            # a list or a single id
 //!         not_in: [explorer]
+//!     report:                       # counts of the run's report (see `measures.rs`)
+//!       - {trigger: profile-reminder, sent: 1, converted: 1}
 //! ```
 //!
 //! Times written as `+DURATION` are offsets from `start`. Events run in time order (equal
@@ -69,8 +71,10 @@
 //! experiment, variant, channel, outcome or reason) are reported as `file:line:col: message`.
 //!
 //! Files: `parse.rs` reads test files into [`Journey`]s, `run.rs` runs one and matches the
-//! sends it produced against its expectations, `report.rs` writes a result up for people.
+//! sends it produced against its expectations, `measures.rs` reads and checks `report`
+//! items, `report.rs` writes a result up for people.
 
+mod measures;
 mod parse;
 mod report;
 mod run;
@@ -83,6 +87,7 @@ use crate::replay::ReplayLine;
 use crate::rules::model::Pos;
 use crate::rules::{CompiledRules, RuleError};
 use crate::time::{Duration, Millis};
+use measures::MeasureExpect;
 use serde_json::Value;
 use std::fmt;
 
@@ -203,6 +208,8 @@ pub struct Journey {
     never: Vec<Never>,
     exhaustive: bool,
     checkpoints: Vec<Checkpoint>,
+    /// Counts the run's report must have.
+    measures: Vec<MeasureExpect>,
 }
 
 /// A send that happened during a journey.
@@ -244,6 +251,14 @@ pub enum Failure {
     },
     /// Sends no `expect` item matched, in an exhaustive test.
     Unexpected { sends: Vec<usize> },
+    /// A count of the run's report differed from a `report` item.
+    Measure {
+        loc: Loc,
+        row: String,
+        field: String,
+        expected: f64,
+        actual: f64,
+    },
     /// Segment membership differed at a checkpoint.
     Segments {
         loc: Loc,

@@ -3,6 +3,7 @@
 //! with its place. One idea, hence one long file: the helpers here read the fields of that
 //! one format and nothing else.
 
+use super::measures::parse_measure;
 use super::{
     offset, Checkpoint, Expect, Journey, JourneyFile, Loc, Never, Outcome, Step, DEFAULT_START,
     DEFAULT_USER,
@@ -30,6 +31,7 @@ const TEST_KEYS: &[&str] = &[
     "never",
     "exhaustive",
     "segments",
+    "report",
 ];
 const EVENT_KEYS: &[&str] = &[
     "at",
@@ -102,7 +104,8 @@ pub fn parse(files: &[JourneyFile], rules: &CompiledRules) -> Result<Vec<Journey
 }
 
 /// The names tests may refer to.
-struct Refs {
+struct Refs<'r> {
+    rules: &'r CompiledRules,
     triggers: Vec<String>,
     segments: Vec<String>,
     messages: Vec<String>,
@@ -111,8 +114,8 @@ struct Refs {
     reasons: Vec<&'static str>,
 }
 
-impl Refs {
-    fn new(rules: &CompiledRules) -> Self {
+impl<'r> Refs<'r> {
+    fn new(rules: &'r CompiledRules) -> Self {
         let mut variants = vec![
             "default".to_string(),
             crate::rules::model::HOLDOUT.to_string(),
@@ -126,6 +129,7 @@ impl Refs {
         let mut seen = HashSet::new();
         variants.retain(|v| seen.insert(v.clone()));
         Refs {
+            rules,
             triggers: rules.triggers.iter().map(|t| t.id.to_string()).collect(),
             segments: rules.segments.iter().map(|s| s.id.clone()).collect(),
             messages: rules.messages.iter().map(|m| m.id.to_string()).collect(),
@@ -137,7 +141,7 @@ impl Refs {
 }
 
 /// Checks that `value` is one of `known`, with a did-you-mean hint.
-fn check_ref(
+pub(super) fn check_ref(
     value: &str,
     known: &[impl AsRef<str>],
     what: &str,
@@ -160,7 +164,7 @@ fn check_ref(
 
 /// Where a node starts. A block mapping's own span starts at its first key's colon, so a
 /// mapping is placed at its first key when that comes earlier.
-fn start_of(r: Reader, node: &Node) -> Pos {
+pub(super) fn start_of(r: Reader, node: &Node) -> Pos {
     match node {
         Node::Mapping(m) => r.map_pos(m),
         _ => r.pos(node),
@@ -180,7 +184,13 @@ fn items<'a>(r: Reader, node: Option<&'a Node>, what: &str, d: &mut Diagnostics)
     }
 }
 
-fn parse_file(i: usize, f: &JourneyFile, refs: &Refs, out: &mut Vec<Journey>, d: &mut Diagnostics) {
+fn parse_file(
+    i: usize,
+    f: &JourneyFile,
+    refs: &Refs<'_>,
+    out: &mut Vec<Journey>,
+    d: &mut Diagnostics,
+) {
     if f.text.trim().is_empty() {
         return;
     }
@@ -303,6 +313,18 @@ fn object(r: Reader, node: &Node, what: &str, d: &mut Diagnostics) -> Option<Map
     }
 }
 
+/// A string value and where it is written.
+pub(super) fn string_at(
+    r: Reader,
+    m: &MarkedMappingNode,
+    key: &str,
+    d: &mut Diagnostics,
+) -> Option<(String, Pos)> {
+    m.get_node(key)
+        .and_then(|n| r.string(n, key, d))
+        .map(|s| (s.value, s.pos))
+}
+
 fn string(r: Reader, m: &MarkedMappingNode, key: &str, d: &mut Diagnostics) -> Option<String> {
     m.get_node(key)
         .and_then(|n| r.string(n, key, d))
@@ -327,7 +349,7 @@ fn parse_test(
     r: Reader,
     file: &str,
     node: &Node,
-    refs: &Refs,
+    refs: &Refs<'_>,
     d: &mut Diagnostics,
 ) -> Option<Journey> {
     let m = r.map(node, "a test", d)?;
@@ -418,6 +440,10 @@ fn parse_test(
         .filter_map(|n| parse_checkpoint(r, n, start, &user, until, refs, d))
         .collect();
     checkpoints.sort_by_key(|c| c.at);
+    let measures = items(r, m.get_node("report"), "report", d)
+        .into_iter()
+        .filter_map(|n| parse_measure(r, n, refs.rules, d))
+        .collect();
 
     Some(Journey {
         file: file.to_string(),
@@ -431,6 +457,7 @@ fn parse_test(
         never,
         exhaustive,
         checkpoints,
+        measures,
     })
 }
 
@@ -569,7 +596,7 @@ fn parse_expect(
     node: &Node,
     start: Millis,
     user: &str,
-    refs: &Refs,
+    refs: &Refs<'_>,
     d: &mut Diagnostics,
 ) -> Option<Expect> {
     let m = r.map(node, "an expect item", d)?;
@@ -666,7 +693,7 @@ fn parse_never(
     r: Reader,
     node: &Node,
     start: Millis,
-    refs: &Refs,
+    refs: &Refs<'_>,
     d: &mut Diagnostics,
 ) -> Option<Never> {
     let m = r.map(node, "a never item", d)?;
@@ -707,7 +734,7 @@ fn parse_checkpoint(
     start: Millis,
     user: &str,
     until: Millis,
-    refs: &Refs,
+    refs: &Refs<'_>,
     d: &mut Diagnostics,
 ) -> Option<Checkpoint> {
     let m = r.map(node, "a segments checkpoint", d)?;

@@ -86,6 +86,18 @@ impl JourneyResult {
                         out.push_str(&format!("    {}\n", send(*i)));
                     }
                 }
+                Failure::Measure {
+                    loc,
+                    row,
+                    field,
+                    expected,
+                    actual,
+                } => {
+                    out.push_str(&format!(
+                        "report ({}): {row}: {field} is {actual}, expected {expected}\n",
+                        at(loc)
+                    ));
+                }
                 Failure::Segments {
                     loc,
                     at: when,

@@ -7,6 +7,7 @@ use super::{
 };
 use crate::engine::Send;
 use crate::event::Message;
+use crate::insights::Period;
 use crate::replay::{Replay, ReplayLine};
 use crate::rules::CompiledRules;
 use crate::time::{Duration, Millis};
@@ -252,6 +253,9 @@ impl Journey {
         }
 
         let mut replay = Replay::new(rules);
+        if !self.measures.is_empty() {
+            replay.measure(Period::covering(self.start, self.until));
+        }
         let mut sends: Vec<Send> = Vec::new();
         let mut segment_failures = Vec::new();
         let mut checkpoints = self.checkpoints.iter().peekable();
@@ -291,6 +295,11 @@ impl Journey {
             check(&mut replay, c, &mut sends);
         }
         sends.extend(replay.finish(self.until));
+        if let Some(report) = replay.report() {
+            for m in &self.measures {
+                m.check(&report, &mut result.failures);
+            }
+        }
         sends.sort_by_key(|s| s.at);
         result.sends = sends
             .iter()
