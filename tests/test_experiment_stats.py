@@ -10,7 +10,9 @@ import random
 import subprocess
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pytest
+from statsmodels.stats.weightstats import DescrStatsW
 from statsmodels.stats.proportion import (
     confint_proportions_2indep,
     proportion_confint,
@@ -24,9 +26,11 @@ name: stats
 tracking_plan:
   events:
     Signed Up: {}
-    Goal Reached: {}
+    Goal Reached:
+      properties:
+        amount: {type: number}
 goals:
-  reached: Goal Reached
+  reached: {event: Goal Reached, value: amount}
 triggers:
   welcome:
     on: Signed Up
@@ -66,9 +70,12 @@ def report(tmp_path, users, rate, seed):
         lines.append({"type": "track", "userId": f"u{u}", "event": "Signed Up",
                       "timestamp": iso(t), "messageId": f"s{u}"})
         if rnd.random() < rate:
-            lines.append({"type": "track", "userId": f"u{u}", "event": "Goal Reached",
-                          "timestamp": iso(t + timedelta(hours=rnd.randrange(1, 100))),
-                          "messageId": f"g{u}"})
+            # One or two goal events inside the 7-day window, each with an amount.
+            for k in range(rnd.choice([1, 1, 2])):
+                lines.append({"type": "track", "userId": f"u{u}", "event": "Goal Reached",
+                              "timestamp": iso(t + timedelta(hours=rnd.randrange(1, 100))),
+                              "messageId": f"g{u}-{k}",
+                              "properties": {"amount": round(rnd.uniform(1, 200), 2)}})
     lines.sort(key=lambda m: m["timestamp"])
     events = tmp_path / f"events-{seed}.jsonl"
     events.write_text("".join(json.dumps(m) + "\n" for m in lines))
@@ -76,6 +83,26 @@ def report(tmp_path, users, rate, seed):
                           "json", str(events)], check=True, capture_output=True, text=True)
     (experiment,) = json.loads(out.stdout)["experiments"]
     return experiment
+
+
+def values_by_variant(tmp_path, seed):
+    """Each user's goal value, by the variant `nudge replay` says they were assigned."""
+    rules, events = tmp_path / "rules", tmp_path / f"events-{seed}.jsonl"
+    out = subprocess.run([str(nudge_binary()), "replay", "--rules", str(rules), str(events)],
+                         check=True, capture_output=True, text=True).stdout
+    variant = {}
+    for line in out.splitlines():
+        d = json.loads(line)
+        variant[d["user_id"]] = d["variant"]
+    value = {}
+    for line in events.read_text().splitlines():
+        m = json.loads(line)
+        if m["event"] == "Goal Reached":
+            value[m["userId"]] = value.get(m["userId"], 0.0) + m["properties"]["amount"]
+    by = {}
+    for user, v in variant.items():
+        by.setdefault(v, []).append(value.get(user, 0.0))
+    return by
 
 
 def msprt(diff, v, tau):
@@ -97,6 +124,12 @@ def test_every_figure_matches_the_reference(tmp_path, users, rate, seed):
     for v in arms.values():
         lo, hi = proportion_confint(v["converted"], v["users"], alpha=0.05, method="wilson")
         assert v["ci95"] == pytest.approx([lo, hi], abs=TOL), v
+    values = values_by_variant(tmp_path, seed)
+    for name, v in arms.items():
+        per_user = DescrStatsW(np.array(values[name]))
+        assert v["value_per_user"] == pytest.approx(per_user.mean, abs=TOL), v
+        lo, hi = per_user.zconfint_mean(alpha=0.05)
+        assert v["value_per_user_ci95"] == pytest.approx([lo, hi], abs=1e-5), v
     pairs = {(c["variant"], c["against"]) for c in e["comparisons"]}
     assert pairs == {("a", "b"), ("c", "b"), ("a", "holdout"), ("b", "holdout"),
                      ("c", "holdout")}

@@ -291,6 +291,17 @@ pub struct Enrollment {
     pub variant: u8,
     /// When the user was assigned, in seconds since the epoch.
     pub since: u32,
+    /// The goal value the user brought so far, in thousandths (format version 3 on).
+    pub value: i64,
+}
+
+/// An [`Enrollment`] as format version 2 stored it (without the value).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct EnrollmentV2 {
+    #[serde(with = "packed::fixed_u32")]
+    experiment: u32,
+    variant: u8,
+    since: u32,
 }
 
 /// A user's way through a funnel: when they first entered it (their cohort), the furthest
@@ -343,6 +354,7 @@ impl Enrollment {
                 arm.min(ENROLLED_HOLDOUT - 1)
             },
             since: secs(since),
+            value: 0,
         }
     }
     /// The arm index as assignments keep it (255 for the holdout).
@@ -432,8 +444,36 @@ struct StoredMeasures {
     funnels: Vec<FunnelProgress>,
 }
 
-/// Version 2 appends [`StoredMeasures`]; version 1 state (without them) still loads.
-const FORMAT_VERSION: u8 = 2;
+/// [`StoredMeasures`] as format version 2 wrote them.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StoredMeasuresV2 {
+    attributions: Vec<Attribution>,
+    enrollments: Vec<EnrollmentV2>,
+    funnels: Vec<FunnelProgress>,
+}
+
+impl From<StoredMeasuresV2> for StoredMeasures {
+    fn from(m: StoredMeasuresV2) -> Self {
+        StoredMeasures {
+            attributions: m.attributions,
+            enrollments: m
+                .enrollments
+                .into_iter()
+                .map(|e| Enrollment {
+                    experiment: e.experiment,
+                    variant: e.variant,
+                    since: e.since,
+                    value: 0,
+                })
+                .collect(),
+            funnels: m.funnels,
+        }
+    }
+}
+
+/// Version 2 appends [`StoredMeasures`], version 3 keeps each enrollment's value; versions 1
+/// (without measures) and 2 still load.
+const FORMAT_VERSION: u8 = 3;
 
 /// Why stored state could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -522,6 +562,7 @@ impl UserState {
         let (stored, rest): (Stored, &[u8]) = postcard::take_from_bytes(bytes)?;
         let measures = match stored.version {
             1 => StoredMeasures::default(),
+            2 => postcard::from_bytes::<StoredMeasuresV2>(rest)?.into(),
             FORMAT_VERSION => postcard::from_bytes(rest)?,
             other => return Err(StateError::Version(other)),
         };
@@ -598,4 +639,55 @@ fn value_fits(kind: &SlotKind, v: &SlotValue) -> bool {
 
 fn cap_id(c: &crate::rules::model::CapDef) -> u32 {
     crate::rules::compiled::stable_id(&format!("{c:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: &str = r#"
+tracking_plan: {events: {Signed Up: {}, Done: {}}}
+goals: {done: Done}
+triggers:
+  welcome: {on: Signed Up, experiment: copy, send: {channel: in_app, message: hi}}
+experiments:
+  copy: {goal: {id: done, within: 7d}, variants: {a: {}}}
+messages:
+  hi: {channel: in_app, in_app: {title: Hi, body: Hello}}
+"#;
+
+    #[test]
+    fn version_2_state_loads_with_its_enrollments_valued_at_zero() {
+        let rules = crate::test_support::compile(RULES);
+        let mut state = UserState::new(&rules);
+        let mut e = Enrollment::new(rules.experiments[0].stable_id, 0, 5_000);
+        e.value = 12_500;
+        state.enrollments.push(e.clone());
+        let v3 = state.encode(&rules);
+        assert_eq!(UserState::decode(&v3, &rules).unwrap(), state);
+
+        // The same state as version 2 wrote it: the enrollment without its value.
+        let (mut stored, _): (Stored, &[u8]) = postcard::take_from_bytes(&v3).unwrap();
+        stored.version = 2;
+        let mut v2 = postcard::to_allocvec(&stored).unwrap();
+        let old = StoredMeasuresV2 {
+            attributions: vec![],
+            enrollments: vec![EnrollmentV2 {
+                experiment: e.experiment,
+                variant: e.variant,
+                since: e.since,
+            }],
+            funnels: vec![],
+        };
+        v2.extend(postcard::to_allocvec(&old).unwrap());
+        let loaded = UserState::decode(&v2, &rules).unwrap();
+        assert_eq!(loaded.enrollments, [Enrollment { value: 0, ..e }]);
+
+        let mut future = v3.clone();
+        future[0] = FORMAT_VERSION + 1;
+        assert!(matches!(
+            UserState::decode(&future, &rules),
+            Err(StateError::Version(_))
+        ));
+    }
 }

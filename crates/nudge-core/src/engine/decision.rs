@@ -236,6 +236,8 @@ pub enum FactKind {
         variant: Arc<str>,
         first: bool,
         value: i64,
+        /// The user's goal value in this experiment before this event (thousandths).
+        before: i64,
     },
     /// A user reached a funnel step for the first time (`at` is when they entered the
     /// funnel); `after` is the time since the step before, in this attempt.

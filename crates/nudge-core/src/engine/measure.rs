@@ -200,9 +200,11 @@ impl Engine<'_> {
                         variant: experiment::arm_name(exp, e.arm()),
                         first: !e.converted(),
                         value,
+                        before: e.value,
                     },
                 });
                 e.variant |= CONVERTED;
+                e.value = e.value.saturating_add(value);
             }
         }
     }

@@ -239,6 +239,7 @@ impl Deltas {
                 variant,
                 first,
                 value,
+                before,
             } => {
                 let key = |field| {
                     Key::new(
@@ -253,6 +254,9 @@ impl Deltas {
                     self.add(key(Field::Converted), at, 1);
                 }
                 self.add(key(Field::Value), at, *value);
+                if *value != 0 {
+                    self.add(key(Field::ValueSquares), at, square_delta(*before, *value));
+                }
             }
             FactKind::FunnelStep {
                 funnel,
@@ -291,6 +295,14 @@ impl Deltas {
             }
         }
     }
+}
+
+/// How the square of a user's value changes when `value` is added to `before` (both in
+/// thousandths), in thousandths of the squared value: `((before + value)^2 - before^2) / 1000`.
+fn square_delta(before: i64, value: i64) -> i64 {
+    let (b, v) = (i128::from(before), i128::from(value));
+    let delta = (2 * b * v + v * v) as f64 / 1000.0;
+    delta.round().clamp(i64::MIN as f64, i64::MAX as f64) as i64
 }
 
 #[cfg(test)]

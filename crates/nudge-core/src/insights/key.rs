@@ -79,6 +79,9 @@ pub enum Field {
     Converted,
     /// Goal value, in thousandths.
     Value,
+    /// Sum over users of the square of each user's goal value, in thousandths (experiments:
+    /// the spread behind the interval of value per user).
+    ValueSquares,
     /// Triggering event to send: one histogram bucket.
     Latency(u16),
     /// Users assigned (experiments).
@@ -104,6 +107,7 @@ impl fmt::Display for Field {
             Field::Dismissed => f.write_str("dismissed"),
             Field::Converted => f.write_str("converted"),
             Field::Value => f.write_str("value"),
+            Field::ValueSquares => f.write_str("value_squares"),
             Field::Latency(b) => write!(f, "latency.{b}"),
             Field::Assigned => f.write_str("assigned"),
             Field::Users => f.write_str("users"),
@@ -134,6 +138,7 @@ impl Field {
             "dismissed" => Field::Dismissed,
             "converted" => Field::Converted,
             "value" => Field::Value,
+            "value_squares" => Field::ValueSquares,
             "assigned" => Field::Assigned,
             "users" => Field::Users,
             _ => return None,

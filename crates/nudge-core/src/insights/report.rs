@@ -129,6 +129,8 @@ pub struct ArmReport {
     pub value: f64,
     /// Goal value per assigned user.
     pub value_per_user: Option<f64>,
+    /// Its 95% interval (normal), when the goal has a value.
+    pub value_per_user_ci95: Option<[f64; 2]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -143,6 +145,16 @@ pub struct ExperimentReport {
     pub variants: Vec<ArmReport>,
     /// Each other variant against the control, and each variant against the holdout.
     pub comparisons: Vec<Comparison>,
+}
+
+/// One experiment arm's counters: users, converted users, the goal value and the sum of
+/// each user's value squared (both in thousandths).
+#[derive(Debug, Default, Clone, Copy)]
+struct Arm {
+    users: i64,
+    converted: i64,
+    value: i64,
+    squares: i64,
 }
 
 /// Each variant against the control, then each variant (the control too) against the holdout.
@@ -327,29 +339,41 @@ impl Report {
             .experiments
             .iter()
             .map(|e| {
-                let mut arms: BTreeMap<&str, (i64, i64, i64)> = BTreeMap::new();
+                let mut arms: BTreeMap<&str, Arm> = BTreeMap::new();
                 for (k, n) in rows(Scope::Experiment, &e.id) {
                     let a = arms.entry(&k.variant).or_default();
                     match k.field {
-                        Field::Assigned => a.0 += n,
-                        Field::Converted => a.1 += n,
-                        Field::Value => a.2 += n,
+                        Field::Assigned => a.users += n,
+                        Field::Converted => a.converted += n,
+                        Field::Value => a.value += n,
+                        Field::ValueSquares => a.squares += n,
                         _ => {}
                     }
                 }
+                let valued = e.goal.is_some_and(|g| rules.goals[g.goal].value.is_some());
                 let mut names: Vec<&str> = e.variants.iter().map(|v| &*v.name).collect();
                 if e.holdout_upto > 0 {
                     names.push(&e.holdout_name);
                 }
                 let mut ordered: Vec<ArmReport> = Vec::new();
-                let arm = |name: &str, (users, converted, value): (i64, i64, i64)| ArmReport {
+                let arm = |name: &str, a: Arm| ArmReport {
                     variant: name.to_string(),
-                    users,
-                    converted,
-                    rate: rate(converted, users),
-                    ci95: stats::wilson(Sample { converted, users }).map(|ci| ci.map(round6)),
-                    value: value_of(value),
-                    value_per_user: (users > 0).then(|| value_of(value) / users as f64),
+                    users: a.users,
+                    converted: a.converted,
+                    rate: rate(a.converted, a.users),
+                    ci95: stats::wilson(Sample {
+                        converted: a.converted,
+                        users: a.users,
+                    })
+                    .map(|ci| ci.map(round6)),
+                    value: value_of(a.value),
+                    value_per_user: (a.users > 0).then(|| value_of(a.value) / a.users as f64),
+                    value_per_user_ci95: valued
+                        .then(|| {
+                            stats::mean_interval(value_of(a.value), value_of(a.squares), a.users)
+                        })
+                        .flatten()
+                        .map(|ci| ci.map(round6)),
                 };
                 for name in names {
                     ordered.push(arm(name, arms.remove(name).unwrap_or_default()));

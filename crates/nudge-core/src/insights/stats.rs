@@ -76,6 +76,20 @@ pub fn wilson(s: Sample) -> Option<[f64; 2]> {
     Some([(center - half).max(0.0), (center + half).min(1.0)])
 }
 
+/// The 95% interval (normal) of the mean of a value over `n` users, from its sum and the sum
+/// of its squares: `mean ± z * s / sqrt(n)` with the sample standard deviation `s`
+/// (statsmodels' `DescrStatsW(values).zconfint_mean()`). `None` below two users.
+pub fn mean_interval(sum: f64, squares: f64, n: i64) -> Option<[f64; 2]> {
+    if n < 2 {
+        return None;
+    }
+    let nf = n as f64;
+    let mean = sum / nf;
+    let variance = ((squares - nf * mean * mean) / (nf - 1.0)).max(0.0);
+    let half = z95() * (variance / nf).sqrt();
+    Some([mean - half, mean + half])
+}
+
 /// The anytime-valid side of a comparison.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Anytime {
@@ -299,6 +313,15 @@ mod tests {
             compare("b", s(0, 0), "a", s(1, 10), DEFAULT_TAU).verdict,
             "no users yet"
         );
+    }
+
+    #[test]
+    fn the_mean_interval_uses_the_sample_variance() {
+        // Values 0, 0, 10, 30: mean 10, sample sd 14.142; z * sd / 2 = 13.859.
+        let [lo, hi] = mean_interval(40.0, 1000.0, 4).unwrap();
+        assert!(close(lo, 10.0 - 13.859038243496777), "{lo}");
+        assert!(close(hi, 10.0 + 13.859038243496777), "{hi}");
+        assert_eq!(mean_interval(5.0, 25.0, 1), None);
     }
 
     #[test]

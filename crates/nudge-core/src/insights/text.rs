@@ -122,9 +122,13 @@ pub fn render(r: &Report) -> String {
                 || "-".to_string(),
                 |[lo, hi]| format!("{}..{}", pct(Some(lo)), pct(Some(hi))),
             );
+            let per_user = match (v.value_per_user, v.value_per_user_ci95) {
+                (Some(m), Some([lo, hi])) => format!(" ({m:.2}/user, 95% {lo:.2}..{hi:.2})"),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "  {:<20} {:>8} users {:>8} converted {:>8} (95% {ci:<15})  value {}",
+                "  {:<20} {:>8} users {:>8} converted {:>8} (95% {ci:<15})  value {}{per_user}",
                 v.variant,
                 v.users,
                 v.converted,
