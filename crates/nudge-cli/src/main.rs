@@ -3,6 +3,7 @@
 mod explain_cmd;
 mod replay_cmd;
 mod report_cmd;
+mod report_html;
 mod serve_cmd;
 use nudge_service::rules_dir;
 mod test_cmd;
@@ -92,9 +93,12 @@ enum Command {
         /// End of the period reported (RFC 3339; default: `--until`), rounded up to the hour.
         #[arg(long)]
         to: Option<String>,
-        /// `text` for people, `json` for the API's shape.
+        /// `text` for people, `json` for the API's shape, `html` for a self-contained page.
         #[arg(long, value_enum, default_value = "text")]
         format: report_cmd::Format,
+        /// Write the report to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Segment messages, one JSON object a line (`-` for stdin).
         events: PathBuf,
     },
@@ -148,6 +152,7 @@ fn main() -> ExitCode {
             from,
             to,
             format,
+            out,
             events,
         } => report_cmd::run(&report_cmd::Args {
             rules: &rules,
@@ -155,6 +160,7 @@ fn main() -> ExitCode {
             from: from.as_deref(),
             to: to.as_deref(),
             format,
+            out: out.as_deref(),
             events: &events,
         }),
         Command::Test { rules, filter } => test_cmd::run(&rules, filter.as_deref()),

@@ -10,13 +10,14 @@ use nudge_core::replay::Replay;
 use nudge_core::time::parse_instant;
 use nudge_service::rules_dir;
 
-use crate::replay_cmd;
+use crate::{replay_cmd, report_html};
 
 /// How the report is printed.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Format {
     Text,
     Json,
+    Html,
 }
 
 pub struct Args<'a> {
@@ -25,6 +26,7 @@ pub struct Args<'a> {
     pub from: Option<&'a str>,
     pub to: Option<&'a str>,
     pub format: Format,
+    pub out: Option<&'a Path>,
     pub events: &'a Path,
 }
 
@@ -96,15 +98,26 @@ pub fn run(args: &Args) -> ExitCode {
     let Some(report) = replay.report() else {
         return ExitCode::from(2);
     };
-    match args.format {
-        Format::Json => match serde_json::to_string_pretty(&report) {
-            Ok(s) => println!("{s}"),
-            Err(e) => {
-                eprintln!("cannot write the report: {e}");
+    let written = match args.format {
+        Format::Json => serde_json::to_string_pretty(&report).map(|s| s + "\n"),
+        Format::Html => report_html::page(&report),
+        Format::Text => Ok(text::render(&report)),
+    };
+    let written = match written {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot write the report: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.out {
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, written) {
+                eprintln!("cannot write {}: {e}", path.display());
                 return ExitCode::from(2);
             }
-        },
-        Format::Text => print!("{}", text::render(&report)),
+        }
+        None => print!("{written}"),
     }
     if input.rejected.is_empty() {
         ExitCode::SUCCESS
