@@ -101,7 +101,9 @@ def test_a_full_disk_answers_503_loses_nothing_and_recovers_by_itself(small_disk
         # And new events are taken again.
         status, _, _ = post(server, "/v1/batch", batch(sent, 10))
         assert status == 200
-        assert eventually(lambda: metric(server, "nudge_events_evaluated_total") == accepted + 10)
+        # Behind the engagement events the deliveries of the backlog recorded, in queue order.
+        assert eventually(lambda: metric(server, "nudge_events_evaluated_total") == accepted + 10,
+                          timeout=120)
     finally:
         server.stop()
 

@@ -1,6 +1,7 @@
 //! The `nudge` command line.
 
 mod explain_cmd;
+mod input;
 mod replay_cmd;
 mod report_cmd;
 mod report_html;
@@ -15,7 +16,7 @@ use clap::{Parser, Subcommand};
 /// "Serve load test").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -221,64 +222,48 @@ fn replay(
             return ExitCode::from(2);
         }
     };
+    // `--until` as an instant is known before the input; as +DURATION only after it.
+    if let Err(e) = replay_cmd::until(until, None) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
     let name = events.display().to_string();
-    let input = if name == "-" {
-        replay_cmd::read_input(std::io::stdin().lock(), &rules)
-    } else {
-        match std::fs::File::open(events) {
-            Ok(f) => replay_cmd::read_input(BufReader::new(f), &rules),
-            Err(e) => {
-                eprintln!("cannot open {name}: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    };
-    let input = match input {
-        Ok(i) => i,
-        Err(e) => {
-            eprintln!("cannot read {name}: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    for r in &input.rejected {
-        eprintln!("{name}:{}: rejected: {}", r.line, r.message);
-    }
-    for f in &input.flagged {
-        eprintln!("{name}:{}: flagged: {}", f.line, f.message);
-    }
-    let until = match replay_cmd::until(until, input.events.last().map(|(_, at)| *at)) {
-        Ok(u) => u,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let result =
-        replay_cmd::run(&rules, &input, until, &mut out).and_then(|s| out.flush().map(|_| s));
+    let mut replay = nudge_core::replay::Replay::new(&rules);
+    let streamed = replay_cmd::stream(events, &name, &mut replay, &rules, |s| {
+        replay_cmd::write_line(&rules, s, &mut out)
+    });
+    let result = streamed.and_then(|streamed| {
+        let until = replay_cmd::until(until, streamed.last).map_err(std::io::Error::other)?;
+        for s in replay.finish(until) {
+            replay_cmd::write_line(&rules, &s, &mut out)?;
+        }
+        out.flush()?;
+        Ok(streamed)
+    });
     match result {
-        Ok(s) => {
+        Ok(streamed) => {
             if stats {
+                let s = &replay.stats;
                 eprintln!(
                     "events {} (duplicates {}, rejected {}), users {}, sent {}, suppressed {}",
-                    s.events,
-                    s.duplicates,
-                    input.rejected.len(),
-                    s.users,
-                    s.sent,
-                    s.suppressed
+                    s.events, s.duplicates, streamed.rejected, s.users, s.sent, s.suppressed
                 );
             }
-            if input.rejected.is_empty() {
+            if streamed.rejected == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("cannot open {name}: {e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
-            eprintln!("cannot write output: {e}");
+            eprintln!("cannot replay {name}: {e}");
             ExitCode::from(2)
         }
     }

@@ -1,86 +1,46 @@
-//! `nudge replay`: Segment JSONL in, one JSON line per send decision out.
+//! `nudge replay`: Segment JSONL in, one JSON line per send decision out, streamed (see
+//! `input/`); `read_input` reads a whole file into memory for `nudge explain`.
 
+use nudge_core::engine::Send;
 use nudge_core::event::Message;
 use nudge_core::replay::{Replay, ReplayLine};
 use nudge_core::rules::CompiledRules;
 use nudge_core::time::{parse_instant, Duration, Millis};
 use std::io::{BufRead, Write};
+use std::path::Path;
 
-/// A rejected input line.
-#[derive(Debug, Clone)]
-pub struct Rejected {
-    pub line: usize,
-    pub message: String,
-}
+use crate::input::{self, Parsed};
 
-/// Parsed input: time-ordered messages, rejected lines and tracking-plan flags.
+/// Parsed input: time-ordered messages, and how many lines were rejected.
 pub struct Input {
     pub events: Vec<(Message, Millis)>,
-    pub rejected: Vec<Rejected>,
-    pub flagged: Vec<Rejected>,
+    pub rejected: usize,
 }
 
-/// Reads Segment messages, one JSON object a line; blank lines are skipped.
+/// Reads Segment messages, one JSON object a line, into memory (`nudge explain` looks at one
+/// user's whole history); blank lines are skipped.
 pub fn read_input(reader: impl BufRead, rules: &CompiledRules) -> std::io::Result<Input> {
     let mut events = Vec::new();
-    let mut rejected = Vec::new();
-    let mut flagged = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line?;
-        let n = i + 1;
-        if line.trim().is_empty() {
+    let mut rejected = 0;
+    for (i, text) in reader.lines().enumerate() {
+        let text = text?;
+        if text.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value = match serde_json::from_str(&line) {
-            Ok(v) => v,
-            Err(e) => {
-                rejected.push(Rejected {
-                    line: n,
-                    message: format!("malformed JSON: {e}"),
-                });
-                continue;
-            }
-        };
-        let msg = match Message::from_json(&value, None) {
-            Ok(m) => m,
-            Err(e) => {
-                rejected.push(Rejected {
-                    line: n,
-                    message: e.to_string(),
-                });
-                continue;
-            }
-        };
-        let Some(at) = msg.timestamp else {
-            rejected.push(Rejected {
-                line: n,
-                message: "timestamp: replay needs a timestamp on every message".into(),
-            });
-            continue;
-        };
-        match rules.plan.check(&msg) {
-            Ok(flags) => flagged.extend(flags.into_iter().map(|f| Rejected {
-                line: n,
-                message: format!("{}: {}", f.field, f.message),
-            })),
-            Err(violations) => {
-                let text: Vec<String> = violations.iter().map(|v| v.to_string()).collect();
-                rejected.push(Rejected {
-                    line: n,
-                    message: text.join("; "),
-                });
-                continue;
-            }
+        match input::parse_line(
+            input::Line {
+                number: i + 1,
+                text,
+            },
+            rules,
+        ) {
+            Parsed::Event { msg, at, .. } => events.push((msg, at)),
+            Parsed::Rejected { .. } => rejected += 1,
         }
-        events.push((msg, at));
     }
     // Time order; equal instants keep the file's order.
     events.sort_by_key(|(_, at)| *at);
-    Ok(Input {
-        events,
-        rejected,
-        flagged,
-    })
+    Ok(Input { events, rejected })
 }
 
 /// Why `--until` was refused.
@@ -109,30 +69,57 @@ pub fn until(spec: Option<&str>, last: Option<Millis>) -> Result<Millis, UntilEr
     }
 }
 
-/// Runs the replay and writes its lines.
-pub fn run(
-    rules: &CompiledRules,
-    input: &Input,
-    until: Millis,
-    out: &mut impl Write,
-) -> std::io::Result<nudge_core::replay::ReplayStats> {
-    let mut replay = Replay::new(rules);
-    for (m, at) in &input.events {
-        for s in replay.event(m, *at) {
-            write_line(rules, &s, out)?;
-        }
-    }
-    for s in replay.finish(until) {
-        write_line(rules, &s, out)?;
-    }
-    Ok(replay.stats.clone())
+/// What streaming an input through a replay met.
+#[derive(Debug, Default)]
+pub struct Streamed {
+    /// Lines rejected (each reported on stderr as it came).
+    pub rejected: usize,
+    /// The first and last instants replayed.
+    pub first: Option<Millis>,
+    pub last: Option<Millis>,
 }
 
-fn write_line(
+/// Streams the messages of `path` (`-`: stdin) through `replay` in time order, reporting
+/// rejected and flagged lines on stderr as `NAME:LINE: ...` as they come, and hands every
+/// send decided on the way to `on_send`. The caller finishes the replay.
+pub fn stream(
+    path: &Path,
+    name: &str,
+    replay: &mut Replay,
     rules: &CompiledRules,
-    s: &nudge_core::engine::Send,
-    out: &mut impl Write,
-) -> std::io::Result<()> {
+    mut on_send: impl FnMut(&Send) -> std::io::Result<()>,
+) -> std::io::Result<Streamed> {
+    let mut streamed = Streamed::default();
+    let stderr = std::io::stderr();
+    input::each_event(path, rules, |parsed| {
+        match parsed {
+            Parsed::Rejected { line, message } => {
+                streamed.rejected += 1;
+                writeln!(stderr.lock(), "{name}:{line}: rejected: {message}")?;
+            }
+            Parsed::Event {
+                line,
+                msg,
+                at,
+                flags,
+            } => {
+                for f in flags {
+                    writeln!(stderr.lock(), "{name}:{line}: flagged: {f}")?;
+                }
+                streamed.first.get_or_insert(at);
+                streamed.last = Some(at);
+                for s in replay.event(&msg, at) {
+                    on_send(&s)?;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(streamed)
+}
+
+/// Writes one send as a line of replay output.
+pub fn write_line(rules: &CompiledRules, s: &Send, out: &mut impl Write) -> std::io::Result<()> {
     let line = ReplayLine::from_send(rules, s);
     serde_json::to_writer(&mut *out, &line)?;
     out.write_all(b"\n")

@@ -1,7 +1,6 @@
 //! `nudge report`: what these rules would have done on a history of events, and what it
 //! converted: the report `nudge serve` and the AWS API answer, computed by replaying a file.
 
-use std::io::BufReader;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -39,63 +38,57 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     let name = args.events.display().to_string();
-    let input = if name == "-" {
-        replay_cmd::read_input(std::io::stdin().lock(), &rules)
-    } else {
-        match std::fs::File::open(args.events) {
-            Ok(f) => replay_cmd::read_input(BufReader::new(f), &rules),
-            Err(e) => {
-                eprintln!("cannot open {name}: {e}");
-                return ExitCode::from(2);
-            }
+    let instant = |spec: Option<&str>, what: &str| match spec {
+        None => Ok(None),
+        Some(s) => parse_instant(s)
+            .map(Some)
+            .map_err(|e| format!("--{what} `{s}` is not an RFC 3339 time: {e}")),
+    };
+    let (from, to) = match (instant(args.from, "from"), instant(args.to, "to")) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
         }
     };
-    let input = match input {
-        Ok(i) => i,
+    if let (Some(f), Some(t)) = (from, to) {
+        if f > t {
+            eprintln!("--from must not be after --to");
+            return ExitCode::from(2);
+        }
+    }
+    if let Err(e) = replay_cmd::until(args.until, None) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
+    // Counted over the period given; an open end counts everything on that side (nothing
+    // happens before the first event or after `--until`), and is named once they are known.
+    let counted = Period {
+        from: from.map_or(i64::MIN, |f| Period::covering(f, f).from),
+        to: to.map_or(i64::MAX, |t| Period::covering(t, t).to),
+    };
+    let mut replay = Replay::new(&rules);
+    replay.measure(counted);
+    let streamed = match replay_cmd::stream(args.events, &name, &mut replay, &rules, |_| Ok(())) {
+        Ok(s) => s,
         Err(e) => {
             eprintln!("cannot read {name}: {e}");
             return ExitCode::from(2);
         }
     };
-    for r in &input.rejected {
-        eprintln!("{name}:{}: rejected: {}", r.line, r.message);
-    }
-    let first = input.events.first().map(|(_, at)| *at);
-    let last = input.events.last().map(|(_, at)| *at);
-    let until = match replay_cmd::until(args.until, last) {
+    let until = match replay_cmd::until(args.until, streamed.last) {
         Ok(u) => u,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
-    let instant = |spec: Option<&str>, default: i64, what: &str| match spec {
-        None => Ok(default),
-        Some(s) => {
-            parse_instant(s).map_err(|e| format!("--{what} `{s}` is not an RFC 3339 time: {e}"))
-        }
-    };
-    let period = match (
-        instant(args.from, first.unwrap_or(until), "from"),
-        instant(args.to, until, "to"),
-    ) {
-        (Ok(from), Ok(to)) if from <= to => Period::covering(from, to),
-        (Ok(_), Ok(_)) => {
-            eprintln!("--from must not be after --to");
-            return ExitCode::from(2);
-        }
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut replay = Replay::new(&rules);
-    replay.measure(period);
-    for (m, at) in &input.events {
-        replay.event(m, *at);
-    }
     replay.finish(until);
-    let Some(report) = replay.report() else {
+    let shown = Period::covering(
+        from.unwrap_or(streamed.first.unwrap_or(until)),
+        to.unwrap_or(until),
+    );
+    let Some(report) = replay.report_over(shown) else {
         return ExitCode::from(2);
     };
     let written = match args.format {
@@ -119,7 +112,7 @@ pub fn run(args: &Args) -> ExitCode {
         }
         None => print!("{written}"),
     }
-    if input.rejected.is_empty() {
+    if streamed.rejected == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -837,6 +837,74 @@ fn replay_at_scale_is_deterministic_and_independent_of_line_order() {
 }
 
 #[test]
+fn stdin_streams_like_a_file_and_an_unordered_stdin_is_sorted() {
+    let dir = TempDir::new("stdin");
+    let lines = generate(8, 300);
+    let events = write_lines(&dir, "events.jsonl", &lines);
+    let mut shuffled = lines.clone();
+    shuffle(&mut shuffled, &mut Rng(7));
+    let from_file = replay_ok(&saas(), &[], &events).stdout;
+    for input in [lines, shuffled] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
+            .args(["replay", "--rules", s(&saas()), "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("nudge runs");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let body = input.join("\n") + "\n";
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            stdin.write_all(body.as_bytes()).expect("written")
+        });
+        let out = child.wait_with_output().expect("nudge ends");
+        writer.join().expect("writer");
+        assert!(out.status.success());
+        assert!(out.stdout == from_file, "stdin replayed differently");
+    }
+}
+
+#[test]
+fn a_message_id_counts_once_within_seven_days_and_anew_after() {
+    let dir = TempDir::new("dedup-window");
+    let track = |user: &str, at: &str| {
+        json!({"type": "track", "userId": user, "event": "Login Failed", "messageId": "same",
+               "timestamp": at})
+        .to_string()
+    };
+    // One messageId sent for two users: within 7 days the second is the same message, later
+    // it is a new one (a user's own last messageIds are also kept in their state).
+    let within = write_lines(
+        &dir,
+        "within.jsonl",
+        &[
+            track("a", "2026-03-02T09:00:00Z"),
+            track("b", "2026-03-08T09:00:00Z"),
+        ],
+    );
+    let out = replay_ok(&saas(), &["--stats"], &within);
+    assert!(
+        text(&out.stderr).contains("duplicates 1"),
+        "{}",
+        text(&out.stderr)
+    );
+    let later = write_lines(
+        &dir,
+        "later.jsonl",
+        &[
+            track("a", "2026-03-02T09:00:00Z"),
+            track("b", "2026-03-09T09:00:01Z"),
+        ],
+    );
+    let out = replay_ok(&saas(), &["--stats"], &later);
+    assert!(
+        text(&out.stderr).contains("duplicates 0"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
 fn duplicate_message_ids_count_once() {
     // given a file, and the same file with 50 repeated lines anywhere
     let dir = TempDir::new("dups");

@@ -3,7 +3,8 @@
 //! funnel steps, engagement), each at the hour it belongs to. Stores apply a user's deltas in
 //! the same write as the state that produced them, so each counts exactly once.
 
-use std::collections::HashMap;
+// Fx: keys are hashed on every event; SipHash showed in profiles of large replays.
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use super::histogram::bucket;

@@ -2,7 +2,9 @@
 //! (one JSON shape on `nudge serve`, on AWS and from `nudge report`). Every trigger, funnel
 //! and experiment of the rules is listed, with zeros when nothing happened.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -232,7 +234,7 @@ impl Report {
     /// The report of `rules` over `period` from counter sums.
     pub fn build(rules: &CompiledRules, period: Period, sums: &Sums) -> Report {
         type Rows<'k> = Vec<(&'k Key, i64)>;
-        let mut by_scope: HashMap<(Scope, Arc<str>), Rows> = HashMap::new();
+        let mut by_scope: HashMap<(Scope, Arc<str>), Rows> = HashMap::default();
         let mut events = 0;
         for (k, &n) in &sums.counts {
             if k.scope == Scope::Totals {

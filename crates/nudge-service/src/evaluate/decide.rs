@@ -79,7 +79,9 @@ impl<S: UserStore, B: Bus, C: Clock> Evaluate<S, B, C> {
                     decisions.extend(outcome.decisions);
                     i = j;
                 }
-                result.applied = fresh.len();
+                // nudge's own engagement events (deliveries, clicks) were never accepted by
+                // ingest: the metric compares product events evaluated with those accepted.
+                result.applied = fresh.iter().filter(|e| !e.message.is_engagement()).count();
             }
             Input::Timer { .. } => {
                 let outcome = engine.advance(&mut state, user_id, now);

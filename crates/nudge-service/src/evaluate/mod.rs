@@ -34,7 +34,7 @@ pub enum Input<'a> {
 /// What evaluating one user's input did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Evaluated {
-    /// Messages applied (those not applied before).
+    /// Product messages applied (those not applied before; nudge's engagement events aside).
     pub applied: usize,
     /// Messages skipped as already applied.
     pub duplicates: usize,

@@ -1,4 +1,11 @@
-//! `nudge replay`: many users' events through the engine on a virtual clock.
+//! `nudge replay`: many users' events through the engine on a virtual clock. Memory is what
+//! the users need (their states, one pending wake-up each) and the messageIds of one window
+//! (`seen.rs`), whatever the length of the history.
+
+mod seen;
+
+use seen::Seen;
+pub use seen::DEDUP_WINDOW_MS;
 
 use crate::engine::{Decision, Engine, Send};
 use crate::event::Message;
@@ -9,7 +16,9 @@ use crate::state::UserState;
 use crate::time::{format_instant, Millis};
 use serde::Serialize;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::BinaryHeap;
+
+use rustc_hash::FxHashMap as HashMap;
 
 /// One line of replay output (field order is part of the contract).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,8 +81,13 @@ pub struct ReplayStats {
 pub struct Replay<'r> {
     engine: Engine<'r>,
     users: HashMap<String, UserState>,
-    seen: HashSet<String>,
+    seen: Seen,
+    /// Wake-ups by due time. A wake-up that moved leaves its entry behind (waking the user
+    /// then decides nothing), so the queue holds the moves of one wait's length, not more.
     timers: BinaryHeap<Reverse<(Millis, u64, String)>>,
+    /// Each user's wake-up queued last: asked again for the same instant, it is not queued
+    /// twice.
+    wakes: HashMap<String, Millis>,
     seq: u64,
     clock: Millis,
     pub stats: ReplayStats,
@@ -91,13 +105,14 @@ impl<'r> Replay<'r> {
     pub fn new(rules: &'r CompiledRules) -> Self {
         Replay {
             engine: Engine::new(rules),
-            users: HashMap::new(),
-            seen: HashSet::new(),
+            users: HashMap::default(),
+            seen: Seen::default(),
             timers: BinaryHeap::new(),
+            wakes: HashMap::default(),
             seq: 0,
             clock: Millis::MIN,
             stats: ReplayStats::default(),
-            recorded: HashMap::new(),
+            recorded: HashMap::default(),
             pending: Vec::new(),
             pending_at: None,
             tally: None,
@@ -115,6 +130,13 @@ impl<'r> Replay<'r> {
     pub fn report(&self) -> Option<Report> {
         let t = self.tally.as_ref()?;
         Some(Report::build(self.engine.rules, t.period(), &t.sums()))
+    }
+
+    /// The report of what was measured, named for `period` (a measure over an open period,
+    /// once its ends are known).
+    pub fn report_over(&self, period: Period) -> Option<Report> {
+        let t = self.tally.as_ref()?;
+        Some(Report::build(self.engine.rules, period, &t.sums()))
     }
 
     fn count(&mut self, user: &str, at: Millis, out: &crate::engine::Outcome) {
@@ -146,8 +168,8 @@ impl<'r> Replay<'r> {
         sends.extend(self.run_timers(|due| due < at));
         self.clock = self.clock.max(at);
         self.stats.events += 1;
-        // The replay keeps every messageId, like a store's idempotency record.
-        if !self.seen.insert(msg.message_id.clone()) {
+        // Like a store's idempotency record: a messageId applied within the window counts once.
+        if !self.seen.insert(&msg.message_id, at) {
             self.stats.duplicates += 1;
             return sends;
         }
@@ -205,6 +227,9 @@ impl<'r> Replay<'r> {
             let Some(Reverse((due, _, user))) = self.timers.pop() else {
                 break;
             };
+            if self.wakes.get(&user) == Some(&due) {
+                self.wakes.remove(&user);
+            }
             let Some(state) = self.users.get_mut(&user) else {
                 continue;
             };
@@ -237,8 +262,13 @@ impl<'r> Replay<'r> {
             }
         }
         if let Some(t) = next_wake {
-            self.seq += 1;
-            self.timers.push(Reverse((t, self.seq, user.to_string())));
+            // The same instant again (every event of a user with a pending wait asks): the
+            // entry queued first wakes the user then, a second would decide nothing.
+            if self.wakes.get(user) != Some(&t) {
+                self.wakes.insert(user.to_string(), t);
+                self.seq += 1;
+                self.timers.push(Reverse((t, self.seq, user.to_string())));
+            }
         }
     }
 }
