@@ -84,6 +84,10 @@ pub fn run(args: &Args) -> ExitCode {
         }
     };
     replay.finish(until);
+    if from.is_some_and(|f| f > to.unwrap_or(until)) {
+        eprintln!("--from must not be after --to (default: --until)");
+        return ExitCode::from(2);
+    }
     let shown = Period::covering(
         from.unwrap_or(streamed.first.unwrap_or(until)),
         to.unwrap_or(until),
