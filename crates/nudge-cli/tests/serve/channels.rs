@@ -60,12 +60,7 @@ async fn email_goes_to_the_outbox_and_its_one_click_unsubscribe_link_is_honoured
     s.track("/v1/identify", &json!({"userId": "e1", "traits": {"email": "e1@example.com", "first_name": "Eve"}, "messageId": "e1-id"})).await;
     s.track("/v1/track", &track("e1", "Signed Up", "e1-s"))
         .await;
-    let files = eventually(Duration::from_secs(10), || async {
-        let f = s.outbox();
-        (!f.is_empty()).then_some(f)
-    })
-    .await
-    .expect("no email in the outbox");
+    let files = s.mailed().await;
     assert_eq!(files.len(), 1);
     let eml = std::fs::read_to_string(&files[0]).unwrap();
     assert_eq!(header(&eml, "To"), vec!["e1@example.com"]);
@@ -246,12 +241,7 @@ async fn email_links_and_the_open_pixel_are_tracked_and_counted() {
     .await;
     s.track("/v1/track", &track("m1", "Signed Up", "m1-s"))
         .await;
-    let files = eventually(Duration::from_secs(10), || async {
-        let f = s.outbox();
-        (!f.is_empty()).then_some(f)
-    })
-    .await
-    .expect("no email in the outbox");
+    let files = s.mailed().await;
     let eml = mail_text(&std::fs::read_to_string(&files[0]).unwrap());
     // The web link goes through a click link; mailto: stays; the pixel closes the HTML.
     assert!(!eml.contains("https://example.com/start"), "{eml}");

@@ -230,6 +230,16 @@ impl Server {
     }
 
     /// The `.eml` files in the outbox.
+    /// The outbox once a mail is in it.
+    pub async fn mailed(&self) -> Vec<PathBuf> {
+        eventually(Duration::from_secs(10), || async {
+            let f = self.outbox();
+            (!f.is_empty()).then_some(f)
+        })
+        .await
+        .expect("no email in the outbox")
+    }
+
     pub fn outbox(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(self.data.join("outbox"))
             .map(|d| {

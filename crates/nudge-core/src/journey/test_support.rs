@@ -75,6 +75,18 @@ pub(super) fn errors(text: &str) -> Vec<String> {
     }
 }
 
+/// Every expected error starts one of `errs`, and there are no others.
+pub(super) fn assert_errors(errs: &[String], expected: &[&str]) {
+    for e in expected {
+        assert!(
+            errs.iter().any(|x| x.starts_with(e)),
+            "missing {e:?} in:\n{}",
+            errs.join("\n")
+        );
+    }
+    assert_eq!(errs.len(), expected.len(), "{}", errs.join("\n"));
+}
+
 pub(super) fn plain_diff(expected: &str, actual: &str) -> String {
     format!("-{expected}\n+{actual}\n")
 }
