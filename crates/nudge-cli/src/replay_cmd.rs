@@ -108,7 +108,7 @@ pub fn stream(
                 }
                 streamed.first.get_or_insert(at);
                 streamed.last = Some(at);
-                for s in replay.event(&msg, at) {
+                for s in replay.take_event(msg, at) {
                     on_send(&s)?;
                 }
             }

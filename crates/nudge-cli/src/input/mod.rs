@@ -10,7 +10,7 @@ mod sort;
 mod stamp;
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Seek, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
 use nudge_core::event::Message;
@@ -58,7 +58,7 @@ pub fn each_event(
         spool(io::stdin().lock())?
     } else {
         let mut file = File::open(path)?;
-        let ordered = in_time_order(BufReader::with_capacity(1 << 20, &mut file))?;
+        let ordered = in_time_order(&mut file, workers())?;
         file.rewind()?;
         (file, ordered)
     };
@@ -87,17 +87,93 @@ pub fn each_event(
 }
 
 /// Whether every line's instant is at or after the one before (lines replay rejects aside).
-fn in_time_order(input: impl BufRead) -> io::Result<bool> {
-    let mut last = Millis::MIN;
-    for line in input.lines() {
-        if let Some(at) = stamp::stamp(&line?) {
-            if at < last {
+/// Blocks of the file are read here and their timestamps on every core.
+fn in_time_order(mut input: impl Read, workers: usize) -> io::Result<bool> {
+    /// First and last instant of a block, and whether it is in order inside.
+    type Summary = (Option<Millis>, Option<Millis>, bool);
+    fn summary(block: &[u8]) -> Summary {
+        let (mut first, mut last, mut ordered) = (None, None, true);
+        for line in block.split(|b| *b == b'\n') {
+            let Some(at) = std::str::from_utf8(line).ok().and_then(stamp::stamp) else {
+                continue;
+            };
+            if last.is_some_and(|l| at < l) {
+                ordered = false;
+            }
+            first.get_or_insert(at);
+            last = Some(at);
+        }
+        (first, last, ordered)
+    }
+    const BLOCK: usize = 4 << 20;
+    let workers = workers.max(1);
+    std::thread::scope(|scope| {
+        let mut inputs = Vec::new();
+        let mut outputs = Vec::new();
+        for _ in 0..workers {
+            let (to_worker, from_main) = std::sync::mpsc::channel::<Vec<u8>>();
+            let (to_main, from_worker) = std::sync::mpsc::channel::<Summary>();
+            scope.spawn(move || {
+                for block in from_main {
+                    if to_main.send(summary(&block)).is_err() {
+                        break;
+                    }
+                }
+            });
+            inputs.push(to_worker);
+            outputs.push(from_worker);
+        }
+        let mut carry: Vec<u8> = Vec::new();
+        let mut in_flight = std::collections::VecDeque::new();
+        let (mut sent, mut last, mut eof) = (0usize, None::<Millis>, false);
+        loop {
+            while !eof && in_flight.len() < 2 * workers {
+                let mut block = std::mem::take(&mut carry);
+                let start = block.len();
+                block.resize(start + BLOCK, 0);
+                let n = read_full(&mut input, &mut block[start..])?;
+                block.truncate(start + n);
+                if n == 0 {
+                    eof = true;
+                } else if let Some(cut) = block.iter().rposition(|b| *b == b'\n') {
+                    // The line cut off at the end goes with the next block.
+                    carry = block.split_off(cut + 1);
+                }
+                if block.is_empty() {
+                    break;
+                }
+                inputs[sent % workers]
+                    .send(block)
+                    .map_err(|_| io::Error::other("a reading thread stopped"))?;
+                in_flight.push_back(sent);
+                sent += 1;
+            }
+            let Some(id) = in_flight.pop_front() else {
+                return Ok(true);
+            };
+            let (first, block_last, ordered) = outputs[id % workers]
+                .recv()
+                .map_err(|_| io::Error::other("a reading thread stopped"))?;
+            if !ordered || first.zip(last).is_some_and(|(f, l)| f < l) {
                 return Ok(false);
             }
-            last = at;
+            last = block_last.or(last);
+        }
+    })
+}
+
+/// Reads until `buf` is full or the input ends; the bytes read.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match input.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
-    Ok(true)
+    Ok(n)
 }
 
 /// Copies `input` to a temporary file, noting whether it is in time order.

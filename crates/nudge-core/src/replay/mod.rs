@@ -82,8 +82,8 @@ pub struct Replay<'r> {
     engine: Engine<'r>,
     users: HashMap<String, UserState>,
     seen: Seen,
-    /// Wake-ups by due time. A wake-up that moved leaves its entry behind (waking the user
-    /// then decides nothing), so the queue holds the moves of one wait's length, not more.
+    /// Wake-ups by due time. A wake-up that moved leaves its entry behind, skipped when it
+    /// comes up, so the queue holds the moves of one wait's length, not more.
     timers: BinaryHeap<Reverse<(Millis, u64, String)>>,
     /// Each user's wake-up queued last: asked again for the same instant, it is not queued
     /// twice.
@@ -161,6 +161,11 @@ impl<'r> Replay<'r> {
     /// are applied together when the clock moves past it (or at `advance_to`/`finish`); timers
     /// due strictly before `at` fire first. Returns the sends decided so far, in time order.
     pub fn event(&mut self, msg: &Message, at: Millis) -> Vec<Send> {
+        self.take_event(msg.clone(), at)
+    }
+
+    /// [`Replay::event`] for a message the caller gives away (no copy is made).
+    pub fn take_event(&mut self, msg: Message, at: Millis) -> Vec<Send> {
         let mut sends = Vec::new();
         if self.pending_at.is_some_and(|p| p != at) {
             sends.extend(self.flush());
@@ -174,7 +179,7 @@ impl<'r> Replay<'r> {
             return sends;
         }
         self.pending_at = Some(at);
-        self.pending.push(msg.clone());
+        self.pending.push(msg);
         sends
     }
 
@@ -227,9 +232,12 @@ impl<'r> Replay<'r> {
             let Some(Reverse((due, _, user))) = self.timers.pop() else {
                 break;
             };
-            if self.wakes.get(&user) == Some(&due) {
-                self.wakes.remove(&user);
+            // A wake-up that moved since it was queued: the engine asked for another instant,
+            // and waking the user now would decide nothing.
+            if self.wakes.get(&user) != Some(&due) {
+                continue;
             }
+            self.wakes.remove(&user);
             let Some(state) = self.users.get_mut(&user) else {
                 continue;
             };
