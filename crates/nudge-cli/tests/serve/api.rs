@@ -243,6 +243,38 @@ async fn admin_endpoints_need_the_admin_key_and_show_state_timers_decisions_and_
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
     assert_eq!(s.admin("/v1/admin/users/a1").await.0, 404, "unknown user");
+    // Without the key, or with a wrong one, every admin path is refused alike, whether it
+    // exists or not: none is told apart.
+    for path in [
+        "/v1/admin",
+        "/v1/admin/",
+        "/v1/admin/nothing/here",
+        "/v1/admin/users/a1",
+        "/v1/admin/users/a1/decisions",
+        "/v1/admin/users/a1/bogus",
+        "/v1/admin/reports",
+        "/v1/admin/reports/triggers/nope",
+    ] {
+        for method in [
+            reqwest::Method::GET,
+            reqwest::Method::POST,
+            reqwest::Method::DELETE,
+        ] {
+            for (key, status, error) in [
+                (None, 401, "missing_admin_key"),
+                (Some("wrong"), 403, "invalid_admin_key"),
+            ] {
+                let mut req = s.http.request(method.clone(), s.url(path));
+                if let Some(k) = key {
+                    req = req.bearer_auth(k);
+                }
+                let r = req.send().await.unwrap();
+                assert_eq!(r.status().as_u16(), status, "{method} {path}");
+                let body: Value = r.json().await.unwrap();
+                assert_eq!(body["error"], error, "{method} {path}: {body}");
+            }
+        }
+    }
 
     s.track(
         "/v1/identify",

@@ -172,6 +172,11 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
                     _ => allow(&[Method::GET]).unwrap_or_else(|| not_found(path)),
                 }
             }
+            // Any other admin path: the key first, so that without it every admin path is
+            // refused alike and none is told apart from one that does not exist.
+            ["v1", "admin", ..] => self
+                .admin_auth(req.headers())
+                .unwrap_or_else(|| not_found(path)),
             // analytics.js reports its own health here (the host of the events, unless told
             // otherwise); nothing in it is about users, so it is taken and let go.
             ["v1", "m"] => allow(&[Method::POST]).unwrap_or_else(|| {
