@@ -865,6 +865,26 @@ fn stdin_streams_like_a_file_and_an_unordered_stdin_is_sorted() {
 }
 
 #[test]
+fn a_named_pipe_is_read_once_and_replayed_like_the_file() {
+    let dir = TempDir::new("fifo");
+    let lines = generate(9, 100);
+    let events = write_lines(&dir, "events.jsonl", &lines);
+    let from_file = replay_ok(&saas(), &[], &events).stdout;
+    let fifo = dir.path().join("events.fifo");
+    let made = Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo runs");
+    assert!(made.success());
+    let body = lines.join("\n") + "\n";
+    let target = fifo.clone();
+    let writer = std::thread::spawn(move || std::fs::write(target, body).expect("written"));
+    let out = replay_ok(&saas(), &[], &fifo);
+    writer.join().expect("writer");
+    assert!(out.stdout == from_file, "the pipe replayed differently");
+}
+
+#[test]
 fn a_message_id_counts_once_within_seven_days_and_anew_after() {
     let dir = TempDir::new("dedup-window");
     let track = |user: &str, at: &str| {

@@ -3,7 +3,7 @@
 //! timers), not by the file. A file in time order streams as it is; one that is not is sorted
 //! first, stably and through temporary files (`sort.rs`). Lines are parsed on every core and
 //! handed on in order (`parse.rs`). Whether a file is in order is read cheaply from the
-//! timestamps alone (`stamp.rs`); stdin is spooled to a temporary file on the way.
+//! timestamps alone (`stamp.rs`); stdin (or a pipe) is spooled to a temporary file on the way.
 
 mod parse;
 mod sort;
@@ -58,9 +58,14 @@ pub fn each_event(
         spool(io::stdin().lock())?
     } else {
         let mut file = File::open(path)?;
-        let ordered = in_time_order(&mut file, workers())?;
-        file.rewind()?;
-        (file, ordered)
+        if file.metadata()?.is_file() {
+            let ordered = in_time_order(&mut file, workers())?;
+            file.rewind()?;
+            (file, ordered)
+        } else {
+            // A pipe or a device cannot be read twice: spooled like stdin.
+            spool(BufReader::with_capacity(1 << 20, file))?
+        }
     };
     if ordered {
         let mut lines = BufReader::with_capacity(1 << 20, &mut file);
