@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nudge_core::engine::engagement::{
-    About, EMAIL_DELIVERED, EMAIL_FAILED, IN_APP_MESSAGE_DELIVERED, WEBHOOK_DELIVERED,
-    WEBHOOK_FAILED,
+    About, EMAIL_DELIVERED, EMAIL_FAILED, IN_APP_MESSAGE_DELIVERED, IN_APP_MESSAGE_FAILED,
+    WEBHOOK_DELIVERED, WEBHOOK_FAILED,
 };
 use nudge_core::engine::Send;
 use nudge_core::event::Message;
@@ -195,6 +195,7 @@ where
             (Channel::Email, DeliveryStatus::Sent) => (EMAIL_DELIVERED, "delivered"),
             (Channel::Email, DeliveryStatus::Failed) => (EMAIL_FAILED, "failed"),
             (Channel::InApp, DeliveryStatus::Sent) => (IN_APP_MESSAGE_DELIVERED, "delivered"),
+            (Channel::InApp, DeliveryStatus::Failed) => (IN_APP_MESSAGE_FAILED, "failed"),
             (Channel::Webhook, DeliveryStatus::Sent) => (WEBHOOK_DELIVERED, "delivered"),
             (Channel::Webhook, DeliveryStatus::Failed) => (WEBHOOK_FAILED, "failed"),
             _ => return None,

@@ -369,23 +369,33 @@ async fn health_and_metrics() {
         .await;
     s.decisions_until("h1", Duration::from_secs(10), settled)
         .await;
-    let text = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for family in [
+    let families = [
         "nudge_events_accepted_total 1",
         "nudge_triggers_fired_total{trigger=\"tip\",variant=\"default\"} 1",
         "nudge_sends_total{channel=\"in_app\",outcome=\"sent\",reason=\"\"} 1",
         "nudge_handler_latency_seconds_bucket{le=",
         "nudge_timer_lateness_seconds_count",
-    ] {
-        assert!(text.contains(family), "{family} missing:\n{text}");
+    ];
+    // The delivery log shows the send a moment before deliver counts it.
+    let metrics = || async {
+        s.http
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let complete = eventually(Duration::from_secs(10), || async {
+        let text = metrics().await;
+        families.iter().all(|f| text.contains(f)).then_some(text)
+    })
+    .await;
+    if complete.is_none() {
+        let text = metrics().await;
+        let missing: Vec<&&str> = families.iter().filter(|f| !text.contains(**f)).collect();
+        panic!("{missing:?} missing:\n{text}");
     }
     let _ = user_hash;
 }

@@ -21,13 +21,15 @@ pub const EMAIL_OPENED: &str = "Email Opened";
 pub const EMAIL_FAILED: &str = "Email Failed";
 /// An in-app message was written to the user's inbox.
 pub const IN_APP_MESSAGE_DELIVERED: &str = "In-App Message Delivered";
+/// An in-app message could not be made (its content did not render).
+pub const IN_APP_MESSAGE_FAILED: &str = "In-App Message Failed";
 /// A webhook answered 2xx.
 pub const WEBHOOK_DELIVERED: &str = "Webhook Delivered";
 /// A webhook failed, after every retry.
 pub const WEBHOOK_FAILED: &str = "Webhook Failed";
 
 /// Every engagement event's name.
-pub const ENGAGEMENT_EVENTS: [&str; 10] = [
+pub const ENGAGEMENT_EVENTS: [&str; 11] = [
     IN_APP_MESSAGE_VIEWED,
     IN_APP_MESSAGE_CLICKED,
     IN_APP_MESSAGE_DISMISSED,
@@ -36,6 +38,7 @@ pub const ENGAGEMENT_EVENTS: [&str; 10] = [
     EMAIL_OPENED,
     EMAIL_FAILED,
     IN_APP_MESSAGE_DELIVERED,
+    IN_APP_MESSAGE_FAILED,
     WEBHOOK_DELIVERED,
     WEBHOOK_FAILED,
 ];
@@ -72,7 +75,7 @@ impl Engagement {
     pub fn of(name: &str) -> Option<Engagement> {
         Some(match name {
             EMAIL_DELIVERED | IN_APP_MESSAGE_DELIVERED | WEBHOOK_DELIVERED => Engagement::Delivered,
-            EMAIL_FAILED | WEBHOOK_FAILED => Engagement::Failed,
+            EMAIL_FAILED | IN_APP_MESSAGE_FAILED | WEBHOOK_FAILED => Engagement::Failed,
             EMAIL_OPENED | IN_APP_MESSAGE_VIEWED => Engagement::Opened,
             EMAIL_LINK_CLICKED | IN_APP_MESSAGE_CLICKED => Engagement::Clicked,
             IN_APP_MESSAGE_DISMISSED => Engagement::Dismissed,
@@ -106,5 +109,27 @@ impl About<'_> {
             p.insert("url".into(), u.into());
         }
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_engagement_event_counts_as_one_kind() {
+        for name in ENGAGEMENT_EVENTS {
+            assert!(is_engagement(name));
+            assert!(Engagement::of(name).is_some(), "{name}");
+        }
+        let failed: Vec<&str> = ENGAGEMENT_EVENTS
+            .into_iter()
+            .filter(|n| Engagement::of(n) == Some(Engagement::Failed))
+            .collect();
+        assert_eq!(
+            failed,
+            [EMAIL_FAILED, IN_APP_MESSAGE_FAILED, WEBHOOK_FAILED]
+        );
+        assert_eq!(Engagement::of("Signed Up"), None);
     }
 }
