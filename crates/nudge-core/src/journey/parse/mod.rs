@@ -1,15 +1,15 @@
 //! The journey-test file parser: YAML test files (the format is in the `journey` module docs)
 //! read into [`Journey`]s, every name checked against the rule set, every mistake reported
-//! with its place. One idea, hence one long file: the helpers here read the fields of that
-//! one format and nothing else.
+//! with its place. This file reads a test, its events and its segment checkpoints, with the
+//! field readers the format shares; `expect.rs` reads the sends a test expects and forbids;
+//! `report` items are `measures.rs`'s.
 
+mod expect;
+
+use self::expect::{parse_expect, parse_never, reasons};
 use super::measures::parse_measure;
-use super::{
-    offset, Checkpoint, Expect, Journey, JourneyFile, Loc, Never, Outcome, Step, DEFAULT_START,
-    DEFAULT_USER,
-};
-use crate::engine::Reason;
-use crate::rules::model::{Channel, Pos};
+use super::{offset, Checkpoint, Journey, JourneyFile, Loc, Step, DEFAULT_START, DEFAULT_USER};
+use crate::rules::model::Pos;
 use crate::rules::yaml::{closest, kind, to_json, Diagnostics, Reader};
 use crate::rules::{CompiledRules, RuleError};
 use crate::time::{parse_instant, Duration, Millis};
@@ -44,50 +44,7 @@ const EVENT_KEYS: &[&str] = &[
     "message_id",
     "context",
 ];
-const EXPECT_KEYS: &[&str] = &[
-    "trigger",
-    "at",
-    "tolerance",
-    "user",
-    "outcome",
-    "reason",
-    "channel",
-    "message",
-    "variant",
-    "experiment",
-    "subject",
-    "body",
-    "body_contains",
-];
-const NEVER_KEYS: &[&str] = &["trigger", "user", "outcome", "reason", "from", "to"];
 const CHECKPOINT_KEYS: &[&str] = &["at", "user", "in", "not_in"];
-const OUTCOMES: &[&str] = &["sent", "suppressed"];
-
-/// Every suppression reason, as tests write them.
-fn reasons() -> Vec<&'static str> {
-    // The match makes a new Reason variant a compile error here, so this list stays complete.
-    let listed = |r: Reason| match r {
-        Reason::FrequencyCap
-        | Reason::QuietHours
-        | Reason::Cooldown
-        | Reason::Holdout
-        | Reason::Unsubscribed
-        | Reason::Priority
-        | Reason::ExitCondition => r.as_str(),
-    };
-    [
-        Reason::FrequencyCap,
-        Reason::QuietHours,
-        Reason::Cooldown,
-        Reason::Holdout,
-        Reason::Unsubscribed,
-        Reason::Priority,
-        Reason::ExitCondition,
-    ]
-    .into_iter()
-    .map(listed)
-    .collect()
-}
 
 /// Parses every test file against `rules`; all mistakes are returned, sorted by place.
 pub fn parse(files: &[JourneyFile], rules: &CompiledRules) -> Result<Vec<Journey>, Vec<RuleError>> {
@@ -576,158 +533,6 @@ fn parse_event(
     })
 }
 
-fn outcome(r: Reader, m: &MarkedMappingNode, d: &mut Diagnostics) -> Option<Option<Outcome>> {
-    let Some(n) = m.get_node("outcome") else {
-        return Some(None);
-    };
-    let s = r.string(n, "outcome", d)?;
-    match s.value.as_str() {
-        "sent" => Some(Some(Outcome::Sent)),
-        "suppressed" => Some(Some(Outcome::Suppressed)),
-        other => {
-            check_ref(other, OUTCOMES, "outcome", s.pos, d);
-            None
-        }
-    }
-}
-
-fn parse_expect(
-    r: Reader,
-    node: &Node,
-    start: Millis,
-    user: &str,
-    refs: &Refs<'_>,
-    d: &mut Diagnostics,
-) -> Option<Expect> {
-    let m = r.map(node, "an expect item", d)?;
-    r.check_keys(m, EXPECT_KEYS, "an expect item", d);
-    let trigger = r
-        .required(m, "trigger", "an expect item", d)
-        .and_then(|n| r.string(n, "trigger", d));
-    let trigger_ok = trigger
-        .as_ref()
-        .is_some_and(|t| check_ref(&t.value, &refs.triggers, "trigger", t.pos, d));
-    let at = m.get_node("at").map(|n| instant(r, n, start, "at", d));
-    let tolerance = match m.get_node("tolerance") {
-        Some(n) if at.is_none() => {
-            d.error(r.pos(n), "tolerance needs `at`");
-            None
-        }
-        Some(n) => span(r, n, "tolerance", d),
-        None => Some(0),
-    };
-    let outcome = outcome(r, m, d);
-    let reason = reference(r, m, "reason", &refs.reasons, "reason", d);
-    let outcome = match (outcome, &reason) {
-        (Some(Some(o)), _) => Some(o),
-        (Some(None), Some(_)) => Some(Outcome::Suppressed),
-        (Some(None), None) if m.get_node("reason").is_none() => Some(Outcome::Sent),
-        _ => None,
-    };
-    if outcome == Some(Outcome::Suppressed) && m.get_node("reason").is_none() {
-        d.error(
-            start_of(r, node),
-            "an expected suppressed send needs `reason` (one of: ".to_string()
-                + &refs.reasons.join(", ")
-                + ")",
-        );
-    }
-    if let (Some(Outcome::Sent), Some(n)) = (outcome, m.get_node("reason")) {
-        d.error(r.pos(n), "a send with outcome `sent` has no reason");
-    }
-    let channel = match m.get_node("channel") {
-        Some(n) => {
-            let s = r.string(n, "channel", d)?;
-            let names: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
-            check_ref(&s.value, &names, "channel", s.pos, d).then_some(Some(s.value))?
-        }
-        None => None,
-    };
-    let message = reference(r, m, "message", &refs.messages, "message", d);
-    let variant = reference(r, m, "variant", &refs.variants, "variant", d);
-    let experiment = match m.get_node("experiment") {
-        Some(n) if is_null(n) => Some(None),
-        Some(n) => {
-            let s = r.string(n, "experiment", d)?;
-            check_ref(&s.value, &refs.experiments, "experiment", s.pos, d)
-                .then_some(Some(Some(s.value)))?
-        }
-        None => None,
-    };
-    let text = |key: &str, d: &mut Diagnostics| {
-        m.get_node(key)
-            .and_then(|n| r.text(n, key, d))
-            .map(|s| s.value)
-    };
-    let subject = text("subject", d);
-    let body = text("body", d);
-    let body_contains = text("body_contains", d);
-    let user = string(r, m, "user", d).unwrap_or_else(|| user.to_string());
-    if !trigger_ok {
-        return None;
-    }
-    if m.get_node("message").is_some_and(|_| message.is_none())
-        || m.get_node("variant").is_some_and(|_| variant.is_none())
-    {
-        return None;
-    }
-    Some(Expect {
-        loc: Loc::from(start_of(r, node)),
-        trigger: trigger?.value,
-        at: at.map(|a| a.ok_or(())).transpose().ok()?,
-        tolerance: tolerance?,
-        user,
-        outcome: outcome?,
-        reason,
-        channel,
-        message,
-        variant,
-        experiment,
-        subject,
-        body,
-        body_contains,
-    })
-}
-
-fn parse_never(
-    r: Reader,
-    node: &Node,
-    start: Millis,
-    refs: &Refs<'_>,
-    d: &mut Diagnostics,
-) -> Option<Never> {
-    let m = r.map(node, "a never item", d)?;
-    r.check_keys(m, NEVER_KEYS, "a never item", d);
-    let trigger = r
-        .required(m, "trigger", "a never item", d)
-        .and_then(|n| r.string(n, "trigger", d));
-    let trigger_ok = trigger
-        .as_ref()
-        .is_some_and(|t| check_ref(&t.value, &refs.triggers, "trigger", t.pos, d));
-    let user = string(r, m, "user", d);
-    let outcome = outcome(r, m, d);
-    let reason = reference(r, m, "reason", &refs.reasons, "reason", d);
-    let from = m.get_node("from").map(|n| instant(r, n, start, "from", d));
-    let to = m.get_node("to").map(|n| instant(r, n, start, "to", d));
-    if let (Some(Some(f)), Some(Some(t)), Some(n)) = (from, to, m.get_node("to")) {
-        if t < f {
-            d.error(r.pos(n), "`to` is before `from`");
-        }
-    }
-    if !trigger_ok || (m.get_node("reason").is_some() && reason.is_none()) {
-        return None;
-    }
-    Some(Never {
-        loc: Loc::from(start_of(r, node)),
-        trigger: trigger?.value,
-        user,
-        outcome: outcome?,
-        reason,
-        from: from.map(|a| a.ok_or(())).transpose().ok()?,
-        to: to.map(|a| a.ok_or(())).transpose().ok()?,
-    })
-}
-
 fn parse_checkpoint(
     r: Reader,
     node: &Node,
@@ -793,87 +598,4 @@ fn parse_checkpoint(
 }
 
 #[cfg(test)]
-mod tests {
-    use crate::journey::test_support::{assert_errors, errors, plain_diff, run_one};
-
-    #[test]
-    fn other_users_and_call_kinds_build_valid_messages() {
-        let res = run_one(
-            r#"  - name: kinds
-    user: alice
-    events:
-      - {at: +0s, event: Signed Up}
-      - {at: +1m, identify: {first_name: Al}}
-      - {at: +2m, page: Pricing, properties: {path: /pricing}}
-      - {at: +3m, screen: Home}
-      - {at: 2026-03-02T09:04:00Z, user: bob, event: Signed Up, context: {timezone: Europe/Berlin}}
-    expect:
-      - {trigger: welcome, at: +0s, subject: Hi there}
-      - {trigger: welcome, at: +4m, user: bob}
-    never:
-      - {trigger: welcome, user: alice, from: +1m}
-"#,
-        );
-        assert!(res.passed(), "{}", res.report(&plain_diff));
-    }
-
-    #[test]
-    fn parse_errors_have_positions_and_hints() {
-        let errs = errors(
-            r#"tests:
-  - name: typos
-    evnets: []
-    events:
-      - {at: soon, event: Signed Up}
-      - {at: +1m}
-    expect:
-      - {trigger: welcom}
-      - {trigger: welcome, outcome: suppresed}
-      - {trigger: welcome, reason: frequency}
-      - {trigger: welcome, outcome: suppressed}
-      - {trigger: welcome, tolerance: 1s}
-    never:
-      - user: u1
-    segments:
-      - {at: +1m, in: [idel]}
-      - {at: +99d}
-"#,
-        );
-        let expected = [
-            "t.yaml:3:5: unknown key `evnets` in a test (did you mean `events`?)",
-            "t.yaml:5:14: at: `soon` is neither +DURATION (after start, e.g. `+24h`) nor an RFC 3339 time",
-            "t.yaml:6:9: events[1] needs one of `event`, `identify`, `page`, `screen`",
-            "t.yaml:8:19: unknown trigger `welcom` (did you mean `welcome`?)",
-            "t.yaml:9:37: unknown outcome `suppresed` (did you mean `suppressed`?)",
-            "t.yaml:10:36: unknown reason `frequency`",
-            "t.yaml:11:9: an expected suppressed send needs `reason`",
-            "t.yaml:12:39: tolerance needs `at`",
-            "t.yaml:14:9: a never item needs `trigger`",
-            "t.yaml:16:24: unknown segment `idel` (did you mean `idle`?)",
-            "t.yaml:17:9: a segments checkpoint needs `in` or `not_in`",
-            "t.yaml:17:14: the checkpoint (+99d) is after `until` (+30d)",
-        ];
-        assert_errors(&errs, &expected);
-    }
-
-    #[test]
-    fn yaml_and_structure_errors_have_positions() {
-        assert_eq!(
-            errors("tests:\n  - name: a\n    name: b\n"),
-            vec!["t.yaml:3:5: duplicate key `name` (first defined on line 2)"]
-        );
-        assert_eq!(
-            errors("test: []\n")[0],
-            "t.yaml:1:1: unknown key `test` in a journey test file (did you mean `tests`?)"
-        );
-        assert_eq!(
-            errors("tests:\n  - name: same\n  - name: same\n"),
-            vec!["t.yaml:3:5: duplicate test name `same` (first on line 2)"]
-        );
-        assert_eq!(
-            errors("tests:\n  - name: x\n    events: [{at: +1h, event: A}]\n    until: +1m\n"),
-            vec!["t.yaml:4:12: until (+1m) is before the last event (+1h)"]
-        );
-        assert!(errors("tests: [\n")[0].starts_with("t.yaml:"));
-    }
-}
+mod tests;
