@@ -70,9 +70,9 @@
 //! Mistakes in a test file (YAML syntax, unknown keys, unknown trigger, segment, message,
 //! experiment, variant, channel, outcome or reason) are reported as `file:line:col: message`.
 //!
-//! Files: `parse/` reads test files into [`Journey`]s (`expect.rs` the expected sends), `run.rs` runs one and matches the
-//! sends it produced against its expectations, `measures.rs` reads and checks `report`
-//! items, `report.rs` writes a result up for people.
+//! Files: `parse/` reads test files into [`Journey`]s (`expect.rs` the expected sends),
+//! `run.rs` runs one and matches the sends it produced against its expectations,
+//! `measures.rs` reads and checks `report` items, `report.rs` writes a result up for people.
 
 mod measures;
 mod parse;
