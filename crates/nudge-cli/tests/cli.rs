@@ -894,34 +894,22 @@ fn a_message_id_counts_once_within_seven_days_and_anew_after() {
     };
     // One messageId sent for two users: within 7 days the second is the same message, later
     // it is a new one (a user's own last messageIds are also kept in their state).
-    let within = write_lines(
-        &dir,
-        "within.jsonl",
-        &[
-            track("a", "2026-03-02T09:00:00Z"),
-            track("b", "2026-03-08T09:00:00Z"),
-        ],
-    );
-    let out = replay_ok(&saas(), &["--stats"], &within);
-    assert!(
-        text(&out.stderr).contains("duplicates 1"),
-        "{}",
-        text(&out.stderr)
-    );
-    let later = write_lines(
-        &dir,
-        "later.jsonl",
-        &[
-            track("a", "2026-03-02T09:00:00Z"),
-            track("b", "2026-03-09T09:00:01Z"),
-        ],
-    );
-    let out = replay_ok(&saas(), &["--stats"], &later);
-    assert!(
-        text(&out.stderr).contains("duplicates 0"),
-        "{}",
-        text(&out.stderr)
-    );
+    for (name, second, duplicates) in [
+        ("within.jsonl", "2026-03-08T09:00:00Z", "duplicates 1"),
+        ("later.jsonl", "2026-03-09T09:00:01Z", "duplicates 0"),
+    ] {
+        let events = write_lines(
+            &dir,
+            name,
+            &[track("a", "2026-03-02T09:00:00Z"), track("b", second)],
+        );
+        let out = replay_ok(&saas(), &["--stats"], &events);
+        assert!(
+            text(&out.stderr).contains(duplicates),
+            "{name}: {}",
+            text(&out.stderr)
+        );
+    }
 }
 
 #[test]

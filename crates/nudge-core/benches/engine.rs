@@ -527,7 +527,18 @@ fn saas_user(rules: &CompiledRules, warm: usize) -> (UserState, Stream) {
         })
         .collect();
     let gaps = gaps(&mut rng, 1999);
-    let mut state = UserState::new(rules);
+    signed_up_user(&engine, messages, gaps, warm)
+}
+
+/// A user who identified and signed up, then sent `warm` of `messages` (with `gaps`); the
+/// stream goes on with the rest.
+fn signed_up_user(
+    engine: &Engine,
+    messages: Vec<Message>,
+    gaps: Vec<Millis>,
+    warm: usize,
+) -> (UserState, Stream) {
+    let mut state = UserState::new(engine.rules);
     engine.handle(&mut state, USER, &identify(), start());
     engine.handle(
         &mut state,
@@ -536,7 +547,7 @@ fn saas_user(rules: &CompiledRules, warm: usize) -> (UserState, Stream) {
         start() + 1000,
     );
     let mut stream = Stream::new(messages, gaps, start() + 2000);
-    stream.feed(&engine, &mut state, warm);
+    stream.feed(engine, &mut state, warm);
     (state, stream)
 }
 
@@ -566,17 +577,7 @@ fn ecommerce_user(rules: &CompiledRules, warm: usize) -> (UserState, Stream) {
         })
         .collect();
     let gaps = gaps(&mut rng, 1999);
-    let mut state = UserState::new(rules);
-    engine.handle(&mut state, USER, &identify(), start());
-    engine.handle(
-        &mut state,
-        USER,
-        &track("Signed Up", json!({})),
-        start() + 1000,
-    );
-    let mut stream = Stream::new(messages, gaps, start() + 2000);
-    stream.feed(&engine, &mut state, warm);
-    (state, stream)
+    signed_up_user(&engine, messages, gaps, warm)
 }
 
 /// Prints what the measured rule set and state look like, and what 200 more events decide.

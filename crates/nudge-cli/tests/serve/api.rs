@@ -202,15 +202,7 @@ async fn every_rejection_is_a_4xx_with_a_json_body_naming_the_problem() {
     );
 
     // Rejections are counted.
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("nudge_events_rejected_total{reason=\"unknown_write_key\"} 1"),
         "{metrics}"
@@ -377,23 +369,13 @@ async fn health_and_metrics() {
         "nudge_timer_lateness_seconds_count",
     ];
     // The delivery log shows the send a moment before deliver counts it.
-    let metrics = || async {
-        s.http
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     let complete = eventually(Duration::from_secs(10), || async {
-        let text = metrics().await;
+        let text = s.metrics().await;
         families.iter().all(|f| text.contains(f)).then_some(text)
     })
     .await;
     if complete.is_none() {
-        let text = metrics().await;
+        let text = s.metrics().await;
         let missing: Vec<&&str> = families.iter().filter(|f| !text.contains(**f)).collect();
         panic!("{missing:?} missing:\n{text}");
     }

@@ -386,15 +386,7 @@ async fn webhooks_are_signed_and_retried_then_dead_lettered() {
     assert_eq!(d[0]["status"], "failed", "{d:?}");
     assert_eq!(d[0]["attempts"], 3);
     assert!(d[0]["error"].as_str().unwrap().contains("500"), "{d:?}");
-    let metrics = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("nudge_sends_total{channel=\"webhook\",outcome=\"failed\",reason=\"\"} 1"),
         "{metrics}"
@@ -428,15 +420,7 @@ async fn a_timer_fires_once_within_a_second_of_its_due_time() {
     assert_eq!(v["items"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(items[0]["title"], "Reminder");
     // Lateness as the server measured it: every firing within the 1.024 s bucket.
-    let text = s
-        .http
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = s.metrics().await;
     let count = metric(&text, "nudge_timer_lateness_seconds_count");
     let within = metric(&text, "nudge_timer_lateness_seconds_bucket{le=\"1.024\"}");
     assert!(count >= 1.0, "{text}");

@@ -230,6 +230,18 @@ impl Server {
     }
 
     /// The `.eml` files in the outbox.
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The outbox once a mail is in it.
     pub async fn mailed(&self) -> Vec<PathBuf> {
         eventually(Duration::from_secs(10), || async {

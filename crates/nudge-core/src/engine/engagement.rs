@@ -7,7 +7,7 @@
 pub use crate::event::engagement::*;
 
 use super::decision::Outcome;
-use super::{activity, Candidate, Engine};
+use super::{Candidate, Engine};
 use crate::event::Message;
 use crate::rules::compiled::Reach;
 use crate::state::UserState;
@@ -33,34 +33,14 @@ impl Engine<'_> {
             return;
         };
         let dirty = entry.segment_mask;
-        activity::update_slots(
-            self.rules,
-            state,
-            event_id,
-            &msg.properties,
-            at,
-            Reach::Named,
-        );
-        self.goal_event(state, event_id, &msg.properties, at, out);
-        self.funnel_event(state, event_id, &msg.properties, at, out);
-        self.segment_transitions(state, user_id, at, Some(dirty), candidates, out);
-        self.cancel_by_event(
+        self.react(
             state,
             user_id,
-            event_id,
-            &msg.properties,
-            Reach::Named,
-            at,
-            out,
-        );
-        self.start_triggers(
-            state,
-            user_id,
-            event_id,
             msg,
-            id_hash,
+            (event_id, id_hash),
             at,
             Reach::Named,
+            dirty,
             candidates,
             out,
         );

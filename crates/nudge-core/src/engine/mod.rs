@@ -171,33 +171,45 @@ impl<'r> Engine<'r> {
             if let Some(e) = event_id.and_then(|i| self.rules.event_entries.get(i as usize)) {
                 dirty |= e.segment_mask;
             }
-            activity::update_slots(self.rules, state, event_id, &msg.properties, at, Reach::All);
-            self.goal_event(state, event_id, &msg.properties, at, out);
-            self.funnel_event(state, event_id, &msg.properties, at, out);
-            self.segment_transitions(state, user_id, at, Some(dirty), candidates, out);
-            self.cancel_by_event(
+            self.react(
                 state,
                 user_id,
-                event_id,
-                &msg.properties,
-                Reach::All,
-                at,
-                out,
-            );
-            self.start_triggers(
-                state,
-                user_id,
-                event_id,
                 msg,
-                id_hash,
+                (event_id, id_hash),
                 at,
                 Reach::All,
+                dirty,
                 candidates,
                 out,
             );
         } else {
             self.segment_transitions(state, user_id, at, Some(dirty), candidates, out);
         }
+    }
+
+    /// What an activity's (or a named engagement event's) event does to the rules that `reach`
+    /// takes in: their slots, goals, funnels, segments, cancellations and trigger starts.
+    #[allow(clippy::too_many_arguments)]
+    fn react(
+        &self,
+        state: &mut UserState,
+        user_id: &str,
+        msg: &Message,
+        (event_id, id_hash): (Option<u32>, u64),
+        at: Millis,
+        reach: Reach,
+        dirty: SegmentMask,
+        candidates: &mut Vec<Candidate>,
+        out: &mut Outcome,
+    ) {
+        activity::update_slots(self.rules, state, event_id, &msg.properties, at, reach);
+        self.goal_event(state, event_id, &msg.properties, at, out);
+        self.funnel_event(state, event_id, &msg.properties, at, out);
+        self.segment_transitions(state, user_id, at, Some(dirty), candidates, out);
+        self.cancel_by_event(state, user_id, event_id, &msg.properties, reach, at, out);
+        self.start_triggers(
+            state, user_id, event_id, msg, id_hash, at, reach, candidates, out,
+        );
     }
 
     /// Fires every wait due at or before `now` (and re-checks segments), in time order.
