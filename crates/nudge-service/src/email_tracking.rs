@@ -80,38 +80,31 @@ pub fn track_html(
 /// whitespace or `<>"`, without the punctuation that ends a sentence after it (`.,;:!?'`, and
 /// a closing bracket it does not open).
 pub fn track_text(text: &str, link_for: &dyn Fn(&str) -> String) -> String {
+    // Lowercased once (ASCII only, so byte offsets are the text's) to find `http` in any case.
+    let lower = text.to_ascii_lowercase();
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = next_url_start(rest) {
-        out.push_str(&rest[..start]);
-        let tail = &rest[start..];
+    let mut done = 0;
+    let mut from = 0;
+    while let Some(found) = lower[from..].find("http") {
+        let start = from + found;
+        from = start + 4;
+        if start < done || !is_web_link(&text[start..]) {
+            continue;
+        }
+        let tail = &text[start..];
         let end = tail
             .find(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"'))
             .unwrap_or(tail.len());
         let url = trim_trailing_punctuation(&tail[..end]);
         if url.len() > "https://".len() {
+            out.push_str(&text[done..start]);
             out.push_str(&link_for(url));
-        } else {
-            out.push_str(url);
+            done = start + url.len();
+            from = done;
         }
-        rest = &tail[url.len()..];
     }
-    out.push_str(rest);
+    out.push_str(&text[done..]);
     out
-}
-
-/// Where the next `http://` or `https://` starts (any case).
-fn next_url_start(text: &str) -> Option<usize> {
-    let lower = text.to_ascii_lowercase();
-    let mut from = 0;
-    while let Some(at) = lower[from..].find("http") {
-        let at = from + at;
-        if is_web_link(&text[at..]) {
-            return Some(at);
-        }
-        from = at + 4;
-    }
-    None
 }
 
 fn trim_trailing_punctuation(url: &str) -> &str {

@@ -48,12 +48,12 @@ fn workers() -> usize {
 }
 
 /// Reads the messages of `path` (`-`: stdin) in time order (equal instants in file order) and
-/// hands each, parsed, to `sink`. Returns whether the input had to be sorted.
+/// hands each, parsed, to `sink`.
 pub fn each_event(
     path: &Path,
     rules: &CompiledRules,
     sink: impl FnMut(Parsed) -> io::Result<()>,
-) -> io::Result<bool> {
+) -> io::Result<()> {
     let (mut file, ordered) = if path.as_os_str() == "-" {
         spool(io::stdin().lock())?
     } else {
@@ -88,7 +88,7 @@ pub fn each_event(
         let mut sorted = sort::Sorted::new(BufReader::with_capacity(1 << 20, file))?;
         parse::parse_all(|| sorted.next_line(), rules, workers(), sink)?;
     }
-    Ok(!ordered)
+    Ok(())
 }
 
 /// Whether every line's instant is at or after the one before (lines replay rejects aside).
