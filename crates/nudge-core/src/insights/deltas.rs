@@ -7,11 +7,10 @@
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
-use super::histogram::bucket;
-use super::key::{hour_of, Field, Key, Scope};
-use super::sketch::{observe, Observation};
-use crate::engine::{Decision, FactKind, Outcome};
-use crate::event::engagement::Engagement;
+use super::key::{hour_of, Key};
+use super::record::{assume_delivered, record, Counts};
+use super::sketch::Observation;
+use crate::engine::Outcome;
 use crate::time::Millis;
 
 /// The stored form of [`Deltas`].
@@ -44,12 +43,6 @@ impl Deltas {
 
     pub fn is_empty(&self) -> bool {
         self.counts.is_empty() && self.waiting.is_empty() && self.users.is_empty()
-    }
-
-    fn add(&mut self, key: Key, at: Millis, n: i64) {
-        if n != 0 {
-            *self.counts.entry((key, hour_of(at))).or_default() += n;
-        }
     }
 
     /// Adds another batch's changes.
@@ -117,198 +110,38 @@ impl Deltas {
 
     /// What `out` (for `user_id`, its input at `at`) adds.
     pub fn record(&mut self, user_id: &str, out: &Outcome, at: Millis) {
-        if out.applied > 0 {
-            let totals = Key::new(Scope::Totals, "", "", "", Field::Events);
-            self.add(totals, at, i64::from(out.applied));
-            self.users.push((hour_of(at), observe(user_id)));
-        }
-        for d in &out.decisions {
-            let Decision::Send(s) = d else { continue };
-            let key = |field| {
-                Key::new(
-                    Scope::Trigger,
-                    s.trigger.clone(),
-                    s.variant.clone(),
-                    s.channel.as_str(),
-                    field,
-                )
-            };
-            match s.reason {
-                Some(r) => self.add(key(Field::Suppressed(r.as_str().into())), s.at, 1),
-                None => {
-                    self.add(key(Field::Sent), s.at, 1);
-                    let latency = (s.at - s.context.origin).max(0);
-                    self.add(key(Field::Latency(bucket(latency))), s.at, 1);
-                }
-            }
-        }
-        for f in &out.facts {
-            self.fact(&f.kind, f.at);
-        }
+        record(self, user_id, out, at);
     }
 
     /// Counts every send of `out` as delivered (a replay, which sends nothing, does this as
     /// the outbox and the inbox would deliver them).
     pub fn assume_delivered(&mut self, out: &Outcome) {
-        for s in out.sends().filter(|s| s.reason.is_none()) {
-            let key = Key::new(
-                Scope::Trigger,
-                s.trigger.clone(),
-                s.variant.clone(),
-                s.channel.as_str(),
-                Field::Delivered,
-            );
-            self.add(key, s.at, 1);
-        }
-    }
-
-    fn fact(&mut self, kind: &FactKind, at: Millis) {
-        let trigger = |t: &Arc<str>, v: Option<&Arc<str>>, ch: &str, field| {
-            Key::new(
-                Scope::Trigger,
-                t.clone(),
-                v.cloned().unwrap_or_else(|| "".into()),
-                ch,
-                field,
-            )
-        };
-        match kind {
-            FactKind::Started {
-                trigger: t,
-                variant,
-                channel,
-            } => self.add(
-                trigger(t, variant.as_ref(), channel.as_str(), Field::Started),
-                at,
-                1,
-            ),
-            FactKind::Cancelled {
-                trigger: t,
-                variant,
-                channel,
-            } => self.add(
-                trigger(t, variant.as_ref(), channel.as_str(), Field::Cancelled),
-                at,
-                1,
-            ),
-            FactKind::Waiting {
-                trigger: t,
-                channel,
-                delta,
-            } => {
-                *self
-                    .waiting
-                    .entry((t.clone(), channel.as_str().into()))
-                    .or_default() += delta;
-            }
-            FactKind::Converted {
-                trigger: t,
-                variant,
-                channel,
-                first,
-                value,
-            } => {
-                if *first {
-                    self.add(
-                        trigger(t, Some(variant), channel.as_str(), Field::Converted),
-                        at,
-                        1,
-                    );
-                }
-                self.add(
-                    trigger(t, Some(variant), channel.as_str(), Field::Value),
-                    at,
-                    *value,
-                );
-            }
-            FactKind::Assigned {
-                experiment,
-                variant,
-            } => self.add(
-                Key::new(
-                    Scope::Experiment,
-                    experiment.clone(),
-                    variant.clone(),
-                    "",
-                    Field::Assigned,
-                ),
-                at,
-                1,
-            ),
-            FactKind::ExperimentGoal {
-                experiment,
-                variant,
-                first,
-                value,
-                before,
-            } => {
-                let key = |field| {
-                    Key::new(
-                        Scope::Experiment,
-                        experiment.clone(),
-                        variant.clone(),
-                        "",
-                        field,
-                    )
-                };
-                if *first {
-                    self.add(key(Field::Converted), at, 1);
-                }
-                self.add(key(Field::Value), at, *value);
-                if *value != 0 {
-                    self.add(key(Field::ValueSquares), at, square_delta(*before, *value));
-                }
-            }
-            FactKind::FunnelStep {
-                funnel,
-                step,
-                breakdown,
-                after,
-            } => {
-                let key = |field| {
-                    Key::new(
-                        Scope::Funnel,
-                        funnel.clone(),
-                        breakdown.clone().unwrap_or_else(|| "".into()),
-                        step.to_string(),
-                        field,
-                    )
-                };
-                self.add(key(Field::Users), at, 1);
-                if let Some(after) = after {
-                    self.add(key(Field::FromPrevious(bucket(*after))), at, 1);
-                }
-            }
-            FactKind::Engaged {
-                engagement,
-                trigger: t,
-                variant,
-                channel,
-            } => {
-                let field = match engagement {
-                    Engagement::Delivered => Field::Delivered,
-                    Engagement::Failed => Field::Failed,
-                    Engagement::Opened => Field::Opened,
-                    Engagement::Clicked => Field::Clicked,
-                    Engagement::Dismissed => Field::Dismissed,
-                };
-                self.add(trigger(t, Some(variant), channel, field), at, 1);
-            }
-        }
+        assume_delivered(self, out);
     }
 }
 
-/// How the square of a user's value changes when `value` is added to `before` (both in
-/// thousandths), in thousandths of the squared value: `((before + value)^2 - before^2) / 1000`.
-fn square_delta(before: i64, value: i64) -> i64 {
-    let (b, v) = (i128::from(before), i128::from(value));
-    let delta = (2 * b * v + v * v) as f64 / 1000.0;
-    delta.round().clamp(i64::MIN as f64, i64::MAX as f64) as i64
-}
+impl Counts for Deltas {
+    fn add(&mut self, key: Key, at: Millis, n: i64) {
+        if n != 0 {
+            *self.counts.entry((key, hour_of(at))).or_default() += n;
+        }
+    }
 
+    fn waiting(&mut self, trigger: &Arc<str>, channel: &str, n: i64) {
+        *self
+            .waiting
+            .entry((trigger.clone(), channel.into()))
+            .or_default() += n;
+    }
+
+    fn user(&mut self, hour: i64, o: Observation) {
+        self.users.push((hour, o));
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::insights::key::{Field, Scope};
 
     #[test]
     fn changes_survive_their_stored_form() {
@@ -320,7 +153,7 @@ mod tests {
         );
         d.add(Key::new(Scope::Totals, "", "", "", Field::Events), 0, 5);
         d.waiting.insert(("t".into(), "email".into()), -1);
-        d.users.push((1, observe("u1")));
+        d.users.push((1, crate::insights::observe("u1")));
         assert_eq!(Deltas::decode(&d.encode()).unwrap(), d);
         assert!(Deltas::decode(&[0xff, 0xff]).is_err());
     }

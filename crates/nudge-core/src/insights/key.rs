@@ -14,6 +14,21 @@ pub fn hour_of(at: crate::time::Millis) -> i64 {
 /// One hour in milliseconds.
 pub const HOUR_MS: i64 = 3_600_000;
 
+/// The empty part of a key, shared: keys are made for every event, and each empty
+/// `Arc<str>` made anew would be an allocation.
+pub fn blank() -> Arc<str> {
+    shared("")
+}
+
+/// A fixed name (a channel, a suppression reason) as a key part, allocated once per thread.
+pub fn shared(name: &'static str) -> Arc<str> {
+    thread_local! {
+        static NAMES: std::cell::RefCell<rustc_hash::FxHashMap<&'static str, Arc<str>>> =
+            Default::default();
+    }
+    NAMES.with_borrow_mut(|names| names.entry(name).or_insert_with(|| name.into()).clone())
+}
+
 /// Where a counter belongs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {

@@ -3,8 +3,9 @@
 //! report built from them over any period.
 //!
 //! - `key.rs`: what a counter counts and its hour;
-//! - `deltas.rs`: what one engine outcome adds (stores apply it with the state that
-//!   produced it, so every count is made exactly once);
+//! - `record.rs`: what one engine outcome adds to the counters;
+//! - `deltas.rs`: those changes kept for a store, which applies them with the state that
+//!   produced them, so every count is made exactly once;
 //! - `histogram.rs`: latencies and step times as log-scaled buckets;
 //! - `sketch.rs`: distinct users as a HyperLogLog sketch;
 //! - `period.rs`: a report's whole hours, and its whole days for rollups;
@@ -16,6 +17,7 @@ pub mod deltas;
 pub mod histogram;
 pub mod key;
 pub mod period;
+pub mod record;
 pub mod report;
 pub mod sketch;
 pub mod stats;

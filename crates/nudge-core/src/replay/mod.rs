@@ -7,9 +7,9 @@ mod seen;
 use seen::Seen;
 pub use seen::DEDUP_WINDOW_MS;
 
-use crate::engine::{Decision, Engine, Send};
+use crate::engine::{Decision, Engine, Outcome, Send};
 use crate::event::Message;
-use crate::insights::{Deltas, Period, Report, Tally};
+use crate::insights::{Period, Report, Tally};
 use crate::render::render;
 use crate::rules::CompiledRules;
 use crate::state::UserState;
@@ -77,25 +77,34 @@ pub struct ReplayStats {
     pub suppressed: usize,
 }
 
+/// One user a replay has met.
+struct Known {
+    id: String,
+    state: UserState,
+    /// The wake-up asked for last; cleared when it fires.
+    wake: Option<Millis>,
+}
+
 /// Users' states and the virtual clock's timer queue.
 pub struct Replay<'r> {
     engine: Engine<'r>,
-    users: HashMap<String, UserState>,
+    /// Users in the order first met; the queue and the pending events name them by index,
+    /// so the hot path hashes a user's id once per input, not at every step.
+    known: Vec<Known>,
+    index: HashMap<String, u32>,
     seen: Seen,
-    /// Wake-ups by due time. A wake-up that moved leaves its entry behind, skipped when it
-    /// comes up, so the queue holds the moves of one wait's length, not more.
-    timers: BinaryHeap<Reverse<(Millis, u64, String)>>,
-    /// Each user's wake-up queued last: asked again for the same instant, it is not queued
-    /// twice.
-    wakes: HashMap<String, Millis>,
+    /// Wake-ups by due time, then the order they were asked in. A wake-up that moved leaves
+    /// its entry behind, skipped when it comes up, so the queue holds the moves of one
+    /// wait's length, not more.
+    timers: BinaryHeap<Reverse<(Millis, u64, u32)>>,
     seq: u64,
     clock: Millis,
     pub stats: ReplayStats,
     /// Every decision (with the instant it was taken) of the users `record_decisions_of` named.
     recorded: HashMap<String, Vec<(Millis, Decision)>>,
-    /// Events of the current instant, applied together once the clock moves on so that each
-    /// user's sends at one instant are decided in priority order.
-    pending: Vec<Message>,
+    /// Events of the current instant (with their user), applied together once the clock
+    /// moves on so that each user's sends at one instant are decided in priority order.
+    pending: Vec<(u32, Message)>,
     pending_at: Option<Millis>,
     /// Counters over a period, when measuring (`nudge report`).
     tally: Option<Tally>,
@@ -105,10 +114,10 @@ impl<'r> Replay<'r> {
     pub fn new(rules: &'r CompiledRules) -> Self {
         Replay {
             engine: Engine::new(rules),
-            users: HashMap::default(),
+            known: Vec::new(),
+            index: HashMap::default(),
             seen: Seen::default(),
             timers: BinaryHeap::new(),
-            wakes: HashMap::default(),
             seq: 0,
             clock: Millis::MIN,
             stats: ReplayStats::default(),
@@ -139,22 +148,29 @@ impl<'r> Replay<'r> {
         Some(Report::build(self.engine.rules, period, &t.sums()))
     }
 
-    fn count(&mut self, user: &str, at: Millis, out: &crate::engine::Outcome) {
-        if let Some(t) = &mut self.tally {
-            let mut d = Deltas::default();
-            d.record(user, out, at);
-            d.assume_delivered(out);
-            t.apply(d);
-        }
-    }
-
     /// The state of a user, if they have sent anything.
     pub fn state(&self, user_id: &str) -> Option<&UserState> {
-        self.users.get(user_id)
+        let i = *self.index.get(user_id)?;
+        Some(&self.known[i as usize].state)
     }
 
     pub fn users(&self) -> impl Iterator<Item = (&String, &UserState)> {
-        self.users.iter()
+        self.known.iter().map(|k| (&k.id, &k.state))
+    }
+
+    /// The index of a user, met now if not before.
+    fn user_index(&mut self, user_id: &str) -> u32 {
+        if let Some(&i) = self.index.get(user_id) {
+            return i;
+        }
+        let i = u32::try_from(self.known.len()).expect("fewer than 2^32 users in one replay");
+        self.known.push(Known {
+            id: user_id.to_string(),
+            state: UserState::new(self.engine.rules),
+            wake: None,
+        });
+        self.index.insert(user_id.to_string(), i);
+        i
     }
 
     /// Takes one message at `at` (events must come in time order). Events sharing an instant
@@ -168,9 +184,9 @@ impl<'r> Replay<'r> {
     pub fn take_event(&mut self, msg: Message, at: Millis) -> Vec<Send> {
         let mut sends = Vec::new();
         if self.pending_at.is_some_and(|p| p != at) {
-            sends.extend(self.flush());
+            self.flush(&mut sends);
         }
-        sends.extend(self.run_timers(|due| due < at));
+        self.run_timers(|due| due < at, &mut sends);
         self.clock = self.clock.max(at);
         self.stats.events += 1;
         // Like a store's idempotency record: a messageId applied within the window counts once.
@@ -178,88 +194,94 @@ impl<'r> Replay<'r> {
             self.stats.duplicates += 1;
             return sends;
         }
+        let user = self.user_index(msg.user_key());
         self.pending_at = Some(at);
-        self.pending.push(msg);
+        self.pending.push((user, msg));
         sends
     }
 
     /// Applies the events of the pending instant, grouped per user in order of appearance.
-    fn flush(&mut self) -> Vec<Send> {
-        let mut sends = Vec::new();
+    fn flush(&mut self, sends: &mut Vec<Send>) {
         let Some(at) = self.pending_at.take() else {
-            return sends;
+            return;
         };
         let pending = std::mem::take(&mut self.pending);
-        let mut order: Vec<&str> = Vec::new();
-        for m in &pending {
-            if !order.contains(&m.user_key()) {
-                order.push(m.user_key());
+        // Nearly always one event an instant: no grouping to do.
+        if let [(user, msg)] = pending.as_slice() {
+            self.apply(*user, &[msg], at, sends);
+        } else {
+            let mut order: Vec<u32> = Vec::new();
+            for (u, _) in &pending {
+                if !order.contains(u) {
+                    order.push(*u);
+                }
+            }
+            for user in order {
+                let msgs: Vec<&Message> = pending
+                    .iter()
+                    .filter(|(u, _)| *u == user)
+                    .map(|(_, m)| m)
+                    .collect();
+                self.apply(user, &msgs, at, sends);
             }
         }
-        for user in order {
-            let msgs: Vec<&Message> = pending.iter().filter(|m| m.user_key() == user).collect();
-            let rules = self.engine.rules;
-            let state = self
-                .users
-                .entry(user.to_string())
-                .or_insert_with(|| UserState::new(rules));
-            let out = self.engine.handle_all(state, user, &msgs, at);
-            if out.duplicate {
-                self.stats.duplicates += msgs.len();
-            }
-            self.count(user, at, &out);
-            self.absorb(user, at, out.decisions, out.next_wake, &mut sends);
+        // The buffer's room is kept for the next instant.
+        self.pending = pending;
+        self.pending.clear();
+    }
+
+    /// One user's events of one instant through the engine.
+    fn apply(&mut self, user: u32, msgs: &[&Message], at: Millis, sends: &mut Vec<Send>) {
+        let known = &mut self.known[user as usize];
+        let out = self
+            .engine
+            .handle_all(&mut known.state, &known.id, msgs, at);
+        if out.duplicate {
+            self.stats.duplicates += msgs.len();
         }
-        sends
+        self.absorb(user, at, out, sends);
     }
 
     /// Runs the clock on to `until`, firing every timer due by then.
     pub fn finish(&mut self, until: Millis) -> Vec<Send> {
-        let mut sends = self.flush();
-        sends.extend(self.run_timers(|due| due <= until));
-        let sends = sends;
+        let mut sends = Vec::new();
+        self.flush(&mut sends);
+        self.run_timers(|due| due <= until, &mut sends);
         self.clock = self.clock.max(until);
-        self.stats.users = self.users.len();
+        self.stats.users = self.known.len();
         sends
     }
 
-    fn run_timers(&mut self, due_ok: impl Fn(Millis) -> bool) -> Vec<Send> {
-        let mut sends = Vec::new();
-        while let Some(Reverse((due, _, _))) = self.timers.peek() {
-            if !due_ok(*due) {
+    fn run_timers(&mut self, due_ok: impl Fn(Millis) -> bool, sends: &mut Vec<Send>) {
+        while let Some(&Reverse((due, _, user))) = self.timers.peek() {
+            if !due_ok(due) {
                 break;
             }
-            let Some(Reverse((due, _, user))) = self.timers.pop() else {
-                break;
-            };
+            self.timers.pop();
+            let known = &mut self.known[user as usize];
             // A wake-up that moved since it was queued: the engine asked for another instant,
             // and waking the user now would decide nothing.
-            if self.wakes.get(&user) != Some(&due) {
+            if known.wake != Some(due) {
                 continue;
             }
-            self.wakes.remove(&user);
-            let Some(state) = self.users.get_mut(&user) else {
-                continue;
-            };
-            let out = self.engine.advance(state, &user, due);
-            self.count(&user, due, &out);
-            self.absorb(&user, due, out.decisions, out.next_wake, &mut sends);
+            known.wake = None;
+            let out = self.engine.advance(&mut known.state, &known.id, due);
+            self.absorb(user, due, out, sends);
         }
-        sends
     }
 
-    fn absorb(
-        &mut self,
-        user: &str,
-        at: Millis,
-        decisions: Vec<Decision>,
-        next_wake: Option<Millis>,
-        sends: &mut Vec<Send>,
-    ) {
-        if let Some(kept) = self.recorded.get_mut(user) {
-            kept.extend(decisions.iter().map(|d| (at, d.clone())));
+    /// What an outcome for `user` at `at` leaves: counts, sends, the next wake-up.
+    fn absorb(&mut self, user: u32, at: Millis, out: Outcome, sends: &mut Vec<Send>) {
+        let known = &mut self.known[user as usize];
+        if let Some(t) = &mut self.tally {
+            t.record(&known.id, &out, at, true);
         }
-        for d in decisions {
+        if !self.recorded.is_empty() {
+            if let Some(kept) = self.recorded.get_mut(&known.id) {
+                kept.extend(out.decisions.iter().map(|d| (at, d.clone())));
+            }
+        }
+        for d in out.decisions {
             if let Decision::Send(s) = d {
                 if s.reason.is_none() {
                     self.stats.sent += 1;
@@ -269,13 +291,13 @@ impl<'r> Replay<'r> {
                 sends.push(*s);
             }
         }
-        if let Some(t) = next_wake {
+        if let Some(t) = out.next_wake {
             // The same instant again (every event of a user with a pending wait asks): the
             // entry queued first wakes the user then, a second would decide nothing.
-            if self.wakes.get(user) != Some(&t) {
-                self.wakes.insert(user.to_string(), t);
+            if known.wake != Some(t) {
+                known.wake = Some(t);
                 self.seq += 1;
-                self.timers.push(Reverse((t, self.seq, user.to_string())));
+                self.timers.push(Reverse((t, self.seq, user)));
             }
         }
     }
@@ -299,8 +321,9 @@ pub fn replay_all(
 impl Replay<'_> {
     /// Runs every timer due at or before `at` without ending the replay (journey checkpoints).
     pub fn advance_to(&mut self, at: Millis) -> Vec<Send> {
-        let mut sends = self.flush();
-        sends.extend(self.run_timers(|due| due <= at));
+        let mut sends = Vec::new();
+        self.flush(&mut sends);
+        self.run_timers(|due| due <= at, &mut sends);
         self.clock = self.clock.max(at);
         sends
     }
@@ -319,7 +342,7 @@ impl Replay<'_> {
 
     /// The segments a user is in at `at` (live: evaluated on the state as of the clock).
     pub fn segments_of(&self, user_id: &str, at: Millis) -> Vec<String> {
-        let Some(state) = self.users.get(user_id) else {
+        let Some(state) = self.state(user_id) else {
             return vec![];
         };
         let rules = self.engine.rules;
