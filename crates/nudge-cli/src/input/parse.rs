@@ -25,7 +25,7 @@ pub fn parse_line(line: Line, rules: &CompiledRules) -> Parsed {
         Ok(v) => v,
         Err(e) => return rejected(format!("malformed JSON: {e}")),
     };
-    let msg = match Message::from_json(&value, None) {
+    let msg = match Message::from_json_value(value, None) {
         Ok(m) => m,
         Err(e) => return rejected(e.to_string()),
     };

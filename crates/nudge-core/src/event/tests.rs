@@ -1,10 +1,15 @@
 //! Tests of the Segment message model: parsing, validation and canonical JSON.
 
 use super::*;
+use crate::time::parse_instant;
 use serde_json::json;
 
+/// Reads `value` both ways, lent and given, which must agree (value and error alike).
 fn parse(value: Value) -> Result<Message, MessageError> {
-    Message::from_json(&value, None)
+    let lent = Message::from_json(&value, None);
+    let given = Message::from_json_value(value, None);
+    assert_eq!(lent, given, "the lent and the given readings differ");
+    lent
 }
 
 fn error_of(value: Value) -> MessageError {
@@ -690,7 +695,12 @@ proptest::proptest! {
             }
         }
         for kind in MessageKind::ALL {
-            let _ = Message::from_json(&body, Some(kind));
+            let lent = Message::from_json(&body, Some(kind));
+            proptest::prop_assert_eq!(lent, Message::from_json_value(body.clone(), Some(kind)));
+        }
+        for candidate in [&body, &overlaid] {
+            let lent = Message::from_json(candidate, None);
+            proptest::prop_assert_eq!(lent, Message::from_json_value(candidate.clone(), None));
         }
     }
 }

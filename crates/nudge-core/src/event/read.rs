@@ -1,0 +1,287 @@
+//! Reading a Segment message from JSON: every field nudge uses validated, with the field's
+//! name in the error. A caller that keeps its JSON lends it (the fields are copied); one that
+//! is done with it gives it away (`Message::from_json_value`: the fields are moved, which
+//! a backtest of millions of lines notices).
+
+use serde_json::{Map, Value};
+
+use super::{
+    describe_value, Message, MessageError, MessageKind, MAX_EVENT_NAME_CHARS, MAX_ID_CHARS,
+};
+use crate::time::{parse_instant, Millis};
+
+/// A message's fields, lent or given.
+trait Body {
+    fn map(&self) -> &Map<String, Value>;
+    /// The value of `key`: copied from a lent body, moved out of a given one.
+    fn take(&mut self, key: &str) -> Option<Value>;
+}
+
+impl Body for &Map<String, Value> {
+    fn map(&self) -> &Map<String, Value> {
+        self
+    }
+
+    fn take(&mut self, key: &str) -> Option<Value> {
+        self.get(key).cloned()
+    }
+}
+
+impl Body for Map<String, Value> {
+    fn map(&self) -> &Map<String, Value> {
+        self
+    }
+
+    fn take(&mut self, key: &str) -> Option<Value> {
+        self.remove(key)
+    }
+}
+
+fn not_an_object(value: &Value) -> MessageError {
+    MessageError::new(
+        "$",
+        format!(
+            "expected a JSON object (a Segment message), got {}",
+            describe_value(value)
+        ),
+    )
+}
+
+impl Message {
+    /// Parses one Segment message. `path_kind` is the type implied by the HTTP path (/v1/track), if any; a body `type` that disagrees is an error; without either, `type` is required.
+    pub fn from_json(
+        value: &Value,
+        path_kind: Option<MessageKind>,
+    ) -> Result<Message, MessageError> {
+        match value {
+            Value::Object(body) => Message::from_body(body, path_kind),
+            other => Err(not_an_object(other)),
+        }
+    }
+
+    /// [`Message::from_json`] for a value the caller gives away: its strings and objects are
+    /// moved into the message, not copied.
+    pub fn from_json_value(
+        value: Value,
+        path_kind: Option<MessageKind>,
+    ) -> Result<Message, MessageError> {
+        match value {
+            Value::Object(body) => Message::from_body(body, path_kind),
+            other => Err(not_an_object(&other)),
+        }
+    }
+
+    fn from_body(
+        mut body: impl Body,
+        path_kind: Option<MessageKind>,
+    ) -> Result<Message, MessageError> {
+        let kind = message_kind(body.map(), path_kind)?;
+
+        let user_id = optional_id(&mut body, "userId")?;
+        let anonymous_id = optional_id(&mut body, "anonymousId")?;
+        if user_id.is_none() && anonymous_id.is_none() {
+            return Err(MessageError::new(
+                "userId",
+                "either userId or anonymousId is required (a non-empty string)",
+            ));
+        }
+
+        let properties = optional_object(&mut body, "properties")?;
+        let context = optional_object(&mut body, "context")?;
+        let has_top_traits = body_has(body.map(), "traits");
+        let top_traits = optional_object(&mut body, "traits")?;
+        let context_traits = match context.get("traits") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(map)) => Some(map),
+            Some(other) => {
+                return Err(MessageError::new(
+                    "context.traits",
+                    format!("expected an object, got {}", describe_value(other)),
+                ))
+            }
+        };
+        let traits = match kind {
+            // Some SDKs (RudderStack) send identify traits only under context.traits.
+            MessageKind::Identify | MessageKind::Group if has_top_traits => top_traits,
+            _ => context_traits.cloned().unwrap_or_default(),
+        };
+
+        let timestamp = if body_has(body.map(), "timestamp") {
+            Some(instant(body.map(), "timestamp")?)
+        } else if body_has(body.map(), "originalTimestamp") {
+            Some(instant(body.map(), "originalTimestamp")?)
+        } else {
+            None
+        };
+
+        let event = match kind {
+            MessageKind::Track => Some(event_name(&mut body)?),
+            _ => None,
+        };
+        let name = match kind {
+            MessageKind::Page | MessageKind::Screen => optional_string(&mut body, "name")?,
+            _ => None,
+        };
+        let previous_id = match kind {
+            MessageKind::Alias => Some(required_id(&mut body, "previousId", "alias")?),
+            _ => None,
+        };
+        let group_id = match kind {
+            MessageKind::Group => Some(required_id(&mut body, "groupId", "group")?),
+            _ => None,
+        };
+
+        let mut message = Message {
+            kind,
+            message_id: String::new(),
+            user_id,
+            anonymous_id,
+            event,
+            name,
+            properties,
+            traits,
+            context,
+            timestamp,
+            previous_id,
+            group_id,
+        };
+        message.message_id = match optional_id(&mut body, "messageId")? {
+            Some(id) => id,
+            None => message.derived_message_id(),
+        };
+        Ok(message)
+    }
+}
+
+/// Present and not null: SDKs send `"userId": null` for anonymous users.
+fn body_has(body: &Map<String, Value>, key: &str) -> bool {
+    !matches!(body.get(key), None | Some(Value::Null))
+}
+
+fn message_kind(
+    body: &Map<String, Value>,
+    path_kind: Option<MessageKind>,
+) -> Result<MessageKind, MessageError> {
+    let expected = "expected one of track, identify, page, screen, group, alias";
+    let body_kind = match body.get("type") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.parse::<MessageKind>().map_err(|_| {
+            MessageError::new(
+                "type",
+                format!(
+                    "{expected}, got {}",
+                    describe_value(&Value::String(s.clone()))
+                ),
+            )
+        })?),
+        Some(other) => {
+            return Err(MessageError::new(
+                "type",
+                format!("{expected}, got {}", describe_value(other)),
+            ))
+        }
+    };
+    match (body_kind, path_kind) {
+        (Some(body_kind), Some(path_kind)) if body_kind != path_kind => Err(MessageError::new(
+            "type",
+            format!("\"{body_kind}\" does not match the endpoint /v1/{path_kind}"),
+        )),
+        (Some(kind), _) | (None, Some(kind)) => Ok(kind),
+        (None, None) => Err(MessageError::new(
+            "type",
+            format!("required when the endpoint does not imply it ({expected})"),
+        )),
+    }
+}
+
+/// An id: a non-empty string or an integer (Segment accepts numeric ids), at most 256 chars.
+/// Null and the empty string count as absent.
+fn optional_id(body: &mut impl Body, key: &str) -> Result<Option<String>, MessageError> {
+    let id = match body.take(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
+        Some(Value::String(s)) => s,
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
+        Some(other) => {
+            return Err(MessageError::new(
+                key,
+                format!(
+                    "expected a non-empty string or an integer, got {}",
+                    describe_value(&other)
+                ),
+            ))
+        }
+    };
+    let chars = id.chars().count();
+    if chars > MAX_ID_CHARS {
+        return Err(MessageError::new(
+            key,
+            format!("longer than {MAX_ID_CHARS} characters ({chars})"),
+        ));
+    }
+    Ok(Some(id))
+}
+
+fn required_id(body: &mut impl Body, key: &str, kind: &str) -> Result<String, MessageError> {
+    optional_id(body, key)?
+        .ok_or_else(|| MessageError::new(key, format!("required for {kind} messages")))
+}
+
+fn optional_object(body: &mut impl Body, key: &str) -> Result<Map<String, Value>, MessageError> {
+    match body.take(key) {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(map)) => Ok(map),
+        Some(other) => Err(MessageError::new(
+            key,
+            format!("expected an object, got {}", describe_value(&other)),
+        )),
+    }
+}
+
+fn optional_string(body: &mut impl Body, key: &str) -> Result<Option<String>, MessageError> {
+    match body.take(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(MessageError::new(
+            key,
+            format!("expected a string, got {}", describe_value(&other)),
+        )),
+    }
+}
+
+fn event_name(body: &mut impl Body) -> Result<String, MessageError> {
+    let name = optional_string(body, "event")?
+        .ok_or_else(|| MessageError::new("event", "required for track messages"))?;
+    if name.trim().is_empty() {
+        return Err(MessageError::new("event", "must not be empty"));
+    }
+    let chars = name.chars().count();
+    if chars > MAX_EVENT_NAME_CHARS {
+        return Err(MessageError::new(
+            "event",
+            format!("longer than {MAX_EVENT_NAME_CHARS} characters ({chars})"),
+        ));
+    }
+    Ok(name)
+}
+
+fn instant(body: &Map<String, Value>, key: &str) -> Result<Millis, MessageError> {
+    let example =
+        "an ISO-8601 / RFC 3339 timestamp with an offset, such as \"2026-03-03T09:01:00Z\"";
+    match body.get(key) {
+        Some(Value::String(text)) => parse_instant(text).map_err(|err| {
+            MessageError::new(
+                key,
+                format!(
+                    "expected {example}, got {}: {err}",
+                    describe_value(&Value::String(text.clone()))
+                ),
+            )
+        }),
+        Some(other) => Err(MessageError::new(
+            key,
+            format!("expected {example}, got {}", describe_value(other)),
+        )),
+        None => Err(MessageError::new(key, format!("expected {example}"))),
+    }
+}
