@@ -18,6 +18,14 @@ use crate::time::Millis;
 pub trait Counts {
     /// `n` more of `key` at the hour of `at`.
     fn add(&mut self, key: Key, at: Millis, n: i64);
+    /// `n` more events applied at the hour of `at` (the counter every input changes).
+    fn events(&mut self, at: Millis, n: i64) {
+        self.add(
+            Key::new(Scope::Totals, blank(), blank(), blank(), Field::Events),
+            at,
+            n,
+        );
+    }
     /// Pending waits of a trigger on a channel changed by `n` (a gauge, not by hour).
     fn waiting(&mut self, trigger: &Arc<str>, channel: &str, n: i64);
     /// A user seen in `hour`.

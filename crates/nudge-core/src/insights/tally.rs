@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::deltas::Deltas;
-use super::key::{hour_of, Key};
+use super::key::{hour_of, Field, Key, Scope};
 use super::period::Period;
 use super::record::{self, Counts};
 use super::report::Sums;
@@ -18,6 +18,8 @@ use crate::time::Millis;
 pub struct Tally {
     period: Period,
     sums: Sums,
+    /// Events applied in the period, kept apart from `sums` (no key to hash per input).
+    events: i64,
     users: Sketch,
 }
 
@@ -26,6 +28,7 @@ impl Tally {
         Tally {
             period,
             sums: Sums::default(),
+            events: 0,
             users: Sketch::default(),
         }
     }
@@ -61,6 +64,11 @@ impl Tally {
     /// The sums so far.
     pub fn sums(&self) -> Sums {
         let mut s = self.sums.clone();
+        if self.events != 0 {
+            *s.counts
+                .entry(Key::new(Scope::Totals, "", "", "", Field::Events))
+                .or_default() += self.events;
+        }
         s.users = self.users.estimate();
         s
     }
@@ -74,6 +82,12 @@ impl Counts for Tally {
     fn add(&mut self, key: Key, at: Millis, n: i64) {
         if n != 0 {
             self.add_in_hour(key, hour_of(at), n);
+        }
+    }
+
+    fn events(&mut self, at: Millis, n: i64) {
+        if self.period.contains(hour_of(at)) {
+            self.events += n;
         }
     }
 

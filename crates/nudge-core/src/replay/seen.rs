@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::FxHashSet;
 
 use crate::time::Millis;
 
@@ -15,8 +15,9 @@ pub const DEDUP_WINDOW_MS: Millis = 7 * 86_400_000;
 /// Applied messageIds, newest `DEDUP_WINDOW_MS` of event time.
 #[derive(Debug, Default)]
 pub struct Seen {
-    /// Id hash -> when it was applied (the key is a hash already: Fx mixes it cheaply).
-    at: FxHashMap<u64, Millis>,
+    /// Id hashes (a hash already: Fx mixes it cheaply). An id is in here at most once, with
+    /// one entry in `order`: it is only applied again after it was forgotten.
+    ids: FxHashSet<u64>,
     /// (when, id hash) in the order applied, for forgetting the oldest.
     order: VecDeque<(Millis, u64)>,
 }
@@ -27,10 +28,9 @@ impl Seen {
     pub fn insert(&mut self, message_id: &str, at: Millis) -> bool {
         self.forget_before(at.saturating_sub(DEDUP_WINDOW_MS));
         let id = xxhash_rust::xxh3::xxh3_64(message_id.as_bytes());
-        if self.at.contains_key(&id) {
+        if !self.ids.insert(id) {
             return false;
         }
-        self.at.insert(id, at);
         self.order.push_back((at, id));
         true
     }
@@ -41,16 +41,14 @@ impl Seen {
                 break;
             }
             self.order.pop_front();
-            if self.at.get(&id) == Some(&when) {
-                self.at.remove(&id);
-            }
+            self.ids.remove(&id);
         }
     }
 
     /// Ids remembered now.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.at.len()
+        self.ids.len()
     }
 }
 
