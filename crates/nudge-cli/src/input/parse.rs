@@ -21,11 +21,7 @@ pub fn parse_line(line: Line, rules: &CompiledRules) -> Parsed {
         line: line.number,
         message,
     };
-    let value: serde_json::Value = match serde_json::from_str(&line.text) {
-        Ok(v) => v,
-        Err(e) => return rejected(format!("malformed JSON: {e}")),
-    };
-    let msg = match Message::from_json_value(value, None) {
+    let msg = match Message::from_json_text(&line.text) {
         Ok(m) => m,
         Err(e) => return rejected(e.to_string()),
     };

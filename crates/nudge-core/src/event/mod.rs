@@ -16,6 +16,8 @@ use crate::time::Millis;
 pub mod engagement;
 mod read;
 
+pub use read::TextError;
+
 /// Longest accepted `userId`, `anonymousId`, `messageId`, `previousId` or `groupId`.
 pub const MAX_ID_CHARS: usize = 256;
 /// Longest accepted track event name.
