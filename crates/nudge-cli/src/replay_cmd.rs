@@ -91,6 +91,7 @@ pub fn stream(
 ) -> std::io::Result<Streamed> {
     let mut streamed = Streamed::default();
     let stderr = std::io::stderr();
+    let mut sends = Vec::new();
     input::each_event(path, rules, |parsed| {
         match parsed {
             Parsed::Rejected { line, message } => {
@@ -108,7 +109,8 @@ pub fn stream(
                 }
                 streamed.first.get_or_insert(at);
                 streamed.last = Some(at);
-                for s in replay.take_event(msg, at) {
+                replay.take_event_into(msg, at, &mut sends);
+                for s in sends.drain(..) {
                     on_send(&s)?;
                 }
             }

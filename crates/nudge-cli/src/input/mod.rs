@@ -117,10 +117,10 @@ fn in_time_order(mut input: impl Read, workers: usize) -> io::Result<bool> {
         let mut outputs = Vec::new();
         for _ in 0..workers {
             let (to_worker, from_main) = std::sync::mpsc::channel::<Vec<u8>>();
-            let (to_main, from_worker) = std::sync::mpsc::channel::<Summary>();
+            let (to_main, from_worker) = std::sync::mpsc::channel::<(Summary, Vec<u8>)>();
             scope.spawn(move || {
                 for block in from_main {
-                    if to_main.send(summary(&block)).is_err() {
+                    if to_main.send((summary(&block), block)).is_err() {
                         break;
                     }
                 }
@@ -129,20 +129,23 @@ fn in_time_order(mut input: impl Read, workers: usize) -> io::Result<bool> {
             outputs.push(from_worker);
         }
         let mut carry: Vec<u8> = Vec::new();
+        // Blocks come back from the workers to be read into again: a new 4 MB block each
+        // time cost the kernel more, zeroing fresh pages, than reading the file.
+        let mut spare: Vec<Vec<u8>> = Vec::new();
         let mut in_flight = std::collections::VecDeque::new();
         let (mut sent, mut last, mut eof) = (0usize, None::<Millis>, false);
         loop {
             while !eof && in_flight.len() < 2 * workers {
-                let mut block = std::mem::take(&mut carry);
-                let start = block.len();
-                block.resize(start + BLOCK, 0);
-                let n = read_full(&mut input, &mut block[start..])?;
-                block.truncate(start + n);
+                let mut block = spare.pop().unwrap_or_default();
+                block.clear();
+                block.append(&mut carry);
+                let n = (&mut input).take(BLOCK as u64).read_to_end(&mut block)?;
                 if n == 0 {
                     eof = true;
                 } else if let Some(cut) = block.iter().rposition(|b| *b == b'\n') {
                     // The line cut off at the end goes with the next block.
-                    carry = block.split_off(cut + 1);
+                    carry.extend_from_slice(&block[cut + 1..]);
+                    block.truncate(cut + 1);
                 }
                 if block.is_empty() {
                     break;
@@ -156,29 +159,16 @@ fn in_time_order(mut input: impl Read, workers: usize) -> io::Result<bool> {
             let Some(id) = in_flight.pop_front() else {
                 return Ok(true);
             };
-            let (first, block_last, ordered) = outputs[id % workers]
+            let ((first, block_last, ordered), block) = outputs[id % workers]
                 .recv()
                 .map_err(|_| io::Error::other("a reading thread stopped"))?;
+            spare.push(block);
             if !ordered || first.zip(last).is_some_and(|(f, l)| f < l) {
                 return Ok(false);
             }
             last = block_last.or(last);
         }
     })
-}
-
-/// Reads until `buf` is full or the input ends; the bytes read.
-fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match input.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 /// Copies `input` to a temporary file, noting whether it is in time order.

@@ -3,7 +3,6 @@
 //! in the order they were read, with a bounded number of chunks in flight, so memory does not
 //! depend on the input's length.
 
-use std::collections::VecDeque;
 use std::io;
 use std::sync::mpsc;
 
@@ -46,22 +45,25 @@ pub fn parse_line(line: Line, rules: &CompiledRules) -> Parsed {
 }
 
 /// Parses every line `next_line` yields on `workers` threads and hands the results to `sink`
-/// in the order the lines came.
+/// in the order the lines came. Lines are read on a thread of their own, so the caller's
+/// thread only takes what is parsed.
 pub fn parse_all(
-    mut next_line: impl FnMut() -> io::Result<Option<Line>>,
+    mut next_line: impl FnMut() -> io::Result<Option<Line>> + Send,
     rules: &CompiledRules,
     workers: usize,
     mut sink: impl FnMut(Parsed) -> io::Result<()>,
 ) -> io::Result<()> {
     let workers = workers.max(1);
+    let stopped = || io::Error::other("a parsing thread stopped");
     std::thread::scope(|scope| {
         let mut inputs = Vec::with_capacity(workers);
         let mut outputs = Vec::with_capacity(workers);
         for _ in 0..workers {
-            let (to_worker, from_main) = mpsc::channel::<Vec<Line>>();
-            let (to_main, from_worker) = mpsc::channel::<Vec<Parsed>>();
+            // Two chunks queued each way per worker: memory is bounded, whatever the input.
+            let (to_worker, from_reader) = mpsc::sync_channel::<Vec<Line>>(2);
+            let (to_main, from_worker) = mpsc::sync_channel::<Vec<Parsed>>(2);
             scope.spawn(move || {
-                for chunk in from_main {
+                for chunk in from_reader {
                     let parsed = chunk.into_iter().map(|l| parse_line(l, rules)).collect();
                     if to_main.send(parsed).is_err() {
                         break;
@@ -71,44 +73,41 @@ pub fn parse_all(
             inputs.push(to_worker);
             outputs.push(from_worker);
         }
-        // Chunk ids in flight, oldest first; chunk i went to worker i % workers.
-        let mut in_flight: VecDeque<usize> = VecDeque::new();
-        let mut sent = 0usize;
-        let mut done = false;
-        loop {
-            while !done && in_flight.len() < 2 * workers {
+        // Chunk i goes to worker i % workers, and comes back from it in turn.
+        let reader = scope.spawn(move || -> io::Result<()> {
+            for w in (0..workers).cycle() {
                 let mut chunk = Vec::with_capacity(CHUNK);
                 while chunk.len() < CHUNK {
                     match next_line()? {
                         Some(l) => chunk.push(l),
-                        None => {
-                            done = true;
-                            break;
-                        }
+                        None => break,
                     }
                 }
-                if chunk.is_empty() {
+                let last = chunk.len() < CHUNK;
+                if !chunk.is_empty() && inputs[w].send(chunk).is_err() {
+                    // The caller stopped taking lines (its error is the one to report).
+                    return Ok(());
+                }
+                if last {
                     break;
                 }
-                let w = sent % workers;
-                if inputs[w].send(chunk).is_err() {
-                    return Err(io::Error::other("a parsing thread stopped"));
-                }
-                in_flight.push_back(sent);
-                sent += 1;
             }
-            let Some(id) = in_flight.pop_front() else {
+            Ok(())
+        });
+        let mut taken = Ok(());
+        for w in (0..workers).cycle() {
+            // A closed worker has had every chunk: the input is done.
+            let Ok(parsed) = outputs[w].recv() else {
                 break;
             };
-            let parsed = outputs[id % workers]
-                .recv()
-                .map_err(|_| io::Error::other("a parsing thread stopped"))?;
-            for p in parsed {
-                sink(p)?;
+            if let Err(e) = parsed.into_iter().try_for_each(&mut sink) {
+                taken = Err(e);
+                break;
             }
         }
-        // Dropping the senders ends the workers.
-        drop(inputs);
-        Ok(())
+        // Dropping the receivers stops the workers, and through them the reader.
+        drop(outputs);
+        let read = reader.join().map_err(|_| stopped())?;
+        taken.and(read)
     })
 }

@@ -183,21 +183,27 @@ impl<'r> Replay<'r> {
     /// [`Replay::event`] for a message the caller gives away (no copy is made).
     pub fn take_event(&mut self, msg: Message, at: Millis) -> Vec<Send> {
         let mut sends = Vec::new();
+        self.take_event_into(msg, at, &mut sends);
+        sends
+    }
+
+    /// [`Replay::take_event`], adding the sends decided to `sends` (a buffer the caller
+    /// reuses: most events decide nothing, and a new one each time showed in profiles).
+    pub fn take_event_into(&mut self, msg: Message, at: Millis, sends: &mut Vec<Send>) {
         if self.pending_at.is_some_and(|p| p != at) {
-            self.flush(&mut sends);
+            self.flush(sends);
         }
-        self.run_timers(|due| due < at, &mut sends);
+        self.run_timers(|due| due < at, sends);
         self.clock = self.clock.max(at);
         self.stats.events += 1;
         // Like a store's idempotency record: a messageId applied within the window counts once.
         if !self.seen.insert(&msg.message_id, at) {
             self.stats.duplicates += 1;
-            return sends;
+            return;
         }
         let user = self.user_index(msg.user_key());
         self.pending_at = Some(at);
         self.pending.push((user, msg));
-        sends
     }
 
     /// Applies the events of the pending instant, grouped per user in order of appearance.
