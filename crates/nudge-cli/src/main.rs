@@ -16,7 +16,6 @@ use clap::{Parser, Subcommand};
 /// "Serve load test").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -228,19 +227,22 @@ fn replay(
         return ExitCode::from(2);
     }
     let name = events.display().to_string();
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
     let mut replay = nudge_core::replay::Replay::new(&rules);
-    let streamed = replay_cmd::stream(events, &name, &mut replay, &rules, |s| {
-        replay_cmd::write_line(&rules, s, &mut out)
-    });
-    let result = streamed.and_then(|streamed| {
-        let until = replay_cmd::until(until, streamed.last).map_err(std::io::Error::other)?;
-        for s in replay.finish(until) {
-            replay_cmd::write_line(&rules, &s, &mut out)?;
-        }
-        out.flush()?;
-        Ok(streamed)
+    let result = std::thread::scope(|scope| {
+        let out = std::io::BufWriter::new(std::io::stdout());
+        let mut lines = replay_cmd::LineWriter::spawn(scope, &rules, out);
+        let streamed = replay_cmd::stream(events, &name, &mut replay, &rules, |s| lines.write(s))
+            .and_then(|streamed| {
+                let until =
+                    replay_cmd::until(until, streamed.last).map_err(std::io::Error::other)?;
+                for s in replay.finish(until) {
+                    lines.write(s)?;
+                }
+                Ok(streamed)
+            });
+        // A write error (a closed pipe) is the cause of whatever stopped the stream.
+        let written = lines.finish();
+        written.and(streamed)
     });
     match result {
         Ok(streamed) => {

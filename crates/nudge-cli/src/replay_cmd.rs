@@ -8,6 +8,8 @@ use nudge_core::rules::CompiledRules;
 use nudge_core::time::{parse_instant, Duration, Millis};
 use std::io::{BufRead, Write};
 use std::path::Path;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::{Scope, ScopedJoinHandle};
 
 use crate::input::{self, Parsed};
 
@@ -87,7 +89,7 @@ pub fn stream(
     name: &str,
     replay: &mut Replay,
     rules: &CompiledRules,
-    mut on_send: impl FnMut(&Send) -> std::io::Result<()>,
+    mut on_send: impl FnMut(Send) -> std::io::Result<()>,
 ) -> std::io::Result<Streamed> {
     let mut streamed = Streamed::default();
     let stderr = std::io::stderr();
@@ -111,13 +113,80 @@ pub fn stream(
                 streamed.last = Some(at);
                 replay.take_event_into(msg, at, &mut sends);
                 for s in sends.drain(..) {
-                    on_send(&s)?;
+                    on_send(s)?;
                 }
             }
         }
         Ok(())
     })?;
     Ok(streamed)
+}
+
+/// Renders and writes sends as replay output on a thread of its own, in the order they are
+/// handed over: templates and JSON were a good part of the engine thread's time.
+pub struct LineWriter<'scope> {
+    to_thread: Option<SyncSender<Vec<Send>>>,
+    batch: Vec<Send>,
+    thread: ScopedJoinHandle<'scope, std::io::Result<()>>,
+}
+
+/// Sends handed to the writing thread at a time.
+const BATCH: usize = 256;
+
+impl<'scope> LineWriter<'scope> {
+    pub fn spawn<'env>(
+        scope: &'scope Scope<'scope, 'env>,
+        rules: &'env CompiledRules,
+        mut out: impl Write + std::marker::Send + 'scope,
+    ) -> LineWriter<'scope> {
+        let (to_thread, batches) = sync_channel::<Vec<Send>>(4);
+        let thread = scope.spawn(move || {
+            for batch in batches {
+                for s in &batch {
+                    write_line(rules, s, &mut out)?;
+                }
+            }
+            out.flush()
+        });
+        LineWriter {
+            to_thread: Some(to_thread),
+            batch: Vec::with_capacity(BATCH),
+            thread,
+        }
+    }
+
+    pub fn write(&mut self, s: Send) -> std::io::Result<()> {
+        self.batch.push(s);
+        if self.batch.len() == BATCH {
+            self.hand_over()?;
+        }
+        Ok(())
+    }
+
+    fn hand_over(&mut self) -> std::io::Result<()> {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        let sent = self.to_thread.as_ref().map(|t| t.send(batch));
+        match sent {
+            Some(Ok(())) => Ok(()),
+            // The thread stopped on a write error, which `finish` reports.
+            _ => Err(std::io::Error::other("the writing thread stopped")),
+        }
+    }
+
+    /// Writes what is left and waits for the thread: the first write error, if any.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        let handed = if self.batch.is_empty() {
+            Ok(())
+        } else {
+            self.hand_over()
+        };
+        self.to_thread = None;
+        let written = self
+            .thread
+            .join()
+            .map_err(|_| std::io::Error::other("the writing thread panicked"))?;
+        written.and(handed)
+    }
 }
 
 /// Writes one send as a line of replay output.

@@ -138,6 +138,7 @@ fn in_time_order(mut input: impl Read, workers: usize) -> io::Result<bool> {
             while !eof && in_flight.len() < 2 * workers {
                 let mut block = spare.pop().unwrap_or_default();
                 block.clear();
+                block.reserve(carry.len() + BLOCK);
                 block.append(&mut carry);
                 let n = (&mut input).take(BLOCK as u64).read_to_end(&mut block)?;
                 if n == 0 {

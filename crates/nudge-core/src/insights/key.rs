@@ -21,12 +21,26 @@ pub fn blank() -> Arc<str> {
 }
 
 /// A fixed name (a channel, a suppression reason) as a key part, allocated once per thread.
+/// There are a handful: a list searched by address (the names are static) beats hashing.
 pub fn shared(name: &'static str) -> Arc<str> {
     thread_local! {
-        static NAMES: std::cell::RefCell<rustc_hash::FxHashMap<&'static str, Arc<str>>> =
-            Default::default();
+        static NAMES: std::cell::RefCell<Vec<(&'static str, Arc<str>)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
     }
-    NAMES.with_borrow_mut(|names| names.entry(name).or_insert_with(|| name.into()).clone())
+    NAMES.with_borrow_mut(|names| {
+        let known = names
+            .iter()
+            .find(|(n, _)| std::ptr::eq(*n, name))
+            .or_else(|| names.iter().find(|(n, _)| *n == name));
+        match known {
+            Some((_, arc)) => arc.clone(),
+            None => {
+                let arc: Arc<str> = name.into();
+                names.push((name, arc.clone()));
+                arc
+            }
+        }
+    })
 }
 
 /// Where a counter belongs.
