@@ -17,8 +17,12 @@ struct Stamps<'a> {
 }
 
 /// When the line's message happened; `None` for a line replay will reject (no valid
-/// timestamp, not a message).
+/// timestamp, not a message). For such a line the answer may also be an instant found deeper
+/// in it: replay skips the line wherever it goes.
 pub fn stamp(line: &str) -> Option<Millis> {
+    if let Some(at) = at_a_glance(line) {
+        return at;
+    }
     match serde_json::from_str::<Stamps>(line) {
         Ok(s) => parse_instant(s.timestamp.or(s.original)?.as_ref()).ok(),
         // Anything unusual (a non-string timestamp, a repeated key): the full reading decides.
@@ -27,6 +31,24 @@ pub fn stamp(line: &str) -> Option<Millis> {
             Message::from_json(&value, None).ok()?.timestamp
         }
     }
+}
+
+/// The instant of a plain line without reading it as JSON: one `"timestamp"` in it, no
+/// `"originalTimestamp"` and no backslash (so no escaped quote can hide or fake a key). If
+/// the line is a message replay takes, that one `"timestamp"` is its top-level key, since it
+/// has one; if not, the instant does not matter. `None` when the line is not that plain.
+fn at_a_glance(line: &str) -> Option<Option<Millis>> {
+    const KEY: &str = "\"timestamp\"";
+    if line.contains('\\') || line.contains("\"originalTimestamp\"") {
+        return None;
+    }
+    let (_, after) = line.split_once(KEY)?;
+    if after.contains(KEY) {
+        return None;
+    }
+    let value = after.trim_start().strip_prefix(':')?.trim_start();
+    let (text, _) = value.strip_prefix('"')?.split_once('"')?;
+    Some(parse_instant(text).ok())
 }
 
 #[cfg(test)]
@@ -51,8 +73,24 @@ mod tests {
             r#"{"type":"track","userId":"u","event":"E","timestamp":12}"#,
             r#"{"type":"track","userId":"u","event":"E"}"#,
             r#"not json"#,
+            r#"{"type":"track","userId":"u","event":"timestamp","timestamp":"2026-03-02T09:00:00Z"}"#,
+            r#"{"type":"track","userId":"u","event":"E","properties":{"timestamp":"2020-01-01T00:00:00Z"},"timestamp":"2026-03-02T09:00:00Z"}"#,
+            r#"{"type":"track","userId":"u","event":"E","properties":{"a":"timestamp"},"originalTimestamp":"2026-03-02T09:00:00Z"}"#,
+            r#"{"type":"track","userId":"u","event":"E \"timestamp\": \"2020-01-01T00:00:00Z\"","timestamp":"2026-03-02T09:00:00Z"}"#,
+            r#"{"type":"track","userId":"u","event":"E", "timestamp" :  "2026-03-02T09:00:00.250+02:00" }"#,
+            r#"{"type":"track","userId":"u","event":"E","timestamp":"yesterday"}"#,
         ] {
             assert_eq!(stamp(line), full(line), "{line}");
         }
+    }
+
+    #[test]
+    fn a_plain_line_is_read_at_a_glance() {
+        let line =
+            r#"{"userId":"u","timestamp":"2026-03-02T09:00:00Z","type":"track","event":"E"}"#;
+        assert!(super::at_a_glance(line).is_some());
+        // Rejected lines: whatever the glance says, replay skips them.
+        let nested_only = r#"{"userId":"u","type":"track","event":"E","properties":{"timestamp":"2026-03-02T09:00:00Z"}}"#;
+        assert_eq!(full(nested_only), None);
     }
 }
