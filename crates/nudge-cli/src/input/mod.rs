@@ -136,7 +136,10 @@ fn in_time_order(mut input: impl Read, workers: usize) -> io::Result<bool> {
         let (mut sent, mut last, mut eof) = (0usize, None::<Millis>, false);
         loop {
             while !eof && in_flight.len() < 2 * workers {
-                let mut block = spare.pop().unwrap_or_default();
+                // Room for the carried line too, so a block is not grown when it comes back.
+                let mut block = spare
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(BLOCK + (64 << 10)));
                 block.clear();
                 block.reserve(carry.len() + BLOCK);
                 block.append(&mut carry);

@@ -80,7 +80,8 @@ pub struct ReplayStats {
 /// One user a replay has met.
 struct Known {
     id: String,
-    state: UserState,
+    /// Boxed: the list of users grows by doubling, and moving whole states showed.
+    state: Box<UserState>,
     /// The wake-up asked for last; cleared when it fires.
     wake: Option<Millis>,
 }
@@ -155,7 +156,7 @@ impl<'r> Replay<'r> {
     }
 
     pub fn users(&self) -> impl Iterator<Item = (&String, &UserState)> {
-        self.known.iter().map(|k| (&k.id, &k.state))
+        self.known.iter().map(|k| (&k.id, &*k.state))
     }
 
     /// The index of a user, met now if not before.
@@ -166,7 +167,7 @@ impl<'r> Replay<'r> {
         let i = u32::try_from(self.known.len()).expect("fewer than 2^32 users in one replay");
         self.known.push(Known {
             id: user_id.to_string(),
-            state: UserState::new(self.engine.rules),
+            state: Box::new(UserState::new(self.engine.rules)),
             wake: None,
         });
         self.index.insert(user_id.to_string(), i);
