@@ -94,7 +94,11 @@ pub fn stream(
     let mut streamed = Streamed::default();
     let stderr = std::io::stderr();
     let mut sends = Vec::new();
-    input::each_event(path, rules, |parsed| {
+    replay.keep_spent();
+    // Messages done with are freed on a thread of their own.
+    let (to_free, spent) = sync_channel::<Vec<Message>>(2);
+    let freeing = std::thread::spawn(move || spent.into_iter().for_each(drop));
+    let result = input::each_event(path, rules, |parsed| {
         match parsed {
             Parsed::Rejected { line, message } => {
                 streamed.rejected += 1;
@@ -105,20 +109,28 @@ pub fn stream(
                 msg,
                 at,
                 flags,
+                first,
             } => {
                 for f in flags {
                     writeln!(stderr.lock(), "{name}:{line}: flagged: {f}")?;
                 }
                 streamed.first.get_or_insert(at);
                 streamed.last = Some(at);
-                replay.take_event_into(msg, at, &mut sends);
+                replay.take_checked_event_into(msg, at, first, &mut sends);
                 for s in sends.drain(..) {
                     on_send(s)?;
+                }
+                if let Some(batch) = replay.take_spent(SPENT_BATCH) {
+                    // Dropped here if the freeing thread is gone.
+                    let _ = to_free.send(batch);
                 }
             }
         }
         Ok(())
-    })?;
+    });
+    drop(to_free);
+    let _ = freeing.join();
+    result?;
     Ok(streamed)
 }
 
@@ -188,6 +200,9 @@ impl<'scope> LineWriter<'scope> {
         written.and(handed)
     }
 }
+
+/// Messages freed at a time on the freeing thread.
+const SPENT_BATCH: usize = 4096;
 
 /// Writes one send as a line of replay output.
 pub fn write_line(rules: &CompiledRules, s: &Send, out: &mut impl Write) -> std::io::Result<()> {

@@ -14,6 +14,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
 use nudge_core::event::Message;
+use nudge_core::replay::Seen;
 use nudge_core::rules::CompiledRules;
 use nudge_core::time::Millis;
 
@@ -37,9 +38,23 @@ pub enum Parsed {
         msg: Message,
         at: Millis,
         flags: Vec<String>,
+        /// Its messageId was not applied within the dedup window before (set in order, by
+        /// `each_event`'s own [`Seen`]).
+        first: bool,
     },
     /// A line replay skips, and why.
     Rejected { line: usize, message: String },
+}
+
+/// Recognises messageIds applied within the dedup window before, as the replay would, on the
+/// thread that puts parsed lines back in order (off the engine's thread).
+fn mark_repeats() -> impl FnMut(&mut Parsed) + Send {
+    let mut seen = Seen::default();
+    move |parsed| {
+        if let Parsed::Event { msg, at, first, .. } = parsed {
+            *first = seen.insert(&msg.message_id, *at);
+        }
+    }
 }
 
 /// Threads that parse lines: every core (the caller's thread runs the engine beside them).
@@ -83,10 +98,16 @@ pub fn each_event(
                 return Ok(Some(Line { number, text }));
             }
         };
-        parse::parse_all(next, rules, workers(), sink)?;
+        parse::parse_all(next, rules, workers(), mark_repeats(), sink)?;
     } else {
         let mut sorted = sort::Sorted::new(BufReader::with_capacity(1 << 20, file))?;
-        parse::parse_all(|| sorted.next_line(), rules, workers(), sink)?;
+        parse::parse_all(
+            || sorted.next_line(),
+            rules,
+            workers(),
+            mark_repeats(),
+            sink,
+        )?;
     }
     Ok(())
 }

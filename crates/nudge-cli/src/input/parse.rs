@@ -32,6 +32,7 @@ pub fn parse_line(line: Line, rules: &CompiledRules) -> Parsed {
             line: line.number,
             msg,
             at,
+            first: true,
             flags: flags
                 .into_iter()
                 .map(|f| format!("{}: {}", f.field, f.message))
@@ -45,12 +46,14 @@ pub fn parse_line(line: Line, rules: &CompiledRules) -> Parsed {
 }
 
 /// Parses every line `next_line` yields on `workers` threads and hands the results to `sink`
-/// in the order the lines came. Lines are read on a thread of their own, so the caller's
-/// thread only takes what is parsed.
+/// in the order the lines came, after `in_order` saw each in that order. Lines are read on a
+/// thread of their own, and put back in order (through `in_order`) on another, so the
+/// caller's thread only takes what is parsed.
 pub fn parse_all(
     mut next_line: impl FnMut() -> io::Result<Option<Line>> + Send,
     rules: &CompiledRules,
     workers: usize,
+    mut in_order: impl FnMut(&mut Parsed) + Send,
     mut sink: impl FnMut(Parsed) -> io::Result<()>,
 ) -> io::Result<()> {
     let workers = workers.max(1);
@@ -94,19 +97,28 @@ pub fn parse_all(
             }
             Ok(())
         });
+        let (to_caller, ordered) = mpsc::sync_channel::<Vec<Parsed>>(2);
+        scope.spawn(move || {
+            for w in (0..workers).cycle() {
+                // A closed worker has had every chunk: the input is done.
+                let Ok(mut parsed) = outputs[w].recv() else {
+                    break;
+                };
+                parsed.iter_mut().for_each(&mut in_order);
+                if to_caller.send(parsed).is_err() {
+                    break;
+                }
+            }
+            // Dropping the receivers stops the workers, and through them the reader.
+        });
         let mut taken = Ok(());
-        for w in (0..workers).cycle() {
-            // A closed worker has had every chunk: the input is done.
-            let Ok(parsed) = outputs[w].recv() else {
-                break;
-            };
+        for parsed in &ordered {
             if let Err(e) = parsed.into_iter().try_for_each(&mut sink) {
                 taken = Err(e);
                 break;
             }
         }
-        // Dropping the receivers stops the workers, and through them the reader.
-        drop(outputs);
+        drop(ordered);
         let read = reader.join().map_err(|_| stopped())?;
         taken.and(read)
     })

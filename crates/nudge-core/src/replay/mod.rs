@@ -4,8 +4,7 @@
 
 mod seen;
 
-use seen::Seen;
-pub use seen::DEDUP_WINDOW_MS;
+pub use seen::{Seen, DEDUP_WINDOW_MS};
 
 use crate::engine::{Decision, Engine, Outcome, Send};
 use crate::event::Message;
@@ -109,6 +108,8 @@ pub struct Replay<'r> {
     pending_at: Option<Millis>,
     /// Counters over a period, when measuring (`nudge report`).
     tally: Option<Tally>,
+    /// Messages done with, when the caller frees them (`keep_spent`).
+    spent: Option<Vec<Message>>,
 }
 
 impl<'r> Replay<'r> {
@@ -126,6 +127,7 @@ impl<'r> Replay<'r> {
             pending: Vec::new(),
             pending_at: None,
             tally: None,
+            spent: None,
         }
     }
 
@@ -191,15 +193,30 @@ impl<'r> Replay<'r> {
     /// [`Replay::take_event`], adding the sends decided to `sends` (a buffer the caller
     /// reuses: most events decide nothing, and a new one each time showed in profiles).
     pub fn take_event_into(&mut self, msg: Message, at: Millis, sends: &mut Vec<Send>) {
+        // Like a store's idempotency record: a messageId applied within the window counts once.
+        let first = self.seen.insert(&msg.message_id, at);
+        self.take_checked_event_into(msg, at, first, sends);
+    }
+
+    /// [`Replay::take_event_into`] for a caller that recognised repeated messageIds itself,
+    /// with a [`Seen`] of its own over the same messages in the same order (a stage of a
+    /// pipeline, off the engine's thread): `first` is what its `insert` said.
+    pub fn take_checked_event_into(
+        &mut self,
+        msg: Message,
+        at: Millis,
+        first: bool,
+        sends: &mut Vec<Send>,
+    ) {
         if self.pending_at.is_some_and(|p| p != at) {
             self.flush(sends);
         }
         self.run_timers(|due| due < at, sends);
         self.clock = self.clock.max(at);
         self.stats.events += 1;
-        // Like a store's idempotency record: a messageId applied within the window counts once.
-        if !self.seen.insert(&msg.message_id, at) {
+        if !first {
             self.stats.duplicates += 1;
+            self.spend(msg);
             return;
         }
         let user = self.user_index(msg.user_key());
@@ -234,7 +251,29 @@ impl<'r> Replay<'r> {
         }
         // The buffer's room is kept for the next instant.
         self.pending = pending;
+        if let Some(spent) = &mut self.spent {
+            spent.extend(self.pending.drain(..).map(|(_, m)| m));
+        }
         self.pending.clear();
+    }
+
+    /// Keeps the messages applied (or found repeated) for [`Replay::take_spent`] instead of
+    /// dropping them, so that a caller can free them on another thread: freeing millions of
+    /// messages showed on the engine's thread.
+    pub fn keep_spent(&mut self) {
+        self.spent.get_or_insert_with(Vec::new);
+    }
+
+    /// The messages kept since the last call, once there are at least `batch`.
+    pub fn take_spent(&mut self, batch: usize) -> Option<Vec<Message>> {
+        let spent = self.spent.as_mut()?;
+        (spent.len() >= batch).then(|| std::mem::take(spent))
+    }
+
+    fn spend(&mut self, msg: Message) {
+        if let Some(spent) = &mut self.spent {
+            spent.push(msg);
+        }
     }
 
     /// One user's events of one instant through the engine.
