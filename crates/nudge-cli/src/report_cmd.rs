@@ -68,7 +68,7 @@ pub fn run(args: &Args) -> ExitCode {
         to: to.map_or(i64::MAX, |t| Period::covering(t, t).to),
     };
     let mut replay = Replay::new(&rules);
-    replay.measure(counted);
+    replay.measure_aside(counted);
     let streamed = match replay_cmd::stream(args.events, &name, &mut replay, &rules, |_| Ok(())) {
         Ok(s) => s,
         Err(e) => {

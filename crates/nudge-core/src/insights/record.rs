@@ -10,8 +10,9 @@ use std::sync::Arc;
 use super::histogram::bucket;
 use super::key::{blank, hour_of, shared, Field, Key, Scope};
 use super::sketch::{observe, Observation};
-use crate::engine::{Decision, FactKind, Outcome};
+use crate::engine::{Fact, FactKind, Outcome, Reason, Send};
 use crate::event::engagement::Engagement;
+use crate::rules::model::Channel;
 use crate::time::Millis;
 
 /// Where counter changes go.
@@ -35,32 +36,101 @@ pub trait Counts {
 /// What `out` (for `user_id`, its input at `at`) adds.
 pub fn record(counts: &mut impl Counts, user_id: &str, out: &Outcome, at: Millis) {
     if out.applied > 0 {
-        let totals = Key::new(Scope::Totals, blank(), blank(), blank(), Field::Events);
-        counts.add(totals, at, i64::from(out.applied));
+        counts.events(at, i64::from(out.applied));
         counts.user(hour_of(at), observe(user_id));
     }
-    for d in &out.decisions {
-        let Decision::Send(s) = d else { continue };
-        let key = |field| {
-            Key::new(
-                Scope::Trigger,
-                s.trigger.clone(),
-                s.variant.clone(),
-                shared(s.channel.as_str()),
-                field,
-            )
-        };
-        match s.reason {
-            Some(r) => counts.add(key(Field::Suppressed(shared(r.as_str()))), s.at, 1),
-            None => {
-                counts.add(key(Field::Sent), s.at, 1);
-                let latency = (s.at - s.context.origin).max(0);
-                counts.add(key(Field::Latency(bucket(latency))), s.at, 1);
-            }
-        }
+    for s in out.sends() {
+        send(counts, &Counted::of(s), false);
     }
     for f in &out.facts {
         fact(counts, &f.kind, f.at);
+    }
+}
+
+/// What counting needs of a send.
+#[derive(Debug, Clone)]
+pub struct Counted {
+    trigger: Arc<str>,
+    variant: Arc<str>,
+    channel: Channel,
+    reason: Option<Reason>,
+    at: Millis,
+    /// Triggering event to send.
+    latency: Millis,
+}
+
+impl Counted {
+    pub fn of(s: &Send) -> Counted {
+        Counted {
+            trigger: s.trigger.clone(),
+            variant: s.variant.clone(),
+            channel: s.channel,
+            reason: s.reason,
+            at: s.at,
+            latency: (s.at - s.context.origin).max(0),
+        }
+    }
+}
+
+/// A send's counters; with `delivered`, it counts as delivered too (a replay sends nothing:
+/// it counts sends as the outbox and the inbox would deliver them).
+fn send(counts: &mut impl Counts, s: &Counted, delivered: bool) {
+    let key = |field| {
+        Key::new(
+            Scope::Trigger,
+            s.trigger.clone(),
+            s.variant.clone(),
+            shared(s.channel.as_str()),
+            field,
+        )
+    };
+    match s.reason {
+        Some(r) => counts.add(key(Field::Suppressed(shared(r.as_str()))), s.at, 1),
+        None => {
+            counts.add(key(Field::Sent), s.at, 1);
+            counts.add(key(Field::Latency(bucket(s.latency))), s.at, 1);
+            if delivered {
+                counts.add(key(Field::Delivered), s.at, 1);
+            }
+        }
+    }
+}
+
+/// What an outcome adds, taken apart from it, to be counted elsewhere (on a thread of its
+/// own in a long replay), counting its sends as delivered.
+#[derive(Debug)]
+pub struct Countable {
+    user: Observation,
+    at: Millis,
+    applied: u32,
+    sends: Vec<Counted>,
+    facts: Vec<Fact>,
+}
+
+impl Countable {
+    /// Takes `out`'s facts; its decisions stay.
+    pub fn take(user_id: &str, out: &mut Outcome, at: Millis) -> Countable {
+        Countable {
+            user: observe(user_id),
+            at,
+            applied: out.applied,
+            sends: out.sends().map(Counted::of).collect(),
+            facts: std::mem::take(&mut out.facts),
+        }
+    }
+
+    /// Adds it to `counts`.
+    pub fn record(&self, counts: &mut impl Counts) {
+        if self.applied > 0 {
+            counts.events(self.at, i64::from(self.applied));
+            counts.user(hour_of(self.at), self.user);
+        }
+        for s in &self.sends {
+            send(counts, s, true);
+        }
+        for f in &self.facts {
+            fact(counts, &f.kind, f.at);
+        }
     }
 }
 

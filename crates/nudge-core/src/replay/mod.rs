@@ -2,7 +2,10 @@
 //! the users need (their states, one pending wake-up each) and the messageIds of one window
 //! (`seen.rs`), whatever the length of the history.
 
+mod counting;
 mod seen;
+
+use counting::Counting;
 
 pub use seen::{Seen, DEDUP_WINDOW_MS};
 
@@ -107,7 +110,7 @@ pub struct Replay<'r> {
     pending: Vec<(u32, Message)>,
     pending_at: Option<Millis>,
     /// Counters over a period, when measuring (`nudge report`).
-    tally: Option<Tally>,
+    tally: Option<Counting>,
     /// Messages done with, when the caller frees them (`keep_spent`).
     spent: Option<Vec<Message>>,
 }
@@ -135,19 +138,24 @@ impl<'r> Replay<'r> {
     /// replay sends nothing, so each send counts as delivered, as the outbox and the inbox
     /// would deliver it.
     pub fn measure(&mut self, period: Period) {
-        self.tally = Some(Tally::new(period));
+        self.tally = Some(Counting::Here(Tally::new(period)));
+    }
+
+    /// [`Replay::measure`], counting on a thread of its own (a long replay's counters).
+    pub fn measure_aside(&mut self, period: Period) {
+        self.tally = Some(Counting::aside(Tally::new(period)));
     }
 
     /// The report of what was measured, if measuring.
-    pub fn report(&self) -> Option<Report> {
-        let t = self.tally.as_ref()?;
+    pub fn report(&mut self) -> Option<Report> {
+        let t = self.tally.as_mut()?.tally();
         Some(Report::build(self.engine.rules, t.period(), &t.sums()))
     }
 
     /// The report of what was measured, named for `period` (a measure over an open period,
     /// once its ends are known).
-    pub fn report_over(&self, period: Period) -> Option<Report> {
-        let t = self.tally.as_ref()?;
+    pub fn report_over(&mut self, period: Period) -> Option<Report> {
+        let t = self.tally.as_mut()?.tally();
         Some(Report::build(self.engine.rules, period, &t.sums()))
     }
 
@@ -317,10 +325,10 @@ impl<'r> Replay<'r> {
     }
 
     /// What an outcome for `user` at `at` leaves: counts, sends, the next wake-up.
-    fn absorb(&mut self, user: u32, at: Millis, out: Outcome, sends: &mut Vec<Send>) {
+    fn absorb(&mut self, user: u32, at: Millis, mut out: Outcome, sends: &mut Vec<Send>) {
         let known = &mut self.known[user as usize];
         if let Some(t) = &mut self.tally {
-            t.record(&known.id, &out, at, true);
+            t.record(&known.id, &mut out, at);
         }
         if !self.recorded.is_empty() {
             if let Some(kept) = self.recorded.get_mut(&known.id) {
