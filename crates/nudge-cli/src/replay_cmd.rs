@@ -95,9 +95,17 @@ pub fn stream(
     let stderr = std::io::stderr();
     let mut sends = Vec::new();
     replay.keep_spent();
-    // Messages done with are freed on a thread of their own.
+    // Messages done with are freed on a thread of their own, which gives the emptied buffers
+    // back (a new one each time had the kernel zeroing fresh pages on the engine's thread).
     let (to_free, spent) = sync_channel::<Vec<Message>>(2);
-    let freeing = std::thread::spawn(move || spent.into_iter().for_each(drop));
+    let (give_back, emptied) = sync_channel::<Vec<Message>>(2);
+    let freeing = std::thread::spawn(move || {
+        for mut batch in spent {
+            batch.clear();
+            // Never waits on the engine's thread: a buffer it has no room for is freed.
+            let _ = give_back.try_send(batch);
+        }
+    });
     let result = input::each_event(path, rules, |parsed| {
         match parsed {
             Parsed::Rejected { line, message } => {
@@ -120,7 +128,7 @@ pub fn stream(
                 for s in sends.drain(..) {
                     on_send(s)?;
                 }
-                if let Some(batch) = replay.take_spent(SPENT_BATCH) {
+                if let Some(batch) = replay.take_spent(SPENT_BATCH, || emptied.try_recv().ok()) {
                     // Dropped here if the freeing thread is gone.
                     let _ = to_free.send(batch);
                 }
@@ -129,6 +137,7 @@ pub fn stream(
         Ok(())
     });
     drop(to_free);
+    drop(emptied);
     let _ = freeing.join();
     result?;
     Ok(streamed)

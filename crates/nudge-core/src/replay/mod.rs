@@ -272,10 +272,20 @@ impl<'r> Replay<'r> {
         self.spent.get_or_insert_with(Vec::new);
     }
 
-    /// The messages kept since the last call, once there are at least `batch`.
-    pub fn take_spent(&mut self, batch: usize) -> Option<Vec<Message>> {
+    /// The messages kept since the last call, once there are at least `batch`; `room` (an
+    /// emptied batch given back, if there is one) takes their place, so that no new buffer is
+    /// grown.
+    pub fn take_spent(
+        &mut self,
+        batch: usize,
+        room: impl FnOnce() -> Option<Vec<Message>>,
+    ) -> Option<Vec<Message>> {
         let spent = self.spent.as_mut()?;
-        (spent.len() >= batch).then(|| std::mem::take(spent))
+        if spent.len() < batch {
+            return None;
+        }
+        let room = room().unwrap_or_else(|| Vec::with_capacity(batch + batch / 4));
+        Some(std::mem::replace(spent, room))
     }
 
     fn spend(&mut self, msg: Message) {
