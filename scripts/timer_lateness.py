@@ -169,6 +169,7 @@ def main():
     fired_ms = {}          # path -> [lateness ms] from schedule-delay's EMF lines
     fired_at = {}          # (user, due) -> times "Timer Fired" reached evaluate's queue
     idle_due, idle_done = {}, {}
+    poll_delay_ms = []    # the harness's own: a wake-up visible until the mapping received it
     errors = []
     lock = threading.Lock()
     stop = threading.Event()
@@ -246,6 +247,15 @@ def main():
                 messages = got.get("Messages", [])
                 if not messages:
                     continue
+                received = time.time() * 1000
+                for m in messages:
+                    # Visible at its send time plus the delay schedule-delay gave it (whole
+                    # seconds up to the due time it carries), within a few ms.
+                    sent = int(m["Attributes"]["SentTimestamp"])
+                    due = json.loads(m["Body"])["due"]
+                    visible = sent + 1000 * max(0, -(-(due - sent) // 1000))
+                    with lock:
+                        poll_delay_ms.append(max(0.0, received - visible))
                 records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
                             "attributes": m.get("Attributes", {}), "messageAttributes": {},
                             "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs", "eventSourceARN": arn,
@@ -329,6 +339,7 @@ def main():
                                                       "fired_twice": v["twice"]}
                                       for c, v in sorted(by_case.items())},
             "idle_nudge_ms": {**summary(idle), "missing": args.idle_users - len(idle)},
+            "harness_queue_poll_delay_ms": summary(poll_delay_ms),
             "errors_logged": errors[:5],
         }
         print(json.dumps(results, indent=2))

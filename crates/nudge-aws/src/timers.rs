@@ -31,6 +31,10 @@ pub const MAX_HORIZON_MS: Millis = MAX_DELAY_SECS as Millis * 1000;
 /// time when the horizon is much longer than the sweep period).
 pub const ENTERING_BATCH: usize = 2_000;
 
+/// How long after its time a mark counts as lost: a message fails five times (two minutes
+/// of visibility timeout each) before it goes to the dead-letter queue.
+pub const STALE_MARK_MS: Millis = 10 * 60 * 1000;
+
 /// The precise tier: the delay queue and how far ahead it takes timers.
 #[derive(Debug, Clone)]
 pub struct NearTier {
@@ -80,8 +84,9 @@ impl TieredTimers {
         due <= now.saturating_add(near.horizon_ms)
     }
 
-    /// Queues the timers without a message that are due within the horizon (the sweeper's
-    /// second task, after claiming due ones). Returns how many were queued.
+    /// Queues the timers without a message that are due within the horizon, and those whose
+    /// message was lost (the sweeper's second task, after claiming due ones). Returns how
+    /// many were queued.
     #[instrument(skip(self))]
     pub async fn queue_entering(&self) -> Result<usize, StoreError> {
         let Some(near) = &self.near else {
@@ -90,7 +95,12 @@ impl TieredTimers {
         let now = self.clock.now();
         let entering = self
             .store
-            .unqueued_due_between(now, now.saturating_add(near.horizon_ms), ENTERING_BATCH)
+            .unqueued_due_between(
+                now,
+                now.saturating_add(near.horizon_ms),
+                now.saturating_sub(STALE_MARK_MS),
+                ENTERING_BATCH,
+            )
             .await?;
         if entering.is_empty() {
             return Ok(0);

@@ -174,13 +174,16 @@ impl DynamoDbStore {
         .await
     }
 
-    /// Up to `limit` live timers without a mark due after `after` and at or before `until`,
-    /// earliest first per shard: those entering the queue's horizon.
+    /// Up to `limit` live timers due after `after` and at or before `until`, earliest first
+    /// per shard, without a mark or with one older than `stale` (its message was lost: it
+    /// would have claimed, re-queued or unmarked the timer long ago): those entering the
+    /// queue's horizon.
     #[instrument(skip(self))]
     pub async fn unqueued_due_between(
         &self,
         after: Millis,
         until: Millis,
+        stale: Millis,
         limit: usize,
     ) -> Result<Vec<LiveTimer>, StoreError> {
         let mut found = Vec::new();
@@ -195,8 +198,8 @@ impl DynamoDbStore {
                     .key_condition_expression(
                         "#gsi1pk = :shard AND #gsi1sk BETWEEN :from AND :until",
                     )
-                    .filter_expression("attribute_not_exists(#queued)")
-                    .projection_expression("#pk, #due, #version")
+                    .filter_expression("attribute_not_exists(#queued) OR #queued < :stale")
+                    .projection_expression("#pk, #due, #version, #queued")
                     .expression_attribute_names("#gsi1pk", "gsi1pk")
                     .expression_attribute_names("#gsi1sk", "gsi1sk")
                     .expression_attribute_names("#pk", "pk")
@@ -206,6 +209,7 @@ impl DynamoDbStore {
                     .expression_attribute_values(":shard", s(format!("timers#{shard}")))
                     .expression_attribute_values(":from", n(after.saturating_add(1)))
                     .expression_attribute_values(":until", n(until))
+                    .expression_attribute_values(":stale", n(stale))
                     .set_exclusive_start_key(start)
                     .send()
                     .await
@@ -226,7 +230,7 @@ impl DynamoDbStore {
     }
 }
 
-/// A due-index entry without a mark.
+/// A due-index entry without a (live) mark.
 fn unqueued(item: &Item) -> Result<LiveTimer, StoreError> {
     let pk = get_s(item, "pk")?;
     let user_id = user_of_pk(pk)
@@ -235,6 +239,6 @@ fn unqueued(item: &Item) -> Result<LiveTimer, StoreError> {
         user_id: user_id.to_string(),
         due: get_n(item, "due")?,
         version: get_n(item, "version")?,
-        queued: None,
+        queued: get_opt_n(item, "queued")?,
     })
 }

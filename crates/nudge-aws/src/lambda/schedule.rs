@@ -504,4 +504,46 @@ mod tests {
             .to_string();
         assert!(err.contains("an array"), "{err}");
     }
+
+    #[test]
+    fn batches_are_told_apart_by_their_event_source() {
+        let queue = json!({"Records": [{
+            "messageId": "m1", "receiptHandle": "r1",
+            "body": "{\"user_id\":\"alice\",\"due\":1,\"version\":2}",
+            "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:nudge-dev-timers",
+            "awsRegion": "us-east-1"
+        }]});
+        assert!(
+            matches!(ScheduleInput::from_value(queue), Ok(ScheduleInput::Queue(b)) if b.records.len() == 1)
+        );
+        let stream = json!({"Records": [record("REMOVE", None, "timer", timer_image())]});
+        assert!(matches!(
+            ScheduleInput::from_value(stream),
+            Ok(ScheduleInput::Stream(_))
+        ));
+        // An empty batch has no source to tell: nothing to do either way.
+        assert!(matches!(
+            ScheduleInput::from_value(json!({"Records": []})),
+            Ok(ScheduleInput::Stream(b)) if b.records.is_empty()
+        ));
+        let kinesis = json!({"Records": [{"eventSource": "aws:kinesis"}]});
+        let err = ScheduleInput::from_value(kinesis).unwrap_err().to_string();
+        assert!(err.contains("aws:kinesis"), "{err}");
+    }
+
+    #[test]
+    fn a_queue_batch_answers_its_failed_message_ids() {
+        let mut failure = aws_lambda_events::event::sqs::BatchItemFailure::default();
+        failure.item_identifier = "m2".into();
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures.push(failure);
+        let response = ScheduleResponse::Queue(response);
+        assert_eq!(response.failed_ids(), vec!["m2"]);
+        assert_eq!(
+            serde_json::to_value(&response).unwrap(),
+            json!({"batchItemFailures": [{"itemIdentifier": "m2"}]})
+        );
+        assert!(ScheduleResponse::Done.failed_ids().is_empty());
+    }
 }

@@ -323,3 +323,35 @@ async fn moved_cancelled_and_redelivered_timers_fire_at_most_once_at_the_newest_
     assert_eq!(timers.pending("cancelled").await.unwrap(), None);
     assert_eq!(timers.pending("later").await.unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_queues_again_a_timer_whose_message_was_lost_and_no_other() {
+    let t = tiers().await;
+    let now = SystemClock.now();
+    let store = &t.schedule.timers.store;
+    // Beyond the horizon when set; then marks as if messages were sent: one 11 minutes ago
+    // (lost: it never came back to claim, re-queue or unmark the timer), one for the future.
+    for (user, mark) in [("lost", now - 11 * 60_000), ("coming", now + 12_000)] {
+        t.schedule
+            .timers
+            .set(&delay(user, now + 12_000, 1))
+            .await
+            .unwrap();
+        let live = store.live_timer(user).await.unwrap().unwrap();
+        assert_eq!(live.queued, None, "beyond the horizon: no message");
+        assert!(store.mark_queued(&live, Some(mark)).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(
+        (now + 3_000 - SystemClock.now()).max(0) as u64,
+    ))
+    .await;
+    assert_eq!(t.schedule.timers.queue_entering().await.unwrap(), 1);
+    let lost = store.live_timer("lost").await.unwrap().unwrap();
+    assert_eq!(lost.queued, Some(now + 12_000));
+    t.poll(11_000).await.unwrap();
+    assert_eq!(
+        t.fired(Duration::from_secs(1)).await,
+        vec![fired("lost", now + 12_000, 1)],
+        "the timer marked for a message still coming waits for it"
+    );
+}
