@@ -74,11 +74,6 @@ impl TieredTimers {
         }
     }
 
-    /// The precise tier, if there is one.
-    pub fn near(&self) -> Option<&NearTier> {
-        self.near.as_ref()
-    }
-
     /// Whether a timer due at `due` is within the horizon now.
     fn is_near(near: &NearTier, due: Millis, now: Millis) -> bool {
         due <= now.saturating_add(near.horizon_ms)
