@@ -2,8 +2,9 @@
 makes (crates/nudge-aws, crates/nudge-service) and the template's settings (arm64, 256 MB,
 on-demand table). Prints a Markdown table per scenario (BENCHMARKS.md quotes them).
 
-Usage: lambda_cost.py [--sizes bench.json]   (bench.json: `lambda_cold_start.py --json`,
-whose measured bus-entry and item sizes replace the defaults below)
+Usage: lambda_cost.py [--sizes bench.json] [--timers-per-batch N]
+(bench.json: `lambda_cold_start.py --json`, whose measured bus-entry and item sizes replace the
+defaults below; N: timers per delay-queue batch, default 1, see TIMERS_PER_QUEUE_BATCH)
 
 Prices: us-east-1 list prices, no free tier, no savings plans.
 """
@@ -21,6 +22,7 @@ PRICE = {
     "wru": 0.625e-6,               # DynamoDB on-demand write request unit (1 KB)
     "rru": 0.125e-6,               # read request unit (4 KB strongly consistent)
     "ses_email": 0.10e-3,          # SES, per email
+    "sqs_request": 0.40e-6,        # SQS standard queue, per request (64 KB chunks); first 1 M a month free
     "log_gb": 0.50,                # CloudWatch Logs ingestion (standard), per GB
 }
 MEMORY_GB = 256 / 1024  # template.yaml: Globals.Function.MemorySize
@@ -35,14 +37,22 @@ DURATION_MS = {
     "schedule_per_change": 10,     # one conditional PutItem per timer change
     "deliver": 80,                 # render, delivery log (2 PutItem), SES SendEmail, PutEvents
     "fired_timer": 8,              # sweeper's share: one claim UpdateItem per timer
+    "queue_batch": 25,             # schedule-delay on a delay-queue batch: GetItem, claim, PutEvents
 }
-# The sweeper runs once a minute and publishes the timers it claimed packed ("Timers Fired",
-# up to ~600 a 60 KB entry); evaluate publishes the timer changes of one invocation packed
-# ("Timers Changed"). How many timers one sweep fires depends on the traffic, so the figures
-# assume a volume: 30 million events a month (1 million a day, ~12 a second).
+# The sweeper runs once a minute (it queues timers entering the horizon and claims what the
+# queue missed); evaluate publishes the timer changes of one invocation packed ("Timers
+# Changed"). How many timers fall due together depends on the traffic, so the figures assume a
+# volume: 30 million events a month (1 million a day, ~12 a second).
 MONTHLY_EVENTS = 30_000_000
 SWEEPS_PER_MONTH = 30 * 24 * 60
-PACKED_PER_ENTRY = 600
+# Near timers ride the SQS delay queue (crates/nudge-aws/src/timers.rs) and fire from it: the
+# mapping hands schedule-delay what falls due together, without a batching window, so at this
+# volume (a few timers a second) a batch is about one timer, and so is its "Timers Fired" entry
+# and evaluate's invocation. Each fired timer costs SendMessage (set near: one request, marked
+# in the set's own write; entering the horizon at a sweep: a tenth of a SendMessageBatch and a
+# mark UpdateItem on the table and the `due` index), the mapping's ReceiveMessage and
+# DeleteMessageBatch, and a strongly consistent GetItem of the timer on arrival.
+TIMERS_PER_QUEUE_BATCH = 1
 # Log bytes ingested per invocation: Lambda's JSON platform records (start, report) and the
 # functions' own lines at `info`, including EMF metric lines.
 LOG_BYTES_PER_INVOCATION = 1500
@@ -62,6 +72,8 @@ SCENARIOS = {
                 "(all email)",
         "batch": 20, "users_per_entry": 20, "timer_changes": 0.10, "timers_fired": 0.04,
         "sends": 0.01, "email_share": 1.0,
+        # Reminders hours or days ahead: queued by a sweep as they come within 15 minutes.
+        "queued_by_sweep": 1.0,
     },
     "re-arming": {
         "what": "as typical, plus every event pushes the user's wait back (saas-onboarding's "
@@ -71,6 +83,8 @@ SCENARIOS = {
                 "later time then (0.25 more timer changes per event)",
         "batch": 20, "users_per_entry": 20, "timer_changes": 0.35, "timers_fired": 0.29,
         "sends": 0.01, "email_share": 1.0,
+        # The 2-minute waits are near when set (queued by the set); the typical 0.04 by sweeps.
+        "queued_by_sweep": 0.04 / 0.29,
     },
 }
 
@@ -84,7 +98,7 @@ def lambda_cost(invocations, duration_ms):
                           + duration_ms / 1000 * MEMORY_GB * PRICE["lambda_gb_s_arm64"])
 
 
-def rows(s, sizes, n=1_000_000):
+def rows(s, sizes, n=1_000_000, timers_per_batch=TIMERS_PER_QUEUE_BATCH):
     """(item, calls per million events, cost) for one scenario."""
     out = []
     requests = n / s["batch"]
@@ -111,16 +125,25 @@ def rows(s, sizes, n=1_000_000):
                 users * rru_state * PRICE["rru"]))
     out.append((f"evaluate: PutItem user state ({sizes['state_item_bytes']} B)", f"{users:,.0f} x {wru_state} WRU",
                 users * wru_state * PRICE["wru"]))
-    # Fired timers: one sweep a minute claims what is due (table + index delete per timer) and
-    # publishes them packed, one "Timers Fired" entry per ~600; evaluate takes each entry in
-    # one invocation (GetItem and PutItem per user).
+    # Fired timers: each fires from the delay queue at its due second (the sweeper, once a
+    # minute, claims only what the queue missed); a batch's timers are claimed (table + index
+    # delete per timer) and published as one entry; evaluate takes each entry in one
+    # invocation (GetItem and PutItem per user).
     sweeps = SWEEPS_PER_MONTH * n / MONTHLY_EVENTS
-    fired_per_sweep = fired / sweeps
-    fired_entries = sweeps * math.ceil(fired_per_sweep / PACKED_PER_ENTRY) if fired else 0
+    batches = fired / timers_per_batch
+    fired_entries = batches
+    by_sweep = fired * s["queued_by_sweep"]
+    sqs_requests = (fired - by_sweep) + by_sweep / 10 + 2 * batches
+    out.append(("timers fired: delay queue SendMessage, ReceiveMessage, DeleteMessageBatch",
+                f"{sqs_requests:,.0f} requests", sqs_requests * PRICE["sqs_request"]))
+    out.append(("timers fired: schedule-delay on queue batches", f"{batches:,.0f} x {DURATION_MS['queue_batch']} ms",
+                lambda_cost(batches, DURATION_MS["queue_batch"])))
+    out.append(("timers fired: GetItem timer on arrival (1 RRU); queued by a sweep: mark (1 + 1 WRU)",
+                f"{fired:,.0f} / {by_sweep:,.0f}",
+                fired * PRICE["rru"] + by_sweep * (wru_timer + 1) * PRICE["wru"]))
     out.append(("timers fired: claim UpdateItem (1 + 1 WRU)", f"{fired:,.0f}",
-                fired * ((wru_timer + 1) * PRICE["wru"]
-                         + DURATION_MS["fired_timer"] / 1000 * MEMORY_GB * PRICE["lambda_gb_s_arm64"])))
-    out.append((f"timers fired: PutEvents Timers Fired ({fired_per_sweep:,.0f} a sweep, packed)",
+                fired * (wru_timer + 1) * PRICE["wru"]))
+    out.append((f"timers fired: PutEvents Timers Fired ({timers_per_batch:g} a queue batch)",
                 f"{fired_entries:,.0f}", fired_entries * PRICE["bus_event"]))
     fired_ms = DURATION_MS["evaluate_base"] + DURATION_MS["evaluate_per_user"] * fired / max(fired_entries, 1)
     out.append(("timers fired: evaluate invocations", f"{fired_entries:,.0f} x {fired_ms:,.0f} ms",
@@ -150,7 +173,7 @@ def rows(s, sizes, n=1_000_000):
                 lambda_cost(sends, DURATION_MS["deliver"])))
     out.append(("sends: delivery log PutItem x 2", f"{sends:,.0f} x {2 * wru_delivery} WRU",
                 sends * 2 * wru_delivery * PRICE["wru"]))
-    invocations = requests + entries + change_entries + fired_entries + sends + sweeps
+    invocations = requests + entries + change_entries + fired_entries + batches + sends + sweeps
     log_gb = invocations * LOG_BYTES_PER_INVOCATION / 1e9
     out.append(("CloudWatch Logs ingestion", f"{invocations:,.0f} invocations x {LOG_BYTES_PER_INVOCATION} B",
                 log_gb * PRICE["log_gb"]))
@@ -159,8 +182,8 @@ def rows(s, sizes, n=1_000_000):
     return out, engine
 
 
-def table(name, s, sizes):
-    out, engine = rows(s, sizes)
+def table(name, s, sizes, timers_per_batch=TIMERS_PER_QUEUE_BATCH):
+    out, engine = rows(s, sizes, timers_per_batch=timers_per_batch)
     total = sum(c for _, _, c in out)
     lines = [f"**{name}**: {s['what']}.", "", "| per million ingested events | calls | USD |", "|---|---|---|"]
     lines += [f"| {item} | {calls} | {cost:.3f} |" for item, calls, cost in out]
@@ -172,6 +195,8 @@ def table(name, s, sizes):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=Path, help="JSON written by lambda_cold_start.py --json")
+    ap.add_argument("--timers-per-batch", type=float, default=TIMERS_PER_QUEUE_BATCH,
+                    help="timers per delay-queue batch (a batching window on the mapping gathers more)")
     args = ap.parse_args()
     sizes = dict(DEFAULT_SIZES)
     if args.sizes:
@@ -180,7 +205,7 @@ def main():
     print("sizes (bytes): " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
     print()
     for name, s in SCENARIOS.items():
-        text, engine, total = table(name, s, sizes)
+        text, engine, total = table(name, s, sizes, args.timers_per_batch)
         print(text)
         print()
 

@@ -15,9 +15,11 @@ import os
 
 import boto3
 
+# template.yaml's EvaluateRule, ScheduleDelayRule and DeliverRule (packed kinds included:
+# several timers fired by one sweep or queue batch travel as one "Timers Fired").
 ROUTES = {
-    "evaluate": ["Events Accepted", "Timer Fired"],
-    "schedule-delay": ["Delay Requested", "Delay Cancelled"],
+    "evaluate": ["Events Accepted", "Timer Fired", "Timers Fired"],
+    "schedule-delay": ["Delay Requested", "Delay Cancelled", "Timers Changed"],
     "deliver": ["Message Requested"],
 }
 

@@ -65,6 +65,31 @@ def test_each_function_cold_starts_and_handles_the_chained_events(tmp_path):
     assert all(r["init_ms"] > 0 for r in inits.values()), inits
 
 
+def test_the_chained_functions_fire_near_timers_from_the_delay_queue_at_their_due_second(tmp_path):
+    """The binaries with the delay queue on moto (scripts/timer_lateness.py, short cases): a
+    timer set 5 s ahead is queued as it is set; one 30 s ahead is beyond the 10-second horizon
+    and queued by a sweep (every 5 s here) as it enters it. Each fires once, within a second of
+    its due time plus the harness's long poll (up to 1 s): from the queue, or by a sweep that
+    came between the due time and the message (the catch-all racing the queue)."""
+    debug = nudge_binary().parent
+    out = tmp_path / "lateness.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "timer_lateness.py"), "--bin-dir", str(debug),
+         "--cases", "5,30", "--per-case", "4", "--spread", "5", "--idle-users", "0",
+         "--horizon", "10", "--sweep-every", "5", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    results = json.loads(out.read_text())
+    assert results["errors_logged"] == [], results
+    for case, seen in results["timer_fired_on_bus_ms"].items():
+        assert seen["n"] == 4 and seen["missing"] == 0 and seen["fired_twice"] == 0, (case, seen)
+    paths = results["fired_by_path_ms"]
+    assert "queue" in paths and set(paths) <= {"queue", "sweep"}, results
+    assert results["fired_all_ms"]["n"] == 8, results
+    assert results["fired_all_ms"]["p99_ms"] <= 2000, results
+
+
 def test_the_functions_and_the_hello_world_are_linked_position_dependent():
     # crates/nudge-aws/build.rs: -no-pie on Linux, so the dynamic loader has no relative
     # relocations to apply at a cold start (BENCHMARKS.md).

@@ -311,6 +311,51 @@ def test_sweeper_runs_every_minute_on_schedule_delay(template):
     assert [target_function(t) for t in rule["Targets"]] == ["ScheduleDelayFunction"]
 
 
+def test_the_delay_queue_feeds_schedule_delay_with_per_message_failures(template):
+    res = template["Resources"]
+    [mapping] = resources(template, "AWS::Lambda::EventSourceMapping").values()
+    m = mapping["Properties"]
+    assert m["EventSourceArn"] == {"Fn::GetAtt": ["TimerQueue", "Arn"]}
+    assert m["FunctionName"] == {"Ref": "ScheduleDelayFunction"}
+    # crates/nudge-aws/src/lambda/schedule/delayed.rs answers batchItemFailures by messageId.
+    assert m["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # A batching window would add to every timer's lateness.
+    assert m.get("MaximumBatchingWindowInSeconds", 0) == 0
+    queue = res["TimerQueue"]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["TimerQueueDLQ", "Arn"]}
+    assert queue["VisibilityTimeout"] >= function_property(template, "ScheduleDelayFunction", "Timeout")
+    # Longer than SQS's longest delay, so a queued wake-up never expires unseen.
+    assert queue["MessageRetentionPeriod"] > 900
+    assert res["TimerQueueDLQ"]["Properties"]["SqsManagedSseEnabled"] is True
+    env = function_env(template, "ScheduleDelayFunction")
+    assert env["NUDGE_TIMER_QUEUE"] == {"Ref": "TimerQueue"}
+    assert env["NUDGE_TIMER_HORIZON"] == {"Ref": "TimerHorizonSeconds"}
+    horizon = template["Parameters"]["TimerHorizonSeconds"]
+    # Within what SQS can delay, and longer than the sweep period (a sweep must see every
+    # timer inside the horizon before it falls due).
+    assert horizon["MaxValue"] <= 900 and horizon["MinValue"] >= 60
+    assert horizon["Default"] == 900
+    # Only schedule-delay reads the queue settings.
+    for name in FUNCTIONS:
+        if name != "ScheduleDelayFunction":
+            assert "NUDGE_TIMER_QUEUE" not in function_env(template, name), name
+
+
+def test_an_alarm_watches_timer_lateness_as_schedule_delay_reports_it(template):
+    emf = (AWS_SRC / "emf.rs").read_text()
+    metric = re.search(r'TIMER_FIRED_LATENESS: &str = "([^"]+)"', emf).group(1)
+    alarms = [a["Properties"] for a in resources(template, "AWS::CloudWatch::Alarm").values()
+              if a["Properties"].get("MetricName") == metric]
+    assert len(alarms) == 1, alarms
+    [alarm] = alarms
+    assert alarm["Namespace"] == re.search(r'NAMESPACE: &str = "([^"]+)"', emf).group(1)
+    assert alarm["ExtendedStatistic"] == "p99"
+    # The metric's dimensionless set ([]): every path's lateness together.
+    assert "Dimensions" not in alarm
+    assert 1000 <= alarm["Threshold"] <= 60000
+
+
 def test_alarms_watch_every_dead_letter_queue_and_function(template):
     alarms = json.dumps(resources(template, "AWS::CloudWatch::Alarm"))
     for q in resources(template, "AWS::SQS::Queue"):
@@ -375,7 +420,14 @@ SDK_ACTIONS = {
     "transact_write_items": ("dynamodb:PutItem", "dynamodb:UpdateItem"),
     "put_events": "events:PutEvents",
     "send_email": "ses:SendEmail",
+    # SendMessageBatch is authorised by sqs:SendMessage.
+    "send_message": "sqs:SendMessage",
+    "send_message_batch": "sqs:SendMessage",
 }
+
+# What the delay queue's event source mapping calls with schedule-delay's role (no Rust code
+# calls these: Lambda's poller does).
+MAPPING_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 
 # What each function's handler calls (crates/nudge-service: api.rs, evaluate.rs, schedule.rs,
 # deliver.rs, through the adapters in crates/nudge-aws/src).
@@ -388,9 +440,12 @@ FUNCTION_ACTIONS = {
     # counts (a transaction: marker PutItem, counters UpdateItem; forgetting them UpdateItem).
     "EvaluateFunction": {"events:PutEvents", "dynamodb:GetItem", "dynamodb:PutItem",
                          "dynamodb:UpdateItem"},
-    # set / cancel / restore (PutItem), claim (UpdateItem), sweep (Query on the due index).
-    "ScheduleDelayFunction": {"events:PutEvents", "dynamodb:PutItem", "dynamodb:UpdateItem",
-                              "dynamodb:Query"},
+    # set (UpdateItem), cancel / restore (PutItem), claim and queue mark (UpdateItem), sweep
+    # (Query on the due index), a queued timer read on arrival (GetItem), near timers sent to
+    # the delay queue, and the queue's mapping.
+    "ScheduleDelayFunction": {"events:PutEvents", "dynamodb:GetItem", "dynamodb:PutItem",
+                              "dynamodb:UpdateItem", "dynamodb:Query", "sqs:SendMessage",
+                              *MAPPING_ACTIONS},
     # delivery log begin (PutItem, GetItem) / finish (PutItem), inbox (PutItem), SES, publish.
     "DeliverFunction": {"events:PutEvents", "dynamodb:GetItem", "dynamodb:PutItem",
                         "ses:SendEmail"},
@@ -426,6 +481,7 @@ def test_iam_actions_are_exactly_what_the_adapters_call(template):
             granted |= set(as_list(st["Action"]))
         assert granted == expected, (name, granted ^ expected)
         granted_total |= granted
+    called |= MAPPING_ACTIONS
     assert granted_total == called, ("granted but never called", granted_total - called,
                                      "called but never granted", called - granted_total)
 
@@ -439,6 +495,8 @@ def test_iam_resources_are_the_table_bus_and_sending_identity(template):
                 assert "Table" in resources_, (name, st)
             elif actions == ["events:PutEvents"]:
                 assert st["Resource"] == {"Fn::GetAtt": ["Bus", "Arn"]}, (name, st)
+            elif all(a.startswith("sqs:") for a in actions):
+                assert st["Resource"] == {"Fn::GetAtt": ["TimerQueue", "Arn"]}, (name, st)
             else:
                 assert actions == ["ses:SendEmail"], (name, st)
                 assert ":identity/" in resources_ and ":configuration-set/" in resources_

@@ -17,7 +17,16 @@ pub struct AwsConfig {
     /// Never lower it on a live table: timers in the dropped shards would only fire through
     /// the TTL backstop.
     pub timer_shards: u32,
+    /// The delay queue of near timers (`NUDGE_TIMER_QUEUE`, a queue URL); unset: timers
+    /// fire by the sweeper alone, up to a sweep period late.
+    pub timer_queue: Option<String>,
+    /// How far ahead timers ride the delay queue, in seconds (`NUDGE_TIMER_HORIZON`, 1 to
+    /// 900, default 900: SQS's longest delay).
+    pub timer_horizon_secs: u32,
 }
+
+/// The delay queue's horizon when `NUDGE_TIMER_HORIZON` is not set.
+pub const DEFAULT_TIMER_HORIZON_SECS: u32 = 900;
 
 /// Timer shards when `NUDGE_TIMER_SHARDS` is not set.
 pub const DEFAULT_TIMER_SHARDS: u32 = 16;
@@ -41,8 +50,9 @@ pub enum ConfigError {
 }
 
 impl AwsConfig {
-    /// Reads `NUDGE_TABLE`, `NUDGE_BUS`, `NUDGE_SENDER`, `NUDGE_SES_CONFIGURATION_SET` and
-    /// `NUDGE_TIMER_SHARDS` from the process environment.
+    /// Reads `NUDGE_TABLE`, `NUDGE_BUS`, `NUDGE_SENDER`, `NUDGE_SES_CONFIGURATION_SET`,
+    /// `NUDGE_TIMER_SHARDS`, `NUDGE_TIMER_QUEUE` and `NUDGE_TIMER_HORIZON` from the process
+    /// environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -66,12 +76,27 @@ impl AwsConfig {
                 }
             },
         };
+        let timer_horizon_secs = match get("NUDGE_TIMER_HORIZON") {
+            None => DEFAULT_TIMER_HORIZON_SECS,
+            Some(value) => match value.trim().parse::<u32>() {
+                Ok(n) if (1..=DEFAULT_TIMER_HORIZON_SECS).contains(&n) => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "NUDGE_TIMER_HORIZON",
+                        value,
+                        reason: "expected whole seconds from 1 to 900",
+                    })
+                }
+            },
+        };
         Ok(AwsConfig {
             table: required("NUDGE_TABLE")?,
             bus: required("NUDGE_BUS")?,
             sender: get("NUDGE_SENDER"),
             ses_configuration_set: get("NUDGE_SES_CONFIGURATION_SET"),
             timer_shards,
+            timer_queue: get("NUDGE_TIMER_QUEUE"),
+            timer_horizon_secs,
         })
     }
 }
@@ -179,6 +204,8 @@ mod tests {
                 sender: None,
                 ses_configuration_set: None,
                 timer_shards: DEFAULT_TIMER_SHARDS,
+                timer_queue: None,
+                timer_horizon_secs: DEFAULT_TIMER_HORIZON_SECS,
             }
         );
 
@@ -188,11 +215,21 @@ mod tests {
             ("NUDGE_SENDER", "hello@example.com"),
             ("NUDGE_SES_CONFIGURATION_SET", "nudge"),
             ("NUDGE_TIMER_SHARDS", "4"),
+            (
+                "NUDGE_TIMER_QUEUE",
+                "https://sqs.us-east-1.amazonaws.com/1/nudge-dev-timers",
+            ),
+            ("NUDGE_TIMER_HORIZON", "30"),
         ]))
         .unwrap();
         assert_eq!(config.sender.as_deref(), Some("hello@example.com"));
         assert_eq!(config.ses_configuration_set.as_deref(), Some("nudge"));
         assert_eq!(config.timer_shards, 4);
+        assert_eq!(
+            config.timer_queue.as_deref(),
+            Some("https://sqs.us-east-1.amazonaws.com/1/nudge-dev-timers")
+        );
+        assert_eq!(config.timer_horizon_secs, 30);
     }
 
     #[test]
@@ -270,6 +307,28 @@ mod tests {
                     err,
                     ConfigError::Invalid {
                         name: "NUDGE_TIMER_SHARDS",
+                        ..
+                    }
+                ),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_horizons_sqs_cannot_delay() {
+        for bad in ["0", "901", "15m"] {
+            let err = AwsConfig::from_lookup(lookup(&[
+                ("NUDGE_TABLE", "t"),
+                ("NUDGE_BUS", "b"),
+                ("NUDGE_TIMER_HORIZON", bad),
+            ]))
+            .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ConfigError::Invalid {
+                        name: "NUDGE_TIMER_HORIZON",
                         ..
                     }
                 ),

@@ -5,7 +5,7 @@
 //! | item          | `pk`         | `sk`                    | notes                                  |
 //! |---------------|--------------|-------------------------|----------------------------------------|
 //! | user state    | `u#<userId>` | `state`                 | `state` B, `version` N, `outbox` S, `ids` B, `counts` B |
-//! | timer         | `u#<userId>` | `timer`                 | `due` N, `version` N, `ttl`, `gsi1pk`/`gsi1sk` |
+//! | timer         | `u#<userId>` | `timer`                 | `due` N, `version` N, `ttl`, `gsi1pk`/`gsi1sk`, `queued` N |
 //! | delivery log  | `u#<userId>` | `dlv#<decision hex>`    | `Delivery` fields, `ttl` = at + 90 days |
 //! | inbox item    | `u#<userId>` | `inbox#<decision hex>`  | `InboxItem` fields, `dismissed`, `ttl` |
 //!
@@ -18,6 +18,7 @@ mod applied_ids;
 mod deliveries;
 mod inbox;
 mod item;
+mod queued_timers;
 mod reports;
 mod schema;
 mod timers;
@@ -35,6 +36,7 @@ use nudge_service::ports::{Clock, StoreError, SystemClock};
 
 use crate::sdk_error::{error_code, is_retryable, SdkFailure};
 
+pub use queued_timers::{LiveTimer, TimerSet};
 pub use schema::create_table;
 
 use applied_ids::AppliedIds;

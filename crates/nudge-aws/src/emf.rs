@@ -11,6 +11,7 @@
 //! | `Clicks`, `Opens`, `Deliveries`, `DeliveryFailures`, `Dismissals` | Count | none; `Trigger`; `Trigger, Variant` |
 //! | `Sends`          | Count   | `Channel, Outcome` and `Outcome`  |
 //! | `TimerLateness`  | Seconds | none                              |
+//! | `TimerFiredLateness` | Milliseconds | none; `Path`             |
 //! | `HandlerLatency` | Seconds | `Handler`                         |
 
 use std::io::Write;
@@ -157,6 +158,12 @@ impl Metrics for EmfMetrics {
         ));
     }
 
+    // Fired time minus due time as schedule-delay sees it (evaluate's `TimerLateness` adds
+    // the bus hop): what the template's lateness alarm watches.
+    fn timer_fired(&self, path: &'static str, lateness_ms: f64) {
+        emit(&timer_fired_record(path, lateness_ms));
+    }
+
     fn handler_latency(&self, handler: &'static str, seconds: f64) {
         emit(&record(
             "HandlerLatency",
@@ -167,6 +174,20 @@ impl Metrics for EmfMetrics {
         ));
     }
 }
+
+/// The record of one timer fired `lateness_ms` late by `path` (`queue`, `sweep`, `expiry`).
+pub fn timer_fired_record(path: &str, lateness_ms: f64) -> Value {
+    record(
+        TIMER_FIRED_LATENESS,
+        "Milliseconds",
+        lateness_ms.max(0.0),
+        &[&[], &["Path"]],
+        &[("Path", path)],
+    )
+}
+
+/// The metric of [`timer_fired_record`] (the template's `TimerLatenessAlarm` names it).
+pub const TIMER_FIRED_LATENESS: &str = "TimerFiredLateness";
 
 #[cfg(test)]
 mod tests {
@@ -211,5 +232,20 @@ mod tests {
         assert_eq!(r["TimerLateness"], 0.25);
         // One line: the record serializes without newlines.
         assert!(!r.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn a_fired_timer_reports_its_lateness_in_ms_overall_and_by_path() {
+        let r = timer_fired_record("queue", 412.0);
+        let directive = &r["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Dimensions"], json!([[], ["Path"]]));
+        assert_eq!(
+            directive["Metrics"],
+            json!([{"Name": "TimerFiredLateness", "Unit": "Milliseconds"}])
+        );
+        assert_eq!(r["Path"], "queue");
+        assert_eq!(r["TimerFiredLateness"], 412.0);
+        // A message that arrived a moment early is not negative lateness.
+        assert_eq!(timer_fired_record("queue", -3.0)["TimerFiredLateness"], 0.0);
     }
 }

@@ -24,6 +24,9 @@ pub trait Metrics: Send + Sync {
     fn delivery(&self, channel: &str, outcome: &str, reason: &str);
     /// How late a timer fired, in seconds.
     fn timer_lateness(&self, seconds: f64);
+    /// schedule-delay fired a timer `lateness_ms` after its due time, by `path` (`queue`,
+    /// `sweep` or `expiry`): the timer tiers' own lateness, before the bus and evaluate.
+    fn timer_fired(&self, _path: &'static str, _lateness_ms: f64) {}
     /// How long a handler took, in seconds.
     fn handler_latency(&self, handler: &'static str, seconds: f64);
     /// Events waiting on the bus (local queue depth).

@@ -16,6 +16,28 @@ use crate::ports::{Bus, Clock, TimerStore};
 /// Most timers one sweep claims before publishing them.
 pub const SWEEP_BATCH: usize = 500;
 
+/// What found a timer due and fired it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FiredBy {
+    /// The sweeper (the timer loop of `nudge serve`, the minute sweeper on AWS).
+    Sweep,
+    /// A delayed queue message arriving at the due second (AWS's precise tier).
+    Queue,
+    /// The timer's expiry (DynamoDB's TTL deletion on the table's stream: the backstop).
+    Expiry,
+}
+
+impl FiredBy {
+    /// The name metrics carry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FiredBy::Sweep => "sweep",
+            FiredBy::Queue => "queue",
+            FiredBy::Expiry => "expiry",
+        }
+    }
+}
+
 /// The schedule-delay handler.
 pub struct Schedule<T, B, C> {
     pub timers: T,
@@ -75,7 +97,7 @@ impl<T: TimerStore, B: Bus, C: Clock> Schedule<T, B, C> {
                 return Ok(fired);
             }
             let n = due.len();
-            self.fire(due).await?;
+            self.fire(due, FiredBy::Sweep).await?;
             fired += n;
             if n < SWEEP_BATCH {
                 return Ok(fired);
@@ -84,8 +106,9 @@ impl<T: TimerStore, B: Bus, C: Clock> Schedule<T, B, C> {
     }
 
     /// Publishes claimed timers as "Timer Fired" (the stream backstop on AWS calls this with
-    /// timers TTL removed).
-    pub async fn fire(&self, timers: Vec<TimerFired>) -> Result<(), HandlerError> {
+    /// timers TTL removed, the delay queue with timers its messages found due) and reports
+    /// how late each fired.
+    pub async fn fire(&self, timers: Vec<TimerFired>, by: FiredBy) -> Result<(), HandlerError> {
         let events: Vec<BusEvent> = timers.iter().cloned().map(BusEvent::TimerFired).collect();
         if let Err(e) = self.bus.publish(&events).await {
             for t in &timers {
@@ -99,6 +122,11 @@ impl<T: TimerStore, B: Bus, C: Clock> Schedule<T, B, C> {
                 self.timers.restore(&back).await?;
             }
             return Err(e.into());
+        }
+        let now = self.clock.now();
+        for t in &timers {
+            self.metrics
+                .timer_fired(by.as_str(), now.saturating_sub(t.due).max(0) as f64);
         }
         Ok(())
     }

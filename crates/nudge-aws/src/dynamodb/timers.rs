@@ -5,7 +5,8 @@
 //! A timer item without `due` is a tombstone: a cancelled timer (`cancelled`) or a claimed
 //! one (`claimed`). Tombstones keep the version so that an older request arriving late does
 //! not bring the timer back; they leave the index and expire after [`TOMBSTONE_TTL_MS`].
-//! The TTL-stream backstop must fire only items that still have `due`.
+//! The TTL-stream backstop must fire only items that still have `due`. A live timer may
+//! carry the precise tier's `queued` mark (`queued_timers.rs`); a claim removes it.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use nudge_core::time::Millis;
@@ -23,45 +24,32 @@ const TIMER_SK: &str = "timer";
 /// How long a tombstone remembers a cancelled or claimed timer's version.
 pub const TOMBSTONE_TTL_MS: Millis = 7 * 24 * 3600 * 1000;
 
-/// Which stored versions a timer write replaces.
-#[derive(Debug, Clone, Copy)]
-enum Replace {
-    /// Only older ones (`set`).
-    Older,
-    /// Older ones and the same version (`restore`, `cancel`).
-    NotNewer,
-}
-
-impl Replace {
-    fn condition(self) -> &'static str {
-        match self {
-            Replace::Older => "attribute_not_exists(#pk) OR #version < :v",
-            Replace::NotNewer => "attribute_not_exists(#pk) OR #version <= :v",
-        }
-    }
-}
+/// The condition of writes that replace older versions and the same one (`restore`,
+/// `cancel`); `set` replaces only older ones (`queued_timers.rs`).
+const NOT_NEWER: &str = "attribute_not_exists(#pk) OR #version <= :v";
 
 /// A timer the due index listed, to be claimed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Candidate {
-    user_id: String,
-    due: Millis,
-    version: u64,
+pub(super) struct Candidate {
+    pub(super) user_id: String,
+    pub(super) due: Millis,
+    pub(super) version: u64,
+}
+
+/// The key of a user's timer item.
+pub(super) fn timer_key(user_id: &str) -> [(&'static str, AttributeValue); 2] {
+    [("pk", s(user_pk(user_id))), ("sk", s(TIMER_SK))]
 }
 
 impl DynamoDbStore {
     /// The index partition of a user's timer.
-    fn shard_of(&self, user_id: &str) -> u32 {
+    pub(super) fn shard_of(&self, user_id: &str) -> u32 {
         (xxh3_64(user_id.as_bytes()) % u64::from(self.shards)) as u32
     }
 
-    fn timer_key(user_id: &str) -> [(&'static str, AttributeValue); 2] {
-        [("pk", s(user_pk(user_id))), ("sk", s(TIMER_SK))]
-    }
-
-    /// Writes a live timer unless the stored one is newer (per `replace`).
-    async fn put_timer(&self, req: &DelayRequest, replace: Replace) -> Result<(), StoreError> {
-        let [pk, sk] = Self::timer_key(&req.user_id);
+    /// Writes a live timer (without a queue mark) unless the stored one is newer.
+    async fn put_timer(&self, req: &DelayRequest) -> Result<(), StoreError> {
+        let [pk, sk] = timer_key(&req.user_id);
         let result = self
             .client
             .put_item()
@@ -76,7 +64,7 @@ impl DynamoDbStore {
                 s(format!("timers#{}", self.shard_of(&req.user_id))),
             )
             .item("gsi1sk", n(req.due))
-            .condition_expression(replace.condition())
+            .condition_expression(NOT_NEWER)
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#version", "version")
             .expression_attribute_values(":v", n(req.version))
@@ -130,15 +118,17 @@ impl DynamoDbStore {
 
     /// Turns a live timer into a claimed tombstone if it is still the one the index listed;
     /// `false` if another sweeper (or a newer request or cancel) got there first.
-    async fn claim(&self, c: &Candidate) -> Result<bool, StoreError> {
-        let [pk, sk] = Self::timer_key(&c.user_id);
+    pub(super) async fn claim(&self, c: &Candidate) -> Result<bool, StoreError> {
+        let [pk, sk] = timer_key(&c.user_id);
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(pk.0, pk.1)
             .key(sk.0, sk.1)
-            .update_expression("SET #claimed = :true, #ttl = :ttl REMOVE #due, #gsi1pk, #gsi1sk")
+            .update_expression(
+                "SET #claimed = :true, #ttl = :ttl REMOVE #due, #gsi1pk, #gsi1sk, #queued",
+            )
             .condition_expression("#version = :v AND #due = :due")
             .expression_attribute_names("#claimed", "claimed")
             .expression_attribute_names("#ttl", "ttl")
@@ -146,6 +136,7 @@ impl DynamoDbStore {
             .expression_attribute_names("#gsi1pk", "gsi1pk")
             .expression_attribute_names("#gsi1sk", "gsi1sk")
             .expression_attribute_names("#version", "version")
+            .expression_attribute_names("#queued", "queued")
             .expression_attribute_values(":true", AttributeValue::Bool(true))
             .expression_attribute_values(
                 ":ttl",
@@ -178,7 +169,7 @@ impl ExpiredTimerClaim for DynamoDbStore {
     /// earlier delivery of the record) nor over anything newer.
     #[instrument(skip(self))]
     async fn claim_expired(&self, timer: &TimerFired) -> Result<bool, StoreError> {
-        let [pk, sk] = Self::timer_key(&timer.user_id);
+        let [pk, sk] = timer_key(&timer.user_id);
         let result = self
             .client
             .put_item()
@@ -206,14 +197,15 @@ impl ExpiredTimerClaim for DynamoDbStore {
 }
 
 impl TimerStore for DynamoDbStore {
+    /// An update rather than a put: a live timer moved keeps its queue mark.
     #[instrument(skip(self))]
     async fn set(&self, req: &DelayRequest) -> Result<(), StoreError> {
-        self.put_timer(req, Replace::Older).await
+        self.set_timer(req, None).await.map(|_| ())
     }
 
     #[instrument(skip(self))]
     async fn cancel(&self, req: &DelayCancel) -> Result<(), StoreError> {
-        let [pk, sk] = Self::timer_key(&req.user_id);
+        let [pk, sk] = timer_key(&req.user_id);
         let result = self
             .client
             .put_item()
@@ -226,7 +218,7 @@ impl TimerStore for DynamoDbStore {
                 "ttl",
                 n(ttl_secs(self.now().saturating_add(TOMBSTONE_TTL_MS))),
             )
-            .condition_expression(Replace::NotNewer.condition())
+            .condition_expression(NOT_NEWER)
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#version", "version")
             .expression_attribute_values(":v", n(req.version))
@@ -238,7 +230,7 @@ impl TimerStore for DynamoDbStore {
 
     #[instrument(skip(self))]
     async fn restore(&self, req: &DelayRequest) -> Result<(), StoreError> {
-        self.put_timer(req, Replace::NotNewer).await
+        self.put_timer(req).await
     }
 
     /// The due index is eventually consistent, so it may list a timer that was just
@@ -278,7 +270,7 @@ impl TimerStore for DynamoDbStore {
 
     #[instrument(skip(self))]
     async fn pending(&self, user_id: &str) -> Result<Option<Timer>, StoreError> {
-        let [pk, sk] = Self::timer_key(user_id);
+        let [pk, sk] = timer_key(user_id);
         let out = self
             .client
             .get_item()

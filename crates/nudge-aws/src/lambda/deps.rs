@@ -24,6 +24,8 @@ use crate::dynamodb::DynamoDbStore;
 use crate::emf::EmfMetrics;
 use crate::eventbridge::EventBridgeBus;
 use crate::ses::SesMailer;
+use crate::sqs::SqsTimerQueue;
+use crate::timers::{NearTier, TieredTimers};
 
 /// Where the rule set is when `NUDGE_RULES` is not set (the rules layer's root).
 pub const DEFAULT_RULES_DIR: &str = "/opt/rules";
@@ -33,7 +35,7 @@ pub type AwsApi = Api<DynamoDbStore, EventBridgeBus, SystemClock>;
 /// The evaluate function's handler.
 pub type AwsEvaluate = Evaluate<DynamoDbStore, EventBridgeBus, SystemClock>;
 /// The schedule-delay function's handler.
-pub type AwsSchedule = Schedule<DynamoDbStore, EventBridgeBus, SystemClock>;
+pub type AwsSchedule = Schedule<TieredTimers, EventBridgeBus, SystemClock>;
 /// The deliver function's handler.
 pub type AwsDeliver =
     Deliver<DynamoDbStore, SesMailer, HttpWebhookTransport, EventBridgeBus, SystemClock>;
@@ -121,10 +123,22 @@ impl Deps {
         })
     }
 
-    /// The schedule-delay handler (needs no rules: timers are opaque to it).
+    /// The schedule-delay handler (needs no rules: timers are opaque to it), with the delay
+    /// queue of near timers if `NUDGE_TIMER_QUEUE` names one.
     pub fn schedule(&self) -> AwsSchedule {
+        let timers = match &self.config.timer_queue {
+            Some(url) => TieredTimers::new(
+                self.store(),
+                NearTier {
+                    queue: SqsTimerQueue::new(aws_sdk_sqs::Client::new(&self.sdk), url),
+                    horizon_ms: i64::from(self.config.timer_horizon_secs) * 1000,
+                },
+                Arc::new(SystemClock),
+            ),
+            None => TieredTimers::sweeper_only(self.store(), Arc::new(SystemClock)),
+        };
         Schedule {
-            timers: self.store(),
+            timers,
             bus: self.bus(),
             clock: SystemClock,
             metrics: self.metrics.clone(),

@@ -1,26 +1,35 @@
-//! The schedule-delay function. One function, three kinds of input:
-//! - "Delay Requested" / "Delay Cancelled" from the bus: set or cancel the user's timer;
+//! The schedule-delay function. One function, four kinds of input:
+//! - "Delay Requested" / "Delay Cancelled" from the bus: set or cancel the user's timer (a
+//!   near one also goes on the delay queue);
 //! - the scheduled sweeper (`aws.events` "Scheduled Event", every minute): claim due timers
-//!   and publish "Timer Fired";
+//!   and publish "Timer Fired", then queue the timers entering the horizon;
+//! - delay-queue batches (SQS): each message claims its timer at the due second, or
+//!   re-queues itself for a timer moved later (`schedule/delayed.rs`);
 //! - DynamoDB stream batches: timers that TTL deleted before the sweeper claimed them (the
 //!   backstop) are claimed and published as "Timer Fired"; each record that fails is
 //!   reported by its sequence number so that only it is retried.
 
+mod delayed;
+
 use aws_lambda_events::event::dynamodb::{Event as DynamoDbEvent, EventRecord};
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::{Error, LambdaEvent};
 use nudge_core::time::Millis;
 use nudge_service::bus::{BusEvent, TimerFired, SOURCE};
 use nudge_service::error::HandlerError;
-use nudge_service::ports::{Bus, Clock, ExpiredTimerClaim, StoreError, TimerStore};
-use nudge_service::schedule::Schedule;
+use nudge_service::ports::{Bus, Clock, ExpiredTimerClaim, StoreError};
+use nudge_service::schedule::{FiredBy, Schedule};
 use serde::de::Error as _;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use tracing::{debug, error, field, info, info_span, Instrument};
 
 use super::{bus_span, on_bus_event, settle};
+use crate::timers::TieredTimers;
+
+pub use delayed::{delayed_timers, DelayedTimerError};
 
 /// The `source` of scheduled events.
 pub const SCHEDULED_SOURCE: &str = "aws.events";
@@ -28,6 +37,10 @@ pub const SCHEDULED_SOURCE: &str = "aws.events";
 pub const SCHEDULED_DETAIL_TYPE: &str = "Scheduled Event";
 /// The `userIdentity` of deletions made by DynamoDB's TTL process.
 pub const TTL_PRINCIPAL: &str = "dynamodb.amazonaws.com";
+/// The `eventSource` of the records of a delay-queue batch.
+pub const SQS_EVENT_SOURCE: &str = "aws:sqs";
+/// The `eventSource` of the records of a stream batch.
+pub const STREAM_EVENT_SOURCE: &str = "aws:dynamodb";
 
 /// What invoked schedule-delay.
 #[derive(Debug, Clone)]
@@ -38,11 +51,14 @@ pub enum ScheduleInput {
     Sweep(Box<EventBridgeEvent>),
     /// A batch of the table's stream records.
     Stream(DynamoDbEvent),
+    /// A batch of delay-queue messages.
+    Queue(SqsEvent),
 }
 
 impl ScheduleInput {
-    /// Tells the shapes apart by their marks: a stream batch has `Records`, an EventBridge
-    /// event `source` (and `detail-type`). Anything else is an error naming what arrived.
+    /// Tells the shapes apart by their marks: a batch has `Records`, whose `eventSource`
+    /// says whose (`aws:sqs`, `aws:dynamodb`); an EventBridge event has `source` (and
+    /// `detail-type`). Anything else is an error naming what arrived.
     pub fn from_value(value: Value) -> Result<Self, serde_json::Error> {
         let Value::Object(map) = &value else {
             return Err(serde_json::Error::custom(format!(
@@ -51,8 +67,22 @@ impl ScheduleInput {
                 kind_of(&value)
             )));
         };
-        if map.contains_key("Records") {
-            return serde_json::from_value(value).map(ScheduleInput::Stream);
+        if let Some(records) = map.get("Records") {
+            let source = records
+                .get(0)
+                .and_then(|r| r.get("eventSource"))
+                .and_then(Value::as_str);
+            return match source {
+                Some(SQS_EVENT_SOURCE) => serde_json::from_value(value).map(ScheduleInput::Queue),
+                // An empty batch has nothing to tell: handled as an empty stream batch.
+                Some(STREAM_EVENT_SOURCE) | None => {
+                    serde_json::from_value(value).map(ScheduleInput::Stream)
+                }
+                Some(other) => Err(serde_json::Error::custom(format!(
+                    "schedule-delay does not handle batches from `{other}` (only `{SQS_EVENT_SOURCE}` \
+                     and `{STREAM_EVENT_SOURCE}`)"
+                ))),
+            };
         }
         let source = map.get("source").and_then(Value::as_str);
         let detail_type = map.get("detail-type").and_then(Value::as_str);
@@ -98,38 +128,91 @@ impl<'de> Deserialize<'de> for ScheduleInput {
     }
 }
 
-/// Handles one invocation. Stream batches answer with the records that failed (bus events and
-/// sweeps with none: their failures fail the invocation when a retry may help).
-pub async fn handler<T: TimerStore + ExpiredTimerClaim, B: Bus, C: Clock>(
-    schedule: &Schedule<T, B, C>,
+/// What schedule-delay answers: batches the items that failed (by sequence number or
+/// messageId, so that only they are retried), bus events and sweeps nothing (their failures
+/// fail the invocation when a retry may help).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum ScheduleResponse {
+    /// A bus event or a sweep was handled.
+    Done,
+    /// A stream batch's failed records.
+    Stream(DynamoDbEventResponse),
+    /// A delay-queue batch's failed messages.
+    Queue(SqsBatchResponse),
+}
+
+impl ScheduleResponse {
+    /// The ids of the items reported as failed.
+    pub fn failed_ids(&self) -> Vec<&str> {
+        match self {
+            ScheduleResponse::Done => Vec::new(),
+            ScheduleResponse::Stream(r) => r
+                .batch_item_failures
+                .iter()
+                .filter_map(|f| f.item_identifier.as_deref())
+                .collect(),
+            ScheduleResponse::Queue(r) => r
+                .batch_item_failures
+                .iter()
+                .map(|f| f.item_identifier.as_str())
+                .collect(),
+        }
+    }
+}
+
+/// Handles one invocation. Each kind's work is boxed (as `on_bus_event`'s is): the store's
+/// and SDK's futures nest too deep for rustc's layout query in the binary otherwise.
+pub async fn handler<B: Bus, C: Clock>(
+    schedule: &Schedule<TieredTimers, B, C>,
     event: LambdaEvent<ScheduleInput>,
-) -> Result<DynamoDbEventResponse, Error> {
+) -> Result<ScheduleResponse, Error> {
     match event.payload {
         ScheduleInput::Bus(event) => {
             let handling = Box::pin(schedule.handle(&event.detail));
             on_bus_event(bus_span!("schedule"), &event, handling).await?;
-            Ok(DynamoDbEventResponse::default())
+            Ok(ScheduleResponse::Done)
         }
         ScheduleInput::Sweep(event) => {
             let span = info_span!("sweep", event_id = event.id.as_deref());
-            let result = schedule.sweep().instrument(span.clone()).await;
-            span.in_scope(|| {
-                settle(result.map(|fired| {
-                    if fired > 0 {
-                        info!(fired, "due timers fired");
-                    }
-                }))
-            })?;
-            Ok(DynamoDbEventResponse::default())
+            let result = Box::pin(sweep(schedule)).instrument(span.clone()).await;
+            span.in_scope(|| settle(result))?;
+            Ok(ScheduleResponse::Done)
         }
-        ScheduleInput::Stream(batch) => Ok(expired_timers(schedule, &batch).await),
+        ScheduleInput::Stream(batch) => Ok(ScheduleResponse::Stream(
+            Box::pin(expired_timers(schedule, &batch)).await,
+        )),
+        ScheduleInput::Queue(batch) => Ok(ScheduleResponse::Queue(
+            Box::pin(delayed_timers(schedule, &batch)).await,
+        )),
     }
+}
+
+/// One sweep: fire the due timers (what the queue missed), then queue those entering the
+/// horizon. Both are tried; the first failure is reported.
+async fn sweep<B: Bus, C: Clock>(
+    schedule: &Schedule<TieredTimers, B, C>,
+) -> Result<(), HandlerError> {
+    let fired = schedule.sweep().await;
+    if let Ok(fired) = &fired {
+        if *fired > 0 {
+            info!(fired, "due timers fired");
+        }
+    }
+    let queued = schedule.timers.queue_entering().await;
+    fired?;
+    queued?;
+    Ok(())
 }
 
 /// Claims and fires the timers TTL deleted in a stream batch; ignores every other record
 /// (deletions by users such as a GDPR erase, tombstones, other items) and timers claimed
 /// before. A record that fails is reported and the rest go on.
-pub async fn expired_timers<T: TimerStore + ExpiredTimerClaim, B: Bus, C: Clock>(
+pub async fn expired_timers<
+    T: ExpiredTimerClaim + nudge_service::ports::TimerStore,
+    B: Bus,
+    C: Clock,
+>(
     schedule: &Schedule<T, B, C>,
     batch: &DynamoDbEvent,
 ) -> DynamoDbEventResponse {
@@ -169,7 +252,7 @@ pub async fn expired_timers<T: TimerStore + ExpiredTimerClaim, B: Bus, C: Clock>
                         "TTL removed a due timer"
                     );
                     schedule
-                        .fire(vec![timer])
+                        .fire(vec![timer], FiredBy::Expiry)
                         .await
                         .map_err(StreamRecordError::Fire)
                 }
@@ -420,5 +503,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("an array"), "{err}");
+    }
+
+    #[test]
+    fn batches_are_told_apart_by_their_event_source() {
+        let queue = json!({"Records": [{
+            "messageId": "m1", "receiptHandle": "r1",
+            "body": "{\"user_id\":\"alice\",\"due\":1,\"version\":2}",
+            "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:nudge-dev-timers",
+            "awsRegion": "us-east-1"
+        }]});
+        assert!(
+            matches!(ScheduleInput::from_value(queue), Ok(ScheduleInput::Queue(b)) if b.records.len() == 1)
+        );
+        let stream = json!({"Records": [record("REMOVE", None, "timer", timer_image())]});
+        assert!(matches!(
+            ScheduleInput::from_value(stream),
+            Ok(ScheduleInput::Stream(_))
+        ));
+        // An empty batch has no source to tell: nothing to do either way.
+        assert!(matches!(
+            ScheduleInput::from_value(json!({"Records": []})),
+            Ok(ScheduleInput::Stream(b)) if b.records.is_empty()
+        ));
+        let kinesis = json!({"Records": [{"eventSource": "aws:kinesis"}]});
+        let err = ScheduleInput::from_value(kinesis).unwrap_err().to_string();
+        assert!(err.contains("aws:kinesis"), "{err}");
+    }
+
+    #[test]
+    fn a_queue_batch_answers_its_failed_message_ids() {
+        let mut failure = aws_lambda_events::event::sqs::BatchItemFailure::default();
+        failure.item_identifier = "m2".into();
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures.push(failure);
+        let response = ScheduleResponse::Queue(response);
+        assert_eq!(response.failed_ids(), vec!["m2"]);
+        assert_eq!(
+            serde_json::to_value(&response).unwrap(),
+            json!({"batchItemFailures": [{"itemIdentifier": "m2"}]})
+        );
+        assert!(ScheduleResponse::Done.failed_ids().is_empty());
     }
 }

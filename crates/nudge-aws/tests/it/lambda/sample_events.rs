@@ -184,6 +184,7 @@ const TIMERS_FIRED: Sample = sample!("evaluate", "timers-fired.json");
 const TIMERS_CHANGED: Sample = sample!("schedule-delay", "timers-changed.json");
 const SWEEP: Sample = sample!("schedule-delay", "sweep.json");
 const STREAM: Sample = sample!("schedule-delay", "stream-ttl-and-user-removal.json");
+const TIMER_QUEUE: Sample = sample!("schedule-delay", "timer-queue.json");
 const EMAIL: Sample = sample!("deliver", "message-requested-email.json");
 const IN_APP: Sample = sample!("deliver", "message-requested-in-app.json");
 const SUPPRESSED: Sample = sample!("deliver", "message-requested-suppressed.json");
@@ -470,6 +471,42 @@ async fn schedule_delay_takes_requests_cancels_the_sweep_and_the_stream() {
 }
 
 #[tokio::test]
+async fn schedule_delay_fires_a_timer_its_queue_message_finds_due_once() {
+    let stack = Stack::new(instant("2026-03-02T08:04:00Z")).await;
+    let request = parse(DELAY_REQUESTED);
+    stack.invoke(Function::ScheduleDelay, request.clone()).await;
+    let pending = stack.store.pending("alice").await.unwrap().expect("set");
+
+    // The message arrives at the due second, and once more (SQS delivers at least once).
+    stack.clock.set(pending.due + 12);
+    stack
+        .invoke(Function::ScheduleDelay, parse(TIMER_QUEUE))
+        .await;
+    stack
+        .invoke(Function::ScheduleDelay, parse(TIMER_QUEUE))
+        .await;
+    assert_eq!(stack.store.pending("alice").await.unwrap(), None, "fired");
+    // An older request arriving after the fire does not bring the timer back.
+    stack.invoke(Function::ScheduleDelay, request).await;
+    stack.run_bus().await;
+    let fired: Vec<TimerFired> = bus_events(&stack, Some(Function::Evaluate))
+        .into_iter()
+        .filter_map(|e| match e {
+            BusEvent::TimerFired(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        fired,
+        vec![TimerFired {
+            user_id: "alice".into(),
+            due: pending.due,
+            version: pending.version
+        }]
+    );
+}
+
+#[tokio::test]
 async fn deliver_sends_the_email_fills_the_inbox_and_reports_the_suppressed_send() {
     let stack = Stack::new(instant("2026-03-03T08:04:01Z")).await;
     for sample in [EMAIL, IN_APP, SUPPRESSED, EMAIL] {
@@ -539,6 +576,7 @@ fn every_sample_is_tested_and_listed_in_the_readme() {
                 ("schedule-delay", DELAY_CANCELLED),
                 ("schedule-delay", SWEEP),
                 ("schedule-delay", STREAM),
+                ("schedule-delay", TIMER_QUEUE),
                 ("deliver", EMAIL),
                 ("deliver", IN_APP),
                 ("deliver", SUPPRESSED),

@@ -1,3 +1,4 @@
 //! schedule-delay.
 
 mod on_moto;
+mod timer_queue;

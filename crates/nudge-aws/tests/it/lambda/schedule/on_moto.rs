@@ -18,17 +18,21 @@ use serde_json::{json, Value};
 use nudge_aws::dynamodb::DynamoDbStore;
 use nudge_aws::eventbridge::EventBridgeBus;
 use nudge_aws::lambda::schedule::{handler, ScheduleInput, TTL_PRINCIPAL};
+use nudge_aws::timers::TieredTimers;
 
 use crate::support::stack::lambda_event;
 use crate::support::{self, Queue};
 
-type TestSchedule = Schedule<DynamoDbStore, EventBridgeBus, SystemClock>;
+type TestSchedule = Schedule<TieredTimers, EventBridgeBus, SystemClock>;
 
 /// schedule-delay over a fresh table and a bus routed to a queue; `config` reaches moto
 /// directly or through the one-request-at-a-time proxy.
 fn schedule_on(config: &aws_config::SdkConfig, table: &str, bus: &str) -> TestSchedule {
     Schedule {
-        timers: DynamoDbStore::new(aws_sdk_dynamodb::Client::new(config), table, 4),
+        timers: TieredTimers::sweeper_only(
+            DynamoDbStore::new(aws_sdk_dynamodb::Client::new(config), table, 4),
+            Arc::new(SystemClock),
+        ),
         bus: EventBridgeBus::new(aws_sdk_eventbridge::Client::new(config), bus),
         clock: SystemClock,
         metrics: Arc::new(NoMetrics),
@@ -95,9 +99,9 @@ async fn invoke(schedule: &TestSchedule, records: &[Value]) -> Vec<String> {
         .await
         .expect("a stream batch never fails whole");
     response
-        .batch_item_failures
+        .failed_ids()
         .into_iter()
-        .map(|f| f.item_identifier.unwrap_or_default())
+        .map(str::to_string)
         .collect()
 }
 
