@@ -319,8 +319,10 @@ def test_the_delay_queue_feeds_schedule_delay_with_per_message_failures(template
     assert m["FunctionName"] == {"Ref": "ScheduleDelayFunction"}
     # crates/nudge-aws/src/lambda/schedule/delayed.rs answers batchItemFailures by messageId.
     assert m["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    # A batching window would add to every timer's lateness.
-    assert m.get("MaximumBatchingWindowInSeconds", 0) == 0
+    # A batching window adds to every timer's lateness: none unless the deployer asks.
+    assert m["MaximumBatchingWindowInSeconds"] == {"Ref": "TimerBatchingWindowSeconds"}
+    window = template["Parameters"]["TimerBatchingWindowSeconds"]
+    assert window["Default"] == 0 and window["MaxValue"] <= 5
     queue = res["TimerQueue"]["Properties"]
     assert queue["SqsManagedSseEnabled"] is True
     assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["TimerQueueDLQ", "Arn"]}
