@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 /// "Serve load test").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use input::Order;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -231,7 +232,11 @@ fn replay(
     let result = std::thread::scope(|scope| {
         let out = std::io::BufWriter::new(std::io::stdout());
         let mut lines = replay_cmd::LineWriter::spawn(scope, &rules, out);
-        let streamed = replay_cmd::stream(events, &name, &mut replay, &rules, |s| lines.write(s))
+        // Its lines go out as they are decided: the order is checked first.
+        let streamed =
+            replay_cmd::stream(events, &name, &mut replay, &rules, Order::Check, 0, |s| {
+                lines.write(s)
+            })
             .and_then(|streamed| {
                 let until =
                     replay_cmd::until(until, streamed.last).map_err(std::io::Error::other)?;

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::{Scope, ScopedJoinHandle};
 
-use crate::input::{self, Parsed};
+use crate::input::{self, Order, Parsed};
 
 /// Parsed input: time-ordered messages, and how many lines were rejected.
 pub struct Input {
@@ -81,14 +81,17 @@ pub struct Streamed {
     pub last: Option<Millis>,
 }
 
-/// Streams the messages of `path` (`-`: stdin) through `replay` in time order, reporting
-/// rejected and flagged lines on stderr as `NAME:LINE: ...` as they come, and hands every
-/// send decided on the way to `on_send`. The caller finishes the replay.
+/// Streams the messages of `path` (`-`: stdin) through `replay` in time order (found out as
+/// `order` says), reporting rejected and flagged lines on stderr as `NAME:LINE: ...` as they
+/// come (those before line `quiet_before` excepted: a second pass does not report again), and
+/// hands every send decided on the way to `on_send`. The caller finishes the replay.
 pub fn stream(
     path: &Path,
     name: &str,
     replay: &mut Replay,
     rules: &CompiledRules,
+    order: Order,
+    quiet_before: usize,
     mut on_send: impl FnMut(Send) -> std::io::Result<()>,
 ) -> std::io::Result<Streamed> {
     let mut streamed = Streamed::default();
@@ -106,11 +109,13 @@ pub fn stream(
             let _ = give_back.try_send(batch);
         }
     });
-    let result = input::each_event(path, rules, |parsed| {
+    let result = input::each_event(path, rules, order, |parsed| {
         match parsed {
             Parsed::Rejected { line, message } => {
                 streamed.rejected += 1;
-                writeln!(stderr.lock(), "{name}:{line}: rejected: {message}")?;
+                if line >= quiet_before {
+                    writeln!(stderr.lock(), "{name}:{line}: rejected: {message}")?;
+                }
             }
             Parsed::Event {
                 line,
@@ -119,7 +124,7 @@ pub fn stream(
                 flags,
                 first,
             } => {
-                for f in flags {
+                for f in flags.iter().filter(|_| line >= quiet_before) {
                     writeln!(stderr.lock(), "{name}:{line}: flagged: {f}")?;
                 }
                 streamed.first.get_or_insert(at);

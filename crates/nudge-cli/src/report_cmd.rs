@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use nudge_core::insights::{text, Period};
 use nudge_core::replay::Replay;
+
+use crate::input::{Order, OutOfOrder};
 use nudge_core::time::parse_instant;
 use nudge_service::rules_dir;
 
@@ -67,9 +69,34 @@ pub fn run(args: &Args) -> ExitCode {
         from: from.map_or(i64::MIN, |f| Period::covering(f, f).from),
         to: to.map_or(i64::MAX, |t| Period::covering(t, t).to),
     };
+    // A report writes nothing before the end: a file is trusted to be in time order, and
+    // read again, sorted, from the start if it is not (saving a pass over every file in order).
     let mut replay = Replay::new(&rules);
     replay.measure_aside(counted);
-    let streamed = match replay_cmd::stream(args.events, &name, &mut replay, &rules, |_| Ok(())) {
+    let mut streamed = replay_cmd::stream(
+        args.events,
+        &name,
+        &mut replay,
+        &rules,
+        Order::Trust,
+        0,
+        |_| Ok(()),
+    );
+    if let Some(unordered) = streamed.as_ref().err().and_then(OutOfOrder::of) {
+        let line = unordered.line;
+        replay = Replay::new(&rules);
+        replay.measure_aside(counted);
+        streamed = replay_cmd::stream(
+            args.events,
+            &name,
+            &mut replay,
+            &rules,
+            Order::Sort,
+            line,
+            |_| Ok(()),
+        );
+    }
+    let streamed = match streamed {
         Ok(s) => s,
         Err(e) => {
             eprintln!("cannot read {name}: {e}");

@@ -865,6 +865,43 @@ fn stdin_streams_like_a_file_and_an_unordered_stdin_is_sorted() {
 }
 
 #[test]
+fn a_report_trusts_the_order_and_starts_over_sorted_when_a_late_line_breaks_it() {
+    // given a history in time order, and the same with one line moved late (the report
+    // streams the file first and finds out only there), each with rejected lines before and
+    // after the line moved
+    let dir = TempDir::new("report-order");
+    let mut lines = generate(5, 400);
+    lines.insert(10, "not json".to_string());
+    lines.push(r#"{"type":"track","event":"No User","timestamp":"2026-03-02T09:00:00Z"}"#.into());
+    let ordered = write_lines(&dir, "ordered.jsonl", &lines);
+    let mut moved = lines.clone();
+    let early = moved.remove(200);
+    let at = moved.len() - 2;
+    moved.insert(at, early);
+    let moved = write_lines(&dir, "moved.jsonl", &moved);
+    let report = |events: &Path| {
+        nudge(&[
+            "report",
+            "--rules",
+            s(&saas()),
+            "--format",
+            "json",
+            s(events),
+        ])
+    };
+    let (a, b) = (report(&ordered), report(&moved));
+    // then both report the same, and every rejected line is reported once
+    assert_eq!(a.status.code(), Some(1), "rejected lines exit 1");
+    assert_eq!(b.status.code(), Some(1));
+    assert!(!a.stdout.is_empty());
+    assert!(a.stdout == b.stdout, "the moved line changed the report");
+    let stderr = String::from_utf8_lossy(&b.stderr);
+    let rejected: Vec<&str> = stderr.lines().filter(|l| l.contains("rejected")).collect();
+    assert_eq!(rejected.len(), 2, "{stderr}");
+    assert!(rejected[0].contains(":11: rejected: malformed JSON"), "{stderr}");
+}
+
+#[test]
 fn a_named_pipe_is_read_once_and_replayed_like_the_file() {
     let dir = TempDir::new("fifo");
     let lines = generate(9, 100);

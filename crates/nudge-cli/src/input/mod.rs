@@ -46,14 +46,28 @@ pub enum Parsed {
     Rejected { line: usize, message: String },
 }
 
-/// Recognises messageIds applied within the dedup window before, as the replay would, on the
-/// thread that puts parsed lines back in order (off the engine's thread).
-fn mark_repeats() -> impl FnMut(&mut Parsed) + Send {
+/// What is done with each message in order, on the thread that puts parsed lines back in
+/// order (off the engine's thread): messageIds applied within the dedup window before are
+/// recognised, as the replay would; and a trusted order is checked.
+fn in_order(order: Order) -> impl FnMut(&mut Parsed) -> io::Result<()> + Send {
     let mut seen = Seen::default();
+    let mut last = Millis::MIN;
     move |parsed| {
-        if let Parsed::Event { msg, at, first, .. } = parsed {
+        if let Parsed::Event {
+            msg,
+            at,
+            first,
+            line,
+            ..
+        } = parsed
+        {
+            if order == Order::Trust && *at < last {
+                return Err(io::Error::other(OutOfOrder { line: *line }));
+            }
+            last = *at;
             *first = seen.insert(&msg.message_id, *at);
         }
+        Ok(())
     }
 }
 
@@ -62,11 +76,38 @@ fn workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
+/// How a file's time order is found out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Read its timestamps first: a file in order streams, one that is not is sorted.
+    Check,
+    /// Stream it as if in order, and stop with [`OutOfOrder`] at the first message that is
+    /// not (for a caller that writes nothing before the end, and starts over sorting).
+    Trust,
+    /// Sort it.
+    Sort,
+}
+
+/// The input was not in time order after all ([`Order::Trust`]).
+#[derive(Debug, thiserror::Error)]
+#[error("line {line} is earlier than a line before it")]
+pub struct OutOfOrder {
+    pub line: usize,
+}
+
+impl OutOfOrder {
+    /// The [`OutOfOrder`] an error of [`each_event`] carries, if that is what it is.
+    pub fn of(e: &io::Error) -> Option<&OutOfOrder> {
+        e.get_ref()?.downcast_ref::<OutOfOrder>()
+    }
+}
+
 /// Reads the messages of `path` (`-`: stdin) in time order (equal instants in file order) and
 /// hands each, parsed, to `sink`.
 pub fn each_event(
     path: &Path,
     rules: &CompiledRules,
+    order: Order,
     sink: impl FnMut(Parsed) -> io::Result<()>,
 ) -> io::Result<()> {
     let (mut file, ordered) = if path.as_os_str() == "-" {
@@ -74,7 +115,11 @@ pub fn each_event(
     } else {
         let mut file = File::open(path)?;
         if file.metadata()?.is_file() {
-            let ordered = in_time_order(&mut file, workers())?;
+            let ordered = match order {
+                Order::Check => in_time_order(&mut file, workers())?,
+                Order::Trust => true,
+                Order::Sort => false,
+            };
             file.rewind()?;
             (file, ordered)
         } else {
@@ -82,6 +127,7 @@ pub fn each_event(
             spool(BufReader::with_capacity(1 << 20, file))?
         }
     };
+    let ordered = ordered && order != Order::Sort;
     if ordered {
         let mut lines = BufReader::with_capacity(1 << 20, &mut file);
         let mut number = 0;
@@ -98,14 +144,14 @@ pub fn each_event(
                 return Ok(Some(Line { number, text }));
             }
         };
-        parse::parse_all(next, rules, workers(), mark_repeats(), sink)?;
+        parse::parse_all(next, rules, workers(), in_order(order), sink)?;
     } else {
         let mut sorted = sort::Sorted::new(BufReader::with_capacity(1 << 20, file))?;
         parse::parse_all(
             || sorted.next_line(),
             rules,
             workers(),
-            mark_repeats(),
+            in_order(Order::Sort),
             sink,
         )?;
     }

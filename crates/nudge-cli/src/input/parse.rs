@@ -53,7 +53,7 @@ pub fn parse_all(
     mut next_line: impl FnMut() -> io::Result<Option<Line>> + Send,
     rules: &CompiledRules,
     workers: usize,
-    mut in_order: impl FnMut(&mut Parsed) + Send,
+    mut in_order: impl FnMut(&mut Parsed) -> io::Result<()> + Send,
     mut sink: impl FnMut(Parsed) -> io::Result<()>,
 ) -> io::Result<()> {
     let workers = workers.max(1);
@@ -98,18 +98,30 @@ pub fn parse_all(
             Ok(())
         });
         let (to_caller, ordered) = mpsc::sync_channel::<Vec<Parsed>>(2);
-        scope.spawn(move || {
+        let orderer = scope.spawn(move || -> io::Result<()> {
             for w in (0..workers).cycle() {
                 // A closed worker has had every chunk: the input is done.
                 let Ok(mut parsed) = outputs[w].recv() else {
                     break;
                 };
-                parsed.iter_mut().for_each(&mut in_order);
+                // Up to a line `in_order` refuses: the lines before it are the caller's.
+                let refused = parsed
+                    .iter_mut()
+                    .enumerate()
+                    .find_map(|(i, p)| in_order(p).err().map(|e| (i, e)));
+                if let Some((i, _)) = &refused {
+                    parsed.truncate(*i);
+                }
                 if to_caller.send(parsed).is_err() {
                     break;
                 }
+                if let Some((_, e)) = refused {
+                    return Err(e);
+                }
             }
-            // Dropping the receivers stops the workers, and through them the reader.
+            // Returning drops the receivers, which stops the workers, and through them the
+            // reader.
+            Ok(())
         });
         let mut taken = Ok(());
         for parsed in &ordered {
@@ -119,7 +131,9 @@ pub fn parse_all(
             }
         }
         drop(ordered);
+        let put_in_order = orderer.join().map_err(|_| stopped())?;
         let read = reader.join().map_err(|_| stopped())?;
-        taken.and(read)
+        // The orderer's error (a trusted order broken) is what ended the stream early.
+        put_in_order.and(taken).and(read)
     })
 }

@@ -196,7 +196,8 @@ impl TrackingPlan {
         let mut flags = Vec::new();
         let mut violations = Vec::new();
         for (name, property) in &spec.properties {
-            let field = format!("properties.{name}");
+            // Named only when something is wrong: most events break nothing.
+            let field = || format!("properties.{name}");
             let value = msg.properties.get(name).filter(|v| !v.is_null());
             match value {
                 None if property.required => violations.push(PlanViolation {
@@ -209,13 +210,13 @@ impl TrackingPlan {
                             "nothing"
                         }
                     ),
-                    field,
+                    field: field(),
                 }),
                 None => {}
                 Some(value) => {
                     if let Err(mismatch) = property.check(value) {
                         violations.push(PlanViolation {
-                            field,
+                            field: field(),
                             message: mismatch.to_string(),
                         });
                     }
