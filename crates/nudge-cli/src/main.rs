@@ -3,6 +3,7 @@
 mod explain_cmd;
 mod input;
 mod replay_cmd;
+mod replay_lines;
 mod report_cmd;
 mod report_html;
 mod serve_cmd;
@@ -231,7 +232,7 @@ fn replay(
     let mut replay = nudge_core::replay::Replay::new(&rules);
     let result = std::thread::scope(|scope| {
         let out = std::io::BufWriter::new(std::io::stdout());
-        let mut lines = replay_cmd::LineWriter::spawn(scope, &rules, out);
+        let mut lines = replay_lines::ReplayLines::spawn(scope, &rules, out);
         // Its lines go out as they are decided: the order is checked first.
         let streamed =
             replay_cmd::stream(events, &name, &mut replay, &rules, Order::Check, 0, |s| {

@@ -898,7 +898,10 @@ fn a_report_trusts_the_order_and_starts_over_sorted_when_a_late_line_breaks_it()
     let stderr = String::from_utf8_lossy(&b.stderr);
     let rejected: Vec<&str> = stderr.lines().filter(|l| l.contains("rejected")).collect();
     assert_eq!(rejected.len(), 2, "{stderr}");
-    assert!(rejected[0].contains(":11: rejected: malformed JSON"), "{stderr}");
+    assert!(
+        rejected[0].contains(":11: rejected: malformed JSON"),
+        "{stderr}"
+    );
 }
 
 #[test]

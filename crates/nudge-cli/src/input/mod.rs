@@ -5,16 +5,18 @@
 //! handed on in order (`parse.rs`). Whether a file is in order is read cheaply from the
 //! timestamps alone (`stamp.rs`); stdin (or a pipe) is spooled to a temporary file on the way.
 
+mod order;
 mod parse;
 mod sort;
 mod stamp;
+
+pub use order::{Order, OutOfOrder};
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
 use nudge_core::event::Message;
-use nudge_core::replay::Seen;
 use nudge_core::rules::CompiledRules;
 use nudge_core::time::Millis;
 
@@ -38,68 +40,17 @@ pub enum Parsed {
         msg: Message,
         at: Millis,
         flags: Vec<String>,
-        /// Its messageId was not applied within the dedup window before (set in order, by
-        /// `each_event`'s own [`Seen`]).
-        first: bool,
+        /// Its messageId was not applied within the dedup window before: set by
+        /// `each_event` in time order (`order.rs`); `true` from `parse_line` alone.
+        first_seen: bool,
     },
     /// A line replay skips, and why.
     Rejected { line: usize, message: String },
 }
 
-/// What is done with each message in order, on the thread that puts parsed lines back in
-/// order (off the engine's thread): messageIds applied within the dedup window before are
-/// recognised, as the replay would; and a trusted order is checked.
-fn in_order(order: Order) -> impl FnMut(&mut Parsed) -> io::Result<()> + Send {
-    let mut seen = Seen::default();
-    let mut last = Millis::MIN;
-    move |parsed| {
-        if let Parsed::Event {
-            msg,
-            at,
-            first,
-            line,
-            ..
-        } = parsed
-        {
-            if order == Order::Trust && *at < last {
-                return Err(io::Error::other(OutOfOrder { line: *line }));
-            }
-            last = *at;
-            *first = seen.insert(&msg.message_id, *at);
-        }
-        Ok(())
-    }
-}
-
 /// Threads that parse lines: every core (the caller's thread runs the engine beside them).
 fn workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
-}
-
-/// How a file's time order is found out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    /// Read its timestamps first: a file in order streams, one that is not is sorted.
-    Check,
-    /// Stream it as if in order, and stop with [`OutOfOrder`] at the first message that is
-    /// not (for a caller that writes nothing before the end, and starts over sorting).
-    Trust,
-    /// Sort it.
-    Sort,
-}
-
-/// The input was not in time order after all ([`Order::Trust`]).
-#[derive(Debug, thiserror::Error)]
-#[error("line {line} is earlier than a line before it")]
-pub struct OutOfOrder {
-    pub line: usize,
-}
-
-impl OutOfOrder {
-    /// The [`OutOfOrder`] an error of [`each_event`] carries, if that is what it is.
-    pub fn of(e: &io::Error) -> Option<&OutOfOrder> {
-        e.get_ref()?.downcast_ref::<OutOfOrder>()
-    }
 }
 
 /// Reads the messages of `path` (`-`: stdin) in time order (equal instants in file order) and
@@ -110,6 +61,8 @@ pub fn each_event(
     order: Order,
     sink: impl FnMut(Parsed) -> io::Result<()>,
 ) -> io::Result<()> {
+    // Only a file is trusted: stdin and pipes are spooled, and their order known on the way.
+    let mut trusted = false;
     let (mut file, ordered) = if path.as_os_str() == "-" {
         spool(io::stdin().lock())?
     } else {
@@ -117,7 +70,10 @@ pub fn each_event(
         if file.metadata()?.is_file() {
             let ordered = match order {
                 Order::Check => in_time_order(&mut file, workers())?,
-                Order::Trust => true,
+                Order::Trust => {
+                    trusted = true;
+                    true
+                }
                 Order::Sort => false,
             };
             file.rewind()?;
@@ -144,14 +100,14 @@ pub fn each_event(
                 return Ok(Some(Line { number, text }));
             }
         };
-        parse::parse_all(next, rules, workers(), in_order(order), sink)?;
+        parse::parse_all(next, rules, workers(), order::in_order(trusted), sink)?;
     } else {
         let mut sorted = sort::Sorted::new(BufReader::with_capacity(1 << 20, file))?;
         parse::parse_all(
             || sorted.next_line(),
             rules,
             workers(),
-            in_order(Order::Sort),
+            order::in_order(false),
             sink,
         )?;
     }

@@ -32,7 +32,7 @@ pub fn parse_line(line: Line, rules: &CompiledRules) -> Parsed {
             line: line.number,
             msg,
             at,
-            first: true,
+            first_seen: true,
             flags: flags
                 .into_iter()
                 .map(|f| format!("{}: {}", f.field, f.message))
@@ -133,7 +133,8 @@ pub fn parse_all(
         drop(ordered);
         let put_in_order = orderer.join().map_err(|_| stopped())?;
         let read = reader.join().map_err(|_| stopped())?;
-        // The orderer's error (a trusted order broken) is what ended the stream early.
-        put_in_order.and(taken).and(read)
+        // The caller's own error first; else the orderer's (a trusted order broken), which
+        // ended the stream early.
+        taken.and(put_in_order).and(read)
     })
 }

@@ -33,22 +33,42 @@ pub fn stamp(line: &str) -> Option<Millis> {
     }
 }
 
-/// The instant of a plain line without reading it as JSON: one `"timestamp"` in it, no
-/// `"originalTimestamp"` and no backslash (so no escaped quote can hide or fake a key). If
-/// the line is a message replay takes, that one `"timestamp"` is its top-level key, since it
-/// has one; if not, the instant does not matter. `None` when the line is not that plain.
+/// The instant of a plain line without reading it as JSON: one `"timestamp"` in it, at the
+/// top level, no `"originalTimestamp"` and no backslash (so no escaped quote can hide or fake
+/// a key), ending as an object does. For a message replay takes this is its timestamp; for a
+/// line it rejects (malformed further on) the instant only places the line, which replay
+/// skips. `None` when the line is not that plain.
 fn at_a_glance(line: &str) -> Option<Option<Millis>> {
     const KEY: &str = "\"timestamp\"";
     if line.contains('\\') || line.contains("\"originalTimestamp\"") {
         return None;
     }
-    let (_, after) = line.split_once(KEY)?;
-    if after.contains(KEY) {
+    if !line.trim_end().ends_with('}') {
+        return None;
+    }
+    let (before, after) = line.split_once(KEY)?;
+    if after.contains(KEY) || depth(before) != 1 {
         return None;
     }
     let value = after.trim_start().strip_prefix(':')?.trim_start();
     let (text, _) = value.strip_prefix('"')?.split_once('"')?;
     Some(parse_instant(text).ok())
+}
+
+/// How deep in objects and arrays the end of `text` is (no backslash in it, so every quote
+/// opens or closes a string).
+fn depth(text: &str) -> i32 {
+    let mut in_string = false;
+    let mut depth = 0;
+    for b in text.bytes() {
+        match b {
+            b'"' => in_string = !in_string,
+            b'{' | b'[' if !in_string => depth += 1,
+            b'}' | b']' if !in_string => depth -= 1,
+            _ => {}
+        }
+    }
+    depth
 }
 
 #[cfg(test)]
@@ -89,8 +109,14 @@ mod tests {
         let line =
             r#"{"userId":"u","timestamp":"2026-03-02T09:00:00Z","type":"track","event":"E"}"#;
         assert!(super::at_a_glance(line).is_some());
-        // Rejected lines: whatever the glance says, replay skips them.
+        // Only a top-level key is read at a glance, in a line that ends as an object does.
         let nested_only = r#"{"userId":"u","type":"track","event":"E","properties":{"timestamp":"2026-03-02T09:00:00Z"}}"#;
-        assert_eq!(full(nested_only), None);
+        assert_eq!(super::at_a_glance(nested_only), None);
+        assert_eq!(stamp(nested_only), full(nested_only));
+        let braces_in_text =
+            r#"{"userId":"u","event":"{[","type":"track","timestamp":"2026-03-02T09:00:00Z"}"#;
+        assert!(super::at_a_glance(braces_in_text).is_some());
+        let cut = r#"{"userId":"u","type":"track","timestamp":"2026-03-02T09:00:00Z","event":"#;
+        assert_eq!(super::at_a_glance(cut), None);
     }
 }

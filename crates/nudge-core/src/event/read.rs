@@ -40,76 +40,71 @@ impl Body for Map<String, Value> {
     }
 }
 
-/// The fields nudge reads, straight from a message's text; the others are skipped unread.
-/// A repeated field fails this reading (the map's reading keeps the last one).
-#[derive(Deserialize)]
-struct Fields {
-    #[serde(rename = "type")]
-    kind: Option<Value>,
-    #[serde(rename = "userId")]
-    user_id: Option<Value>,
-    #[serde(rename = "anonymousId")]
-    anonymous_id: Option<Value>,
-    #[serde(rename = "messageId")]
-    message_id: Option<Value>,
-    timestamp: Option<Value>,
-    #[serde(rename = "originalTimestamp")]
-    original_timestamp: Option<Value>,
-    event: Option<Value>,
-    name: Option<Value>,
-    #[serde(rename = "previousId")]
-    previous_id: Option<Value>,
-    #[serde(rename = "groupId")]
-    group_id: Option<Value>,
-    properties: Option<Value>,
-    traits: Option<Value>,
-    context: Option<Value>,
-}
+/// The top-level names nudge reads, in the order of [`Fields`]' slots.
+const NAMES: [&str; 13] = [
+    "type",
+    "userId",
+    "anonymousId",
+    "messageId",
+    "timestamp",
+    "originalTimestamp",
+    "event",
+    "name",
+    "previousId",
+    "groupId",
+    "properties",
+    "traits",
+    "context",
+];
+
+/// The fields nudge reads, straight from a message's text, without building the message as a
+/// map. Other fields are read and dropped, so that what the map's reading refuses (a lone
+/// surrogate, a number out of range, nesting too deep) is refused here too; a repeated field
+/// keeps the last, as in a map.
+#[derive(Default)]
+struct Fields([Option<Value>; NAMES.len()]);
 
 impl Fields {
-    fn slot(&mut self, key: &str) -> Option<&mut Option<Value>> {
-        Some(match key {
-            "type" => &mut self.kind,
-            "userId" => &mut self.user_id,
-            "anonymousId" => &mut self.anonymous_id,
-            "messageId" => &mut self.message_id,
-            "timestamp" => &mut self.timestamp,
-            "originalTimestamp" => &mut self.original_timestamp,
-            "event" => &mut self.event,
-            "name" => &mut self.name,
-            "previousId" => &mut self.previous_id,
-            "groupId" => &mut self.group_id,
-            "properties" => &mut self.properties,
-            "traits" => &mut self.traits,
-            "context" => &mut self.context,
-            _ => return None,
-        })
+    fn slot(key: &str) -> Option<usize> {
+        NAMES.iter().position(|n| *n == key)
     }
 }
 
 impl Body for Fields {
     fn get(&self, key: &str) -> Option<&Value> {
-        let field = match key {
-            "type" => &self.kind,
-            "userId" => &self.user_id,
-            "anonymousId" => &self.anonymous_id,
-            "messageId" => &self.message_id,
-            "timestamp" => &self.timestamp,
-            "originalTimestamp" => &self.original_timestamp,
-            "event" => &self.event,
-            "name" => &self.name,
-            "previousId" => &self.previous_id,
-            "groupId" => &self.group_id,
-            "properties" => &self.properties,
-            "traits" => &self.traits,
-            "context" => &self.context,
-            _ => return None,
-        };
-        field.as_ref()
+        self.0[Fields::slot(key)?].as_ref()
     }
 
     fn take(&mut self, key: &str) -> Option<Value> {
-        self.slot(key)?.take()
+        self.0[Fields::slot(key)?].take()
+    }
+}
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Fields, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Fields;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Fields, A::Error> {
+                let mut fields = Fields::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let value: Value = map.next_value()?;
+                    if let Some(i) = Fields::slot(&key) {
+                        fields.0[i] = Some(value);
+                    }
+                }
+                Ok(fields)
+            }
+        }
+        deserializer.deserialize_map(Visit)
     }
 }
 
@@ -160,14 +155,10 @@ impl Message {
     /// `from_json_value(serde_json::from_str(text)?, None)` gives, without building the whole
     /// message as a map first.
     pub fn from_json_text(text: &str) -> Result<Message, TextError> {
-        // Only an object: serde would also read a struct from an array, by position.
-        if text.trim_start().starts_with('{') {
-            if let Ok(fields) = serde_json::from_str::<Fields>(text) {
-                return Ok(Message::from_body(fields, None)?);
-            }
+        if let Ok(fields) = serde_json::from_str::<Fields>(text) {
+            return Ok(Message::from_body(fields, None)?);
         }
-        // Anything unusual (a repeated field, a type serde refuses, bad JSON): the map's
-        // reading decides, and names what is wrong.
+        // Not an object, or not JSON: the map's reading names what is wrong.
         let value: Value = serde_json::from_str(text)?;
         Ok(Message::from_json_value(value, None)?)
     }

@@ -49,10 +49,24 @@ fn the_text_reading_agrees_with_the_map_reading_where_they_could_differ() {
         r#"{"type":"track","userId":"u","event":"E","properties":[],"extra":{"deep":[1,2,{"x":null}]}}"#,
         r#"  {"type":"page","anonymousId":"a","name":"Home"}  "#,
         r#"{"type":"track","userId":"u","event":"E"} trailing"#,
+        // What only a full reading of skipped fields refuses.
+        r#"{"type":"track","userId":"u","event":"E","x":"\ud800"}"#,
+        r#"{"type":"track","userId":"u","event":"E","sentAt":1e400}"#,
         r#"not json"#,
     ] {
         assert_eq!(from_text(text), map_reading(text), "{text}");
     }
+    let deep = format!(
+        r#"{{"type":"track","userId":"u","event":"E","x":{}1{}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    assert_eq!(from_text(&deep), map_reading(&deep));
+    assert_eq!(
+        from_text(&deep),
+        None,
+        "nested too deep is not JSON to serde"
+    );
 }
 
 fn error_of(value: Value) -> MessageError {

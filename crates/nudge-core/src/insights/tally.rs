@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::deltas::Deltas;
-use super::key::{hour_of, Field, Key, Scope};
+use super::key::{blank, hour_of, Field, Key, Scope};
 use super::period::Period;
 use super::record::{self, Counts};
 use super::report::Sums;
@@ -66,7 +66,13 @@ impl Tally {
         let mut s = self.sums.clone();
         if self.events != 0 {
             *s.counts
-                .entry(Key::new(Scope::Totals, "", "", "", Field::Events))
+                .entry(Key::new(
+                    Scope::Totals,
+                    blank(),
+                    blank(),
+                    blank(),
+                    Field::Events,
+                ))
                 .or_default() += self.events;
         }
         s.users = self.users.estimate();

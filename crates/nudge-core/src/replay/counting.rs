@@ -7,24 +7,33 @@ use std::thread::JoinHandle;
 
 use crate::engine::Outcome;
 use crate::insights::record::Countable;
-use crate::insights::{Period, Tally};
+use crate::insights::Tally;
 use crate::time::Millis;
 
 /// Outcomes handed to the counting thread at a time.
 const BATCH: usize = 1024;
 
-pub enum Counting {
-    Here(Tally),
-    Aside(Aside),
+/// Counting done here, or on a thread until its sums are asked for.
+pub struct Counting {
+    counted: Option<Tally>,
+    aside: Option<Aside>,
 }
 
-pub struct Aside {
+struct Aside {
     batch: Vec<Countable>,
     to_thread: SyncSender<Vec<Countable>>,
     thread: JoinHandle<Tally>,
 }
 
 impl Counting {
+    /// Counts here, as the replay goes.
+    pub fn here(tally: Tally) -> Counting {
+        Counting {
+            counted: Some(tally),
+            aside: None,
+        }
+    }
+
     /// Counts on a thread of its own.
     pub fn aside(tally: Tally) -> Counting {
         let (to_thread, batches) = sync_channel::<Vec<Countable>>(4);
@@ -37,41 +46,38 @@ impl Counting {
             }
             tally
         });
-        Counting::Aside(Aside {
-            batch: Vec::with_capacity(BATCH),
-            to_thread,
-            thread,
-        })
+        Counting {
+            counted: None,
+            aside: Some(Aside {
+                batch: Vec::with_capacity(BATCH),
+                to_thread,
+                thread,
+            }),
+        }
     }
 
     /// Counts `out` (its facts are taken when counting aside), its sends as delivered.
     pub fn record(&mut self, user_id: &str, out: &mut Outcome, at: Millis) {
-        match self {
-            Counting::Here(t) => t.record(user_id, out, at, true),
-            Counting::Aside(a) => {
-                a.batch.push(Countable::take(user_id, out, at));
-                if a.batch.len() == BATCH {
-                    let batch = std::mem::replace(&mut a.batch, Vec::with_capacity(BATCH));
-                    // The thread only stops when this side hangs up (or panicked, which
-                    // `tally` reports).
-                    let _ = a.to_thread.send(batch);
-                }
+        if let Some(t) = &mut self.counted {
+            t.record(user_id, out, at, true);
+        }
+        if let Some(a) = &mut self.aside {
+            a.batch.push(Countable::take(user_id, out, at));
+            if a.batch.len() == BATCH {
+                let batch = std::mem::replace(&mut a.batch, Vec::with_capacity(BATCH));
+                // The thread only stops when this side hangs up (or panicked, which
+                // `tally` reports).
+                let _ = a.to_thread.send(batch);
             }
         }
     }
 
     /// The sums, once everything handed over is counted.
-    pub fn tally(&mut self) -> &Tally {
-        if matches!(self, Counting::Aside(_)) {
-            let counted = Counting::Here(Tally::new(Period::all()));
-            if let Counting::Aside(a) = std::mem::replace(self, counted) {
-                *self = Counting::Here(a.finish());
-            }
+    pub fn tally(&mut self) -> Option<&Tally> {
+        if let Some(a) = self.aside.take() {
+            self.counted = Some(a.finish());
         }
-        match self {
-            Counting::Here(t) => t,
-            Counting::Aside(_) => unreachable!("an aside count was finished just above"),
-        }
+        self.counted.as_ref()
     }
 }
 

@@ -138,7 +138,7 @@ impl<'r> Replay<'r> {
     /// replay sends nothing, so each send counts as delivered, as the outbox and the inbox
     /// would deliver it.
     pub fn measure(&mut self, period: Period) {
-        self.tally = Some(Counting::Here(Tally::new(period)));
+        self.tally = Some(Counting::here(Tally::new(period)));
     }
 
     /// [`Replay::measure`], counting on a thread of its own (a long replay's counters).
@@ -148,14 +148,14 @@ impl<'r> Replay<'r> {
 
     /// The report of what was measured, if measuring.
     pub fn report(&mut self) -> Option<Report> {
-        let t = self.tally.as_mut()?.tally();
+        let t = self.tally.as_mut()?.tally()?;
         Some(Report::build(self.engine.rules, t.period(), &t.sums()))
     }
 
     /// The report of what was measured, named for `period` (a measure over an open period,
     /// once its ends are known).
     pub fn report_over(&mut self, period: Period) -> Option<Report> {
-        let t = self.tally.as_mut()?.tally();
+        let t = self.tally.as_mut()?.tally()?;
         Some(Report::build(self.engine.rules, period, &t.sums()))
     }
 
