@@ -87,16 +87,20 @@ pub fn each_event(
     if ordered {
         let mut lines = BufReader::with_capacity(1 << 20, &mut file);
         let mut number = 0;
+        // Read into one buffer, then copied at its length: one allocation a line instead of
+        // a string grown a few times over.
+        let mut scratch = String::with_capacity(4096);
         let next = || -> io::Result<Option<Line>> {
             loop {
-                let mut text = String::new();
-                if lines.read_line(&mut text)? == 0 {
+                scratch.clear();
+                if lines.read_line(&mut scratch)? == 0 {
                     return Ok(None);
                 }
                 number += 1;
-                if text.trim().is_empty() {
+                if scratch.trim().is_empty() {
                     continue;
                 }
+                let text = scratch.as_str().to_owned();
                 return Ok(Some(Line { number, text }));
             }
         };
