@@ -23,18 +23,13 @@ pub struct Input {
 pub fn read_input(reader: impl BufRead, rules: &CompiledRules) -> std::io::Result<Input> {
     let mut events = Vec::new();
     let mut rejected = 0;
-    for (i, text) in reader.lines().enumerate() {
-        let text = text?;
-        if text.trim().is_empty() {
+    let (mut reader, mut bytes, mut number) = (reader, Vec::new(), 0);
+    while input::read_line_bytes(&mut reader, &mut bytes)? {
+        number += 1;
+        if input::is_blank(&bytes) {
             continue;
         }
-        match input::parse_line(
-            input::Line {
-                number: i + 1,
-                text,
-            },
-            rules,
-        ) {
+        match input::parse_line(input::Line::new(number, bytes.clone()), rules) {
             Parsed::Event { msg, at, .. } => events.push((msg, at)),
             Parsed::Rejected { .. } => rejected += 1,
         }

@@ -905,6 +905,72 @@ fn a_report_trusts_the_order_and_starts_over_sorted_when_a_late_line_breaks_it()
 }
 
 #[test]
+fn a_line_that_is_not_utf8_is_rejected_by_number_and_the_rest_replayed() {
+    // given a history with a line holding bytes that are not UTF-8 (a truncated character in
+    // a user id), in time order and shuffled
+    let dir = TempDir::new("not-utf8");
+    let lines = generate(11, 200);
+    let good = write_lines(&dir, "good.jsonl", &lines);
+    let with_bad = |name: &str, lines: &[String]| {
+        let mut body: Vec<u8> = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            if i == 30 {
+                body.extend_from_slice(
+                    b"{\"type\":\"track\",\"userId\":\"u\xc3\",\"event\":\"E\",\"messageId\":\"bad\",\"timestamp\":\"2026-03-02T09:00:00Z\"}\n",
+                );
+            }
+            body.extend_from_slice(l.as_bytes());
+            body.push(b'\n');
+        }
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).expect("written");
+        path
+    };
+    // (in time order, a file streams as it is; shuffled, it is sorted; stdin is spooled)
+    let mut in_order = lines.clone();
+    in_order.sort_by_key(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).expect("generated JSON");
+        v["timestamp"].as_str().map(str::to_owned)
+    });
+    let mut shuffled = lines.clone();
+    shuffle(&mut shuffled, &mut Rng(3));
+    let in_order = with_bad("in-order.jsonl", &in_order);
+    let unordered = with_bad("shuffled.jsonl", &shuffled);
+    let expected = replay_ok(&saas(), &[], &good).stdout;
+    let rejected = ":31: rejected: not UTF-8 text (invalid bytes at column 28)";
+    for events in [&in_order, &unordered] {
+        // when replayed and reported
+        let out = replay(&saas(), &[], events);
+        let report = nudge(&["report", "--rules", s(&saas()), s(events)]);
+        // then the line is rejected by its number, and everything else goes through
+        for o in [&out, &report] {
+            assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+            assert!(text(&o.stderr).contains(rejected), "{}", text(&o.stderr));
+        }
+        assert!(
+            out.stdout == expected,
+            "the other lines replayed differently"
+        );
+    }
+    let piped = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cat '{}' | '{}' replay --rules '{}' -",
+            s(&in_order),
+            env!("CARGO_BIN_EXE_nudge"),
+            s(&saas())
+        ))
+        .output()
+        .expect("sh runs");
+    assert!(
+        text(&piped.stderr).contains(":31: rejected: not UTF-8"),
+        "{}",
+        text(&piped.stderr)
+    );
+    assert!(piped.stdout == expected, "stdin replayed differently");
+}
+
+#[test]
 fn a_named_pipe_is_read_once_and_replayed_like_the_file() {
     let dir = TempDir::new("fifo");
     let lines = generate(9, 100);

@@ -5,11 +5,13 @@
 //! handed on in order (`parse.rs`). Whether a file is in order is read cheaply from the
 //! timestamps alone (`stamp.rs`); stdin (or a pipe) is spooled to a temporary file on the way.
 
+mod line;
 mod order;
 mod parse;
 mod sort;
 mod stamp;
 
+pub use line::{is_blank, read_line_bytes, Line};
 pub use order::{Order, OutOfOrder};
 
 use std::fs::File;
@@ -21,13 +23,6 @@ use nudge_core::rules::CompiledRules;
 use nudge_core::time::Millis;
 
 pub use parse::parse_line;
-
-/// One line of the input and its 1-based number in the file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Line {
-    pub number: usize,
-    pub text: String,
-}
 
 /// What one line became.
 // Nearly every line is an Event: boxing its message would allocate once more per event.
@@ -89,19 +84,17 @@ pub fn each_event(
         let mut number = 0;
         // Read into one buffer, then copied at its length: one allocation a line instead of
         // a string grown a few times over.
-        let mut scratch = String::with_capacity(4096);
+        let mut scratch = Vec::with_capacity(4096);
         let next = || -> io::Result<Option<Line>> {
             loop {
-                scratch.clear();
-                if lines.read_line(&mut scratch)? == 0 {
+                if !line::read_line_bytes(&mut lines, &mut scratch)? {
                     return Ok(None);
                 }
                 number += 1;
-                if scratch.trim().is_empty() {
+                if line::is_blank(&scratch) {
                     continue;
                 }
-                let text = scratch.as_str().to_owned();
-                return Ok(Some(Line { number, text }));
+                return Ok(Some(Line::new(number, scratch.as_slice().to_owned())));
             }
         };
         parse::parse_all(next, rules, workers(), order::in_order(trusted), sink)?;
@@ -209,15 +202,15 @@ fn spool(input: impl BufRead) -> io::Result<(File, bool)> {
     let mut last = Millis::MIN;
     {
         let mut w = BufWriter::with_capacity(1 << 20, &mut file);
-        for line in input.lines() {
-            let line = line?;
+        let (mut input, mut line) = (input, Vec::new());
+        while line::read_line_bytes(&mut input, &mut line)? {
             if ordered {
-                if let Some(at) = stamp::stamp(&line) {
+                if let Some(at) = std::str::from_utf8(&line).ok().and_then(stamp::stamp) {
                     ordered = at >= last;
                     last = at;
                 }
             }
-            w.write_all(line.as_bytes())?;
+            w.write_all(&line)?;
             w.write_all(b"\n")?;
         }
         w.flush()?;

@@ -20,7 +20,11 @@ pub fn parse_line(line: Line, rules: &CompiledRules) -> Parsed {
         line: line.number,
         message,
     };
-    let msg = match Message::from_json_text(&line.text) {
+    let text = match &line.text {
+        Ok(text) => text,
+        Err(e) => return rejected(super::line::not_text(e)),
+    };
+    let msg = match Message::from_json_text(text) {
         Ok(m) => m,
         Err(e) => return rejected(e.to_string()),
     };

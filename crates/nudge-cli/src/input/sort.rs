@@ -10,8 +10,8 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 
 use nudge_core::time::Millis;
 
+use super::line::{is_blank, read_line_bytes, Line};
 use super::stamp::stamp;
-use super::Line;
 
 /// The most line bytes held in memory while sorting.
 pub const RUN_BYTES: usize = 64 << 20;
@@ -30,8 +30,8 @@ impl Run {
             for (at, l) in lines.iter() {
                 w.write_all(&at.to_le_bytes())?;
                 w.write_all(&(l.number as u64).to_le_bytes())?;
-                w.write_all(&(l.text.len() as u64).to_le_bytes())?;
-                w.write_all(l.text.as_bytes())?;
+                w.write_all(&(l.bytes().len() as u64).to_le_bytes())?;
+                w.write_all(l.bytes())?;
             }
             w.flush()?;
         }
@@ -58,11 +58,9 @@ impl Run {
         let at = Millis::from_le_bytes(word(0));
         let number = u64::from_le_bytes(word(8)) as usize;
         let len = u64::from_le_bytes(word(16)) as usize;
-        let mut text = vec![0u8; len];
-        self.reader.read_exact(&mut text)?;
-        let text =
-            String::from_utf8(text).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-        Ok(Some((at, Line { number, text })))
+        let mut bytes = vec![0u8; len];
+        self.reader.read_exact(&mut bytes)?;
+        Ok(Some((at, Line::new(number, bytes))))
     }
 }
 
@@ -83,20 +81,17 @@ impl Sorted {
         let mut runs = Vec::new();
         let mut batch: Vec<(Millis, Line)> = Vec::new();
         let mut bytes = 0;
-        for (i, text) in input.lines().enumerate() {
-            let text = text?;
-            if text.trim().is_empty() {
+        let (mut input, mut buf, mut number) = (input, Vec::new(), 0);
+        while read_line_bytes(&mut input, &mut buf)? {
+            number += 1;
+            if is_blank(&buf) {
                 continue;
             }
-            let at = stamp(&text).unwrap_or(Millis::MIN);
-            bytes += text.len() + 64;
-            batch.push((
-                at,
-                Line {
-                    number: i + 1,
-                    text,
-                },
-            ));
+            let line = Line::new(number, buf.as_slice().to_owned());
+            // Lines without a timestamp, text or not, are rejected first.
+            let at = line.text.as_deref().ok().and_then(stamp);
+            bytes += buf.len() + 64;
+            batch.push((at.unwrap_or(Millis::MIN), line));
             if bytes >= run_bytes {
                 runs.push(Run::write(&mut batch)?);
                 batch.clear();
