@@ -1,6 +1,7 @@
 //! `nudge serve`: the SQLite store, the in-process bus and timer loop, the HTTP server and local mail.
 
 pub mod bus;
+pub mod crash_point;
 pub mod demo;
 pub mod evaluate_store;
 pub mod handlers;

@@ -2,6 +2,7 @@
 
 mod api;
 mod channels;
+mod kill_loop;
 mod restart;
 
 use std::io::{BufRead, BufReader};
@@ -108,6 +109,14 @@ impl Server {
     }
 
     fn spawn(&mut self, listen: Option<&str>) {
+        assert!(
+            self.try_spawn(listen, &[]),
+            "nudge serve did not print its address"
+        );
+    }
+
+    /// Starts the process with `env` added; false if it ended before it was listening.
+    fn try_spawn(&mut self, listen: Option<&str>, env: &[(&str, &str)]) -> bool {
         let listen = listen.unwrap_or("127.0.0.1:0").to_string();
         let mut child = Command::new(env!("CARGO_BIN_EXE_nudge"))
             .arg("serve")
@@ -125,6 +134,7 @@ impl Server {
             ])
             .args(&self.args)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .env_remove("NUDGE_WRITE_KEY")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -147,11 +157,14 @@ impl Server {
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("nudge serve did not print its address");
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(30)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        };
         self.base = format!("http://{addr}");
         self.child = Some(child);
+        true
     }
 
     /// Kills the process without warning (SIGKILL).
@@ -167,6 +180,28 @@ impl Server {
         let addr = self.base.trim_start_matches("http://").to_string();
         self.kill9();
         self.spawn(Some(&addr));
+    }
+
+    /// [`Server::restart`] with `env` added; false if the process ended before it was
+    /// listening (a crash point that fired while starting).
+    pub fn restart_with(&mut self, env: &[(&str, &str)]) -> bool {
+        let addr = self.base.trim_start_matches("http://").to_string();
+        self.kill9();
+        self.try_spawn(Some(&addr), env)
+    }
+
+    /// Waits up to `wait` for the process to end by itself; how it ended, if it did.
+    pub fn ended_within(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
     }
 
     pub fn url(&self, path: &str) -> String {

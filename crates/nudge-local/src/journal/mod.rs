@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::crash_point::{self, Point};
 use nudge_service::bus::AcceptedEvent;
 use tokio::sync::{watch, Notify};
 use tracing::{error, warn};
@@ -325,6 +326,10 @@ impl Journal {
         let (Some(file), Some(seg)) = (tail.file.as_mut(), tail.segments.back_mut()) else {
             unreachable!("a tail segment was just ensured");
         };
+        if crash_point::fires(Point::JournalAppend) {
+            let _ = file.write_all(&buf[..buf.len() / 2]);
+            crash_point::crash();
+        }
         if let Err(e) = file.write_all(buf) {
             // Undo a partial write so the segment still ends on a record; failing that, the
             // next append starts a new segment and readers stop at this one's last record.

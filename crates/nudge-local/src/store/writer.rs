@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use tracing::warn;
 
 use super::error::SqliteFailure;
+use crate::crash_point::{self, Point};
 
 /// Most commands one transaction takes: bounds the latency a command waits behind others.
 const MAX_BATCH: usize = 1024;
@@ -250,8 +251,10 @@ fn checkpoint_loop(conn: Connection, stop: Receiver<()>) {
 /// reading the file is waited for; what they still use stays in the WAL for the next one).
 /// A WAL with nothing new is a no-op.
 fn checkpoint(conn: &Connection) {
-    let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-        row.get::<_, i64>(0)
+    let done = crash_point::during(Point::WalCheckpoint, Duration::from_millis(2), || {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            row.get::<_, i64>(0)
+        })
     });
     if let Err(e) = done {
         // The WAL keeps the data; the next checkpoint (or SQLite's size-triggered one) retries.
@@ -304,7 +307,10 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) {
         }
     }
     if failure.is_none() {
-        if let Err(e) = conn.execute_batch("COMMIT") {
+        let committed = crash_point::during(Point::GroupCommit, Duration::from_micros(300), || {
+            conn.execute_batch("COMMIT")
+        });
+        if let Err(e) = committed {
             failure = Some(SqliteFailure::Commit(Arc::new(e)));
         }
     }
