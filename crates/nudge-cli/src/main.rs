@@ -1,5 +1,6 @@
 //! The `nudge` command line.
 
+mod allocator;
 mod explain_cmd;
 mod input;
 mod replay_cmd;
@@ -12,11 +13,6 @@ mod test_cmd;
 
 use clap::{Parser, Subcommand};
 
-/// mimalloc rather than glibc's malloc: under `nudge serve`'s load the allocator was about a
-/// sixth of the process's CPU, with threads waiting on glibc's arena locks (BENCHMARKS.md,
-/// "Serve load test").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use input::Order;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -132,7 +128,10 @@ fn main() -> ExitCode {
             until,
             stats,
             events,
-        } => replay(&rules, until.as_deref(), stats, &events),
+        } => {
+            allocator::keep_freed_memory();
+            replay(&rules, until.as_deref(), stats, &events)
+        }
         Command::Explain {
             rules,
             user,
@@ -140,14 +139,17 @@ fn main() -> ExitCode {
             at,
             json,
             events,
-        } => explain_cmd::run(&explain_cmd::Args {
-            rules: &rules,
-            user: &user,
-            events: &events,
-            trigger: trigger.as_deref(),
-            at: at.as_deref(),
-            json,
-        }),
+        } => {
+            allocator::keep_freed_memory();
+            explain_cmd::run(&explain_cmd::Args {
+                rules: &rules,
+                user: &user,
+                events: &events,
+                trigger: trigger.as_deref(),
+                at: at.as_deref(),
+                json,
+            })
+        }
         Command::Report {
             rules,
             until,
@@ -156,15 +158,18 @@ fn main() -> ExitCode {
             format,
             out,
             events,
-        } => report_cmd::run(&report_cmd::Args {
-            rules: &rules,
-            until: until.as_deref(),
-            from: from.as_deref(),
-            to: to.as_deref(),
-            format,
-            out: out.as_deref(),
-            events: &events,
-        }),
+        } => {
+            allocator::keep_freed_memory();
+            report_cmd::run(&report_cmd::Args {
+                rules: &rules,
+                until: until.as_deref(),
+                from: from.as_deref(),
+                to: to.as_deref(),
+                format,
+                out: out.as_deref(),
+                events: &events,
+            })
+        }
         Command::Test { rules, filter } => test_cmd::run(&rules, filter.as_deref()),
         Command::Serve(args) => serve_cmd::run(args),
     }
