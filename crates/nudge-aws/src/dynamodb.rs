@@ -23,6 +23,7 @@ mod reports;
 mod schema;
 mod timers;
 mod user;
+mod user_batches;
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
