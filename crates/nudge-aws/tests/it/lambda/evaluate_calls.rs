@@ -50,14 +50,14 @@ fn batch(round: &str, events: [(&str, Value); 2], now: i64) -> BusEvent {
     serde_json::from_value(event).expect("an Events Accepted")
 }
 
-fn report(name: &str, calls: &BTreeMap<String, u64>) -> u64 {
+/// Prints the calls of one batch, in all and per event.
+fn report(name: &str, calls: &BTreeMap<String, u64>) {
     let events = 2 * USERS as u64;
     let total: u64 = calls.values().sum();
     println!(
         "{name} ({USERS} users, {events} events): {total} DynamoDB calls, {:.3} per event: {calls:?}",
         total as f64 / events as f64
     );
-    total
 }
 
 #[tokio::test]
@@ -103,6 +103,19 @@ async fn evaluate_dynamodb_calls_per_event() {
     evaluate.handle(&using).await.expect("second batch");
     let second = counter.take();
 
-    report("new users", &first);
-    report("known users", &second);
+    for (name, calls) in [("new users", &first), ("known users", &second)] {
+        report(name, calls);
+        // One read for the batch's users, one conditional write each: no GetItem per user,
+        // no transaction around the saves.
+        assert_eq!(calls.get("GetItem"), None, "{name}: {calls:?}");
+        assert_eq!(
+            calls.get("BatchGetItem"),
+            Some(&USERS.div_ceil(100).try_into().unwrap())
+        );
+        assert_eq!(
+            calls.get("PutItem"),
+            Some(&(USERS as u64)),
+            "{name}: {calls:?}"
+        );
+    }
 }
