@@ -4,7 +4,9 @@
 //! every check against its own store with [`storage_contract!`], so SQLite (`nudge serve`)
 //! and DynamoDB (AWS) are held to the same guarantees by the same code.
 //!
-//! Checks measure time on the wall clock, as the stores' expiry filters do.
+//! Checks measure time on the wall clock, as the stores' expiry filters do. A new check is a
+//! `pub async fn` in the module of its port and a line in [`storage_contract!`]; where the
+//! adapters disagree, the port's docs decide and the check is the regression test.
 
 use std::future::Future;
 
