@@ -438,10 +438,11 @@ FUNCTION_ACTIONS = {
     # (GetItem), decisions (Query), reports (Query); GDPR erase (Query, BatchWriteItem).
     "IngestFunction": {"events:PutEvents", "dynamodb:GetItem", "dynamodb:Query",
                        "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"},
-    # load (GetItem), conditional save (PutItem), clear outbox (UpdateItem), publish; report
-    # counts (a transaction: marker PutItem, counters UpdateItem; forgetting them UpdateItem).
-    "EvaluateFunction": {"events:PutEvents", "dynamodb:GetItem", "dynamodb:PutItem",
-                         "dynamodb:UpdateItem"},
+    # load (a batch's users: BatchGetItem; one user: GetItem), conditional save (PutItem),
+    # clear outbox (UpdateItem), publish; report counts (a transaction: marker PutItem,
+    # counters UpdateItem; forgetting them UpdateItem).
+    "EvaluateFunction": {"events:PutEvents", "dynamodb:GetItem", "dynamodb:BatchGetItem",
+                         "dynamodb:PutItem", "dynamodb:UpdateItem"},
     # set (UpdateItem), cancel / restore (PutItem), claim and queue mark (UpdateItem), sweep
     # (Query on the due index), a queued timer read on arrival (GetItem), near timers sent to
     # the delay queue, and the queue's mapping.

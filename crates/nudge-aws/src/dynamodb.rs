@@ -6,7 +6,7 @@
 //! |---------------|--------------|-------------------------|----------------------------------------|
 //! | user state    | `u#<userId>` | `state`                 | `state` B, `version` N, `outbox` S, `ids` B, `counts` B |
 //! | timer         | `u#<userId>` | `timer`                 | `due` N, `version` N, `ttl`, `gsi1pk`/`gsi1sk`, `queued` N |
-//! | delivery log  | `u#<userId>` | `dlv#<decision hex>`    | `Delivery` fields, `ttl` = at + 90 days |
+//! | delivery log  | `u#<userId>` | `dlv#<decision hex>`    | `Delivery` fields, `ttl` = updated_at + 90 days |
 //! | inbox item    | `u#<userId>` | `inbox#<decision hex>`  | `InboxItem` fields, `dismissed`, `ttl` |
 //!
 //! The sparse global secondary index [`DUE_INDEX`] (`gsi1pk` S = `timers#<shard>`,
@@ -23,6 +23,7 @@ mod reports;
 mod schema;
 mod timers;
 mod user;
+mod user_batches;
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};

@@ -250,8 +250,9 @@ pub trait TimerStore: Send + Sync {
     /// `req.version` was applied already. Idempotent.
     fn set(&self, req: &DelayRequest) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Removes the user's timer unless a newer request set it; remembers the version so that
-    /// an older request arriving later does not bring it back. Idempotent.
+    /// Removes the user's timer unless a newer request set it (a request of the same version
+    /// does not pass a cancel, in either order); remembers the version so that a request of
+    /// it or older arriving later does not bring the timer back. Idempotent.
     fn cancel(&self, req: &DelayCancel) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Puts back a timer claimed by `claim_due` whose "Timer Fired" could not be published:
@@ -327,7 +328,8 @@ impl From<&Delivery> for crate::bus::DeliveryReport {
     }
 }
 
-/// How long delivery log entries are kept.
+/// How long delivery log entries are kept after their last change (`updated_at`); older
+/// ones count as absent.
 pub const DELIVERY_RETENTION_MS: Millis = 90 * 24 * 3600 * 1000;
 
 /// The delivery log, written only by deliver.
@@ -385,7 +387,8 @@ pub trait InboxStore: Send + Sync {
     /// Adds the item unless one with its id exists (idempotent).
     fn put(&self, item: &InboxItem) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// The user's items not dismissed and not expired at `now`, newest first.
+    /// The user's items not dismissed and not expired at `now` (`now <= expires_at`), newest
+    /// first.
     fn list(
         &self,
         user_id: &str,
@@ -393,7 +396,7 @@ pub trait InboxStore: Send + Sync {
     ) -> impl Future<Output = Result<Vec<InboxItem>, StoreError>> + Send;
 
     /// Marks an item read (keeping the first read time) and returns it; `None` if the user
-    /// has no such item in the inbox.
+    /// has no such item in the inbox (never had it, dismissed it, or it expired at `now`).
     fn mark_read(
         &self,
         user_id: &str,

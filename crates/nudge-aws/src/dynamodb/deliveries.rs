@@ -1,5 +1,7 @@
-//! The delivery log: one item per (user, decision), kept for [`DELIVERY_RETENTION_MS`].
-//! An entry whose TTL has passed counts as absent even before DynamoDB deletes it.
+//! The delivery log: one item per (user, decision), kept for [`DELIVERY_RETENTION_MS`] after
+//! its last change (not its decision: an entry of an old decision, imported events', must
+//! outlive its redeliveries). An entry whose TTL has passed counts as absent even before
+//! DynamoDB deletes it.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use nudge_service::ports::{Delivery, DeliveryStore, StoreError, DELIVERY_RETENTION_MS};
@@ -29,7 +31,7 @@ fn delivery_item(d: &Delivery) -> Result<Item, StoreError> {
     item.insert(sk.0.into(), sk.1);
     item.insert(
         "ttl".into(),
-        n(ttl_secs(d.at.saturating_add(DELIVERY_RETENTION_MS))),
+        n(ttl_secs(d.updated_at.saturating_add(DELIVERY_RETENTION_MS))),
     );
     Ok(item)
 }

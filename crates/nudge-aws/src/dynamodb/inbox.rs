@@ -54,7 +54,7 @@ impl InboxStore for DynamoDbStore {
             .query()
             .table_name(&self.table)
             .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
-            .filter_expression("#dismissed = :false AND #ttl > :now_secs")
+            .filter_expression("#dismissed = :false AND #ttl >= :now_secs")
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#sk", "sk")
             .expression_attribute_names("#dismissed", "dismissed")
@@ -65,8 +65,9 @@ impl InboxStore for DynamoDbStore {
             .expression_attribute_values(":now_secs", n(now.div_euclid(1000)));
         for attributes in query_all(query, "dynamodb query inbox").await? {
             let item: InboxItem = from_item(attributes)?;
-            // The TTL filter works in seconds; the contract in ms.
-            if item.expires_at > now {
+            // The TTL filter works in seconds; the contract in ms: an item is listed up to
+            // and including its `expires_at`.
+            if item.expires_at >= now {
                 items.push(item);
             }
         }
@@ -91,7 +92,7 @@ impl InboxStore for DynamoDbStore {
             .key(sk.0, sk.1)
             .update_expression("SET #read_at = if_not_exists(#read_at, :now)")
             .condition_expression(
-                "attribute_exists(#pk) AND #dismissed = :false AND #expires_at > :now",
+                "attribute_exists(#pk) AND #dismissed = :false AND #expires_at >= :now",
             )
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#read_at", "read_at")

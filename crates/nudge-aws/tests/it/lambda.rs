@@ -2,5 +2,6 @@
 //! four functions, and schedule-delay's stream backstop.
 
 mod end_to_end;
+mod evaluate_calls;
 mod sample_events;
 mod schedule;

@@ -1,7 +1,8 @@
 //! Test support: one real moto server per test process on 127.0.0.1, SDK configuration
 //! pointing at it (built explicitly; the process environment is left alone), and fresh
-//! resources per test (a table, a bus routed to an SQS queue, a verified sender), and
-//! [`stack`]: a whole deployment with its four handlers.
+//! resources per test (a table, a bus routed to an SQS queue, a verified sender),
+//! [`stack`]: a whole deployment with its four handlers, and [`calls`]: DynamoDB calls
+//! counted.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -16,6 +17,7 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, Region, SharedCredentialsProvider};
 use serde_json::{json, Value};
 
+pub(crate) mod calls;
 mod one_at_a_time;
 pub(crate) mod stack;
 

@@ -231,7 +231,7 @@ impl ReportStore for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use nudge_core::insights::{observe, Deltas, Field, Key, Period, Scope};
+    use nudge_core::insights::{Deltas, Field, Key, Period, Scope};
     use nudge_service::ports::{SaveRequest, UserStore, UserWrite};
 
     use super::*;
@@ -261,48 +261,6 @@ mod tests {
     fn sent_in(sums: &Sums, trigger: &str) -> i64 {
         let key = Key::new(Scope::Trigger, trigger, "default", "email", Field::Sent);
         sums.counts.get(&key).copied().unwrap_or(0)
-    }
-
-    #[tokio::test]
-    async fn counts_go_in_with_the_states_that_made_them_and_any_period_reads_them_back() {
-        let dir = TempDir::new("counters");
-        let store = dir.open();
-        // One change in every hour of four days, by two users.
-        let (mut a, mut b) = (Deltas::default(), Deltas::default());
-        for hour in 0..96 {
-            sent("t", hour, 1, if hour % 2 == 0 { &mut a } else { &mut b });
-        }
-        a.users.push((3, observe("a")));
-        b.users.push((50, observe("b")));
-        a.waiting.insert(("t".into(), "email".into()), 2);
-        store
-            .save_many(&[save("a", None, &a), save("b", None, &b)])
-            .await
-            .unwrap();
-        // A write that loses its race adds nothing.
-        let lost = store.save_many(&[save("a", None, &a)]).await.unwrap();
-        assert!(lost[0].is_err());
-        let read = |from: i64, to: i64| {
-            let store = store.clone();
-            async move {
-                store
-                    .report_sums(Period::covering(from * H, to * H))
-                    .await
-                    .unwrap()
-            }
-        };
-        // Whole days come from daily rows, the edges from hourly ones: the same sums.
-        for (from, to) in [(0, 96), (22, 74), (25, 30), (0, 24), (23, 25), (95, 96)] {
-            assert_eq!(
-                sent_in(&read(from, to).await, "t"),
-                to - from,
-                "hours {from}..{to}"
-            );
-        }
-        let all = read(0, 96).await;
-        assert_eq!(all.users, 2);
-        assert_eq!(read(0, 24).await.users, 1);
-        assert_eq!(all.waiting.get("t"), Some(&2));
     }
 
     #[tokio::test]

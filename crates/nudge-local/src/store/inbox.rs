@@ -69,7 +69,8 @@ impl InboxStore for SqliteStore {
             .collect()
     }
 
-    /// Keeps the first read time; `None` for an item the user never had or dismissed.
+    /// Keeps the first read time; `None` for an item the user never had, dismissed, or that
+    /// expired (it is no longer in the inbox).
     async fn mark_read(
         &self,
         user_id: &str,
@@ -84,7 +85,7 @@ impl InboxStore for SqliteStore {
             .write(CONTEXT, move |conn| {
                 conn.prepare_cached(
                     "UPDATE inbox SET read_at = COALESCE(read_at, ?3)
-                     WHERE user_id = ?1 AND id = ?2 AND dismissed = 0
+                     WHERE user_id = ?1 AND id = ?2 AND dismissed = 0 AND expires_at >= ?3
                      RETURNING item, read_at",
                 )
                 .map_err(sqlite(CONTEXT))?
@@ -138,118 +139,5 @@ impl SqliteStore {
         let item: InboxItem = serde_json::from_str(&json)
             .map_err(|e| corrupt_json(&format!("inbox item of user `{user_id}`"), e))?;
         Ok(Some(InboxItem { read_at, ..item }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::test_support::TempDir;
-
-    fn item(user: &str, id: u64, created_at: Millis) -> InboxItem {
-        InboxItem {
-            id: DecisionId(id),
-            user_id: user.into(),
-            trigger: "welcome".into(),
-            variant: "default".into(),
-            message: "hello".into(),
-            title: Some("Hi".into()),
-            body: "Welcome!".into(),
-            url: None,
-            created_at,
-            read_at: None,
-            expires_at: created_at + 1_000,
-        }
-    }
-
-    fn ids(items: &[InboxItem]) -> Vec<u64> {
-        items.iter().map(|i| i.id.0).collect()
-    }
-
-    #[tokio::test]
-    async fn put_is_idempotent_and_list_is_newest_first() {
-        let dir = TempDir::new("inbox-put");
-        let store = dir.open();
-        store.put(&item("u", 1, 10)).await.unwrap();
-        store.put(&item("u", 2, 30)).await.unwrap();
-        store.put(&item("u", u64::MAX, 20)).await.unwrap();
-        let changed = InboxItem {
-            body: "other".into(),
-            ..item("u", 1, 10)
-        };
-        store.put(&changed).await.unwrap();
-
-        let listed = store.list("u", 30).await.unwrap();
-
-        assert_eq!(ids(&listed), [2, u64::MAX, 1]);
-        assert_eq!(listed[2], item("u", 1, 10), "the first put stays");
-    }
-
-    #[tokio::test]
-    async fn users_see_and_touch_only_their_own_items() {
-        let dir = TempDir::new("inbox-users");
-        let store = dir.open();
-        store.put(&item("u", 1, 10)).await.unwrap();
-        store.put(&item("v", 2, 10)).await.unwrap();
-
-        assert!(store
-            .mark_read("v", DecisionId(1), 50)
-            .await
-            .unwrap()
-            .is_none());
-        assert!(store.dismiss("v", DecisionId(1)).await.unwrap().is_none());
-        assert!(store
-            .mark_read("u", DecisionId(3), 50)
-            .await
-            .unwrap()
-            .is_none());
-
-        assert_eq!(ids(&store.list("u", 10).await.unwrap()), [1]);
-        assert_eq!(ids(&store.list("v", 10).await.unwrap()), [2]);
-        assert_eq!(store.list("u", 10).await.unwrap()[0].read_at, None);
-    }
-
-    #[tokio::test]
-    async fn read_keeps_the_first_time_and_dismiss_hides_for_good() {
-        let dir = TempDir::new("inbox-dismiss");
-        let store = dir.open();
-        store.put(&item("u", 1, 10)).await.unwrap();
-        store.put(&item("u", 2, 10)).await.unwrap();
-
-        let read = store.mark_read("u", DecisionId(1), 50).await.unwrap();
-        assert_eq!(
-            read.map(|i| (i.id, i.read_at)),
-            Some((DecisionId(1), Some(50)))
-        );
-        let again = store.mark_read("u", DecisionId(1), 60).await.unwrap();
-        assert_eq!(
-            again.and_then(|i| i.read_at),
-            Some(50),
-            "the first read stays"
-        );
-        assert!(store.dismiss("u", DecisionId(2)).await.unwrap().is_some());
-        assert!(store.dismiss("u", DecisionId(2)).await.unwrap().is_none());
-        assert!(store
-            .mark_read("u", DecisionId(2), 70)
-            .await
-            .unwrap()
-            .is_none());
-        store.put(&item("u", 2, 10)).await.unwrap();
-
-        let listed = store.list("u", 100).await.unwrap();
-        assert_eq!(ids(&listed), [1]);
-        assert_eq!(listed[0].read_at, Some(50));
-    }
-
-    #[tokio::test]
-    async fn expired_items_are_not_listed() {
-        let dir = TempDir::new("inbox-expiry");
-        let store = dir.open();
-        store.put(&item("u", 1, 0)).await.unwrap();
-        store.put(&item("u", 2, 500)).await.unwrap();
-
-        assert_eq!(ids(&store.list("u", 1_000).await.unwrap()), [2, 1]);
-        assert_eq!(ids(&store.list("u", 1_001).await.unwrap()), [2]);
-        assert!(store.list("u", 1_501).await.unwrap().is_empty());
     }
 }

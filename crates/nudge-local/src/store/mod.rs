@@ -14,6 +14,8 @@
 //! only if the machine loses power or the OS crashes before the next checkpoint syncs it to
 //! disk (the writer thread checkpoints about every half second while there are writes).
 
+#[cfg(test)]
+mod contract;
 mod counters;
 mod deliveries;
 mod error;
@@ -101,7 +103,7 @@ mod tests {
         }
     }
 
-    fn delivery() -> Delivery {
+    fn delivery(at: nudge_core::time::Millis) -> Delivery {
         Delivery {
             id: DecisionId(9),
             user_id: "u".into(),
@@ -113,11 +115,15 @@ mod tests {
             status: DeliveryStatus::Suppressed,
             reason: Some("quiet_hours".into()),
             error: None,
-            at: 1,
-            updated_at: 2,
+            at,
+            updated_at: at + 1,
             attempts: 0,
             subject: None,
         }
+    }
+
+    fn now() -> nudge_core::time::Millis {
+        nudge_service::ports::Clock::now(&nudge_service::ports::SystemClock)
     }
 
     fn item() -> InboxItem {
@@ -140,6 +146,8 @@ mod tests {
     async fn reopening_the_file_keeps_everything() {
         let dir = TempDir::new("reopen");
         let outbox = [BusEvent::DelayRequested(delay("u"))];
+        // Within the retention, by the wall clock the log's reads measure it on.
+        let at = now();
         {
             let store = dir.open();
             let write = UserWrite {
@@ -151,7 +159,7 @@ mod tests {
             };
             store.save("u", None, write).await.unwrap();
             store.set(&delay("u")).await.unwrap();
-            store.begin(&delivery()).await.unwrap();
+            store.begin(&delivery(at)).await.unwrap();
             store.put(&item()).await.unwrap();
             store.mark_read("u", DecisionId(9), 5).await.unwrap();
         }
@@ -165,7 +173,7 @@ mod tests {
             (&outbox[..], vec!["m1".into()])
         );
         assert_eq!(store.next_due().await.unwrap(), Some(42));
-        assert_eq!(store.recent("u", 5).await.unwrap(), [delivery()]);
+        assert_eq!(store.recent("u", 5).await.unwrap(), [delivery(at)]);
         let listed = store.list("u", 50).await.unwrap();
         assert_eq!(
             listed,

@@ -49,7 +49,7 @@ const SIGNING_SECRET: &str = "signing-secret-example";
 const PUBLIC_URL: &str = "https://nudge.example.com";
 
 /// The rule set the template deploys by default and the samples are written for.
-fn example_rules() -> Arc<CompiledRules> {
+pub(crate) fn example_rules() -> Arc<CompiledRules> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/saas-onboarding");
     load_rules_from(&dir).expect("the example rule set loads")
 }
