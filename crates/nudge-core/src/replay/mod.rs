@@ -4,8 +4,10 @@
 
 mod counting;
 mod seen;
+mod wake_ups;
 
 use counting::Counting;
+use wake_ups::WakeUps;
 
 pub use seen::{Seen, DEDUP_WINDOW_MS};
 
@@ -17,8 +19,6 @@ use crate::rules::CompiledRules;
 use crate::state::UserState;
 use crate::time::{format_instant, Millis};
 use serde::Serialize;
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -99,8 +99,7 @@ pub struct Replay<'r> {
     /// Wake-ups by due time, then the order they were asked in. A wake-up that moved leaves
     /// its entry behind, skipped when it comes up, so the queue holds the moves of one
     /// wait's length, not more.
-    timers: BinaryHeap<Reverse<(Millis, u64, u32)>>,
-    seq: u64,
+    timers: WakeUps,
     clock: Millis,
     pub stats: ReplayStats,
     /// Every decision (with the instant it was taken) of the users `record_decisions_of` named.
@@ -122,8 +121,7 @@ impl<'r> Replay<'r> {
             known: Vec::new(),
             index: HashMap::default(),
             seen: Seen::default(),
-            timers: BinaryHeap::new(),
-            seq: 0,
+            timers: WakeUps::default(),
             clock: Millis::MIN,
             stats: ReplayStats::default(),
             recorded: HashMap::default(),
@@ -317,11 +315,7 @@ impl<'r> Replay<'r> {
     }
 
     fn run_timers(&mut self, due_ok: impl Fn(Millis) -> bool, sends: &mut Vec<Send>) {
-        while let Some(&Reverse((due, _, user))) = self.timers.peek() {
-            if !due_ok(due) {
-                break;
-            }
-            self.timers.pop();
+        while let Some((due, user)) = self.timers.pop_if(&due_ok) {
             let known = &mut self.known[user as usize];
             // A wake-up that moved since it was queued: the engine asked for another instant,
             // and waking the user now would decide nothing.
@@ -360,8 +354,7 @@ impl<'r> Replay<'r> {
             // entry queued first wakes the user then, a second would decide nothing.
             if known.wake != Some(t) {
                 known.wake = Some(t);
-                self.seq += 1;
-                self.timers.push(Reverse((t, self.seq, user)));
+                self.timers.push(t, user);
             }
         }
     }
