@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::bus::AcceptedEvent;
+use crate::constant_time::{secret_digest, SecretDigest};
 
 /// Largest accepted message, as serialized JSON (Segment's limit).
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
@@ -123,20 +124,27 @@ pub struct Intake {
     pub flags: Vec<(usize, FieldError)>,
 }
 
-/// The write keys that may send events.
+/// The write keys that may send events, kept as digests (`constant_time`).
 #[derive(Clone, Default)]
-pub struct WriteKeys(Vec<String>);
+pub struct WriteKeys(Vec<SecretDigest>);
 
 impl WriteKeys {
     /// Keys as configured; empty ones are ignored.
     pub fn new(keys: impl IntoIterator<Item = String>) -> Self {
-        WriteKeys(keys.into_iter().filter(|k| !k.is_empty()).collect())
+        WriteKeys(
+            keys.into_iter()
+                .filter(|k| !k.is_empty())
+                .map(|k| secret_digest(k.as_bytes()))
+                .collect(),
+        )
     }
 
-    /// Whether `key` is one of them (compared in constant time per key).
+    /// Whether `key` is one of them (compared in constant time with every key, so the time
+    /// tells neither which key nor how much of one matched).
     pub fn accepts(&self, key: &str) -> bool {
+        let presented = secret_digest(key.as_bytes());
         self.0.iter().fold(false, |ok, k| {
-            ok | constant_time_eq(k.as_bytes(), key.as_bytes())
+            ok | bool::from(subtle::ConstantTimeEq::ct_eq(&presented[..], &k[..]))
         })
     }
 }
@@ -145,11 +153,6 @@ impl std::fmt::Debug for WriteKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "WriteKeys({} keys)", self.0.len())
     }
-}
-
-/// Compares secrets without leaking where they first differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Parses and authenticates a tracking request, then validates each message. `basic_user` is

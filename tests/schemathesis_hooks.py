@@ -1,0 +1,140 @@
+"""Schemathesis hooks for the HTTP API contract run (tests/test_openapi_contract.py), loaded by
+the CLI through SCHEMATHESIS_HOOKS.
+
+- Credentials, per the operation's security scheme: the write key as the HTTP Basic
+  username, the admin key as a bearer token, and for the inbox the user hash of the very
+  userId the case asks about (so authenticated operations are exercised for real, not only
+  their 401s).
+- Known values: generated user ids, inbox item ids, link tokens and report ids are sometimes
+  swapped for ones the test seeded (NUDGE_CONTRACT_SEED, a JSON file), so the answers about
+  real users, items, links and rules are checked too, not only the 404s of random ones.
+- A tally (NUDGE_CONTRACT_TALLY, written at exit): requests and answers by operation, checked
+  cases, failed checks, whatever the CLI's own summary looks like in this version.
+"""
+
+import atexit
+import base64
+import hashlib
+import hmac
+import json
+import os
+import threading
+from collections import Counter
+
+import schemathesis
+from hypothesis import strategies as st
+
+SEED = json.loads(open(os.environ["NUDGE_CONTRACT_SEED"]).read())
+
+
+def _schemes(operation):
+    """The security scheme names an operation accepts."""
+    security = operation.definition.raw.get("security") or []
+    return {name for requirement in security for name in requirement}
+
+
+@schemathesis.auth(refresh_interval=None, retry_on=[])
+class Credentials:
+    """The credential each operation asks for; the inbox hash is per case (per userId)."""
+
+    def get(self, case, ctx):
+        schemes = _schemes(ctx.operation)
+        if "AdminKey" in schemes:
+            return ("Authorization", f"Bearer {SEED['admin_key']}")
+        if "WriteKeyBasic" in schemes:
+            token = base64.b64encode(f"{SEED['write_key']}:".encode()).decode()
+            return ("Authorization", f"Basic {token}")
+        if "UserHash" in schemes:
+            user = (case.path_parameters or {}).get("userId", "")
+            digest = hmac.new(SEED["inbox_secret"].encode(), user.encode(), hashlib.sha256)
+            return ("X-User-Hash", digest.hexdigest())
+        return None
+
+    def set(self, case, data, ctx):
+        name, value = data
+        case.headers = case.headers or {}
+        case.headers[name] = value
+
+
+def _sometimes(generated, known):
+    """The generated value, or one of the known ones."""
+    if not known:
+        return st.just(generated)
+    return st.one_of(st.just(generated), st.sampled_from(known))
+
+
+@schemathesis.hook
+def flatmap_path_parameters(ctx, path_parameters):
+    path = ctx.operation.path
+    if not path_parameters:
+        return st.just(path_parameters)
+    params = dict(path_parameters)
+    if "{userId}" in path and "/inbox/{id}/" in path:
+        # A seeded user with one of their own items, or (to try isolation) with another's.
+        pairs = [(u, i) for u, items in SEED["items"].items() for i in items]
+        pairs += [(u, i) for u in SEED["items"] for v, items in SEED["items"].items() if v != u
+                  for i in items[:1]]
+        return _sometimes(params, [{**params, "userId": u, "id": i} for u, i in pairs])
+    if "{userId}" in path:
+        users = SEED["erasable"] if ctx.operation.method.upper() == "DELETE" else SEED["users"]
+        return _sometimes(params, [{**params, "userId": u} for u in users])
+    if path == "/v1/c/{token}":
+        return _sometimes(params, [{**params, "token": t} for t in SEED["click_tokens"]])
+    if path == "/v1/o/{token}":
+        return _sometimes(params, [{**params, "token": t + ".gif"} for t in SEED["open_tokens"]])
+    for kind in ("triggers", "funnels", "experiments"):
+        if path == f"/v1/admin/reports/{kind}/{{id}}":
+            return _sometimes(params, [{**params, "id": i} for i in SEED["rules"][kind]])
+    return st.just(path_parameters)
+
+
+@schemathesis.hook
+def flatmap_query(ctx, query):
+    path = ctx.operation.path
+    if path == "/v1/unsubscribe" and isinstance(query, dict):
+        return _sometimes(query, [{**query, "token": t} for t in SEED["unsubscribe_tokens"]])
+    if path == "/v1/admin/users/{userId}/explain" and isinstance(query, dict) and "trigger" in query:
+        return _sometimes(query, [{**query, "trigger": t} for t in SEED["rules"]["triggers"]])
+    return st.just(query)
+
+
+# ---------------------------------------------------------------- tally
+
+_lock = threading.Lock()
+_answers = Counter()      # (operation, status) -> count
+_checked = Counter()      # operation -> cases whose answer went through the checks
+_failed = Counter()       # (operation, check) -> failures
+
+
+def _label(case):
+    return f"{case.operation.method.upper()} {case.operation.path}"
+
+
+@schemathesis.hook
+def after_call(ctx, case, response):
+    with _lock:
+        _answers[(_label(case), response.status_code)] += 1
+
+
+@schemathesis.hook
+def after_validate(ctx, case, response, results):
+    with _lock:
+        _checked[_label(case)] += 1
+        for result in results:
+            if result.status.name == "FAILURE":
+                _failed[(_label(case), result.name)] += 1
+
+
+@atexit.register
+def _write_tally():
+    path = os.environ.get("NUDGE_CONTRACT_TALLY")
+    if not path:
+        return
+    with _lock:
+        tally = {
+            "answers": [[op, status, n] for (op, status), n in sorted(_answers.items())],
+            "checked": dict(sorted(_checked.items())),
+            "failed": [[op, check, n] for (op, check), n in sorted(_failed.items())],
+        }
+    with open(path, "w") as f:
+        json.dump(tally, f, indent=1)
