@@ -19,6 +19,7 @@ import hmac
 import json
 import os
 import threading
+import urllib.parse
 from collections import Counter
 
 import schemathesis
@@ -45,7 +46,9 @@ class Credentials:
             token = base64.b64encode(f"{SEED['write_key']}:".encode()).decode()
             return ("Authorization", f"Basic {token}")
         if "UserHash" in schemes:
-            user = (case.path_parameters or {}).get("userId", "")
+            # The server hashes the decoded segment; schemathesis sends a value's decoded form
+            # quoted again, so `%41` arrives as `A`.
+            user = urllib.parse.unquote(str((case.path_parameters or {}).get("userId", "")))
             digest = hmac.new(SEED["inbox_secret"].encode(), user.encode(), hashlib.sha256)
             return ("X-User-Hash", digest.hexdigest())
         return None

@@ -27,10 +27,14 @@ pub const DEMO_ROUTES: &[ServeRoute] = &[
         r.on(m, || async { asset("text/html; charset=utf-8", PAGE) })
     }),
     ServeRoute::new(Method::GET, "/demo/demo.js", |r, m| {
-        r.on(m, || async { asset("text/javascript; charset=utf-8", SCRIPT) })
+        r.on(m, || async {
+            asset("text/javascript; charset=utf-8", SCRIPT)
+        })
     }),
     ServeRoute::new(Method::GET, "/demo/analytics.js", |r, m| {
-        r.on(m, || async { asset("text/javascript; charset=utf-8", ANALYTICS) })
+        r.on(m, || async {
+            asset("text/javascript; charset=utf-8", ANALYTICS)
+        })
     }),
     ServeRoute::new(Method::POST, "/demo/session", |r, m| r.on(m, session)),
     // The page names no icon; without this the browser's guess is a 404 in its console.

@@ -27,11 +27,16 @@ use crate::handlers::Handlers;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The stream route's handler.
-pub async fn inbox_stream(State(h): State<Arc<Handlers>>, uri: Uri, headers: HeaderMap) -> Response {
+pub async fn inbox_stream(
+    State(h): State<Arc<Handlers>>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
     // The user id decoded as the API decodes it (axum's `Path` refuses bytes that are not
     // UTF-8 with a text answer; the API answers every refusal in JSON).
     let Some(user) = path_segments(uri.path()).into_iter().nth(2) else {
-        return error_reply(StatusCode::NOT_FOUND, "not_found", "no user in the path").map(Body::from);
+        return error_reply(StatusCode::NOT_FOUND, "not_found", "no user in the path")
+            .map(Body::from);
     };
     let mut response = match h.api.authorize_inbox(&headers, &user) {
         Err(refusal) => refusal.reply().map(Body::from),

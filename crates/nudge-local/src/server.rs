@@ -43,11 +43,9 @@ impl ServeRoute {
 /// `nudge serve`'s own routes: its metrics, and the inbox stream (in place of the API's 501).
 pub const SERVE_ROUTES: &[ServeRoute] = &[
     ServeRoute::new(Method::GET, "/metrics", |r, m| r.on(m, metrics)),
-    ServeRoute::new(
-        Method::GET,
-        "/v1/users/{userId}/inbox/stream",
-        |r, m| r.on(m, inbox_stream),
-    ),
+    ServeRoute::new(Method::GET, "/v1/users/{userId}/inbox/stream", |r, m| {
+        r.on(m, inbox_stream)
+    }),
 ];
 
 /// Serves until ctrl-c or SIGTERM; with `demo`, also the demo page.
@@ -233,7 +231,9 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn set<'a>(routes: impl Iterator<Item = (&'a Method, &'a str)>) -> BTreeSet<(String, String)> {
-        routes.map(|(m, p)| (m.to_string(), p.to_string())).collect()
+        routes
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect()
     }
 
     /// A route added to `nudge serve` without its description fails here, as one added to the
@@ -246,22 +246,35 @@ mod tests {
             .chain(crate::demo::DEMO_ROUTES)
             .map(|r| (&r.method, r.path)));
         let described = described_operations().unwrap();
-        let all: BTreeSet<_> = described.iter().map(|o| (o.method.clone(), o.path.clone())).collect();
+        let all: BTreeSet<_> = described
+            .iter()
+            .map(|o| (o.method.clone(), o.path.clone()))
+            .collect();
         let serve_only: BTreeSet<_> = described
             .iter()
             .filter(|o| o.serve_only)
             .map(|o| (o.method.clone(), o.path.clone()))
             .collect();
         let served: BTreeSet<_> = api.union(&own).cloned().collect();
-        assert_eq!(served, all, "routes of nudge serve and operations of schema/openapi.json");
+        assert_eq!(
+            served, all,
+            "routes of nudge serve and operations of schema/openapi.json"
+        );
         let own_only: BTreeSet<_> = own.difference(&api).cloned().collect();
-        assert_eq!(own_only, serve_only, "x-nudge-serve-only marks what only nudge serve routes");
+        assert_eq!(
+            own_only, serve_only,
+            "x-nudge-serve-only marks what only nudge serve routes"
+        );
     }
 
     #[test]
     fn every_route_of_nudge_serve_has_a_method_filter() {
         for r in SERVE_ROUTES.iter().chain(crate::demo::DEMO_ROUTES) {
-            assert!(MethodFilter::try_from(r.method.clone()).is_ok(), "{}", r.path);
+            assert!(
+                MethodFilter::try_from(r.method.clone()).is_ok(),
+                "{}",
+                r.path
+            );
         }
         // Building the router checks the paths (axum panics on a bad one).
         let _ = router(true);

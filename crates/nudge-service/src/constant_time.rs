@@ -32,7 +32,10 @@ mod tests {
         assert!(same_secret(b"ak_live_123", b"ak_live_123"));
         assert!(!same_secret(b"ak_live_124", b"ak_live_123"));
         assert!(!same_secret(b"ak_live_12", b"ak_live_123"), "a prefix");
-        assert!(!same_secret(b"ak_live_1234", b"ak_live_123"), "an extension");
+        assert!(
+            !same_secret(b"ak_live_1234", b"ak_live_123"),
+            "an extension"
+        );
         assert!(!same_secret(b"", b"ak_live_123"));
         assert!(same_secret(b"", b""));
     }
@@ -44,15 +47,34 @@ mod tests {
     fn no_secret_is_compared_with_eq_in_the_adapters_and_the_api() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut found = Vec::new();
-        for krate in ["nudge-service", "nudge-local", "nudge-aws", "nudge-cli", "nudge-http"] {
+        for krate in [
+            "nudge-service",
+            "nudge-local",
+            "nudge-aws",
+            "nudge-cli",
+            "nudge-http",
+        ] {
             scan(&root.join(krate).join("src"), &mut found);
         }
-        assert!(found.is_empty(), "secrets compared with ==/!=:\n{}", found.join("\n"));
+        assert!(
+            found.is_empty(),
+            "secrets compared with ==/!=:\n{}",
+            found.join("\n")
+        );
     }
 
     /// Words that name a secret (an identifier is split at `_` and `.`).
     const SECRET_WORDS: &[&str] = &[
-        "key", "secret", "hash", "mac", "tag", "token", "signature", "sig", "password", "admin",
+        "key",
+        "secret",
+        "hash",
+        "mac",
+        "tag",
+        "token",
+        "signature",
+        "sig",
+        "password",
+        "admin",
     ];
 
     fn scan(dir: &std::path::Path, found: &mut Vec<String>) {
@@ -103,9 +125,13 @@ mod tests {
     #[test]
     fn the_scan_sees_a_secret_compared_with_eq() {
         assert!(comparison_names_a_secret("if presented_key == admin {"));
-        assert!(comparison_names_a_secret("        .any(|t| t == self.keys.admin)"));
+        assert!(comparison_names_a_secret(
+            "        .any(|t| t == self.keys.admin)"
+        ));
         assert!(comparison_names_a_secret("if hash != expected {"));
-        assert!(!comparison_names_a_secret("if e.kind() == io::ErrorKind::NotFound {"));
+        assert!(!comparison_names_a_secret(
+            "if e.kind() == io::ErrorKind::NotFound {"
+        ));
         assert!(!comparison_names_a_secret(
             "Ok(view) if w.sent.as_deref() != Some(view.etag.as_str()) => {"
         ));

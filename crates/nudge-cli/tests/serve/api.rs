@@ -238,13 +238,22 @@ async fn admin_endpoints_need_the_admin_key_and_show_state_timers_decisions_and_
             reqwest::Method::POST,
             reqwest::Method::DELETE,
         ] {
-            for key in [None, Some("wrong"), Some(""), Some("ak_tes"), Some("ak_test2")] {
+            for key in [
+                None,
+                Some("wrong"),
+                Some(""),
+                Some("ak_tes"),
+                Some("ak_test2"),
+            ] {
                 let mut req = s.http.request(method.clone(), s.url(path));
                 if let Some(k) = key {
                     req = req.bearer_auth(k);
                 }
                 let r = req.send().await.unwrap();
-                let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+                let challenge = r.headers()["www-authenticate"]
+                    .to_str()
+                    .unwrap()
+                    .to_string();
                 let status = r.status().as_u16();
                 let body = r.text().await.unwrap();
                 answers.insert((status, challenge, body));
@@ -254,7 +263,10 @@ async fn admin_endpoints_need_the_admin_key_and_show_state_timers_decisions_and_
     assert_eq!(answers.len(), 1, "{answers:?}");
     let (status, _, body) = answers.into_iter().next().unwrap();
     assert_eq!(status, 401);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "invalid_admin_key");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["error"],
+        "invalid_admin_key"
+    );
 
     s.track(
         "/v1/identify",
@@ -402,7 +414,10 @@ async fn serve_routes_answer_other_methods_and_odd_paths_in_json_like_the_api() 
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "missing_user_hash");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "missing_user_hash"
+    );
     // An empty path parameter names nothing.
     let r = s.http.get(s.url("/v1/users//inbox")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 404);

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, Method, Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use nudge_core::rules::CompiledRules;
 use serde_json::json;
 

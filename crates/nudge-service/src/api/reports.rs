@@ -37,9 +37,17 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
         // An unknown id is a 404 before any read.
         let unknown = match scope {
             ReportScope::All => None,
-            ReportScope::Trigger(id) => self.rules.trigger_index(id).is_none().then_some(("trigger", id)),
-            ReportScope::Funnel(id) => (!self.rules.funnels.iter().any(|f| &*f.id == id)).then_some(("funnel", id)),
-            ReportScope::Experiment(id) => (!self.rules.experiments.iter().any(|e| &*e.id == id)).then_some(("experiment", id)),
+            ReportScope::Trigger(id) => self
+                .rules
+                .trigger_index(id)
+                .is_none()
+                .then_some(("trigger", id)),
+            ReportScope::Funnel(id) => {
+                (!self.rules.funnels.iter().any(|f| &*f.id == id)).then_some(("funnel", id))
+            }
+            ReportScope::Experiment(id) => {
+                (!self.rules.experiments.iter().any(|e| &*e.id == id)).then_some(("experiment", id))
+            }
         };
         if let Some((kind, id)) = unknown {
             return error_reply(
@@ -54,7 +62,9 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
         };
         let report = Report::build(&self.rules, period, &sums);
         match scope {
-            ReportScope::Trigger(id) => one(&report, report.triggers.iter().find(|t| t.trigger == id)),
+            ReportScope::Trigger(id) => {
+                one(&report, report.triggers.iter().find(|t| t.trigger == id))
+            }
             ReportScope::Funnel(id) => one(&report, report.funnels.iter().find(|f| f.funnel == id)),
             ReportScope::Experiment(id) => one(
                 &report,

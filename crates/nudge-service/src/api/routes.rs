@@ -77,8 +77,16 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/v1/m", SdkMetrics),
     route(Method::GET, "/v1/users/{userId}/inbox", Inbox),
     route(Method::GET, "/v1/users/{userId}/inbox/stream", InboxStream),
-    route(Method::POST, "/v1/users/{userId}/inbox/{id}/read", InboxRead),
-    route(Method::POST, "/v1/users/{userId}/inbox/{id}/dismiss", InboxDismiss),
+    route(
+        Method::POST,
+        "/v1/users/{userId}/inbox/{id}/read",
+        InboxRead,
+    ),
+    route(
+        Method::POST,
+        "/v1/users/{userId}/inbox/{id}/dismiss",
+        InboxDismiss,
+    ),
     route(Method::GET, "/v1/c/{token}", Click),
     route(Method::GET, "/v1/o/{token}", OpenPixel),
     route(Method::GET, "/v1/sdk/inbox.js", InboxWidget),
@@ -87,12 +95,24 @@ pub const ROUTES: &[Route] = &[
     route(Method::GET, "/v1/admin/users/{userId}", User),
     route(Method::DELETE, "/v1/admin/users/{userId}", EraseUser),
     route(Method::GET, "/v1/admin/users/{userId}/timers", UserTimer),
-    route(Method::GET, "/v1/admin/users/{userId}/decisions", UserDecisions),
+    route(
+        Method::GET,
+        "/v1/admin/users/{userId}/decisions",
+        UserDecisions,
+    ),
     route(Method::GET, "/v1/admin/users/{userId}/explain", ExplainUser),
     route(Method::GET, "/v1/admin/reports", Report),
-    route(Method::GET, "/v1/admin/reports/triggers/{id}", TriggerReport),
+    route(
+        Method::GET,
+        "/v1/admin/reports/triggers/{id}",
+        TriggerReport,
+    ),
     route(Method::GET, "/v1/admin/reports/funnels/{id}", FunnelReport),
-    route(Method::GET, "/v1/admin/reports/experiments/{id}", ExperimentReport),
+    route(
+        Method::GET,
+        "/v1/admin/reports/experiments/{id}",
+        ExperimentReport,
+    ),
 ];
 
 /// A path's segments, percent-decoded (a trailing `/` is dropped): what templates match.
