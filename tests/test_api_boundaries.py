@@ -4,10 +4,13 @@
   items, and random attempts (another user's hash, forged and altered hashes, another user's
   item ids on one's own inbox, ids that decode to another user's) after which the victim's
   inbox is as it was.
+- Unsubscribe and click tokens cannot be forged, altered or moved to another user (the HTTP
+  side of `nudge_service::signing`'s tests).
 - The admin endpoints, enumerated from schema/openapi.json, answer a missing key and a wrong
   one identically (status, body, challenge) on every path, whether it exists or not, and
   whatever the method."""
 
+import base64
 import hashlib
 import hmac
 import json
@@ -20,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import contract_support as cs
+from serve_support import eventually
 
 USERS = [f"b-{name}" for name in ["ann", "ben", "cat", "dov", "eve", "fay"]]
 # A user apart, whose own reads and dismissals change nothing the attempts compare.
@@ -187,3 +191,72 @@ def test_admin_endpoints_refuse_a_missing_and_a_wrong_key_identically_on_every_p
     assert status == 200, body
     path = f"/v1/admin/users/{urllib.parse.quote(USERS[0])}"
     assert refusal(server, "GET", path, {"Authorization": f"Bearer {cs.ADMIN_KEY}"})[0] == 200
+
+
+# ---------------------------------------------------------------- link tokens
+
+def b64(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def token_user(token: str) -> str:
+    part = token.split(".")[0]
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)).decode()
+
+
+def altered(token: str, part: int) -> str:
+    """The token with one character of one dot-separated part changed."""
+    parts = token.split(".")
+    p = parts[part]
+    parts[part] = ("B" if p[0] != "B" else "C") + p[1:]
+    return ".".join(parts)
+
+
+def unsubscribed(server, user: str) -> bool:
+    status, _, body = cs.request(server, "GET", f"/v1/admin/users/{cs.quoted(user)}",
+                                 {"Authorization": f"Bearer {cs.ADMIN_KEY}"})
+    assert status == 200, body
+    return json.loads(body)["user"]["unsubscribed"]
+
+
+def post_unsubscribe(server, token: str):
+    return cs.request(server, "POST", f"/v1/unsubscribe?token={urllib.parse.quote(token)}",
+                      {"Content-Type": "application/x-www-form-urlencoded"},
+                      b"List-Unsubscribe=One-Click")
+
+
+def test_an_unsubscribe_token_cannot_be_forged_altered_or_moved_to_another_user(seeded):
+    server, seed = seeded
+    token = next(t for t in seed["unsubscribe_tokens"] if token_user(t) == USERS[0])
+    victim = USERS[1]
+    moved = ".".join([b64(victim)] + token.split(".")[1:])
+    forgeries = [moved, altered(token, 1), altered(token, 2), token[:-2], token + "A",
+                 ".".join(token.split(".")[:2]), b64(victim) + ".0000000000000001." + b64("x" * 32)]
+    for forged in forgeries:
+        status, _, body = post_unsubscribe(server, forged)
+        assert status in (400, 403), (forged, status, body)
+        assert json.loads(body)["success"] is False
+    # The genuine one unsubscribes its own user, and only them.
+    status, _, body = post_unsubscribe(server, token)
+    assert status == 200, body
+    assert eventually(lambda: unsubscribed(server, USERS[0]))
+    assert not unsubscribed(server, victim)
+
+
+def test_a_click_token_cannot_be_forged_altered_or_moved_to_another_user(seeded):
+    server, seed = seeded
+    token = seed["click_tokens"][0]
+    owner = token_user(token)
+    other = next(u for u in USERS + [OWNER] if u != owner)
+    parts = token.split(".")
+    forgeries = [
+        ".".join([b64(other)] + parts[1:]),                       # another user
+        ".".join(parts[:5] + [b64("https://evil.example/")] + parts[6:]),  # another URL
+        altered(token, 1), altered(token, 3), altered(token, 6), token[:-3],
+    ]
+    for forged in forgeries:
+        status, headers, body = cs.request(server, "GET", f"/v1/c/{forged}")
+        assert status == 403, (forged, status, body)
+        assert "location" not in headers
+    status, headers, _ = cs.request(server, "GET", f"/v1/c/{token}")
+    assert status == 302 and not headers["location"].startswith("https://evil.example")

@@ -9,7 +9,7 @@ The live inbox stream never ends, so schemathesis cannot read an answer of it: i
 of that run and checked here against the description by hand.
 
 NUDGE_CONTRACT_MAX_EXAMPLES sets the examples per operation (default 25); the figures of a
-run are printed (`pytest -s`) and kept in docs/reliability.md."""
+run are printed (`pytest -s`) and kept in docs/reliability-api.md."""
 
 import http.client
 import json
@@ -59,40 +59,60 @@ def test_the_description_is_served_at_openapi_json(seeded):
     assert body == cs.DESCRIPTION.read_bytes()
 
 
-def test_schemathesis_finds_nothing_off_the_description_on_any_operation(seeded, tmp_path):
-    server, seed = seeded
+def run_schemathesis(server, seed, tmp_path, *args, tamper=False):
+    """Runs the CLI against the live server, every check on (the default; tests/
+    schemathesis.toml turns two off for some operations, saying why). Returns the process, the
+    hooks' tally with the CLI's JSON report as `report`, and the seconds taken."""
     (tmp_path / "seed.json").write_text(json.dumps(seed))
     tally_path = tmp_path / "tally.json"
+    report_path = tmp_path / "report.json"
     command = [
         SCHEMATHESIS, "--config-file", str(ROOT / "tests" / "schemathesis.toml"),
         "run", f"{server.base}/openapi.json", "--url", server.base,
-        "--checks", "all", "--mode", "all", "--max-examples", str(MAX_EXAMPLES),
-        "--seed", "20261207", "--workers", "1", "--generation-database", "none",
-        "--exclude-path", STREAM, "--max-redirects", "0", "--request-timeout", "10",
+        "--mode", "all", "--seed", "20261207", "--workers", "1",
+        "--generation-database", "none", "--exclude-path", STREAM, "--max-redirects", "0",
+        "--request-timeout", "10", "--report", "json", "--report-json-path", str(report_path),
+        *args,
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
            "PYTHONPATH": str(ROOT / "tests"), "NUDGE_CONTRACT_SEED": str(tmp_path / "seed.json"),
-           "NUDGE_CONTRACT_TALLY": str(tally_path), "NO_COLOR": "1"}
+           "NUDGE_CONTRACT_TALLY": str(tally_path), "NO_COLOR": "1",
+           "NUDGE_CONTRACT_TAMPER": "1" if tamper else "0"}
     started = time.monotonic()
     # Run in a scratch folder: schemathesis keeps crash files beside where it runs.
     run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=900)
     seconds = time.monotonic() - started
-    assert tally_path.exists(), run.stdout[-5000:] + run.stderr[-5000:]
+    assert tally_path.exists() and report_path.exists(), run.stdout[-5000:] + run.stderr[-5000:]
     tally = json.loads(tally_path.read_text())
+    tally["report"] = json.loads(report_path.read_text())
+    return run, tally, seconds
 
+
+def failures(tally) -> dict[str, set[str]]:
+    """The failures of a run: code and title -> operations."""
+    return {f"{f['code']} {f['title']}": set(f["operations"])
+            for f in tally["report"]["failures"]}
+
+
+def test_schemathesis_finds_nothing_off_the_description_on_any_operation(seeded, tmp_path):
+    server, seed = seeded
+    run, tally, seconds = run_schemathesis(server, seed, tmp_path,
+                                           "--max-examples", str(MAX_EXAMPLES))
     answers = tally["answers"]
     requests = sum(n for _, _, n in answers)
-    cases = sum(tally["checked"].values())
-    failures = sum(n for _, _, n in tally["failed"])
+    cases = tally["report"]["test_cases"]
+    found = failures(tally)
     server_errors = [(op, status, n) for op, status, n in answers if status >= 500]
-    print(f"\nschemathesis: {len(tally['checked'])} operations, {cases} checked cases, "
-          f"{requests} requests, {failures} failed checks, {len(server_errors)} kinds of 5xx, "
-          f"{seconds:.0f} s ({MAX_EXAMPLES} examples an operation)")
+    print(f"\nschemathesis: {len(tally['checked'])} operations, {cases['generated']} cases "
+          f"generated, {requests} requests, {cases['unique_failures']} unique failures, "
+          f"{len(server_errors)} kinds of 5xx, {seconds:.0f} s "
+          f"({MAX_EXAMPLES} examples an operation)")
 
-    assert run.returncode == 0, run.stdout[-30000:]
-    assert failures == 0, tally["failed"]
+    assert found == {}, found
     assert server_errors == [], server_errors
+    assert tally["report"]["errors"] == [], tally["report"]["errors"]
+    assert run.returncode == 0, run.stdout[-30000:]
     expected = {f"{m} {p}" for m, p in cs.operations(cs.description()) if p != STREAM}
     assert set(tally["checked"]) == expected, "operations schemathesis did not exercise"
     # Authenticated operations were answered for real, not only refused.
@@ -103,6 +123,21 @@ def test_schemathesis_finds_nothing_off_the_description_on_any_operation(seeded,
                "POST /v1/track", "POST /v1/batch", "GET /v1/c/{token}", "GET /v1/o/{token}",
                "POST /v1/unsubscribe"]:
         assert op in answered, f"{op} was never answered 2xx/3xx"
+
+
+def test_the_run_fails_on_an_answer_off_the_description(seeded, tmp_path):
+    """The run above can fail: the same run, with one answer spoiled on its way to the checks
+    (a body the description does not allow) and another turned into a server error, fails and
+    names both."""
+    server, seed = seeded
+    run, tally, _ = run_schemathesis(server, seed, tmp_path, "--max-examples", "5",
+                                     "--include-path", "/healthz",
+                                     "--include-path", "/v1/sdk/inbox.js",
+                                     "--phases", "examples,coverage,fuzzing", tamper=True)
+    assert run.returncode != 0, run.stdout[-5000:]
+    found = failures(tally)
+    assert "GET /healthz" in found.get("ST108 Response violates schema", set()), found
+    assert "GET /v1/sdk/inbox.js" in found.get("ST101 Server error", set()), found
 
 
 def test_the_inbox_stream_answers_as_described(seeded):

@@ -79,6 +79,10 @@ pub enum RequestError {
     MissingWriteKey,
     #[error("unknown write key")]
     UnknownWriteKey,
+    /// An `Authorization` header that is not HTTP Basic: a wrong credential, not an absent
+    /// one, so the request is not let through on a key elsewhere.
+    #[error("the Authorization header is not HTTP Basic with the write key as username")]
+    NotBasicAuthorization,
 }
 
 impl RequestError {
@@ -86,7 +90,9 @@ impl RequestError {
     pub fn status(&self) -> u16 {
         match self {
             RequestError::TooLarge { .. } => 413,
-            RequestError::MissingWriteKey | RequestError::UnknownWriteKey => 401,
+            RequestError::MissingWriteKey
+            | RequestError::UnknownWriteKey
+            | RequestError::NotBasicAuthorization => 401,
             _ => 400,
         }
     }
@@ -100,7 +106,9 @@ impl RequestError {
             RequestError::NotAnObject => "not_an_object",
             RequestError::BatchNotArray => "invalid_batch",
             RequestError::MissingWriteKey => "missing_write_key",
-            RequestError::UnknownWriteKey => "unknown_write_key",
+            RequestError::UnknownWriteKey | RequestError::NotBasicAuthorization => {
+                "unknown_write_key"
+            }
         }
     }
 }
