@@ -318,9 +318,14 @@ fn optional_id(body: &mut impl Body, key: &str) -> Result<Option<String>, Messag
     Ok(Some(id))
 }
 
+/// The largest magnitude of an integer id written with a fraction or an exponent: 2^53, up to
+/// which a float holds every integer exactly. Past it the written digits are already lost
+/// (`-9223372036854775809`, below the smallest id, reads as the smallest id), so such a
+/// number names no integer for sure.
+const MAX_FLOAT_ID: f64 = 9_007_199_254_740_992.0;
+
 /// An integer id, written without a fraction. JSON Schema (and so the OpenAPI description)
-/// counts `42.0` and `4.2e1` integers too, so they are 42 like `42`, within the range of the
-/// integers ids take (`i64::MIN..=u64::MAX`).
+/// counts `42.0` and `4.2e1` integers too, so they are 42 like `42`, up to 2^53 in magnitude.
 fn integer_id(value: &Value) -> Option<String> {
     let Value::Number(n) = value else {
         return None;
@@ -328,12 +333,11 @@ fn integer_id(value: &Value) -> Option<String> {
     if n.is_i64() || n.is_u64() {
         return Some(n.to_string());
     }
-    let f = n.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0)?;
-    // Exact: every such float in this range is an integer an i128 holds.
-    let whole = f as i128;
-    (i128::from(i64::MIN)..=i128::from(u64::MAX))
-        .contains(&whole)
-        .then(|| whole.to_string())
+    let f = n
+        .as_f64()
+        .filter(|f| f.fract() == 0.0 && f.abs() <= MAX_FLOAT_ID)?;
+    // In range and whole, so the conversion is exact.
+    Some((f as i64).to_string())
 }
 
 fn required_id(body: &mut impl Body, key: &str, kind: &str) -> Result<String, MessageError> {

@@ -282,8 +282,8 @@ fn integer_ids_written_with_a_fraction_or_an_exponent_are_the_same_integers() {
         ("4.2e1", "42"),
         ("-0.0", "0"),
         ("9498003591.0", "9498003591"),
-        ("1e19", "10000000000000000000"),
-        ("-9223372036854775808.0", "-9223372036854775808"),
+        ("9007199254740992.0", "9007199254740992"),
+        ("-9.007199254740992e15", "-9007199254740992"),
     ] {
         let text =
             format!(r#"{{"type":"track","userId":{written},"messageId":{written},"event":"E"}}"#);
@@ -291,8 +291,16 @@ fn integer_ids_written_with_a_fraction_or_an_exponent_are_the_same_integers() {
         assert_eq!(m.user_id.as_deref(), Some(id), "{written}");
         assert_eq!(m.message_id, id, "{written}");
     }
-    // Not integers, or past the integers an id takes.
-    for written in ["1.5", "-0.25", "1e20", "-1e19", "1.8446744073709552e19"] {
+    // Not integers, or past 2^53, where the digits written are lost: `-9223372036854775809`,
+    // one below the smallest id, would read as the smallest.
+    for written in [
+        "1.5",
+        "-0.25",
+        "1e20",
+        "-9223372036854775809",
+        "18446744073709551616",
+        "9007199254740994.0",
+    ] {
         let text = format!(r#"{{"type":"track","userId":{written},"event":"E"}}"#);
         let err = parse(serde_json::from_str(&text).unwrap()).unwrap_err();
         assert_eq!(err.field, "userId", "{written}");
