@@ -51,7 +51,8 @@ def forged_hashes(user: str) -> st.SearchStrategy:
         st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
         st.just(""),
         st.just(good + "00"),
-        st.just(" " + good),
+        st.just(good[1:] + good[0]),
+        # (" " + good is no forgery: HTTP drops the spaces around a header's value.)
     )
 
 
@@ -140,7 +141,8 @@ def admin_paths(seed) -> list[str]:
     templates = sorted({p for p, item in doc["paths"].items()
                         for op in item.values() if isinstance(op, dict)
                         and {"AdminKey"} & {k for req in op.get("security", []) for k in req}})
-    assert len(templates) >= 9, templates
+    # Nine operations on eight paths (a user's GET and DELETE share one).
+    assert len(templates) >= 8, templates
     fills = {"userId": [USERS[0], "nobody-here", "%2F..%2Fx"],
              "id": [seed["rules"]["triggers"][0], seed["rules"]["funnels"][0],
                     seed["rules"]["experiments"][0], "nope"]}
