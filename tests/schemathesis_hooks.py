@@ -4,7 +4,9 @@ the CLI through SCHEMATHESIS_HOOKS.
 - Credentials, per the operation's security scheme: the write key as the HTTP Basic
   username, the admin key as a bearer token, and for the inbox the user hash of the very
   userId the case asks about (so authenticated operations are exercised for real, not only
-  their 401s).
+  their 401s), or now and then another seeded user's.
+- A check of who sees what (`inbox_stays_its_users`): no inbox answer to another user's
+  hash, and no seeded item read, marked or dismissed by anyone but its owner.
 - Known values: generated user ids, inbox item ids, link tokens and report ids are sometimes
   swapped for ones the test seeded (NUDGE_CONTRACT_SEED, a JSON file), so the answers about
   real users, items, links and rules are checked too, not only the 404s of random ones.
@@ -18,6 +20,7 @@ import hashlib
 import hmac
 import json
 import os
+import random
 import threading
 import urllib.parse
 from collections import Counter
@@ -34,6 +37,20 @@ def _schemes(operation):
     return {name for requirement in security for name in requirement}
 
 
+# Deterministic: the run is one worker, so the cases come in the same order every time.
+_chance = random.Random(20261207)
+
+
+def user_hash(user: str) -> str:
+    return hmac.new(SEED["inbox_secret"].encode(), user.encode(), hashlib.sha256).hexdigest()
+
+
+def _user_of(case) -> str:
+    """The user id a case's path names. The server hashes the decoded segment; schemathesis
+    sends a value's decoded form quoted again, so `%41` arrives as `A`."""
+    return urllib.parse.unquote(str((case.path_parameters or {}).get("userId", "")))
+
+
 @schemathesis.auth(refresh_interval=None, retry_on=[])
 class Credentials:
     """The credential each operation asks for; the inbox hash is per case (per userId)."""
@@ -46,11 +63,13 @@ class Credentials:
             token = base64.b64encode(f"{SEED['write_key']}:".encode()).decode()
             return ("Authorization", f"Basic {token}")
         if "UserHash" in schemes:
-            # The server hashes the decoded segment; schemathesis sends a value's decoded form
-            # quoted again, so `%41` arrives as `A`.
-            user = urllib.parse.unquote(str((case.path_parameters or {}).get("userId", "")))
-            digest = hmac.new(SEED["inbox_secret"].encode(), user.encode(), hashlib.sha256)
-            return ("X-User-Hash", digest.hexdigest())
+            user = _user_of(case)
+            # Now and then a seeded user asks with another seeded user's valid hash, which
+            # must be refused (the check `inbox_stays_its_users` below).
+            others = [u for u in SEED["users"] if u != user]
+            if user in SEED["users"] and _chance.random() < 0.25:
+                user = _chance.choice(others)
+            return ("X-User-Hash", user_hash(user))
         return None
 
     def set(self, case, data, ctx):
@@ -132,6 +151,35 @@ def after_call(ctx, case, response):
         _tamper(case, response)
     with _lock:
         _answers[(_label(case), response.status_code)] += 1
+
+
+# Who owns each seeded inbox item.
+OWNER = {item: user for user, items in SEED["items"].items() for item in items}
+
+
+@schemathesis.check
+def inbox_stays_its_users(ctx, response, case):
+    """No inbox answer goes to a hash that is not the user's own, and no user reads, marks or
+    dismisses a seeded item of another (schemathesis's own checks see a 200 or a 404 as both
+    described, not whose item it was)."""
+    path = case.operation.path
+    # The operation's own answer (not a preflight or another method's probe), given.
+    if (not path.startswith("/v1/users/{userId}/inbox") or response.status_code != 200
+            or str(getattr(case, "method", "")).upper() != case.operation.method.upper()):
+        return None
+    user = _user_of(case)
+    presented = (case.headers or {}).get("X-User-Hash", "")
+    if not hmac.compare_digest(presented.strip().lower(), user_hash(user)):
+        raise AssertionError(f"{user}'s inbox answered {response.status_code} to another hash")
+    item = str((case.path_parameters or {}).get("id", ""))
+    if item in OWNER and OWNER[item] != user:
+        raise AssertionError(f"{user} changed {OWNER[item]}'s item {item}")
+    if path == "/v1/users/{userId}/inbox":
+        shown = [i.get("id") for i in response.json().get("items", [])]
+        others = [i for i in shown if i in OWNER and OWNER[i] != user]
+        if others:
+            raise AssertionError(f"{user}'s inbox shows items of others: {others}")
+    return None
 
 
 @schemathesis.check

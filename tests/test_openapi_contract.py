@@ -12,11 +12,13 @@ NUDGE_CONTRACT_MAX_EXAMPLES sets the examples per operation (default 25); the fi
 run are printed (`pytest -s`) and kept in docs/reliability-api.md."""
 
 import http.client
+import importlib
 import json
 import os
 import subprocess
 import sys
 import time
+import types
 import urllib.parse
 
 import jsonschema
@@ -91,6 +93,15 @@ def run_schemathesis(server, seed, tmp_path, *args, tamper=False):
     return run, tally, seconds
 
 
+def section(output: str, title: str) -> str:
+    """One section of the CLI's output (FAILURES, with a curl line to reproduce each; ERRORS)."""
+    start = output.find(f"= {title} =")
+    if start < 0:
+        return output[-20000:]
+    end = output.find("\n=", output.find("\n", start))
+    return output[start:end if end >= 0 else None]
+
+
 def failures(tally) -> dict[str, set[str]]:
     """The failures of a run: code and title -> operations."""
     return {f"{f['code']} {f['title']}": set(f["operations"])
@@ -111,9 +122,9 @@ def test_schemathesis_finds_nothing_off_the_description_on_any_operation(seeded,
           f"{len(server_errors)} kinds of 5xx, {seconds:.0f} s "
           f"({MAX_EXAMPLES} examples an operation)")
 
-    assert found == {}, found
+    assert found == {}, (found, section(run.stdout, "FAILURES"))
     assert server_errors == [], server_errors
-    assert tally["report"]["errors"] == [], tally["report"]["errors"]
+    assert tally["report"]["errors"] == [], (tally["report"]["errors"], section(run.stdout, "ERRORS"))
     assert run.returncode == 0, run.stdout[-30000:]
     expected = {f"{m} {p}" for m, p in cs.operations(cs.description()) if p != STREAM}
     assert set(tally["checked"]) == expected, "operations schemathesis did not exercise"
@@ -140,6 +151,40 @@ def test_the_run_fails_on_an_answer_off_the_description(seeded, tmp_path):
     found = failures(tally)
     assert "GET /healthz" in found.get("ST108 Response violates schema", set()), found
     assert "GET /v1/sdk/inbox.js" in found.get("ST101 Server error", set()), found
+
+
+def test_the_isolation_check_fails_on_anothers_inbox_answered(tmp_path, monkeypatch):
+    """The hooks' own check, `inbox_stays_its_users`, fails where a server would give one user
+    another's inbox or item, and passes the answers it should."""
+    users = {"ada": ["00000000000000a1"], "bob": ["00000000000000b1"]}
+    seed = {"users": list(users), "items": users, "inbox_secret": "s"}
+    (tmp_path / "seed.json").write_text(json.dumps(seed))
+    monkeypatch.setenv("NUDGE_CONTRACT_SEED", str(tmp_path / "seed.json"))
+    monkeypatch.delenv("NUDGE_CONTRACT_TALLY", raising=False)
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    hooks = importlib.import_module("schemathesis_hooks")
+
+    inbox, read = "/v1/users/{userId}/inbox", "/v1/users/{userId}/inbox/{id}/read"
+
+    def answer(path, user, hash_of, item=None, status=200, items=()):
+        method = "GET" if path == inbox else "POST"
+        case = types.SimpleNamespace(
+            method=method, operation=types.SimpleNamespace(path=path, method=method),
+            path_parameters={"userId": user, **({"id": item} if item else {})},
+            headers={"X-User-Hash": hooks.user_hash(hash_of)})
+        response = types.SimpleNamespace(status_code=status,
+                                         json=lambda: {"items": [{"id": i} for i in items]})
+        return hooks.inbox_stays_its_users(None, response, case)
+
+    assert answer(inbox, "ada", "ada", items=users["ada"]) is None
+    assert answer(read, "ada", "ada", item=users["ada"][0]) is None
+    assert answer(read, "ada", "ada", item=users["bob"][0], status=404) is None
+    assert answer(inbox, "ada", "bob", status=403) is None
+    for wrong in [lambda: answer(inbox, "ada", "bob"),
+                  lambda: answer(inbox, "ada", "ada", items=users["bob"]),
+                  lambda: answer(read, "ada", "ada", item=users["bob"][0])]:
+        with pytest.raises(AssertionError):
+            wrong()
 
 
 def test_the_inbox_stream_answers_as_described(seeded):

@@ -283,6 +283,8 @@ fn integer_ids_written_with_a_fraction_or_an_exponent_are_the_same_integers() {
         ("-0.0", "0"),
         ("9498003591.0", "9498003591"),
         ("9007199254740992.0", "9007199254740992"),
+        // Read exactly (serde_json's float_roundtrip), not one unit off in the last place.
+        ("-4439485540699770.0", "-4439485540699770"),
         ("-9.007199254740992e15", "-9007199254740992"),
     ] {
         let text =
