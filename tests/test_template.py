@@ -738,6 +738,20 @@ def test_api_gateway_routes_every_sdk_path(template):
     assert "retry-after" in cors["ExposeHeaders"]
 
 
+def test_api_gateway_routes_every_operation_of_the_openapi_description(template):
+    """The routes of the template are the operations of schema/openapi.json but those only
+    `nudge serve` has (marked x-nudge-serve-only): an operation added to the API and
+    described is routed on AWS too."""
+    description = json.loads((ROOT / "schema" / "openapi.json").read_text())
+    described = {(method.upper(), path)
+                 for path, item in description["paths"].items()
+                 for method, op in item.items()
+                 if isinstance(op, dict) and "operationId" in op and not op.get("x-nudge-serve-only")}
+    routed = http_routes(template)
+    assert routed - described == set(), "routes the description lacks"
+    assert described - routed == set(), "described operations API Gateway does not route"
+
+
 def test_every_api_gateway_route_is_a_path_the_api_answers(template):
     """Each route of the template, asked of a real `nudge serve` (the same router as the ingest
     function), is answered by an endpoint: an authentication or validation error at most, never

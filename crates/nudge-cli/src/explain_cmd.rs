@@ -93,7 +93,7 @@ fn explain_to_stdout(args: &Args<'_>) -> Result<(), ExplainCmdError> {
     let mut times = input
         .events
         .iter()
-        .filter(|(m, _)| m.user_key() == args.user)
+        .filter(|(m, _)| m.user_key() == args.user) // not a secret: the user id
         .map(|(_, at)| *at);
     let Some(first) = times.next() else {
         return Err(ExplainCmdError::UnknownUser {

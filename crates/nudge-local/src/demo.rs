@@ -6,39 +6,42 @@
 
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
+use nudge_service::api::error_reply;
 use nudge_service::signing::inbox_hash;
 use serde_json::json;
 
 use crate::handlers::Handlers;
+use crate::server::ServeRoute;
 
 const PAGE: &str = include_str!("../../../web/demo/index.html");
 const SCRIPT: &str = include_str!("../../../web/demo/demo.js");
 const ANALYTICS: &str = include_str!("../../../web/vendor/analytics-next/analytics.min.js");
 
 /// The demo's routes.
-pub fn routes() -> Router<Arc<Handlers>> {
-    Router::new()
-        .route(
-            "/demo",
-            get(|| async { asset("text/html; charset=utf-8", PAGE) }),
-        )
-        .route(
-            "/demo/demo.js",
-            get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),
-        )
-        .route(
-            "/demo/analytics.js",
-            get(|| async { asset("text/javascript; charset=utf-8", ANALYTICS) }),
-        )
-        .route("/demo/session", post(session))
-        // The page names no icon; without this the browser's guess is a 404 in its console.
-        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
-}
+pub const DEMO_ROUTES: &[ServeRoute] = &[
+    ServeRoute::new(Method::GET, "/demo", |r, m| {
+        r.on(m, || async { asset("text/html; charset=utf-8", PAGE) })
+    }),
+    ServeRoute::new(Method::GET, "/demo/demo.js", |r, m| {
+        r.on(m, || async {
+            asset("text/javascript; charset=utf-8", SCRIPT)
+        })
+    }),
+    ServeRoute::new(Method::GET, "/demo/analytics.js", |r, m| {
+        r.on(m, || async {
+            asset("text/javascript; charset=utf-8", ANALYTICS)
+        })
+    }),
+    ServeRoute::new(Method::POST, "/demo/session", |r, m| r.on(m, session)),
+    // The page names no icon; without this the browser's guess is a 404 in its console.
+    ServeRoute::new(Method::GET, "/favicon.ico", |r, m| {
+        r.on(m, || async { StatusCode::NO_CONTENT })
+    }),
+];
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut r = (StatusCode::OK, body).into_response();
@@ -52,7 +55,12 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 async fn session(State(h): State<Arc<Handlers>>) -> Response {
     let mut random = [0u8; 8];
     if getrandom::fill(&mut random).is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "no randomness").into_response();
+        return error_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "no randomness for a demo user id; retry",
+        )
+        .map(Body::from);
     }
     let user_id = format!("demo-{}", hex::encode(random));
     let user_hash = inbox_hash(&h.api.keys.inbox_secret, &user_id);

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
+use nudge_service::api::error_reply;
+use nudge_service::api::routes::path_segments;
 use nudge_service::cors;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
@@ -27,9 +29,15 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// The stream route's handler.
 pub async fn inbox_stream(
     State(h): State<Arc<Handlers>>,
-    Path(user): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
 ) -> Response {
+    // The user id decoded as the API decodes it (axum's `Path` refuses bytes that are not
+    // UTF-8 with a text answer; the API answers every refusal in JSON).
+    let Some(user) = path_segments(uri.path()).into_iter().nth(2) else {
+        return error_reply(StatusCode::NOT_FOUND, "not_found", "no user in the path")
+            .map(Body::from);
+    };
     let mut response = match h.api.authorize_inbox(&headers, &user) {
         Err(refusal) => refusal.reply().map(Body::from),
         Ok(()) => {

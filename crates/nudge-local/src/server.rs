@@ -1,18 +1,19 @@
-//! The HTTP server of `nudge serve`: axum in front of the framework-free API, plus
-//! `/metrics` in the Prometheus text format.
+//! The HTTP server of `nudge serve`: axum in front of the framework-free API, plus its own
+//! routes (`/metrics` in the Prometheus text format, the live inbox stream, the demo), listed
+//! in tables the OpenAPI description is checked against.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::http::{header, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodFilter, MethodRouter};
 use axum::Router;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use nudge_service::api::error_reply;
+use nudge_service::api::{error_reply, method_not_allowed};
 use nudge_service::cors;
 use nudge_service::ingest::MAX_BATCH_BYTES;
 use nudge_service::metrics::Metrics;
@@ -22,27 +23,85 @@ use tracing::info;
 use crate::handlers::Handlers;
 use crate::inbox_stream::inbox_stream;
 
+/// A route `nudge serve` has beside the API's (`nudge_service::api::routes`): its method, its
+/// path as the OpenAPI description names it (axum reads the same `{name}` templates), and how
+/// its handler joins the path's method router.
+pub struct ServeRoute {
+    pub method: Method,
+    pub path: &'static str,
+    add: AddHandler,
+}
+
+type AddHandler = fn(MethodRouter<Arc<Handlers>>, MethodFilter) -> MethodRouter<Arc<Handlers>>;
+
+impl ServeRoute {
+    pub const fn new(method: Method, path: &'static str, add: AddHandler) -> Self {
+        ServeRoute { method, path, add }
+    }
+}
+
+/// `nudge serve`'s own routes: its metrics, and the inbox stream (in place of the API's 501).
+pub const SERVE_ROUTES: &[ServeRoute] = &[
+    ServeRoute::new(Method::GET, "/metrics", |r, m| r.on(m, metrics)),
+    ServeRoute::new(Method::GET, "/v1/users/{userId}/inbox/stream", |r, m| {
+        r.on(m, inbox_stream)
+    }),
+];
+
 /// Serves until ctrl-c or SIGTERM; with `demo`, also the demo page.
 pub async fn run(
     listener: TcpListener,
     handlers: Arc<Handlers>,
     demo: bool,
 ) -> std::io::Result<()> {
-    let mut app = Router::new()
-        .route("/metrics", get(metrics))
-        // Other methods (the CORS preflight among them) go to the API like any path.
-        .route(
-            "/v1/users/{user}/inbox/stream",
-            get(inbox_stream).fallback(api),
-        )
-        .fallback(api);
-    if demo {
-        app = app.merge(crate::demo::routes());
-    }
-    let app = app.with_state(handlers);
+    let app = router(demo).with_state(handlers);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown())
         .await
+}
+
+/// The routes of this server (the demo's with `demo`), each path answering other methods with
+/// a JSON 405; every other path goes to the API.
+fn router(demo: bool) -> Router<Arc<Handlers>> {
+    let demo_routes: &[ServeRoute] = if demo { crate::demo::DEMO_ROUTES } else { &[] };
+    let routes: Vec<&ServeRoute> = SERVE_ROUTES.iter().chain(demo_routes).collect();
+    let mut app = Router::new();
+    let mut paths: Vec<&str> = Vec::new();
+    for r in &routes {
+        if !paths.contains(&r.path) {
+            paths.push(r.path);
+        }
+    }
+    for path in paths {
+        let here: Vec<&&ServeRoute> = routes.iter().filter(|r| r.path == path).collect();
+        let mut methods = MethodRouter::new();
+        let mut allowed = Vec::new();
+        for r in here {
+            // GET, POST and DELETE, the only methods these tables use, are filters.
+            if let Ok(filter) = MethodFilter::try_from(r.method.clone()) {
+                methods = (r.add)(methods, filter);
+                allowed.push(r.method.clone());
+            }
+        }
+        let methods = methods.fallback(move |state, req| other_method(state, req, allowed.clone()));
+        app = app.route(path, methods);
+    }
+    app.fallback(api)
+}
+
+/// A method a `nudge serve` route does not take: the CORS preflight goes to the API (as
+/// everywhere), anything else is refused like the API refuses it.
+async fn other_method(
+    State(h): State<Arc<Handlers>>,
+    req: Request<Body>,
+    allowed: Vec<Method>,
+) -> Response {
+    if req.method() == Method::OPTIONS {
+        return api(State(h), req).await;
+    }
+    let mut r = method_not_allowed(req.method(), req.uri().path(), &allowed).map(Body::from);
+    cors::allow_origin(req.headers(), r.headers_mut());
+    r
 }
 
 async fn metrics(State(h): State<Arc<Handlers>>) -> Response {
@@ -162,4 +221,62 @@ async fn shutdown() {
         _ = term => {}
     }
     info!("shutting down; queued events are kept for the next start");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nudge_service::api::openapi::described_operations;
+    use nudge_service::api::routes::ROUTES;
+    use std::collections::BTreeSet;
+
+    fn set<'a>(routes: impl Iterator<Item = (&'a Method, &'a str)>) -> BTreeSet<(String, String)> {
+        routes
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect()
+    }
+
+    /// A route added to `nudge serve` without its description fails here, as one added to the
+    /// API fails `nudge_service::api::openapi`'s test.
+    #[test]
+    fn every_route_of_nudge_serve_is_described_and_only_its_own_are_marked_serve_only() {
+        let api = set(ROUTES.iter().map(|r| (&r.method, r.path)));
+        let own = set(SERVE_ROUTES
+            .iter()
+            .chain(crate::demo::DEMO_ROUTES)
+            .map(|r| (&r.method, r.path)));
+        let described = described_operations().unwrap();
+        let all: BTreeSet<_> = described
+            .iter()
+            .map(|o| (o.method.clone(), o.path.clone()))
+            .collect();
+        let serve_only: BTreeSet<_> = described
+            .iter()
+            .filter(|o| o.serve_only)
+            .map(|o| (o.method.clone(), o.path.clone()))
+            .collect();
+        let served: BTreeSet<_> = api.union(&own).cloned().collect();
+        assert_eq!(
+            served, all,
+            "routes of nudge serve and operations of schema/openapi.json"
+        );
+        let own_only: BTreeSet<_> = own.difference(&api).cloned().collect();
+        assert_eq!(
+            own_only, serve_only,
+            "x-nudge-serve-only marks what only nudge serve routes"
+        );
+    }
+
+    #[test]
+    fn every_route_of_nudge_serve_has_a_method_filter() {
+        for r in SERVE_ROUTES.iter().chain(crate::demo::DEMO_ROUTES) {
+            assert!(
+                MethodFilter::try_from(r.method.clone()).is_ok(),
+                "{}",
+                r.path
+            );
+        }
+        // Building the router checks the paths (axum panics on a bad one).
+        let _ = router(true);
+    }
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::bus::AcceptedEvent;
+use crate::constant_time::{secret_digest, SecretDigest};
 
 /// Largest accepted message, as serialized JSON (Segment's limit).
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
@@ -78,6 +79,10 @@ pub enum RequestError {
     MissingWriteKey,
     #[error("unknown write key")]
     UnknownWriteKey,
+    /// An `Authorization` header that is not HTTP Basic: a wrong credential, not an absent
+    /// one, so the request is not let through on a key elsewhere.
+    #[error("the Authorization header is not HTTP Basic with the write key as username")]
+    NotBasicAuthorization,
 }
 
 impl RequestError {
@@ -85,7 +90,9 @@ impl RequestError {
     pub fn status(&self) -> u16 {
         match self {
             RequestError::TooLarge { .. } => 413,
-            RequestError::MissingWriteKey | RequestError::UnknownWriteKey => 401,
+            RequestError::MissingWriteKey
+            | RequestError::UnknownWriteKey
+            | RequestError::NotBasicAuthorization => 401,
             _ => 400,
         }
     }
@@ -99,7 +106,9 @@ impl RequestError {
             RequestError::NotAnObject => "not_an_object",
             RequestError::BatchNotArray => "invalid_batch",
             RequestError::MissingWriteKey => "missing_write_key",
-            RequestError::UnknownWriteKey => "unknown_write_key",
+            RequestError::UnknownWriteKey | RequestError::NotBasicAuthorization => {
+                "unknown_write_key"
+            }
         }
     }
 }
@@ -123,20 +132,27 @@ pub struct Intake {
     pub flags: Vec<(usize, FieldError)>,
 }
 
-/// The write keys that may send events.
+/// The write keys that may send events, kept as digests (`constant_time`).
 #[derive(Clone, Default)]
-pub struct WriteKeys(Vec<String>);
+pub struct WriteKeys(Vec<SecretDigest>);
 
 impl WriteKeys {
     /// Keys as configured; empty ones are ignored.
     pub fn new(keys: impl IntoIterator<Item = String>) -> Self {
-        WriteKeys(keys.into_iter().filter(|k| !k.is_empty()).collect())
+        WriteKeys(
+            keys.into_iter()
+                .filter(|k| !k.is_empty())
+                .map(|k| secret_digest(k.as_bytes()))
+                .collect(),
+        )
     }
 
-    /// Whether `key` is one of them (compared in constant time per key).
+    /// Whether `key` is one of them (compared in constant time with every key, so the time
+    /// tells neither which key nor how much of one matched).
     pub fn accepts(&self, key: &str) -> bool {
+        let presented = secret_digest(key.as_bytes());
         self.0.iter().fold(false, |ok, k| {
-            ok | constant_time_eq(k.as_bytes(), key.as_bytes())
+            ok | bool::from(subtle::ConstantTimeEq::ct_eq(&presented[..], &k[..]))
         })
     }
 }
@@ -145,11 +161,6 @@ impl std::fmt::Debug for WriteKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "WriteKeys({} keys)", self.0.len())
     }
-}
-
-/// Compares secrets without leaking where they first differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Parses and authenticates a tracking request, then validates each message. `basic_user` is

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod bus;
+pub mod constant_time;
 pub mod cors;
 pub mod deliver;
 pub mod email;

@@ -81,7 +81,7 @@ impl AppliedIds {
         let hash = hash(message_id);
         self.entries
             .iter()
-            .any(|&(h, expiry)| h == hash && expiry > now)
+            .any(|&(h, expiry)| h == hash && expiry > now) // not a secret: a message id's hash
     }
 
     /// Records `message_ids` as applied at `now`: prunes expired entries, refuses if any of
@@ -100,6 +100,7 @@ impl AppliedIds {
         for id in message_ids {
             let hash = hash(id);
             // The same id twice in one write counts once.
+            // not a secret: a message id's hash
             if !self.entries.iter().any(|&(h, _)| h == hash) {
                 self.entries.push((hash, expiry));
             }

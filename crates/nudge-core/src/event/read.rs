@@ -198,13 +198,15 @@ impl Message {
             _ => context_traits.cloned().unwrap_or_default(),
         };
 
-        let timestamp = if body_has(&body, "timestamp") {
-            Some(instant(&body, "timestamp")?)
-        } else if body_has(&body, "originalTimestamp") {
-            Some(instant(&body, "originalTimestamp")?)
-        } else {
-            None
-        };
+        // Both are checked when present: a bad `originalTimestamp` is refused even beside a
+        // `timestamp` that makes it unused.
+        let stated = body_has(&body, "timestamp")
+            .then(|| instant(&body, "timestamp"))
+            .transpose()?;
+        let original = body_has(&body, "originalTimestamp")
+            .then(|| instant(&body, "originalTimestamp"))
+            .transpose()?;
+        let timestamp = stated.or(original);
 
         let event = match kind {
             MessageKind::Track => Some(event_name(&mut body)?),
@@ -293,16 +295,18 @@ fn optional_id(body: &mut impl Body, key: &str) -> Result<Option<String>, Messag
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => return Ok(None),
         Some(Value::String(s)) => s,
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => n.to_string(),
-        Some(other) => {
-            return Err(MessageError::new(
-                key,
-                format!(
-                    "expected a non-empty string or an integer, got {}",
-                    describe_value(&other)
-                ),
-            ))
-        }
+        Some(other) => match integer_id(&other) {
+            Some(id) => id,
+            None => {
+                return Err(MessageError::new(
+                    key,
+                    format!(
+                        "expected a non-empty string or an integer, got {}",
+                        describe_value(&other)
+                    ),
+                ))
+            }
+        },
     };
     let chars = id.chars().count();
     if chars > MAX_ID_CHARS {
@@ -312,6 +316,28 @@ fn optional_id(body: &mut impl Body, key: &str) -> Result<Option<String>, Messag
         ));
     }
     Ok(Some(id))
+}
+
+/// The largest magnitude of an integer id written with a fraction or an exponent: 2^53, up to
+/// which a float holds every integer exactly. Past it the written digits are already lost
+/// (`-9223372036854775809`, below the smallest id, reads as the smallest id), so such a
+/// number names no integer for sure.
+const MAX_FLOAT_ID: f64 = 9_007_199_254_740_992.0;
+
+/// An integer id, written without a fraction. JSON Schema (and so the OpenAPI description)
+/// counts `42.0` and `4.2e1` integers too, so they are 42 like `42`, up to 2^53 in magnitude.
+fn integer_id(value: &Value) -> Option<String> {
+    let Value::Number(n) = value else {
+        return None;
+    };
+    if n.is_i64() || n.is_u64() {
+        return Some(n.to_string());
+    }
+    let f = n
+        .as_f64()
+        .filter(|f| f.fract() == 0.0 && f.abs() <= MAX_FLOAT_ID)?;
+    // In range and whole, so the conversion is exact.
+    Some((f as i64).to_string())
 }
 
 fn required_id(body: &mut impl Body, key: &str, kind: &str) -> Result<String, MessageError> {

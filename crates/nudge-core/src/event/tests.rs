@@ -272,6 +272,43 @@ fn integer_ids_are_converted_to_strings() {
     assert_eq!(m.group_id.as_deref(), Some("99"));
 }
 
+/// Regression (schemathesis, issue 16): `1380.0` is an integer to JSON Schema, so to the
+/// OpenAPI description, and was refused as a userId.
+#[test]
+fn integer_ids_written_with_a_fraction_or_an_exponent_are_the_same_integers() {
+    for (written, id) in [
+        ("1380.0", "1380"),
+        ("-26971.0", "-26971"),
+        ("4.2e1", "42"),
+        ("-0.0", "0"),
+        ("9498003591.0", "9498003591"),
+        ("9007199254740992.0", "9007199254740992"),
+        // Read exactly (serde_json's float_roundtrip), not one unit off in the last place.
+        ("-4439485540699770.0", "-4439485540699770"),
+        ("-9.007199254740992e15", "-9007199254740992"),
+    ] {
+        let text =
+            format!(r#"{{"type":"track","userId":{written},"messageId":{written},"event":"E"}}"#);
+        let m = parse(serde_json::from_str(&text).unwrap()).unwrap();
+        assert_eq!(m.user_id.as_deref(), Some(id), "{written}");
+        assert_eq!(m.message_id, id, "{written}");
+    }
+    // Not integers, or past 2^53, where the digits written are lost: `-9223372036854775809`,
+    // one below the smallest id, would read as the smallest.
+    for written in [
+        "1.5",
+        "-0.25",
+        "1e20",
+        "-9223372036854775809",
+        "18446744073709551616",
+        "9007199254740994.0",
+    ] {
+        let text = format!(r#"{{"type":"track","userId":{written},"event":"E"}}"#);
+        let err = parse(serde_json::from_str(&text).unwrap()).unwrap_err();
+        assert_eq!(err.field, "userId", "{written}");
+    }
+}
+
 #[test]
 fn user_key_of_a_hand_built_message_without_ids_is_empty_not_a_panic() {
     let mut m = parse(json!({"type": "track", "userId": "u", "event": "E"})).unwrap();
@@ -392,6 +429,29 @@ fn rejects_malformed_and_non_string_timestamps() {
         json!({"type": "track", "userId": "u", "event": "E", "originalTimestamp": "soon"}),
     );
     assert_eq!(err.field, "originalTimestamp");
+}
+
+/// Regression (schemathesis, issue 16): a bad `originalTimestamp` beside a good `timestamp`
+/// was taken, though the description (and the rule for `timestamp`) refuses it.
+#[test]
+fn a_bad_original_timestamp_is_refused_even_when_timestamp_is_given() {
+    for bad in [json!(""), json!("soon"), json!(5)] {
+        let err = error_of(json!({
+            "type": "track", "userId": "u", "event": "E",
+            "timestamp": "2026-03-03T09:01:00Z", "originalTimestamp": bad
+        }));
+        assert_eq!(err.field, "originalTimestamp");
+    }
+    // And a good one beside `timestamp` is still unused.
+    let m = parse(json!({
+        "type": "track", "userId": "u", "event": "E",
+        "timestamp": "2026-03-03T09:01:00Z", "originalTimestamp": "2026-01-01T00:00:00Z"
+    }))
+    .unwrap();
+    assert_eq!(
+        m.timestamp,
+        Some(parse_instant("2026-03-03T09:01:00Z").unwrap())
+    );
 }
 
 // --- validation errors ---

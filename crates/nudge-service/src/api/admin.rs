@@ -1,8 +1,7 @@
 //! The admin endpoints, behind their own key: a user's state summary, pending timer,
 //! delivery log and explanation, and the GDPR erase.
 
-use bytes::Bytes;
-use http::{header, HeaderMap, Request, StatusCode};
+use http::{header, HeaderMap, HeaderValue, StatusCode};
 use nudge_core::engine::{Decision, Engine, Send};
 use nudge_core::explain::{explain, Evidence};
 use nudge_core::rules::CompiledRules;
@@ -13,14 +12,20 @@ use serde_json::{json, Value};
 use tracing::info;
 
 use super::reply::{error_reply, json_reply, store_failure, Reply};
-use super::{not_found, query_param, Api, Store};
-use crate::ingest::constant_time_eq;
+use super::{Api, Store};
+use crate::constant_time::same_secret;
 use crate::ports::{Bus, Clock, Delivery};
+
+/// The challenge of an admin refusal (RFC 9110 asks a 401 for one).
+const ADMIN_CHALLENGE: &str = "Bearer realm=\"nudge admin\"";
 
 /// How many delivery log entries the admin endpoints show.
 const RECENT: usize = 50;
 
 impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
+    /// `None` when the request carries the admin key; otherwise the refusal, one answer for a
+    /// missing key and a wrong one alike (and the same on every admin path), so a caller
+    /// learns nothing but "not allowed".
     pub(super) fn admin_auth(&self, headers: &HeaderMap) -> Option<Reply> {
         let Some(admin) = self.keys.admin.as_deref().filter(|k| !k.is_empty()) else {
             return Some(error_reply(
@@ -33,47 +38,38 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        match presented {
-            None => Some(error_reply(
-                StatusCode::UNAUTHORIZED,
-                "missing_admin_key",
-                "send Authorization: Bearer <admin key>",
-            )),
-            Some(k) if constant_time_eq(k.trim().as_bytes(), admin.as_bytes()) => None,
-            Some(_) => Some(error_reply(
-                StatusCode::FORBIDDEN,
-                "invalid_admin_key",
-                "the admin key is not valid",
-            )),
+        if presented.is_some_and(|k| same_secret(k.trim().as_bytes(), admin.as_bytes())) {
+            return None;
+        }
+        let mut refusal = error_reply(
+            StatusCode::UNAUTHORIZED,
+            "invalid_admin_key",
+            "send the admin key: Authorization: Bearer <admin key>",
+        );
+        refusal.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(ADMIN_CHALLENGE),
+        );
+        Some(refusal)
+    }
+
+    pub(super) async fn user_timer(&self, user: &str) -> Reply {
+        match self.store.pending(user).await {
+            Ok(t) => json_reply(
+                StatusCode::OK,
+                &json!({"user_id": user, "timer": t.map(|t| json!({"due": format_instant(t.due), "version": t.version}))}),
+            ),
+            Err(e) => store_failure(&e),
         }
     }
 
-    pub(super) async fn admin_view(
-        &self,
-        req: &Request<Bytes>,
-        user: &str,
-        rest: &[&str],
-    ) -> Reply {
-        match rest {
-            ["timers"] => match self.store.pending(user).await {
-                Ok(t) => json_reply(
-                    StatusCode::OK,
-                    &json!({"user_id": user, "timer": t.map(|t| json!({"due": format_instant(t.due), "version": t.version}))}),
-                ),
-                Err(e) => store_failure(&e),
-            },
-            ["decisions"] => match self.store.recent(user, RECENT).await {
-                Ok(d) => json_reply(
-                    StatusCode::OK,
-                    &json!({"user_id": user, "decisions": d.iter().map(delivery_json).collect::<Vec<_>>()}),
-                ),
-                Err(e) => store_failure(&e),
-            },
-            ["explain"] => {
-                let trigger = query_param(req, "trigger");
-                self.explain(user, trigger.as_deref(), false).await
-            }
-            _ => not_found(req.uri().path()),
+    pub(super) async fn user_decisions(&self, user: &str) -> Reply {
+        match self.store.recent(user, RECENT).await {
+            Ok(d) => json_reply(
+                StatusCode::OK,
+                &json!({"user_id": user, "decisions": d.iter().map(delivery_json).collect::<Vec<_>>()}),
+            ),
+            Err(e) => store_failure(&e),
         }
     }
 

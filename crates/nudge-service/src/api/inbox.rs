@@ -26,6 +26,23 @@ pub struct InboxView {
     pub etag: String,
 }
 
+/// What the user's app does to one inbox item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InboxAction {
+    Read,
+    Dismiss,
+}
+
+impl InboxAction {
+    /// The word of the path (`.../read`, `.../dismiss`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InboxAction::Read => "read",
+            InboxAction::Dismiss => "dismiss",
+        }
+    }
+}
+
 /// Why a request may not see or change an inbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum InboxRefusal {
@@ -109,7 +126,7 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
         headers: &HeaderMap,
         user: &str,
         item: &str,
-        action: &str,
+        action: InboxAction,
     ) -> Reply {
         if let Err(refusal) = self.authorize_inbox(headers, user) {
             return refusal.reply();
@@ -122,13 +139,12 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
             );
         };
         let now = self.clock.now();
-        let (done, event) = if action == "read" {
-            (
+        let (done, event) = match action {
+            InboxAction::Read => (
                 self.store.mark_read(user, id, now).await,
                 IN_APP_MESSAGE_VIEWED,
-            )
-        } else {
-            (self.store.dismiss(user, id).await, IN_APP_MESSAGE_DISMISSED)
+            ),
+            InboxAction::Dismiss => (self.store.dismiss(user, id).await, IN_APP_MESSAGE_DISMISSED),
         };
         let item = match done {
             Ok(Some(item)) => item,
@@ -142,7 +158,7 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
             Err(e) => return store_failure(&e),
         };
         // Once per item and kind, however often the app says so.
-        let message_id = format!("{action}-{id}");
+        let message_id = format!("{}-{id}", action.as_str());
         let properties = About {
             decision: &id.to_string(),
             trigger: &item.trigger,

@@ -2,16 +2,19 @@
 //! Segment-compatible tracking endpoints, each user's in-app inbox, one-click unsubscribe,
 //! and the admin endpoints. Framework-free: `http` requests in, `http` responses out.
 //!
-//! This file routes; each group of endpoints has its file (`tracking.rs`, `inbox.rs`,
-//! `click.rs`, `unsubscribe.rs`, `admin.rs`, `reports.rs`, `sdk.rs` for the inbox widget's
-//! script), and `reply.rs` builds the answers.
+//! This file dispatches the operations `routes.rs` lists (the OpenAPI description,
+//! `openapi.rs`, documents each); each group of endpoints has its file (`tracking.rs`,
+//! `inbox.rs`, `click.rs`, `open.rs`, `unsubscribe.rs`, `admin.rs`, `reports.rs`, `sdk.rs` for
+//! the inbox widget's script), and `reply.rs` builds the answers.
 
 mod admin;
 mod click;
 mod inbox;
 mod open;
+pub mod openapi;
 mod reply;
 mod reports;
+pub mod routes;
 mod sdk;
 mod tracking;
 mod unsubscribe;
@@ -20,12 +23,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, Method, Request, StatusCode};
+use http::{Method, Request, StatusCode};
 use nudge_core::rules::CompiledRules;
 use serde_json::json;
 
-pub use inbox::{InboxRefusal, InboxView};
-pub use reply::{error_reply, json_reply, request_error_reply, Reply};
+pub use inbox::{InboxAction, InboxRefusal, InboxView};
+pub use reply::{error_reply, json_reply, method_not_allowed, request_error_reply, Reply};
 pub use tracking::basic_username;
 
 use crate::cors;
@@ -33,6 +36,8 @@ use crate::ingest::{Endpoint, WriteKeys};
 use crate::metrics::Metrics;
 use crate::ports::{Bus, Clock, DeliveryStore, InboxStore, ReportStore, TimerStore, UserStore};
 use reply::json_bytes_reply;
+use reports::ReportScope;
+use routes::{Operation, Params, Route};
 
 /// Every storage port at once (what the API reads and, for GDPR, erases).
 pub trait Store: UserStore + TimerStore + DeliveryStore + InboxStore + ReportStore {}
@@ -80,115 +85,80 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
     }
 
     async fn route(&self, req: &Request<Bytes>) -> Reply {
-        let path = req.uri().path().trim_end_matches('/');
+        let path = req.uri().path();
         let method = req.method();
-        let segments: Vec<String> = path
-            .split('/')
-            .skip(1)
-            .map(|s| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
-            .collect();
+        let segments = routes::path_segments(path);
         let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
-        let allow = |allowed: &[Method]| -> Option<Reply> {
-            (!allowed.contains(method)).then(|| {
-                let mut r = error_reply(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    &format!("{method} is not allowed on {path}"),
-                );
-                let list = allowed
-                    .iter()
-                    .map(Method::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                if let Ok(v) = header::HeaderValue::from_str(&list) {
-                    r.headers_mut().insert(header::ALLOW, v);
-                }
-                r
-            })
+        // Under /v1/admin the key comes first, so that without it every admin path is refused
+        // alike and none is told apart from one that does not exist.
+        if routes::is_admin_path(&seg) {
+            if let Some(refusal) = self.admin_auth(req.headers()) {
+                return refusal;
+            }
+        }
+        let here = routes::routes_at(&seg);
+        let Some((route, params)) = here.iter().find(|(r, _)| r.method == method) else {
+            if here.is_empty() {
+                return not_found(path);
+            }
+            let allowed: Vec<Method> = here.iter().map(|(r, _)| r.method.clone()).collect();
+            return method_not_allowed(method, path, &allowed);
         };
-        match seg.as_slice() {
-            ["healthz"] => allow(&[Method::GET])
-                .unwrap_or_else(|| json_reply(StatusCode::OK, &json!({"status": "ok"}))),
-            ["v1", "users", user, "inbox"] => match allow(&[Method::GET]) {
-                Some(r) => r,
-                None => self.inbox(req.headers(), user).await,
+        self.dispatch(route, *params, req).await
+    }
+
+    async fn dispatch(&self, route: &Route, p: Params<'_>, req: &Request<Bytes>) -> Reply {
+        let headers = req.headers();
+        match route.operation {
+            Operation::Health => json_reply(StatusCode::OK, &json!({"status": "ok"})),
+            Operation::Description => openapi::description(),
+            Operation::Track => match Endpoint::of_path(route.path) {
+                Some(endpoint) => self.track(req, endpoint).await,
+                // The routes' own test holds every tracking route to an endpoint.
+                None => not_found(req.uri().path()),
             },
-            // `nudge serve` streams the inbox (its own route); behind API Gateway a Lambda
-            // cannot, and the widget polls with `If-None-Match` instead.
-            ["v1", "users", user, "inbox", "stream"] => match allow(&[Method::GET]) {
-                Some(r) => r,
-                None => match self.authorize_inbox(req.headers(), user) {
-                    Err(refusal) => refusal.reply(),
-                    Ok(()) => error_reply(
-                        StatusCode::NOT_IMPLEMENTED,
-                        "stream_unavailable",
-                        "this deployment does not stream the inbox: poll GET /v1/users/{id}/inbox with If-None-Match",
-                    ),
-                },
-            },
-            ["v1", "users", user, "inbox", item, action @ ("read" | "dismiss")] => {
-                match allow(&[Method::POST]) {
-                    Some(r) => r,
-                    None => self.inbox_action(req.headers(), user, item, action).await,
-                }
-            }
-            ["v1", "c", token] => match allow(&[Method::GET]) {
-                Some(r) => r,
-                None => self.click(token).await,
-            },
-            ["v1", "o", file] => match allow(&[Method::GET]) {
-                Some(r) => r,
-                None => self.open(file).await,
-            },
-            ["v1", "sdk", "inbox.js"] => allow(&[Method::GET]).unwrap_or_else(sdk::inbox_js),
-            ["v1", "unsubscribe"] => match allow(&[Method::GET, Method::POST]) {
-                Some(r) => r,
-                None => self.unsubscribe(req).await,
-            },
-            ["v1", "admin", "reports", rest @ ..] => {
-                if let Some(r) = self.admin_auth(req.headers()) {
-                    return r;
-                }
-                match allow(&[Method::GET]) {
-                    Some(r) => r,
-                    None => self.reports(req, rest).await,
-                }
-            }
-            ["v1", "admin", "users", user, rest @ ..] => {
-                if let Some(r) = self.admin_auth(req.headers()) {
-                    return r;
-                }
-                match (rest, method) {
-                    ([], &Method::DELETE) => self.erase(user).await,
-                    ([], &Method::GET) => self.explain(user, None, true).await,
-                    ([], _) => {
-                        allow(&[Method::GET, Method::DELETE]).unwrap_or_else(|| not_found(path))
-                    }
-                    (_, &Method::GET) => self.admin_view(req, user, rest).await,
-                    _ => allow(&[Method::GET]).unwrap_or_else(|| not_found(path)),
-                }
-            }
-            // Any other admin path: the key first, so that without it every admin path is
-            // refused alike and none is told apart from one that does not exist.
-            ["v1", "admin", ..] => self
-                .admin_auth(req.headers())
-                .unwrap_or_else(|| not_found(path)),
             // analytics.js reports its own health here (the host of the events, unless told
             // otherwise); nothing in it is about users, so it is taken and let go.
-            ["v1", "m"] => allow(&[Method::POST]).unwrap_or_else(|| {
+            Operation::SdkMetrics => {
                 json_bytes_reply(StatusCode::OK, Bytes::from_static(br#"{"success":true}"#))
-            }),
-            _ => match Endpoint::of_path(path) {
-                Some(endpoint) => match allow(&[Method::POST]) {
-                    Some(r) => r,
-                    None => self.track(req, endpoint).await,
-                },
-                None => not_found(path),
+            }
+            Operation::Inbox => self.inbox(headers, p.get(0)).await,
+            // `nudge serve` streams the inbox (its own route); behind API Gateway a Lambda
+            // cannot, and the widget polls with `If-None-Match` instead.
+            Operation::InboxStream => match self.authorize_inbox(headers, p.get(0)) {
+                Err(refusal) => refusal.reply(),
+                Ok(()) => error_reply(
+                    StatusCode::NOT_IMPLEMENTED,
+                    "stream_unavailable",
+                    "this deployment does not stream the inbox: poll GET /v1/users/{id}/inbox with If-None-Match",
+                ),
             },
+            Operation::InboxRead => {
+                self.inbox_action(headers, p.get(0), p.get(1), InboxAction::Read)
+                    .await
+            }
+            Operation::InboxDismiss => {
+                self.inbox_action(headers, p.get(0), p.get(1), InboxAction::Dismiss)
+                    .await
+            }
+            Operation::Click => self.click(p.get(0)).await,
+            Operation::OpenPixel => self.open(p.get(0)).await,
+            Operation::InboxWidget => sdk::inbox_js(),
+            Operation::Unsubscribe => self.unsubscribe(req).await,
+            Operation::User => self.explain(p.get(0), None, true).await,
+            Operation::EraseUser => self.erase(p.get(0)).await,
+            Operation::UserTimer => self.user_timer(p.get(0)).await,
+            Operation::UserDecisions => self.user_decisions(p.get(0)).await,
+            Operation::ExplainUser => {
+                let trigger = query_param(req, "trigger");
+                self.explain(p.get(0), trigger.as_deref(), false).await
+            }
+            Operation::Report => self.reports(req, ReportScope::All).await,
+            Operation::TriggerReport => self.reports(req, ReportScope::Trigger(p.get(0))).await,
+            Operation::FunnelReport => self.reports(req, ReportScope::Funnel(p.get(0))).await,
+            Operation::ExperimentReport => {
+                self.reports(req, ReportScope::Experiment(p.get(0))).await
+            }
         }
     }
 }

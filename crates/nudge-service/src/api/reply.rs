@@ -34,6 +34,24 @@ pub fn error_reply(status: StatusCode, code: &str, message: &str) -> Reply {
     )
 }
 
+/// `405 method_not_allowed` with the `Allow` header RFC 9110 asks for.
+pub fn method_not_allowed(method: &http::Method, path: &str, allowed: &[http::Method]) -> Reply {
+    let mut r = error_reply(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("{method} is not allowed on {path}"),
+    );
+    let list = allowed
+        .iter()
+        .map(http::Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if let Ok(v) = header::HeaderValue::from_str(&list) {
+        r.headers_mut().insert(header::ALLOW, v);
+    }
+    r
+}
+
 pub(super) fn html_reply(status: StatusCode, body: String) -> Reply {
     let mut r = Response::new(Bytes::from(body));
     *r.status_mut() = status;

@@ -10,7 +10,7 @@ use nudge_core::time::parse_instant;
 use serde_json::json;
 
 use super::reply::{error_reply, json_bytes_reply, json_reply, store_failure, Reply};
-use super::{not_found, query_param, Api, Store};
+use super::{query_param, Api, Store};
 use crate::ports::{Bus, Clock};
 
 /// The default period, back from now.
@@ -19,22 +19,37 @@ const DEFAULT_DAYS: i64 = 30;
 const MAX_DAYS: i64 = 400;
 const DAY_MS: i64 = 86_400_000;
 
+/// What a report request asks for: everything, or one item by its id in the rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReportScope<'a> {
+    All,
+    Trigger(&'a str),
+    Funnel(&'a str),
+    Experiment(&'a str),
+}
+
 impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
-    pub(super) async fn reports(&self, req: &Request<Bytes>, rest: &[&str]) -> Reply {
+    pub(super) async fn reports(&self, req: &Request<Bytes>, scope: ReportScope<'_>) -> Reply {
         let period = match self.report_period(req) {
             Ok(p) => p,
             Err(msg) => return error_reply(StatusCode::BAD_REQUEST, "invalid_period", &msg),
         };
         // An unknown id is a 404 before any read.
-        let known = match rest {
-            [] => true,
-            ["triggers", id] => self.rules.trigger_index(id).is_some(),
-            ["funnels", id] => self.rules.funnels.iter().any(|f| &*f.id == *id),
-            ["experiments", id] => self.rules.experiments.iter().any(|e| &*e.id == *id),
-            _ => return not_found(req.uri().path()),
+        let unknown = match scope {
+            ReportScope::All => None,
+            ReportScope::Trigger(id) => self
+                .rules
+                .trigger_index(id)
+                .is_none()
+                .then_some(("trigger", id)),
+            ReportScope::Funnel(id) => {
+                (!self.rules.funnels.iter().any(|f| &*f.id == id)).then_some(("funnel", id))
+            }
+            ReportScope::Experiment(id) => {
+                (!self.rules.experiments.iter().any(|e| &*e.id == id)).then_some(("experiment", id))
+            }
         };
-        if !known {
-            let (kind, id) = (rest[0].trim_end_matches('s'), rest[1]);
+        if let Some((kind, id)) = unknown {
             return error_reply(
                 StatusCode::NOT_FOUND,
                 "unknown_id",
@@ -46,14 +61,16 @@ impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
             Err(e) => return store_failure(&e),
         };
         let report = Report::build(&self.rules, period, &sums);
-        match rest {
-            ["triggers", id] => one(&report, report.triggers.iter().find(|t| t.trigger == *id)),
-            ["funnels", id] => one(&report, report.funnels.iter().find(|f| f.funnel == *id)),
-            ["experiments", id] => one(
+        match scope {
+            ReportScope::Trigger(id) => {
+                one(&report, report.triggers.iter().find(|t| t.trigger == id))
+            }
+            ReportScope::Funnel(id) => one(&report, report.funnels.iter().find(|f| f.funnel == id)),
+            ReportScope::Experiment(id) => one(
                 &report,
-                report.experiments.iter().find(|e| e.experiment == *id),
+                report.experiments.iter().find(|e| e.experiment == id),
             ),
-            _ => match serde_json::to_vec(&report) {
+            ReportScope::All => match serde_json::to_vec(&report) {
                 Ok(body) => json_bytes_reply(StatusCode::OK, Bytes::from(body)),
                 Err(e) => error_reply(
                     StatusCode::INTERNAL_SERVER_ERROR,

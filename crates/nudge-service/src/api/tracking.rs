@@ -16,8 +16,13 @@ use crate::ports::{Bus, Clock, StoreError};
 
 impl<S: Store, B: Bus, C: Clock> Api<S, B, C> {
     pub(super) async fn track(&self, req: &Request<Bytes>, endpoint: Endpoint) -> Reply {
-        // RudderStack's sendBeacon transport can set no header: its key rides in the query.
-        let key = basic_username(req.headers()).or_else(|| query_param(req, "writeKey"));
+        let key = match presented_write_key(req) {
+            Ok(key) => key,
+            Err(e) => {
+                self.metrics.events_rejected(e.code(), 1);
+                return request_error_reply(&e);
+            }
+        };
         if is_retry(req.headers()) {
             self.metrics.client_retries(1);
         }
@@ -153,6 +158,19 @@ pub(super) fn decoded_body(
     Ok(std::borrow::Cow::Owned(out))
 }
 
+/// The write key a tracking request carries outside its body: the HTTP Basic username, or
+/// else `?writeKey=` (RudderStack's sendBeacon transport can set no header). An
+/// `Authorization` header that is not HTTP Basic is refused rather than passed over for a
+/// key in the query or body: a request with a wrong credential is never taken on another.
+fn presented_write_key(req: &Request<Bytes>) -> Result<Option<String>, RequestError> {
+    if !req.headers().contains_key(header::AUTHORIZATION) {
+        return Ok(query_param(req, "writeKey"));
+    }
+    basic_username(req.headers())
+        .map(Some)
+        .ok_or(RequestError::NotBasicAuthorization)
+}
+
 /// The HTTP Basic username (Segment SDKs send the write key there, password empty).
 pub fn basic_username(headers: &HeaderMap) -> Option<String> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -185,6 +203,40 @@ mod tests {
         // Never "retry in 0 s": SDKs would come straight back.
         let soon = overloaded(std::time::Duration::from_millis(10));
         assert_eq!(soon.headers()[header::RETRY_AFTER], "1");
+    }
+
+    fn request(uri: &str, authorization: Option<&str>) -> Request<Bytes> {
+        let mut b = Request::post(uri);
+        if let Some(a) = authorization {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        b.body(Bytes::new()).unwrap()
+    }
+
+    /// Regression (schemathesis, issue 16): `Authorization: f` beside a valid `?writeKey=` was
+    /// taken on the query's key; a wrong credential now refuses the request.
+    #[test]
+    fn an_authorization_that_is_not_http_basic_is_refused_not_passed_over() {
+        for wrong in ["f", "Bearer wk", "Basic !!!not-base64", "Basic"] {
+            let got = presented_write_key(&request("/v1/t?writeKey=wk", Some(wrong)));
+            assert_eq!(got, Err(RequestError::NotBasicAuthorization), "{wrong}");
+            assert_eq!(RequestError::NotBasicAuthorization.status(), 401);
+        }
+        // The ways a key is presented still work.
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("wk:")
+        );
+        assert_eq!(
+            presented_write_key(&request("/v1/t", Some(&basic))),
+            Ok(Some("wk".into()))
+        );
+        assert_eq!(
+            presented_write_key(&request("/v1/t?writeKey=wk", None)),
+            Ok(Some("wk".into()))
+        );
+        // None here: the body's `writeKey` is read by `intake`.
+        assert_eq!(presented_write_key(&request("/v1/t", None)), Ok(None));
     }
 
     #[test]

@@ -158,11 +158,11 @@ const ACCOUNT: [(Sample, Answer); 16] = [
     ),
     (
         sample!("ingest", "admin-missing-key.json"),
-        Answer::Refused(401, "missing_admin_key"),
+        Answer::Refused(401, "invalid_admin_key"),
     ),
     (
         sample!("ingest", "admin-wrong-key.json"),
-        Answer::Refused(403, "invalid_admin_key"),
+        Answer::Refused(401, "invalid_admin_key"),
     ),
     (
         sample!("ingest", "healthz.json"),
