@@ -98,6 +98,10 @@ def test_a_full_disk_answers_503_loses_nothing_and_recovers_by_itself(small_disk
         dropped = [line[:300] for line in server.lines if "dropped" in line]
         assert not dropped, "\n".join(dropped[:5])
 
+        print(f"\ndisk full: {accepted} events accepted, {len(refused)} batches refused with "
+              f"503 unavailable, {int(metric(server, 'nudge_events_evaluated_total'))} evaluated "
+              "once space came back, 0 dropped")
+
         # And new events are taken again.
         status, _, _ = post(server, "/v1/batch", batch(sent, 10))
         assert status == 200
