@@ -518,3 +518,25 @@ async fn random_runs_with_restarts_lose_nothing() {
     let all: BTreeSet<String> = (0..appended).map(|n| format!("m{n}")).collect();
     assert_eq!(seen, all);
 }
+
+#[tokio::test]
+async fn reading_what_was_appended_never_waits() {
+    let dir = TempDir::new("journal-read-appended");
+    let j = open(&dir, small(1_000));
+    let mut reader = j.reader();
+    assert!(matches!(reader.read_appended(10), Appended::Nothing));
+
+    j.append(&events(0..4)).await.unwrap();
+    let Appended::Batch(first, 0) = reader.read_appended(3) else {
+        panic!("appended records not handed out");
+    };
+    assert_eq!(first.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2, 3]);
+    let Appended::Batch(rest, 0) = reader.read_appended(3) else {
+        panic!("the fourth record not handed out");
+    };
+    assert_eq!(rest.len(), 1);
+    assert!(matches!(reader.read_appended(10), Appended::Nothing));
+
+    j.complete(&[1, 2, 3, 4]);
+    assert_eq!(j.backlog(), 0);
+}
