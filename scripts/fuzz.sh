@@ -23,8 +23,9 @@ CARGO_FUZZ_VERSION=0.13.2
 TOOLS="$PWD/.tools"
 SECONDS_EACH="${FUZZ_SECONDS:-20}"
 # Limits that make an allocation bomb an out-of-memory crash: the process's memory, and any
-# single allocation (the largest legitimate one is a journal read window of a few MB).
-LIMITS=(-rss_limit_mb=2048 -malloc_limit_mb=128 -timeout=10)
+# single allocation (the largest legitimate one is a journal read window of a few MB); inputs
+# up to 8 KB (a batch of a dozen events, a rule set of a few files) keep runs fast.
+LIMITS=(-rss_limit_mb=2048 -malloc_limit_mb=128 -timeout=10 -max_len=8192)
 
 mode=run
 case "${1:-}" in

@@ -170,7 +170,10 @@ fuzz_target!(|data: &[u8]| {
     let mut reads = 0;
     loop {
         reads += 1;
-        assert!(reads < MAX_READS, "the reader does not get through the journal");
+        assert!(
+            reads < MAX_READS,
+            "the reader does not get through the journal"
+        );
         match reader.read_appended(1024) {
             Appended::Batch(records, _lost) => {
                 let seqs: Vec<u64> = records.iter().map(|(seq, _)| *seq).collect();

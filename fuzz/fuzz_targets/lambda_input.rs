@@ -7,8 +7,7 @@
 //! EventBridge (its detail written and read back).
 
 use libfuzzer_sys::fuzz_target;
-use nudge_lambda_events::api_gateway::{service_path, to_service_request};
-use nudge_lambda_events::lambda_http;
+use nudge_lambda_events::api_gateway::{read_request, service_path, to_service_request};
 use nudge_lambda_events::schedule_input::ScheduleInput;
 use nudge_lambda_events::stream::expired_timer;
 use nudge_lambda_events::wakeup::Wakeup;
@@ -20,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     // ingest
-    if let Ok(req) = lambda_http::request::from_str(text) {
+    if let Ok(req) = read_request(text) {
         let _ = service_path(&req);
         let _ = to_service_request(req);
     }

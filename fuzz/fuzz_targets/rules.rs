@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
         Ok(compiled) => {
             let saved = snapshot::write(&compiled, &files).expect("a compiled rule set saves");
             let read = snapshot::read(&saved, &files);
-            assert!(read.is_ok(), "a saved snapshot does not read back: {read:?}");
+            assert!(
+                read.is_ok(),
+                "a saved snapshot does not read back: {read:?}"
+            );
             // A new user's state of this rule set stores and loads.
             let state = UserState::new(&compiled);
             let back = UserState::decode(&state.encode(&compiled), &compiled);

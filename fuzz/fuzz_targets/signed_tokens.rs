@@ -9,9 +9,9 @@ use libfuzzer_sys::fuzz_target;
 use nudge_core::engine::decision::DecisionId;
 use nudge_core::rules::model::Channel;
 use nudge_service::signing::{
-    click_token, inbox_hash, open_token, unsubscribe_token, verify_click_token,
-    verify_inbox_hash, verify_open_token, verify_unsubscribe_token, verify_webhook_signature,
-    webhook_signature, ClickClaim,
+    click_token, inbox_hash, open_token, unsubscribe_token, verify_click_token, verify_inbox_hash,
+    verify_open_token, verify_unsubscribe_token, verify_webhook_signature, webhook_signature,
+    ClickClaim,
 };
 
 /// The signing secret of the sample events (`events/README.md`).
@@ -57,17 +57,30 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let read = verify_unsubscribe_token(SECRET, &unsubscribe).expect("unsubscribe verifies");
-    assert_eq!((read.user_id.as_str(), read.decision), (claim.user_id.as_str(), decision));
+    assert_eq!(
+        (read.user_id.as_str(), read.decision),
+        (claim.user_id.as_str(), decision)
+    );
     assert_eq!(verify_click_token(SECRET, &click).as_ref(), Ok(&claim));
     assert_eq!(verify_open_token(SECRET, &open).as_ref(), Ok(&claim));
-    assert!(verify_open_token(SECRET, &click).is_err(), "a click token opens");
-    assert!(verify_click_token(SECRET, &open).is_err(), "an open token clicks");
+    assert!(
+        verify_open_token(SECRET, &click).is_err(),
+        "a click token opens"
+    );
+    assert!(
+        verify_click_token(SECRET, &open).is_err(),
+        "an open token clicks"
+    );
     assert!(verify_unsubscribe_token(SECRET, &click).is_err());
     assert!(verify_click_token(b"another secret", &click).is_err());
 
     let hash = inbox_hash(SECRET, &claim.user_id);
     assert!(verify_inbox_hash(SECRET, &claim.user_id, &hash));
-    assert!(verify_inbox_hash(SECRET, &claim.user_id, &hash.to_uppercase()));
+    assert!(verify_inbox_hash(
+        SECRET,
+        &claim.user_id,
+        &hash.to_uppercase()
+    ));
     let signature = webhook_signature(SECRET, NOW_SECS, data);
     assert_eq!(
         verify_webhook_signature(SECRET, &signature, data, NOW_SECS, TOLERANCE_SECS),

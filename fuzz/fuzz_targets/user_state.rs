@@ -54,7 +54,11 @@ fn state(bytes: &[u8]) {
             continue;
         };
         let again = UserState::decode(&state.encode(rules), rules);
-        assert_eq!(again.ok().as_ref(), Some(&state), "state changed through a save");
+        assert_eq!(
+            again.ok().as_ref(),
+            Some(&state),
+            "state changed through a save"
+        );
         let engine = Engine::new(rules);
         let _ = engine.next_wake(&state);
         let _ = engine.advance(&mut state, "alice", NOW);
@@ -70,7 +74,11 @@ fn deltas(bytes: &[u8]) {
         return;
     };
     let again = Deltas::decode(&deltas.encode());
-    assert_eq!(again.ok().as_ref(), Some(&deltas), "counts changed through a save");
+    assert_eq!(
+        again.ok().as_ref(),
+        Some(&deltas),
+        "counts changed through a save"
+    );
     // What a store does with the changes of several writes.
     deltas.merge(deltas.clone());
     deltas.compact();

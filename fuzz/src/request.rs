@@ -25,9 +25,7 @@ pub fn parse(data: &[u8]) -> Option<Request<Bytes>> {
     let httparse::Status::Complete(head) = parsed.parse(wire).ok()? else {
         return None;
     };
-    let mut builder = Request::builder()
-        .method(parsed.method?)
-        .uri(parsed.path?);
+    let mut builder = Request::builder().method(parsed.method?).uri(parsed.path?);
     let mut encoding = false;
     for h in parsed.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).ok()?;

@@ -1,9 +1,34 @@
 //! ingest's input: an API Gateway HTTP API request (payload format 2.0), as `lambda_http`
 //! reads it, turned into the request the service's HTTP API takes.
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use bytes::Bytes;
-use lambda_http::request::RequestContext;
+use lambda_http::request::{LambdaRequest, RequestContext};
 use lambda_http::{Body, RequestExt};
+
+/// Why an invocation's payload is not an API Gateway request.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// Not the JSON of an HTTP API (payload format 2.0) request.
+    #[error("not an API Gateway HTTP API request: {0}")]
+    Json(#[from] serde_json::Error),
+    /// `isBase64Encoded` with a body that is not base64 (which `lambda_http` would panic on).
+    #[error("the body is marked base64 but does not decode: {0}")]
+    Base64Body(#[from] base64::DecodeError),
+}
+
+/// Reads an invocation's payload as `lambda_http` does, refusing with an error what it would
+/// panic on.
+pub fn read_request(payload: &str) -> Result<lambda_http::Request, RequestError> {
+    let request: LambdaRequest = serde_json::from_str(payload)?;
+    if let LambdaRequest::ApiGatewayV2(event) = &request {
+        if let (true, Some(body)) = (event.is_base64_encoded, &event.body) {
+            STANDARD.decode(body)?;
+        }
+    }
+    Ok(request.into())
+}
 
 /// The path the API routes on: the request path without a stage prefix. `lambda_http` puts
 /// the stage in front of the path for any stage but `$default` (the template's), so a
@@ -82,7 +107,20 @@ mod tests {
             "body": body,
             "isBase64Encoded": base64
         });
-        lambda_http::request::from_str(&event.to_string()).unwrap()
+        read_request(&event.to_string()).unwrap()
+    }
+
+    #[test]
+    fn a_body_marked_base64_that_does_not_decode_is_an_error() {
+        // Found by the lambda_input fuzz target: lambda_http panicked on it.
+        let event = serde_json::json!({
+            "version": "2.0", "rawPath": "/v1/track", "rawQueryString": "",
+            "requestContext": {"http": {"method": "POST", "path": "/v1/track"}},
+            "body": "not base64!", "isBase64Encoded": true
+        });
+        let err = read_request(&event.to_string()).unwrap_err();
+        assert!(matches!(err, RequestError::Base64Body(_)), "{err}");
+        assert!(matches!(read_request("[]"), Err(RequestError::Json(_))));
     }
 
     #[test]
