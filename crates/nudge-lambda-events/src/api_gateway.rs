@@ -6,6 +6,7 @@ use base64::Engine;
 use bytes::Bytes;
 use lambda_http::request::{LambdaRequest, RequestContext};
 use lambda_http::{Body, RequestExt};
+use std::panic::AssertUnwindSafe;
 
 /// Why an invocation's payload is not an API Gateway request.
 #[derive(Debug, thiserror::Error)]
@@ -16,6 +17,10 @@ pub enum RequestError {
     /// `isBase64Encoded` with a body that is not base64 (which `lambda_http` would panic on).
     #[error("the body is marked base64 but does not decode: {0}")]
     Base64Body(#[from] base64::DecodeError),
+    /// `lambda_http` could not build a request of it (a host, path or header that makes no
+    /// URL: it panics on those).
+    #[error("no HTTP request can be built of it (a host or path that makes no URL?)")]
+    Unbuildable,
 }
 
 /// Reads an invocation's payload as `lambda_http` does, refusing with an error what it would
@@ -27,7 +32,10 @@ pub fn read_request(payload: &str) -> Result<lambda_http::Request, RequestError>
             STANDARD.decode(body)?;
         }
     }
-    Ok(request.into())
+    // The conversion unwraps its URL parses; a panic there is this payload's error. (The
+    // panic hook still logs it.)
+    std::panic::catch_unwind(AssertUnwindSafe(|| lambda_http::Request::from(request)))
+        .map_err(|_| RequestError::Unbuildable)
 }
 
 /// The path the API routes on: the request path without a stage prefix. `lambda_http` puts
@@ -121,6 +129,19 @@ mod tests {
         let err = read_request(&event.to_string()).unwrap_err();
         assert!(matches!(err, RequestError::Base64Body(_)), "{err}");
         assert!(matches!(read_request("[]"), Err(RequestError::Json(_))));
+    }
+
+    #[test]
+    fn a_host_that_makes_no_url_is_an_error() {
+        // Found by the lambda_input fuzz target: lambda_http unwrapped the URL parse.
+        let event = serde_json::json!({
+            "version": "2.0", "rawPath": "/v1/track", "rawQueryString": "",
+            "headers": {"host": "api.example.com:notaport"},
+            "requestContext": {"http": {"method": "POST", "path": "/v1/track"}},
+            "body": "{}", "isBase64Encoded": false
+        });
+        let err = read_request(&event.to_string()).unwrap_err();
+        assert!(matches!(err, RequestError::Unbuildable), "{err}");
     }
 
     #[test]
