@@ -4,9 +4,11 @@
 # and RudderStack SDKs; the browser tests' npm packages in tests/browser/node_modules), builds
 # the workspace, and runs every tier: unit and property tests, integration tests against real
 # servers on loopback (`nudge serve`, moto), the example rule sets' journey tests, the Python
-# checks, and the browser tests (real browser SDKs in headless Chromium). The release cargo-lambda build of the functions is
-# scripts/bench-lambda.sh's (too slow for every run; the debug build here compiles the same
-# four binaries, and tests/test_template.py checks the names the template builds them by).
+# checks, the browser tests (real browser SDKs in headless Chromium), and a short pass of every
+# fuzz target (scripts/fuzz.sh, which installs cargo-fuzz into .tools/). The release
+# cargo-lambda build of the functions is scripts/bench-lambda.sh's (too slow for every run; the
+# debug build here compiles the same four binaries, and tests/test_template.py checks the names
+# the template builds them by).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -67,3 +69,6 @@ step "python checks (JSON Schema, template, bus routing on moto, nudge serve wit
 
 step "browser tests (headless Chromium: analytics.js and RudderStack's SDK against nudge serve)"
 (cd tests/browser && node --test --test-concurrency=1)
+
+step "fuzz: a short pass of every fuzz target (scripts/fuzz.sh; docs/reliability.md)"
+./scripts/fuzz.sh

@@ -7,7 +7,6 @@ use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 use nudge_core::time::Millis;
 use nudge_service::ports::StoreError;
-use serde::{Deserialize, Serialize};
 use tracing::{instrument, warn};
 
 use crate::sdk_error::{is_retryable, is_transient_code, SdkFailure};
@@ -18,26 +17,8 @@ pub const MAX_DELAY_SECS: i32 = 900;
 /// Most entries of one SendMessageBatch call.
 const BATCH_LIMIT: usize = 10;
 
-/// A message's body: wake up for `user_id`'s timer, due at `due` when the message was sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Wakeup {
-    pub user_id: String,
-    pub due: Millis,
-    /// The timer's version when sent (for logs: on arrival the table's timer decides).
-    pub version: u64,
-}
-
-impl Wakeup {
-    /// Reads a message body.
-    pub fn from_body(body: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(body)
-    }
-
-    fn body(&self) -> String {
-        // A struct of a string and two integers always serializes.
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
+// The body is read with the other Lambda inputs, without the SDK (and by the fuzz targets).
+pub use nudge_lambda_events::wakeup::Wakeup;
 
 /// Whole seconds from `now` until `due`, rounded up so that the message never arrives before
 /// its timer is due, within what SQS accepts (0 to [`MAX_DELAY_SECS`]).
@@ -157,16 +138,5 @@ mod tests {
         assert_eq!(delay_seconds(now + 1_001, now), 2);
         assert_eq!(delay_seconds(now + 899_999, now), 900);
         assert_eq!(delay_seconds(now + 3_600_000, now), MAX_DELAY_SECS);
-    }
-
-    #[test]
-    fn a_wakeup_reads_back_from_its_body() {
-        let w = Wakeup {
-            user_id: "alice".into(),
-            due: 1_772_442_000_000,
-            version: 3,
-        };
-        assert_eq!(Wakeup::from_body(&w.body()).unwrap(), w);
-        assert!(Wakeup::from_body("{\"user\":1}").is_err());
     }
 }

@@ -18,8 +18,19 @@ pub enum Scalar {
     Null,
     Bool(bool),
     Int(i64),
+    /// Finite: JSON holds no NaN or infinity, so a stored one is a corrupted row.
+    #[serde(deserialize_with = "finite")]
     Float(f64),
     Str(String),
+}
+
+fn finite<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let f = f64::deserialize(d)?;
+    if f.is_finite() {
+        Ok(f)
+    } else {
+        Err(serde::de::Error::custom("a number that is not finite"))
+    }
 }
 
 impl Scalar {
@@ -655,6 +666,25 @@ experiments:
 messages:
   hi: {channel: in_app, in_app: {title: Hi, body: Hello}}
 "#;
+
+    #[test]
+    fn a_stored_number_that_is_not_finite_is_a_corrupt_row() {
+        // Found by the user_state fuzz target: a NaN trait loaded, and a state holding it
+        // is not equal to itself.
+        let rules = crate::test_support::compile(RULES);
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let mut state = UserState::new(&rules);
+            state.traits.push(("score".into(), Scalar::Float(bad)));
+            let err = UserState::decode(&state.encode(&rules), &rules).unwrap_err();
+            assert!(matches!(err, StateError::Corrupt(_)), "{err}");
+        }
+        let mut state = UserState::new(&rules);
+        state.traits.push(("score".into(), Scalar::Float(2.5)));
+        assert_eq!(
+            UserState::decode(&state.encode(&rules), &rules).unwrap(),
+            state
+        );
+    }
 
     #[test]
     fn version_2_state_loads_with_its_enrollments_valued_at_zero() {

@@ -9,6 +9,9 @@ use nudge_service::api::{error_reply, Api, Store};
 use nudge_service::ports::{Bus, Clock};
 use tracing::{info_span, Instrument};
 
+// Reading the request needs no SDK: it lives with the other Lambda inputs (and the fuzz targets).
+pub use nudge_lambda_events::api_gateway::{service_path, to_service_request};
+
 /// Answers one HTTP request.
 pub async fn handler<S: Store, B: Bus, C: Clock>(
     api: &Api<S, B, C>,
@@ -32,51 +35,6 @@ pub async fn handler<S: Store, B: Bus, C: Clock>(
     Ok(to_lambda_response(reply))
 }
 
-/// The path the API routes on: the request path without a stage prefix. `lambda_http` puts
-/// the stage in front of the path for any stage but `$default` (the template's), so a
-/// function behind a named stage, or a sample event recorded from one, routes the same.
-pub fn service_path(req: &lambda_http::Request) -> String {
-    let path = req.uri().path();
-    let stage = match req.request_context_ref() {
-        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.stage.as_deref(),
-        _ => None,
-    };
-    match stage {
-        Some(stage) if stage != "$default" && !stage.is_empty() => {
-            let prefix = format!("/{stage}");
-            match path.strip_prefix(&prefix) {
-                Some("") => "/".to_string(),
-                Some(rest) if rest.starts_with('/') => rest.to_string(),
-                _ => path.to_string(),
-            }
-        }
-        _ => path.to_string(),
-    }
-}
-
-/// The request as the service takes it: method, path with query, headers and the body's
-/// bytes (`lambda_http` already decoded a base64 body).
-pub fn to_service_request(req: lambda_http::Request) -> Result<http::Request<Bytes>, http::Error> {
-    let path = service_path(&req);
-    let target = match req.uri().query() {
-        Some(q) if !q.is_empty() => format!("{path}?{q}"),
-        _ => path,
-    };
-    let (parts, body) = req.into_parts();
-    let body = match body {
-        Body::Empty => Bytes::new(),
-        Body::Text(text) => Bytes::from(text),
-        Body::Binary(bytes) => Bytes::from(bytes),
-        other => Bytes::copy_from_slice(&other),
-    };
-    let mut out = http::Request::builder()
-        .method(parts.method)
-        .uri(target)
-        .body(body)?;
-    *out.headers_mut() = parts.headers;
-    Ok(out)
-}
-
 /// The service's answer as API Gateway takes it: text bodies as text, anything else
 /// base64-encoded (by `lambda_http`, for a [`Body::Binary`]).
 pub fn to_lambda_response(reply: http::Response<Bytes>) -> lambda_http::Response<Body> {
@@ -95,62 +53,6 @@ pub fn to_lambda_response(reply: http::Response<Bytes>) -> lambda_http::Response
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn v2_request(
-        stage: &str,
-        raw_path: &str,
-        query: &str,
-        body: &str,
-        base64: bool,
-    ) -> lambda_http::Request {
-        let event = serde_json::json!({
-            "version": "2.0",
-            "routeKey": "POST /v1/track",
-            "rawPath": raw_path,
-            "rawQueryString": query,
-            "headers": {"content-type": "application/json", "authorization": "Basic d2tfdGVzdDo="},
-            "requestContext": {
-                "accountId": "123456789012",
-                "apiId": "api",
-                "domainName": "api.example.com",
-                "domainPrefix": "api",
-                "http": {"method": "POST", "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "test"},
-                "requestId": "req-1",
-                "routeKey": "POST /v1/track",
-                "stage": stage,
-                "time": "02/Mar/2026:08:00:00 +0000",
-                "timeEpoch": 1772438400000i64
-            },
-            "body": body,
-            "isBase64Encoded": base64
-        });
-        lambda_http::request::from_str(&event.to_string()).unwrap()
-    }
-
-    #[test]
-    fn keeps_method_path_query_headers_and_body() {
-        let req = to_service_request(v2_request(
-            "$default",
-            "/v1/track",
-            "a=1&b=2",
-            "{\"x\":1}",
-            false,
-        ))
-        .unwrap();
-        assert_eq!(req.method(), http::Method::POST);
-        assert_eq!(req.uri().to_string(), "/v1/track?a=1&b=2");
-        assert_eq!(req.headers()["authorization"], "Basic d2tfdGVzdDo=");
-        assert_eq!(req.body().as_ref(), b"{\"x\":1}");
-    }
-
-    #[test]
-    fn decodes_base64_bodies_and_drops_a_named_stage() {
-        // base64 of {"x":1}
-        let req = to_service_request(v2_request("dev", "/dev/v1/track", "", "eyJ4IjoxfQ==", true))
-            .unwrap();
-        assert_eq!(req.uri().to_string(), "/v1/track");
-        assert_eq!(req.body().as_ref(), b"{\"x\":1}");
-    }
 
     #[test]
     fn answers_keep_status_headers_and_text() {

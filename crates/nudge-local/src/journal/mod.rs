@@ -39,7 +39,7 @@ use nudge_service::bus::AcceptedEvent;
 use tokio::sync::{watch, Notify};
 use tracing::{error, warn};
 
-pub use reader::JournalReader;
+pub use reader::{Appended, JournalReader};
 pub use recovery::{Damage, SegmentDamage};
 
 use record::{checksum, encode_record};

@@ -23,6 +23,18 @@ pub struct JournalReader {
     pub(super) position: Option<(u64, File, u64)>,
 }
 
+/// What [`JournalReader::read_appended`] found.
+#[derive(Debug)]
+pub enum Appended {
+    /// Records handed out, each to be passed to [`Journal::complete`] once handled, and how
+    /// many unreadable ones were logged and completed here.
+    Batch(Vec<(u64, AcceptedEvent)>, u64),
+    /// Records were appended but none could be read (a segment file gone; logged).
+    Unreadable,
+    /// Nothing was appended that is not read yet.
+    Nothing,
+}
+
 /// How reading one chunk of a segment ended.
 enum Chunk {
     /// Read up to `max`, or to the chunk's end: go on at this offset.
@@ -46,26 +58,36 @@ impl JournalReader {
     pub async fn next_batch(&mut self, max: usize) -> (Vec<(u64, AcceptedEvent)>, u64) {
         loop {
             self.journal.room_in_flight(self.next_seq).await;
-            if self.journal.next_seq() > self.next_seq {
-                let low = *self.journal.shared.low.borrow();
-                let room = (self.journal.shared.limits.max_in_flight)
-                    .saturating_sub(self.next_seq.saturating_sub(low))
-                    .max(1);
-                let first = self.next_seq;
-                let (records, lost) = self.read(max.min(room as usize));
-                let handed = self.next_seq - first;
-                if handed > 0 {
-                    self.journal.hand_out(first, handed);
-                    self.journal.complete(&lost);
-                    return (records, lost.len() as u64);
-                }
-                // Appended but unreadable (a segment file gone): the error is logged; try
-                // again later rather than spin.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+            match self.read_appended(max) {
+                Appended::Batch(records, lost) => return (records, lost),
+                // The error is logged; try again later rather than spin.
+                Appended::Unreadable => tokio::time::sleep(Duration::from_millis(100)).await,
+                Appended::Nothing => self.journal.appended().await,
             }
-            self.journal.appended().await;
         }
+    }
+
+    /// [`JournalReader::next_batch`] without waiting: reads what was appended and not yet
+    /// read, up to `max` records and fewer when the records in flight leave less room (at
+    /// least one), and hands them out.
+    pub fn read_appended(&mut self, max: usize) -> Appended {
+        if self.journal.next_seq() <= self.next_seq {
+            return Appended::Nothing;
+        }
+        let low = *self.journal.shared.low.borrow();
+        let room = (self.journal.shared.limits.max_in_flight)
+            .saturating_sub(self.next_seq.saturating_sub(low))
+            .max(1);
+        let first = self.next_seq;
+        let (records, lost) = self.read(max.min(room as usize));
+        let handed = self.next_seq - first;
+        if handed == 0 {
+            // Appended but unreadable (a segment file gone).
+            return Appended::Unreadable;
+        }
+        self.journal.hand_out(first, handed);
+        self.journal.complete(&lost);
+        Appended::Batch(records, lost.len() as u64)
     }
 
     /// Reads up to `max` whole records from the reader's position; returns them and the

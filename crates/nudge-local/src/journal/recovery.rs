@@ -5,12 +5,15 @@
 //!   is what a crash inside `write` leaves: that write was never acknowledged, so the bytes
 //!   are cut off with a warning.
 //! - **Damage** (unreadable bytes with intact records behind them, or a segment holding fewer
-//!   records than its place in the sequence says) is not what a crash leaves: the start stops
+//!   or more records than its place in the sequence says) is not what a crash leaves: the start stops
 //!   with an error naming the file, and nothing is changed. Started again with salvage
 //!   (`nudge serve --salvage-journal`), every intact record is kept: the segment is rewritten
 //!   without the damaged bytes (the original is moved to `journal/damaged/`), and reading
 //!   starts again at the segment's first record (evaluate skips what it had applied by
-//!   messageId). Only records whose own bytes are damaged are lost, and they are counted.
+//!   messageId). Only records whose own bytes are damaged are lost, and they are counted;
+//!   records a segment holds past the next segment's first sequence number would share their
+//!   numbers with that segment's, so the salvaged copy ends where the next segment starts
+//!   (the original, with them, stays in `journal/damaged/`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -54,11 +57,13 @@ pub(super) struct Scan {
     pub end_of_records: u64,
 }
 
-/// Reads `path` through, checking every record; with `keep`, writes the intact records to it
-/// in order (a salvaged copy). Memory stays at one read chunk whatever the file's size.
+/// Reads `path` through, checking every record; with `keep`, writes the first `keep_at_most`
+/// intact records to it in order (a salvaged copy). Memory stays at one read chunk whatever
+/// the file's size.
 pub(super) fn scan_segment(
     path: &Path,
     mut keep: Option<&mut dyn Write>,
+    keep_at_most: u64,
 ) -> Result<Scan, JournalError> {
     let mut file = File::open(path).map_err(io(path))?;
     let len = file.metadata().map_err(io(path))?.len();
@@ -75,7 +80,7 @@ pub(super) fn scan_segment(
         loop {
             match parse_record(&buf[i..]) {
                 Parsed::Record(_, used) => {
-                    if let Some(w) = keep.as_deref_mut() {
+                    if let Some(w) = keep.as_deref_mut().filter(|_| scan.records < keep_at_most) {
                         w.write_all(&buf[i..i + used]).map_err(io(path))?;
                     }
                     scan.records += 1;
@@ -137,6 +142,8 @@ pub struct SegmentDamage {
     pub records_behind: u64,
     /// Records the segment should hold by its place in the sequence but does not.
     pub missing: u64,
+    /// Records the segment holds past the next segment's first sequence number.
+    pub overlapping: u64,
 }
 
 impl std::fmt::Display for SegmentDamage {
@@ -155,6 +162,16 @@ impl std::fmt::Display for SegmentDamage {
         if self.missing > 0 {
             write!(f, "{} records missing", self.missing)?;
         }
+        if self.overlapping > 0 {
+            if self.damaged_bytes > 0 {
+                write!(f, "; ")?;
+            }
+            write!(
+                f,
+                "{} records past the next segment's first sequence number",
+                self.overlapping
+            )?;
+        }
         Ok(())
     }
 }
@@ -168,15 +185,20 @@ pub(super) fn check_segment(
     expected: Option<u64>,
 ) -> Result<Result<Segment, SegmentDamage>, JournalError> {
     let path = segment_path(dir, first_seq);
-    let scan = scan_segment(&path, None)?;
+    let scan = scan_segment(&path, None, 0)?;
     let missing = expected.map_or(0, |n| n.saturating_sub(scan.records));
-    if scan.first_damage.is_some() || missing > 0 {
+    // More records than the place allows: read on, they would take the next segment's
+    // numbers, and appends the journal's, so an event would be handed out under a number
+    // already passed (found by the journal fuzz target).
+    let overlapping = expected.map_or(0, |n| scan.records.saturating_sub(n));
+    if scan.first_damage.is_some() || missing > 0 || overlapping > 0 {
         return Ok(Err(SegmentDamage {
             path,
             offset: scan.first_damage.unwrap_or(scan.end_of_records),
             damaged_bytes: scan.damaged_bytes,
             records_behind: scan.records_behind,
             missing,
+            overlapping,
         }));
     }
     if scan.torn_tail > 0 {
@@ -212,7 +234,7 @@ pub(super) fn salvage_segment(
     let scan = {
         let file = File::create(&tmp).map_err(io(&tmp))?;
         let mut out = BufWriter::new(file);
-        let scan = scan_segment(path, Some(&mut out))?;
+        let scan = scan_segment(path, Some(&mut out), expected.unwrap_or(u64::MAX))?;
         let file = out.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
         file.sync_all().map_err(io(&tmp))?;
         scan
@@ -225,17 +247,20 @@ pub(super) fn salvage_segment(
     // How many records the damaged bytes held is known only where the next segment's first
     // sequence number says how many the segment had.
     let lost = expected.map(|n| n.saturating_sub(scan.records));
+    let records = expected.map_or(scan.records, |n| n.min(scan.records));
+    let len = std::fs::metadata(path).map_err(io(path))?.len();
     error!(
         path = %path.display(),
         original = %kept.display(),
-        kept = scan.records,
+        kept = records,
         lost = ?lost,
+        left_in_original = damage.overlapping,
         damaged_bytes = scan.damaged_bytes,
         "salvaged a damaged journal segment: its intact records are read again"
     );
     Ok(Segment {
         first_seq,
-        len: scan.intact_bytes,
+        len,
         records: expected.unwrap_or(scan.records),
     })
 }
@@ -267,7 +292,7 @@ mod tests {
         let path = dir.path().join("a.seg");
         let bytes = records(0..50);
         std::fs::write(&path, &bytes).unwrap();
-        let scan = scan_segment(&path, None).unwrap();
+        let scan = scan_segment(&path, None, 0).unwrap();
         assert_eq!(scan.records, 50);
         assert_eq!(scan.intact_bytes, bytes.len() as u64);
         assert_eq!(scan.end_of_records, bytes.len() as u64);
@@ -284,7 +309,7 @@ mod tests {
         // Inside the 21st record's payload.
         bytes[before + HEADER + 10] ^= 0x40;
         std::fs::write(&path, &bytes).unwrap();
-        let scan = scan_segment(&path, None).unwrap();
+        let scan = scan_segment(&path, None, 0).unwrap();
         assert_eq!(scan.first_damage, Some(before as u64));
         assert_eq!(scan.records, 49);
         assert_eq!(scan.records_behind, 29);
@@ -292,7 +317,7 @@ mod tests {
         assert_eq!(scan.torn_tail, 0);
 
         let mut kept = Vec::new();
-        scan_segment(&path, Some(&mut kept)).unwrap();
+        scan_segment(&path, Some(&mut kept), u64::MAX).unwrap();
         let mut expected = records(0..20);
         expected.extend(records(21..50));
         assert_eq!(kept, expected, "the salvaged copy is every intact record");
@@ -307,7 +332,7 @@ mod tests {
         let next = records(10..11);
         bytes.extend(&next[..next.len() / 3]);
         std::fs::write(&path, &bytes).unwrap();
-        let scan = scan_segment(&path, None).unwrap();
+        let scan = scan_segment(&path, None, 0).unwrap();
         assert_eq!(scan.records, 10);
         assert_eq!(scan.first_damage, None);
         assert_eq!(scan.torn_tail, (next.len() / 3) as u64);
@@ -324,7 +349,7 @@ mod tests {
         let flip = READ_CHUNK + 123;
         bytes[flip] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
-        let scan = scan_segment(&path, None).unwrap();
+        let scan = scan_segment(&path, None, 0).unwrap();
         assert_eq!(scan.records, 19_999);
         assert!(scan.first_damage.unwrap() <= flip as u64);
         assert_eq!(scan.intact_bytes + scan.damaged_bytes, total as u64);
