@@ -9,7 +9,7 @@ The live inbox stream never ends, so schemathesis cannot read an answer of it: i
 of that run and checked here against the description by hand.
 
 NUDGE_CONTRACT_MAX_EXAMPLES sets the examples per operation (default 25); the figures of a
-run are printed (`pytest -s`) and kept in docs/reliability-api.md."""
+run are printed (`pytest -s`) and kept in docs/reliability.md."""
 
 import http.client
 import importlib
