@@ -289,9 +289,9 @@ def test_stream_mapping_filters_ttl_deletions_and_reports_item_failures(template
     assert m["DestinationConfig"]["OnFailure"]["Type"] == "SQS"
     [f] = m["FilterCriteria"]["Filters"]
     pattern = json.loads(f["Pattern"])
-    # What crates/nudge-aws/src/lambda/schedule.rs (expired_timer) fires on.
-    schedule_rs = (AWS_SRC / "lambda" / "schedule.rs").read_text()
-    principal = re.search(r'TTL_PRINCIPAL: &str = "([^"]+)"', schedule_rs).group(1)
+    # What schedule-delay fires on (expired_timer, read in crates/nudge-lambda-events).
+    stream_rs = (ROOT / "crates" / "nudge-lambda-events" / "src" / "stream.rs").read_text()
+    principal = re.search(r'TTL_PRINCIPAL: &str = "([^"]+)"', stream_rs).group(1)
     timer_sk = re.search(r'TIMER_SK: &str = "([^"]+)"', (AWS_SRC / "dynamodb" / "timers.rs").read_text()).group(1)
     assert pattern["eventName"] == ["REMOVE"]
     assert pattern["userIdentity"] == {"type": ["Service"], "principalId": [principal]}
