@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::{eventually, Server};
+use crate::{shuffle, Rng};
 
 const LANES: usize = 4;
 const PINGS: usize = 3;
@@ -26,22 +27,8 @@ const POINT_KILLS: [(&str, usize); 3] = [
     ("wal-checkpoint", 4),
 ];
 
-/// splitmix64: a seeded sequence, so that a failing run can be replayed.
-struct Dice(u64);
-
-impl Dice {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+/// Tasks checking the users at the end.
+const CHECKERS: usize = 8;
 
 /// One user's events: an address, pings (an inbox item each), a mail, a 3 s reminder.
 fn batch_of(u: usize) -> Value {
@@ -110,15 +97,13 @@ async fn twenty_kills_under_load_lose_nothing_acknowledged_and_duplicate_nothing
                 .map_or(1, |d| d.as_nanos() as u64)
         });
     eprintln!("kill loop: NUDGE_KILL_SEED={seed}");
-    let mut dice = Dice(seed);
+    let mut dice = Rng(seed);
     // The kills in a random order: None is a kill at a random moment from outside.
     let mut plan: Vec<Option<&str>> = vec![None; RANDOM_KILLS];
     for (point, n) in POINT_KILLS {
         plan.extend(std::iter::repeat_n(Some(point), n));
     }
-    for i in (1..plan.len()).rev() {
-        plan.swap(i, dice.below(i as u64 + 1) as usize);
-    }
+    shuffle(&mut plan, &mut dice);
     assert_eq!(plan.len(), 20);
 
     let mut s = Server::start("kill-loop", "http://127.0.0.1:9/none", &[]);
@@ -175,33 +160,24 @@ async fn twenty_kills_under_load_lose_nothing_acknowledged_and_duplicate_nothing
     assert_eq!(users.len(), acknowledged);
     assert!(acknowledged > 200, "too little load: {acknowledged} users");
 
-    // Every acknowledged user ends with exactly its messages, decided once each.
+    // Every acknowledged user ends with exactly its messages, decided once each; checked
+    // by a few tasks at once, so a slow machine (more users sent while it restarts) is not
+    // a slower test by as much.
+    let s = Arc::new(s);
+    let mut checks = tokio::task::JoinSet::new();
+    for part in users.chunks(users.len().div_ceil(CHECKERS)) {
+        let (s, part) = (s.clone(), part.to_vec());
+        checks.spawn(async move {
+            let mut decided = 0;
+            for u in part {
+                decided += check_user(&s, u).await;
+            }
+            decided
+        });
+    }
     let mut decisions = 0;
-    for &u in &users {
-        let user = format!("k{u}");
-        let list = s
-            .decisions_until(&user, Duration::from_secs(60), |d| d.len() >= PINGS + 2)
-            .await;
-        // Give a duplicate the chance to show up.
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        let (_, v) = s.admin(&format!("/v1/admin/users/{user}/decisions")).await;
-        let list = v["decisions"].as_array().cloned().unwrap_or(list);
-        let messages = |m: &str| list.iter().filter(|d| d["message"] == m).count();
-        assert_eq!(
-            (messages("tip"), messages("reminder"), messages("welcome")),
-            (PINGS, 1, 1),
-            "user {user}: {list:?}"
-        );
-        assert_eq!(list.len(), PINGS + 2, "user {user}: {list:?}");
-        decisions += list.len();
-        let items = eventually(Duration::from_secs(30), || async {
-            let (_, v) = s.inbox(&user, &user).await;
-            let items = v["items"].as_array().cloned().unwrap_or_default();
-            (items.len() > PINGS).then_some(items)
-        })
-        .await
-        .unwrap_or_else(|| panic!("user {user} is missing inbox items"));
-        assert_eq!(items.len(), PINGS + 1, "user {user}: {items:?}");
+    while let Some(decided) = checks.join_next().await {
+        decisions += decided.unwrap();
     }
     // One mail a user in the outbox, to that user.
     let mails = eventually(Duration::from_secs(30), || async {
@@ -231,4 +207,33 @@ async fn twenty_kills_under_load_lose_nothing_acknowledged_and_duplicate_nothing
         acknowledged * (PINGS + 3),
         load.failed_tries.load(Ordering::SeqCst),
     );
+}
+
+/// Checks that user `k{u}` has exactly its decisions (one welcome, one tip per ping, one
+/// reminder) and inbox items; returns how many decisions it has.
+async fn check_user(s: &Server, u: usize) -> usize {
+    let user = format!("k{u}");
+    let list = s
+        .decisions_until(&user, Duration::from_secs(60), |d| d.len() >= PINGS + 2)
+        .await;
+    // Give a duplicate the chance to show up.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let (_, v) = s.admin(&format!("/v1/admin/users/{user}/decisions")).await;
+    let list = v["decisions"].as_array().cloned().unwrap_or(list);
+    let messages = |m: &str| list.iter().filter(|d| d["message"] == m).count();
+    assert_eq!(
+        (messages("tip"), messages("reminder"), messages("welcome")),
+        (PINGS, 1, 1),
+        "user {user}: {list:?}"
+    );
+    assert_eq!(list.len(), PINGS + 2, "user {user}: {list:?}");
+    let items = eventually(Duration::from_secs(30), || async {
+        let (_, v) = s.inbox(&user, &user).await;
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        (items.len() > PINGS).then_some(items)
+    })
+    .await
+    .unwrap_or_else(|| panic!("user {user} is missing inbox items"));
+    assert_eq!(items.len(), PINGS + 1, "user {user}: {items:?}");
+    list.len()
 }
