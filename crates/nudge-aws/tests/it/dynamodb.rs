@@ -10,17 +10,18 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::types::AttributeValue;
 use nudge_core::engine::decision::DecisionId;
 use nudge_core::insights::{observe, Deltas, Field, Key, Period, Scope};
-use nudge_core::rules::model::Channel;
 use nudge_core::time::Millis;
-use nudge_service::bus::{BusEvent, DelayCancel, DelayRequest};
+use nudge_service::bus::BusEvent;
 use nudge_service::ports::{
-    Clock, Delivery, DeliveryStatus, DeliveryStore, InboxItem, InboxStore, LoadRequest,
-    ReportStore, SaveRequest, StoreError, TimerStore, UserStore, UserWrite, DELIVERY_RETENTION_MS,
-    INBOX_RETENTION_MS, MESSAGE_ID_RETENTION_MS,
+    Clock, DeliveryStore, InboxItem, InboxStore, LoadRequest, ReportStore, SaveRequest, StoreError,
+    TimerStore, UserStore, UserWrite, DELIVERY_RETENTION_MS, INBOX_RETENTION_MS,
+    MESSAGE_ID_RETENTION_MS,
 };
 
 use nudge_aws::dynamodb::DynamoDbStore;
 use nudge_aws::test_access::{dynamodb_client, timer_shards, user_pk};
+
+use nudge_store_contract::samples::{cancel, delay, delivery, inbox_item};
 
 use crate::support;
 use crate::support::stack::TestClock;
@@ -68,56 +69,6 @@ fn write<'a>(
         message_ids,
         now,
         counts: nudge_core::insights::Deltas::none(),
-    }
-}
-
-fn delay(user_id: &str, due: Millis, version: u64) -> DelayRequest {
-    DelayRequest {
-        user_id: user_id.into(),
-        due,
-        version,
-    }
-}
-
-fn cancel(user_id: &str, version: u64) -> DelayCancel {
-    DelayCancel {
-        user_id: user_id.into(),
-        version,
-    }
-}
-
-fn delivery(user_id: &str, id: u64, at: Millis) -> Delivery {
-    Delivery {
-        id: DecisionId(id),
-        user_id: user_id.into(),
-        trigger: "welcome".into(),
-        channel: Channel::Email,
-        message: "welcome_email".into(),
-        variant: "default".into(),
-        experiment: None,
-        status: DeliveryStatus::Sending,
-        reason: None,
-        error: None,
-        at,
-        updated_at: at,
-        attempts: 0,
-        subject: Some("Welcome".into()),
-    }
-}
-
-fn inbox_item(user_id: &str, id: u64, created_at: Millis) -> InboxItem {
-    InboxItem {
-        id: DecisionId(id),
-        user_id: user_id.into(),
-        trigger: "tip".into(),
-        variant: "short".into(),
-        message: "tip_in_app".into(),
-        title: Some(format!("Tip {id}")),
-        body: "Try the thing".into(),
-        url: None,
-        created_at,
-        read_at: None,
-        expires_at: created_at + INBOX_RETENTION_MS,
     }
 }
 
