@@ -159,7 +159,8 @@ def free_port():
 def start_moto(binary):
     port = free_port()
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    command = list(binary) if isinstance(binary, (list, tuple)) else [binary]
+    proc = subprocess.Popen([*command, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.time() + 30
     while True:

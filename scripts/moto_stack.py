@@ -29,8 +29,9 @@ def client(endpoint, service):
                         aws_access_key_id="test", aws_secret_access_key="test")
 
 
-def set_up(endpoint, name, sender):
-    """Creates the stack; returns the SQS client and each consuming function's queue URL."""
+def set_up(endpoint, name, sender, stream=True):
+    """Creates the stack; returns the SQS client and each consuming function's queue URL.
+    Without `stream` the table has none (a harness that plays the stream itself)."""
     ddb = client(endpoint, "dynamodb")
     ddb.create_table(
         TableName=name, BillingMode="PAY_PER_REQUEST",
@@ -42,7 +43,7 @@ def set_up(endpoint, name, sender):
             "KeySchema": [{"AttributeName": "gsi1pk", "KeyType": "HASH"},
                           {"AttributeName": "gsi1sk", "KeyType": "RANGE"}],
             "Projection": {"ProjectionType": "ALL"}}],
-        StreamSpecification={"StreamEnabled": True, "StreamViewType": "OLD_IMAGE"},
+        StreamSpecification={"StreamEnabled": stream, **({"StreamViewType": "OLD_IMAGE"} if stream else {})},
     )
     ddb.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "ttl"})
     events, sqs = client(endpoint, "events"), client(endpoint, "sqs")

@@ -1,0 +1,708 @@
+"""Faults at every hop of the AWS path: the four function binaries on a moto server on
+loopback, behind a fault-injecting proxy (scripts/fault_proxy.py), driven as Lambda drives
+them, then every decision counted.
+
+Each user sends 10 events in 3 batches through ingest (API Gateway, the client retrying as
+SDKs do until the batch is acknowledged): identify, Signed Up, 2 Tip Wanted, 4 Feature Used,
+Plan Chosen, Remind Me, and for a third of them Reminder Cancelled in the same batch. On
+tests/fault-rules that is known decisions per user: a welcome mail, 2 inbox items, a signed
+webhook, and a reminder mail 3 s later unless cancelled (a timer: set, queued, swept, or
+expired through the stream).
+
+What plays Lambda and EventBridge (moto cannot invoke functions; times are compressed):
+- bus events reach their function through the template's rules (routed to SQS queues, read
+  here): a share of hand-overs is refused as Lambda throttling and retried by the rule's
+  retry policy, a share is delivered twice (at least once);
+- asynchronous invokes: a failed invocation (an error, a crash, the function's timeout) is
+  retried twice (after 1 s and 2 s, for Lambda's 1 and 2 minutes), then its invocation
+  record goes to the function's DLQ;
+- the delay queue: batches of up to 10, failed items left for the visibility timeout (5 s
+  here), the queue's redrive policy (5 receives) moving them to its DLQ;
+- DynamoDB TTL and the stream: a share of timers past due is deleted as TTL does and the
+  REMOVE record handed to schedule-delay in stream batches (reported failures retried from
+  the first failed record, a failed invocation bisected, 10 retries, then the DLQ);
+- the sweeper every 5 s.
+Every function's AWS calls go through the proxy; the harness's own calls do not (they are
+AWS's side). When the load is done, every DLQ is redriven (scripts/redrive.py's reading of
+its messages) until empty, and the counting starts.
+
+  fault_run.py [--users 10000] [--share 0.15] [--seed 1] [--clients 4] [--bin-dir DIR]
+               [--json OUT]
+
+Counted per decision id: decisions expected and found in the delivery log (lost, extra), mails
+taken by SES (moto) per decision, inbox items, webhooks received per `Nudge-Webhook-Id`, what
+went to each DLQ and what the redrive completed. Exits 1 when anything is lost or doubled.
+"""
+
+import argparse
+import base64
+import datetime
+import email
+import faulthandler
+import heapq
+import json
+import os
+import queue
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import lambda_cold_start as lcs  # noqa: E402  (moto, the functions' environment)
+import moto_stack  # noqa: E402
+import redrive  # noqa: E402
+from fault_proxy import FaultProxy  # noqa: E402
+from timer_lateness import WarmFunction  # noqa: E402
+
+ROOT = lcs.ROOT
+RULES = ROOT / "tests" / "fault-rules"
+FUNCTIONS = ("nudge-ingest", "nudge-evaluate", "nudge-schedule-delay", "nudge-deliver")
+ASYNC_RETRY_DELAYS = (1.0, 2.0)      # Lambda's async retries: about 1 and 2 minutes
+EVENTBRIDGE_RETRY_DELAY = 0.5       # the rule's retry policy: backs off from about a second
+QUEUE_VISIBILITY = 5                # the delay queue's visibility timeout (120 s on AWS)
+STREAM_RETRIES = 10                 # the stream mapping's MaximumRetryAttempts
+SWEEP_EVERY = 5.0
+REMINDER_WAIT_MS = 3000
+
+
+class Failed(Exception):
+    """An invocation that did not answer: a crash or the function's timeout."""
+
+
+class Environment(WarmFunction):
+    """A warm execution environment; an invocation that crashes it or runs past the function's
+    timeout ends it (Lambda then starts a new one)."""
+
+    def call(self, event, timeout):
+        rid = str(uuid.uuid4())
+        self.events.put((rid, event))
+        deadline = time.time() + timeout
+        with self.done:
+            while rid not in self.answers:
+                if self.proc.poll() is not None:
+                    raise Failed(f"the process exited ({self.proc.returncode})")
+                if time.time() > deadline:
+                    raise Failed(f"timed out after {timeout} s")
+                self.done.wait(0.5)
+            return self.answers.pop(rid)
+
+
+class Function:
+    """A function with `size` environments, invoked synchronously."""
+
+    def __init__(self, binary, env, size, timeout, on_line, stats):
+        self.binary, self.env, self.timeout, self.on_line, self.stats = binary, env, timeout, on_line, stats
+        self.name = binary.name
+        self.free = queue.Queue()
+        self.all = []
+        for _ in range(size):
+            self._add()
+
+    def _add(self):
+        e = Environment(self.binary, self.env, self.on_line)
+        self.all.append(e)
+        self.free.put(e)
+
+    def invoke(self, event):
+        """(ok, answer): the function's answer, or its error."""
+        env = self.free.get()
+        try:
+            ok, body = env.call(event, self.timeout)
+        except Failed as e:
+            self.stats[f"{self.name}: environment ended ({str(e).split(' (')[0]})"] += 1
+            env.close()
+            self.all.remove(env)
+            self._add()
+            return False, str(e)
+        self.free.put(env)
+        if not ok:
+            self.stats[f"{self.name}: invocation failed"] += 1
+            return False, body
+        return True, (json.loads(body) if body else None)
+
+    def close(self):
+        for e in self.all:
+            e.close()
+
+
+class Scheduler:
+    """Runs callables later (retries after their delay)."""
+
+    def __init__(self):
+        self.heap, self.cv, self.n = [], threading.Condition(), 0
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def after(self, delay, fn):
+        with self.cv:
+            self.n += 1
+            heapq.heappush(self.heap, (time.time() + delay, self.n, fn))
+            self.cv.notify()
+
+    def pending(self):
+        with self.cv:
+            return len(self.heap)
+
+    def _run(self):
+        while True:
+            with self.cv:
+                while not self.heap or self.heap[0][0] > time.time():
+                    self.cv.wait(0.1 if self.heap else 1)
+                _, _, fn = heapq.heappop(self.heap)
+            fn()
+
+
+class Work:
+    """Counts what is in flight, so the run knows when the system is quiet."""
+
+    def __init__(self):
+        self.lock, self.n = threading.Lock(), 0
+
+    def __enter__(self):
+        with self.lock:
+            self.n += 1
+
+    def __exit__(self, *_):
+        with self.lock:
+            self.n -= 1
+
+    def busy(self):
+        with self.lock:
+            return self.n
+
+
+def user_script(user, rng, now_iso, context):
+    """A user's 3 batches and the decisions they must yield: {trigger: count}."""
+    cancels = rng.random() < 1 / 3
+
+    def track(event, **props):
+        return {"type": "track", "event": event, **({"properties": props} if props else {})}
+
+    batches = [
+        [{"type": "identify", "traits": {"email": f"{user}@faults.example", "name": user}},
+         track("Signed Up"), track("Tip Wanted")],
+        [track("Feature Used", n=1), track("Feature Used", n=2), track("Tip Wanted"),
+         track("Feature Used", n=3), track("Plan Chosen", plan=rng.choice(["team", "pro"]))],
+        [track("Remind Me"), track("Reminder Cancelled") if cancels else track("Feature Used", n=4)],
+    ]
+    for b in batches:
+        for e in b:
+            e.update(userId=user, messageId=str(uuid.uuid4()), timestamp=now_iso(), context=context)
+    expected = {"welcome": 1, "tip": 2, "plan-hook": 1, "reminder": 0 if cancels else 1}
+    return batches, expected
+
+
+def api_request(batch):
+    request = lcs.ingest_event("x")
+    request["body"] = json.dumps({"batch": batch})
+    request["requestContext"]["requestId"] = str(uuid.uuid4())
+    return request
+
+
+class WebhookReceiver(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    received = Counter()
+    lock = threading.Lock()
+
+    def log_message(self, *_):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        with self.lock:
+            WebhookReceiver.received[self.headers.get("Nudge-Webhook-Id")] += 1
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def scan(ddb, table, prefix):
+    items = []
+    for page in ddb.get_paginator("scan").paginate(
+            TableName=table, FilterExpression="begins_with(sk, :p)",
+            ExpressionAttributeValues={":p": {"S": prefix}}):
+        items += page["Items"]
+    return items
+
+
+def ses_messages(endpoint):
+    """Decision id (hex) of each mail SES took, from its Message-ID."""
+    with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=120) as reply:
+        raw = json.load(reply).get("ses", {}).get("RawMessage", [])
+    ids = Counter()
+    for m in raw:
+        data = m.get("raw_data") or m.get("raw_message") or ""
+        msg = email.message_from_string(data if isinstance(data, str) else data.decode())
+        ids[(msg["Message-ID"] or "").strip("<>").split("@")[0]] += 1
+    return ids
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=10000)
+    ap.add_argument("--share", type=float, default=0.15, help="share of the functions' AWS calls faulted")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--clients", type=int, default=6, help="users sending at once")
+    ap.add_argument("--environments", type=int, default=12, help="execution environments of evaluate and of deliver")
+    ap.add_argument("--invoke-throttle", type=float, default=0.02, help="share of hand-overs refused as throttling")
+    ap.add_argument("--duplicates", type=float, default=0.02, help="share of bus events delivered twice")
+    ap.add_argument("--ttl-share", type=float, default=0.3, help="share of due timers deleted by TTL first")
+    ap.add_argument("--attempt-timeout-ms", type=int, default=2000, help="the functions' AWS call attempt timeout")
+    ap.add_argument("--bin-dir", type=Path,
+                    default=Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug")
+    ap.add_argument("--moto", default=None, help="a moto server command (default: scripts/moto_serve.py)")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    faulthandler.register(signal.SIGUSR1)  # kill -USR1: where every thread is
+    rng = random.Random(args.seed)
+    started = time.time()
+
+    moto, endpoint = lcs.start_moto(args.moto or [sys.executable, str(Path(__file__).resolve().parent / "moto_serve.py")])
+    proxy = FaultProxy(endpoint, share=args.share, seed=args.seed,
+                       hold=args.attempt_timeout_ms / 1000 + 1).start()
+    hooks = lcs.QuietServer(("127.0.0.1", 0), WebhookReceiver)
+    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    rules = Path(tempfile.mkdtemp(prefix="nudge-fault-rules-"))
+    (rules / "nudge.yaml").write_text((RULES / "nudge.yaml").read_text().replace(
+        "WEBHOOK_URL", f"http://127.0.0.1:{hooks.server_address[1]}/hook"))
+
+    stack = f"faults-{uuid.uuid4().hex[:6]}"
+    stats = Counter()
+    errors = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    work = Work()
+    scheduler = Scheduler()
+    functions = []
+
+    def on_line(line):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            if "panicked" in line:
+                with lock:
+                    errors.append(line.strip())
+            return
+        if record.get("level") == "ERROR":
+            with lock:
+                errors.append(line.strip()[:400])
+
+    try:
+        # No stream on moto's table: the run plays the stream itself (below), and moto would
+        # keep a record of every write.
+        sqs, queues = moto_stack.set_up(endpoint, stack, lcs.SENDER, stream=False)
+        ddb = moto_stack.client(endpoint, "dynamodb")
+        dlqs = {fn: sqs.create_queue(QueueName=f"{stack}-{fn}-dlq")["QueueUrl"]
+                for fn in ("evaluate", "schedule-delay", "deliver", "timers", "stream")}
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlqs["timers"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        timer_queue = sqs.create_queue(QueueName=f"{stack}-timers", Attributes={
+            "VisibilityTimeout": str(QUEUE_VISIBILITY),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5})})["QueueUrl"]
+        env = {}
+        for name in FUNCTIONS:
+            env[name] = lcs.function_env(proxy.url, name, None, rules=rules)
+            env[name].update(NUDGE_TABLE=stack, NUDGE_BUS=stack, RUST_LOG="warn,nudge=warn",
+                             NUDGE_AWS_ATTEMPT_TIMEOUT_MS=str(args.attempt_timeout_ms))
+        env["nudge-schedule-delay"].update(NUDGE_TIMER_QUEUE=timer_queue, NUDGE_TIMER_HORIZON="900")
+
+        def function(name, size, timeout):
+            f = Function(args.bin_dir / name, env[name], size, timeout, on_line, stats)
+            functions.append(f)
+            return f
+
+        # The templates' timeouts: ingest 10 s, evaluate 30 s, schedule-delay and deliver 60 s.
+        # Most of an invocation's time under faults is the SDK's backoff: many environments
+        # at once, as Lambda runs them, keep the two cores busy.
+        width = args.environments
+        ingest = function("nudge-ingest", args.clients, 10)
+        evaluate = function("nudge-evaluate", width, 30)
+        deliver = function("nudge-deliver", width, 60)
+        sched_bus = function("nudge-schedule-delay", max(1, width // 2), 60)
+        sched_sweep = function("nudge-schedule-delay", 1, 60)
+        sched_queue = function("nudge-schedule-delay", 1, 60)
+        sched_stream = function("nudge-schedule-delay", 1, 60)
+        pools = {f: ThreadPoolExecutor(len(f.all)) for f in (evaluate, deliver, sched_bus)}
+        dlq_of = {evaluate: "evaluate", deliver: "deliver", sched_bus: "schedule-delay"}
+        parked = Counter()
+
+        def run(fn, event, attempt=0):
+            """One asynchronous invocation, with Lambda's retries, then the DLQ."""
+            with work:
+                ok, answer = fn.invoke(event)
+                if ok:
+                    return
+                if attempt < len(ASYNC_RETRY_DELAYS):
+                    stats["async retries"] += 1
+                    work.__enter__()
+
+                    def again():
+                        work.__exit__()
+                        pools[fn].submit(run, fn, event, attempt + 1)
+                    scheduler.after(ASYNC_RETRY_DELAYS[attempt], again)
+                    return
+                record = {"version": "1.0", "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                          "requestContext": {"requestId": str(uuid.uuid4()), "condition": "RetriesExhausted",
+                                             "approximateInvokeCount": attempt + 1,
+                                             "functionArn": f"arn:aws:lambda:us-east-1:123456789012:function:{fn.name}"},
+                          "requestPayload": event,
+                          "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
+                                              "functionError": "Unhandled"},
+                          "responsePayload": {"errorMessage": str(answer)[:1000]}}
+                sqs.send_message(QueueUrl=dlqs[dlq_of[fn]], MessageBody=json.dumps(record))
+                with lock:
+                    parked[dlq_of[fn]] += 1
+
+        def hand_over(fn, event, tries=0):
+            """EventBridge handing an event to Lambda: throttled hand-overs are retried."""
+            if rng.random() < args.invoke_throttle:
+                stats["hand-overs throttled"] += 1
+                work.__enter__()
+
+                def again():
+                    work.__exit__()
+                    hand_over(fn, event, tries + 1)
+                scheduler.after(EVENTBRIDGE_RETRY_DELAY * (tries + 1), again)
+                return
+            copies = 2 if rng.random() < args.duplicates else 1
+            stats["events delivered twice"] += copies - 1
+            for _ in range(copies):
+                work.__enter__()
+
+                def go():
+                    try:
+                        run(fn, event)
+                    finally:
+                        work.__exit__()
+                pools[fn].submit(go)
+
+        def route(url, fn):
+            while not stop.is_set():
+                got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+                for m in got.get("Messages", []):
+                    with work:
+                        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+                        event = json.loads(m["Body"])
+                        with lock:
+                            stats[f"bus: {event.get('detail-type')}"] += 1
+                        hand_over(fn, event)
+
+        def sweeper():
+            while not stop.wait(SWEEP_EVERY):
+                event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
+                         "source": "aws.events", "account": "123456789012",
+                         "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                         "region": "us-east-1", "resources": [], "detail": {}}
+                # The sweep rule's policy: 2 retries within a minute; the next sweep does the rest.
+                for _ in range(3):
+                    if sched_sweep.invoke(event)[0]:
+                        break
+
+        def mapping():
+            arn = sqs.get_queue_attributes(QueueUrl=timer_queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            while not stop.is_set():
+                got = sqs.receive_message(QueueUrl=timer_queue, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                          AttributeNames=["All"])
+                messages = got.get("Messages", [])
+                if not messages:
+                    continue
+                with work:
+                    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                                "attributes": m.get("Attributes", {}), "messageAttributes": {},
+                                "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs", "eventSourceARN": arn,
+                                "awsRegion": "us-east-1"} for m in messages]
+                    ok, answer = sched_queue.invoke({"Records": records})
+                    if not ok:
+                        continue  # all come back after the visibility timeout
+                    failed = {f["itemIdentifier"] for f in (answer or {}).get("batchItemFailures", [])}
+                    stats["queue items reported failed"] += len(failed)
+                    for m in messages:
+                        if m["MessageId"] not in failed:
+                            sqs.delete_message(QueueUrl=timer_queue, ReceiptHandle=m["ReceiptHandle"])
+
+        stream_log = {}       # sequence number -> record, what the stream keeps for a day
+        seen_timers = set()
+        sequence = [0]
+
+        def stream_batch(records, tries=0):
+            """Hands a batch to schedule-delay as the stream mapping does; returns records that
+            exhausted their retries."""
+            ok, answer = sched_stream.invoke({"Records": records})
+            if ok:
+                failed = [f.get("itemIdentifier") for f in (answer or {}).get("batchItemFailures", [])]
+                if not failed:
+                    return []
+                stats["stream items reported failed"] += len(failed)
+                first = min(i for i, r in enumerate(records) if r["dynamodb"]["SequenceNumber"] in failed)
+                rest = records[first:]
+            else:
+                rest = records
+            if tries >= STREAM_RETRIES:
+                return rest
+            time.sleep(0.2)
+            if not ok and len(rest) > 1:   # BisectBatchOnFunctionError
+                half = len(rest) // 2
+                return stream_batch(rest[:half], tries + 1) + stream_batch(rest[half:], tries + 1)
+            return stream_batch(rest, tries + 1)
+
+        def ttl():
+            """DynamoDB TTL deleting a share of due timers before anything fired them, and the
+            stream handing the deletions to schedule-delay."""
+            stream_arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{stack}/stream/2026-01-01T00:00:00.000"
+            while not stop.wait(1.0):
+                batch = []
+                cutoff = int(time.time() * 1000) - 500
+                for shard in range(16):
+                    items = ddb.query(TableName=stack, IndexName="due",
+                                      KeyConditionExpression="gsi1pk = :s AND gsi1sk <= :now",
+                                      ExpressionAttributeValues={":s": {"S": f"timers#{shard}"},
+                                                                 ":now": {"N": str(cutoff)}})["Items"]
+                    for item in items:
+                        key = (item["pk"]["S"], item["due"]["N"], item["version"]["N"])
+                        if key in seen_timers:
+                            continue
+                        seen_timers.add(key)
+                        if rng.random() >= args.ttl_share:
+                            continue
+                        try:
+                            old = ddb.delete_item(TableName=stack, Key={"pk": item["pk"], "sk": item["sk"]},
+                                                  ConditionExpression="#due = :due AND #v = :v",
+                                                  ExpressionAttributeNames={"#due": "due", "#v": "version"},
+                                                  ExpressionAttributeValues={":due": item["due"], ":v": item["version"]},
+                                                  ReturnValues="ALL_OLD")["Attributes"]
+                        except ddb.exceptions.ConditionalCheckFailedException:
+                            continue
+                        sequence[0] += 1
+                        seq = f"{sequence[0]:021d}"
+                        record = {"eventID": uuid.uuid4().hex, "eventName": "REMOVE", "eventVersion": "1.1",
+                                  "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                                  "dynamodb": {"ApproximateCreationDateTime": int(time.time()),
+                                               "Keys": {"pk": old["pk"], "sk": old["sk"]}, "OldImage": old,
+                                               "SequenceNumber": seq, "SizeBytes": 200,
+                                               "StreamViewType": "OLD_IMAGE"},
+                                  "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"},
+                                  "eventSourceARN": stream_arn}
+                        stream_log[seq] = record
+                        batch.append(record)
+                        stats["timers expired through the stream"] += 1
+                for i in range(0, len(batch), 100):
+                    with work:
+                        left = stream_batch(batch[i:i + 100])
+                        if left:
+                            info = {"requestContext": {"condition": "RetryAttemptsExhausted",
+                                                       "approximateInvokeCount": STREAM_RETRIES + 1},
+                                    "DDBStreamBatchInfo": {"shardId": "shard-0", "batchSize": len(left),
+                                                           "startSequenceNumber": left[0]["dynamodb"]["SequenceNumber"],
+                                                           "endSequenceNumber": left[-1]["dynamodb"]["SequenceNumber"],
+                                                           "streamArn": stream_arn}}
+                            sqs.send_message(QueueUrl=dlqs["stream"], MessageBody=json.dumps(info))
+                            with lock:
+                                parked["stream"] += len(left)
+
+        threads = [threading.Thread(target=route, args=(queues["evaluate"], evaluate)),
+                   threading.Thread(target=route, args=(queues["schedule-delay"], sched_bus)),
+                   threading.Thread(target=route, args=(queues["deliver"], deliver)),
+                   threading.Thread(target=sweeper), threading.Thread(target=mapping),
+                   threading.Thread(target=ttl)]
+        for t in threads:
+            t.daemon = True
+            t.start()
+
+        # The load: each client thread takes users one by one and sends their batches in order,
+        # each resent until acknowledged.
+        expected = {}
+        scripts = queue.Queue()
+        context = {"timezone": "UTC"}
+
+        def now_iso():
+            return datetime.datetime.now(datetime.timezone.utc).isoformat()
+
+        for i in range(args.users):
+            user = f"u{i:05d}-{rng.randrange(16 ** 4):04x}"
+            batches, exp = user_script(user, rng, now_iso, context)
+            expected[user] = exp
+            scripts.put((user, batches))
+        acknowledged = Counter()
+
+        def client():
+            while True:
+                try:
+                    user, batches = scripts.get_nowait()
+                except queue.Empty:
+                    return
+                for batch in batches:
+                    for attempt in range(30):
+                        ok, answer = ingest.invoke(api_request(batch))
+                        status = answer.get("statusCode", 500) if ok and isinstance(answer, dict) else 502
+                        if status == 200:
+                            body = json.loads(answer.get("body") or "{}")
+                            with lock:
+                                acknowledged["events"] += len(batch)
+                                acknowledged["accepted"] += body.get("accepted", len(batch))
+                            break
+                        with lock:
+                            stats[f"ingest answered {status}, resent"] += 1
+                        if status not in (429, 500, 502, 503, 504):
+                            with lock:
+                                errors.append(f"ingest refused a valid batch: {status} {answer}")
+                            break
+                        time.sleep(min(2.0, 0.1 * 2 ** attempt))
+                    else:
+                        with lock:
+                            errors.append(f"a batch of {user} never acknowledged")
+
+        load_started = time.time()
+        clients = [threading.Thread(target=client) for _ in range(args.clients)]
+        for c in clients:
+            c.start()
+        last = 0
+        while any(c.is_alive() for c in clients):
+            time.sleep(1)
+            if time.time() - last > 30:
+                last = time.time()
+                print(f"{time.time() - started:7.0f} s: {acknowledged['events']} events acknowledged, "
+                      f"{proxy.stats()['faults']} faults", flush=True)
+        load_s = time.time() - load_started
+
+        def quiet_for(seconds):
+            """Waits until nothing is in flight, queued or due for `seconds` in a row."""
+            calm_since, said = None, time.time()
+            kinds = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                     "ApproximateNumberOfMessagesDelayed")
+            while True:
+                depth = {u.rsplit("-", 1)[-1]: sum(int(a[k]) for k in kinds) for u in [*queues.values(), timer_queue]
+                         for a in [sqs.get_queue_attributes(QueueUrl=u, AttributeNames=list(kinds))["Attributes"]]}
+                busy = work.busy() + scheduler.pending() + sum(depth.values())
+                if time.time() - said > 30:
+                    said = time.time()
+                    print(f"{time.time() - started:7.0f} s: waiting: {work.busy()} in flight, "
+                          f"{scheduler.pending()} retries due, queues {depth}", flush=True)
+                    with lock:
+                        print({k: v for k, v in stats.items() if k.startswith("bus")}, flush=True)
+                if busy:
+                    calm_since = None
+                elif calm_since is None:
+                    calm_since = time.time()
+                elif time.time() - calm_since >= seconds:
+                    return
+                time.sleep(0.5)
+
+        # Timers fall due 3 s after their last set; the sweeper runs every 5 s: wait past both.
+        quiet_for(REMINDER_WAIT_MS / 1000 + 2 * SWEEP_EVERY)
+        drained_s = time.time() - load_started
+
+        # Redrive every DLQ, with the faults still on, until they stay empty.
+        redriven = Counter()
+        for round_ in range(10):
+            moved = 0
+            for name, fn in (("evaluate", evaluate), ("schedule-delay", sched_bus), ("deliver", deliver)):
+                def receive(n, url=dlqs[name]):
+                    return sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=n, WaitTimeSeconds=0,
+                                               VisibilityTimeout=60).get("Messages", [])
+
+                def delete(handle, url=dlqs[name]):
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)
+                n, _ = redrive.redrive(receive, lambda event, fn=fn: hand_over(fn, event), delete)
+                redriven[name] += n
+                moved += n
+            # The delay queue's DLQ: its messages go back to the queue (SQS's own redrive).
+            while True:
+                got = sqs.receive_message(QueueUrl=dlqs["timers"], MaxNumberOfMessages=10).get("Messages", [])
+                if not got:
+                    break
+                for m in got:
+                    sqs.send_message(QueueUrl=timer_queue, MessageBody=m["Body"])
+                    sqs.delete_message(QueueUrl=dlqs["timers"], ReceiptHandle=m["ReceiptHandle"])
+                    redriven["timers"] += 1
+                    moved += 1
+            # The stream's DLQ names sequence numbers; the records are read back from the stream.
+            while True:
+                got = sqs.receive_message(QueueUrl=dlqs["stream"], MaxNumberOfMessages=10).get("Messages", [])
+                if not got:
+                    break
+                for m in got:
+                    info = json.loads(m["Body"])["DDBStreamBatchInfo"]
+                    records = [r for s, r in sorted(stream_log.items())
+                               if info["startSequenceNumber"] <= s <= info["endSequenceNumber"]]
+                    if not stream_batch(records):
+                        sqs.delete_message(QueueUrl=dlqs["stream"], ReceiptHandle=m["ReceiptHandle"])
+                        redriven["stream"] += len(records)
+                        moved += 1
+            if not moved:
+                break
+            quiet_for(REMINDER_WAIT_MS / 1000 + 2 * SWEEP_EVERY)
+        stop.set()
+
+        # Counting.
+        by_decision = {}
+        for item in scan(ddb, stack, "dlv#"):
+            d = item["sk"]["S"].removeprefix("dlv#")
+            by_decision[d] = (item["user_id"]["S"], item["trigger"]["S"], item["status"]["S"],
+                              item.get("error", {}).get("S", ""))
+        found = defaultdict(Counter)
+        for user, trigger, _, _ in by_decision.values():
+            found[user][trigger] += 1
+        lost = extra = 0
+        for user, exp in expected.items():
+            for trigger, n in exp.items():
+                got = found[user][trigger]
+                lost += max(0, n - got)
+                extra += max(0, got - n)
+        extra += sum(sum(c.values()) for u, c in found.items() if u not in expected)
+        statuses = Counter(f"{trig}: {status}" for _, trig, status, _ in by_decision.values())
+        mails = ses_messages(endpoint)
+        email_decisions = {d: v for d, v in by_decision.items() if v[1] in ("welcome", "reminder")}
+        mails_twice = sum(1 for d in email_decisions if mails[d] > 1)
+        mails_unknown = sorted({v[3] for v in email_decisions.values() if v[2] != "sent"})
+        sent_without_mail = sum(1 for d, v in email_decisions.items() if v[2] == "sent" and mails[d] == 0)
+        inbox = Counter(i["sk"]["S"].removeprefix("inbox#") for i in scan(ddb, stack, "inbox#"))
+        tips = {d for d, v in by_decision.items() if v[1] == "tip"}
+        hooks_by_id = WebhookReceiver.received
+        plan_hooks = {d for d, v in by_decision.items() if v[1] == "plan-hook"}
+        results = {
+            "users": args.users, "events_sent": acknowledged["events"], "events_accepted": acknowledged["accepted"],
+            "share": args.share, "seed": args.seed,
+            "seconds": {"load": round(load_s), "until_quiet": round(drained_s), "all": round(time.time() - started)},
+            "proxy": proxy.stats(),
+            "harness": dict(sorted(stats.items())),
+            "decisions": {"expected": sum(sum(e.values()) for e in expected.values()), "found": len(by_decision),
+                          "lost": lost, "extra": extra, "by_outcome": dict(sorted(statuses.items()))},
+            "mails": {"decisions": len(email_decisions), "taken_by_ses": sum(mails[d] for d in email_decisions),
+                      "twice": mails_twice, "sent_but_not_in_ses": sent_without_mail,
+                      "not_sent_errors": mails_unknown[:5],
+                      "not_sent_yet_in_ses": sum(1 for d, v in email_decisions.items()
+                                                 if v[2] != "sent" and mails[d] > 0)},
+            "inbox": {"decisions": len(tips), "items": sum(1 for d in tips if inbox[d]),
+                      "missing": sum(1 for d in tips if not inbox[d] and by_decision[d][2] == "sent")},
+            "webhooks": {"decisions": len(plan_hooks), "received": sum(hooks_by_id[d] for d in plan_hooks),
+                         "distinct": sum(1 for d in plan_hooks if hooks_by_id[d]),
+                         "twice": sum(1 for d in plan_hooks if hooks_by_id[d] > 1)},
+            "dead_letters": {"parked": dict(parked), "redriven": dict(redriven)},
+            "errors_logged": len(errors), "first_errors": errors[:8],
+        }
+        print(json.dumps(results, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        bad = (lost or extra or mails_twice or sent_without_mail or results["inbox"]["missing"]
+               or results["webhooks"]["twice"] or any(s.endswith(": sending") for s in statuses)
+               or acknowledged["events"] != acknowledged["accepted"])
+        sys.exit(1 if bad else 0)
+    finally:
+        stop.set()
+        for f in functions:
+            f.close()
+        proxy.shutdown()
+        moto.kill()
+        moto.wait(10)
+
+
+if __name__ == "__main__":
+    main()
