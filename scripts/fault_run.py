@@ -237,12 +237,14 @@ def ses_messages(endpoint):
     """Decision id (hex) of each mail SES took, from its Message-ID."""
     with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=120) as reply:
         raw = json.load(reply).get("ses", {}).get("RawMessage", [])
-    ids = Counter()
+    ids, dates = Counter(), defaultdict(list)
     for m in raw:
         data = m.get("raw_data") or m.get("raw_message") or ""
         msg = email.message_from_string(data if isinstance(data, str) else data.decode())
-        ids[(msg["Message-ID"] or "").strip("<>").split("@")[0]] += 1
-    return ids
+        d = (msg["Message-ID"] or "").strip("<>").split("@")[0]
+        ids[d] += 1
+        dates[d].append(msg["Date"])
+    return ids, dates
 
 
 def main():
@@ -278,6 +280,7 @@ def main():
     stack = f"faults-{uuid.uuid4().hex[:6]}"
     stats = Counter()
     errors = []
+    trail = defaultdict(list)   # decision id -> what the functions logged about it
     lock = threading.Lock()
     stop = threading.Event()
     work = Work()
@@ -292,6 +295,12 @@ def main():
                 with lock:
                     errors.append(line.strip())
             return
+        decision = record.get("decision_id") or next(
+            (sp.get("decision_id") for sp in record.get("spans", []) if sp.get("decision_id")), None)
+        if decision:
+            with lock:
+                if len(trail[decision]) < 12:
+                    trail[decision].append(f"{record.get('level')} {record.get('message')} {record.get('error', '')}"[:300])
         if record.get("level") == "ERROR":
             with lock:
                 errors.append(line.strip()[:400])
@@ -646,19 +655,25 @@ def main():
         for item in scan(ddb, stack, "dlv#"):
             d = item["sk"]["S"].removeprefix("dlv#")
             by_decision[d] = (item["user_id"]["S"], item["trigger"]["S"], item["status"]["S"],
-                              item.get("error", {}).get("S", ""))
+                              item.get("error", {}).get("S", ""), item.get("attempts", {}).get("N"))
         found = defaultdict(Counter)
-        for user, trigger, _, _ in by_decision.values():
+        for user, trigger, *_ in by_decision.values():
             found[user][trigger] += 1
         lost = extra = 0
+        missing = []
         for user, exp in expected.items():
             for trigger, n in exp.items():
                 got = found[user][trigger]
                 lost += max(0, n - got)
                 extra += max(0, got - n)
+                if got != n:
+                    timer = ddb.get_item(TableName=stack, Key={"pk": {"S": f"u#{user}"}, "sk": {"S": "timer"}}).get("Item")
+                    missing.append({"user": user, "trigger": trigger, "expected": n, "found": got,
+                                    "timer": {k: list(v.values())[0] for k, v in (timer or {}).items()
+                                              if k in ("due", "version", "claimed", "cancelled", "queued")}})
         extra += sum(sum(c.values()) for u, c in found.items() if u not in expected)
-        statuses = Counter(f"{trig}: {status}" for _, trig, status, _ in by_decision.values())
-        mails = ses_messages(endpoint)
+        statuses = Counter(f"{trig}: {status}" for _, trig, status, *_ in by_decision.values())
+        mails, mail_dates = ses_messages(endpoint)
         email_decisions = {d: v for d, v in by_decision.items() if v[1] in ("welcome", "reminder")}
         mails_twice = sum(1 for d in email_decisions if mails[d] > 1)
         mails_unknown = sorted({v[3] for v in email_decisions.values() if v[2] != "sent"})
@@ -674,9 +689,12 @@ def main():
             "proxy": proxy.stats(),
             "harness": dict(sorted(stats.items())),
             "decisions": {"expected": sum(sum(e.values()) for e in expected.values()), "found": len(by_decision),
-                          "lost": lost, "extra": extra, "by_outcome": dict(sorted(statuses.items()))},
+                          "lost": lost, "extra": extra, "by_outcome": dict(sorted(statuses.items())),
+                          "differences": missing[:10]},
             "mails": {"decisions": len(email_decisions), "taken_by_ses": sum(mails[d] for d in email_decisions),
                       "twice": mails_twice, "sent_but_not_in_ses": sent_without_mail,
+                      "twice_detail": [[d, mail_dates[d], *v, trail.get(d)] for d, v in email_decisions.items()
+                                       if mails[d] > 1][:5],
                       "not_sent_errors": mails_unknown[:5],
                       "not_sent_yet_in_ses": sum(1 for d, v in email_decisions.items()
                                                  if v[2] != "sent" and mails[d] > 0)},
@@ -684,7 +702,8 @@ def main():
                       "missing": sum(1 for d in tips if not inbox[d] and by_decision[d][2] == "sent")},
             "webhooks": {"decisions": len(plan_hooks), "received": sum(hooks_by_id[d] for d in plan_hooks),
                          "distinct": sum(1 for d in plan_hooks if hooks_by_id[d]),
-                         "twice": sum(1 for d in plan_hooks if hooks_by_id[d] > 1)},
+                         "twice": sum(1 for d in plan_hooks if hooks_by_id[d] > 1),
+                         "twice_detail": [[d, *by_decision[d], trail.get(d)] for d in plan_hooks if hooks_by_id[d] > 1][:5]},
             "dead_letters": {"parked": dict(parked), "redriven": dict(redriven)},
             "errors_logged": len(errors), "first_errors": errors[:8],
         }

@@ -143,10 +143,43 @@ impl TlsRoots {
     }
 }
 
+/// How long one try of an AWS call may take when `NUDGE_AWS_ATTEMPT_TIMEOUT_MS` is not set.
+/// The calls take milliseconds; without a bound, a connection that stops answering holds the
+/// function until Lambda's timeout (up to a minute) instead of letting the SDK try again.
+pub const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 5_000;
+
+/// How long to wait for a connection to AWS.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(3_100);
+
+/// The attempt timeout from `NUDGE_AWS_ATTEMPT_TIMEOUT_MS` (100 to 60,000 ms).
+pub fn attempt_timeout(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<std::time::Duration, ConfigError> {
+    let name = "NUDGE_AWS_ATTEMPT_TIMEOUT_MS";
+    let ms = match lookup(name).filter(|v| !v.trim().is_empty()) {
+        None => DEFAULT_ATTEMPT_TIMEOUT_MS,
+        Some(value) => match value.trim().parse::<u64>() {
+            Ok(ms) if (100..=60_000).contains(&ms) => ms,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name,
+                    value,
+                    reason: "expected milliseconds from 100 to 60000",
+                })
+            }
+        },
+    };
+    Ok(std::time::Duration::from_millis(ms))
+}
+
 /// The AWS SDK configuration from the environment (region, credentials, and
 /// `AWS_ENDPOINT_URL`, which points the clients at an emulator such as moto), with an HTTPS
-/// client trusting `roots`.
+/// client trusting `roots` and every try of a call bounded by [`attempt_timeout`].
 pub async fn sdk_config(roots: TlsRoots) -> Result<aws_config::SdkConfig, ConfigError> {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .operation_attempt_timeout(attempt_timeout(|n| std::env::var(n).ok())?)
+        .build();
     let context = tls::TlsContext::builder()
         .with_trust_store(roots.trust_store())
         .build()
@@ -161,7 +194,9 @@ pub async fn sdk_config(roots: TlsRoots) -> Result<aws_config::SdkConfig, Config
         ))
         .tls_context(context)
         .build_https();
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http)
+        .timeout_config(timeouts);
     // The default chains look in the environment first, and on Lambda the function's
     // credentials and region are always there. Taking them straight from it gives the same
     // configuration without building the rest of the chains at every cold start (a web
@@ -189,6 +224,19 @@ mod tests {
             vars.iter()
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_attempt_timeout_defaults_and_refuses_nonsense() {
+        let ms = |v: &str| attempt_timeout(lookup(&[("NUDGE_AWS_ATTEMPT_TIMEOUT_MS", v)]));
+        assert_eq!(
+            attempt_timeout(lookup(&[])).unwrap(),
+            std::time::Duration::from_millis(DEFAULT_ATTEMPT_TIMEOUT_MS)
+        );
+        assert_eq!(ms(" 2000 ").unwrap(), std::time::Duration::from_secs(2));
+        for bad in ["0", "99", "60001", "2s", "-5"] {
+            assert!(matches!(ms(bad), Err(ConfigError::Invalid { .. })), "{bad}");
         }
     }
 

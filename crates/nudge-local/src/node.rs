@@ -201,6 +201,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
                 webhook: config.webhook.clone(),
                 mail_attempts: 4,
                 mail_backoff: Duration::from_millis(500),
+                lease: Duration::ZERO,
             },
         },
         metrics: metrics.clone(),

@@ -341,7 +341,8 @@ pub trait DeliveryStore: Send + Sync {
         d: &Delivery,
     ) -> impl Future<Output = Result<Option<Delivery>, StoreError>> + Send;
 
-    /// Replaces the entry (same user and id) with its final form.
+    /// Replaces the entry (same user and id) with its final form, or with its progress (a
+    /// mail marked before it is tried).
     fn finish(&self, d: &Delivery) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// The user's latest entries, newest first.
@@ -457,6 +458,9 @@ pub struct SendError {
     /// The sending side itself cannot take mail now (the outbox's disk is full): the delivery
     /// waits, however long it takes, rather than failing.
     pub hold: bool,
+    /// The provider may have taken the mail: the request went out and no answer came back
+    /// (a timeout, a connection lost while waiting). Sending again could deliver it twice.
+    pub maybe_taken: bool,
 }
 
 impl SendError {
@@ -471,7 +475,14 @@ impl SendError {
             source: source.into(),
             retryable,
             hold: false,
+            maybe_taken: false,
         }
+    }
+
+    /// The same failure, after which the provider may have taken the mail.
+    pub fn maybe_taken(mut self) -> Self {
+        self.maybe_taken = true;
+        self
     }
 
     /// The same failure, held: the delivery waits for the sender rather than failing.

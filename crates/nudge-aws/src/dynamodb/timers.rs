@@ -8,7 +8,14 @@
 //! The TTL-stream backstop must fire only items that still have `due`. A live timer may
 //! carry the precise tier's `queued` mark (`queued_timers.rs`); a claim removes it.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use nudge_core::time::Millis;
 use nudge_service::bus::{DelayCancel, DelayRequest, TimerFired};
 use nudge_service::ports::{ExpiredTimerClaim, StoreError, Timer, TimerStore};
@@ -120,6 +127,7 @@ impl DynamoDbStore {
     /// `false` if another sweeper (or a newer request or cancel) got there first.
     pub(super) async fn claim(&self, c: &Candidate) -> Result<bool, StoreError> {
         let [pk, sk] = timer_key(&c.user_id);
+        let claim_id = new_claim_id();
         let result = self
             .client
             .update_item()
@@ -127,10 +135,13 @@ impl DynamoDbStore {
             .key(pk.0, pk.1)
             .key(sk.0, sk.1)
             .update_expression(
-                "SET #claimed = :true, #ttl = :ttl REMOVE #due, #gsi1pk, #gsi1sk, #queued",
+                "SET #claimed = :true, #claim = :claim, #ttl = :ttl REMOVE #due, #gsi1pk, #gsi1sk, #queued",
             )
             .condition_expression("#version = :v AND #due = :due")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .expression_attribute_names("#claimed", "claimed")
+            .expression_attribute_names("#claim", "claim")
+            .expression_attribute_values(":claim", s(claim_id.clone()))
             .expression_attribute_names("#ttl", "ttl")
             .expression_attribute_names("#due", "due")
             .expression_attribute_names("#gsi1pk", "gsi1pk")
@@ -146,8 +157,62 @@ impl DynamoDbStore {
             .expression_attribute_values(":due", n(c.due))
             .send()
             .await;
-        written(result, "dynamodb claim timer")
+        claimed(
+            result,
+            &claim_id,
+            c.version,
+            "dynamodb claim timer",
+            |e| match e {
+                UpdateItemError::ConditionalCheckFailedException(e) => Some(e.item()),
+                _ => None,
+            },
+        )
     }
+}
+
+/// An id naming one claim. The claiming write carries it: when a try of that write
+/// succeeded but its answer was lost, the SDK's next try fails its condition on the claim's
+/// own tombstone, and the id tells that tombstone from another claimer's (the timer would
+/// otherwise never fire).
+fn new_claim_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{:x}-{nanos:x}-{n:x}", std::process::id())
+}
+
+/// Whether a claiming write claimed the timer: it went through, or its condition failed on a
+/// tombstone of this version carrying this claim's id (`item` is what the failed
+/// condition saw, as `ReturnValuesOnConditionCheckFailure` gives it).
+fn claimed<T, E>(
+    result: Result<T, SdkError<E, HttpResponse>>,
+    claim_id: &str,
+    version: u64,
+    context: &'static str,
+    item: impl Fn(&E) -> Option<Option<&HashMap<String, AttributeValue>>>,
+) -> Result<bool, StoreError>
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let err = match result {
+        Ok(_) => return Ok(true),
+        Err(e) => e,
+    };
+    if let Some(seen) = err.as_service_error().and_then(&item) {
+        return Ok(seen.is_some_and(|i| is_own_claim(i, claim_id, version)));
+    }
+    written(Err::<T, _>(err), context)
+}
+
+fn is_own_claim(item: &HashMap<String, AttributeValue>, claim_id: &str, version: u64) -> bool {
+    item.get("claim")
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        == Some(claim_id)
+        && item.get("claimed").and_then(|v| v.as_bool().ok()) == Some(&true)
+        && get_opt_n::<u64>(item, "version").ok().flatten() == Some(version)
 }
 
 /// A due-index entry as a claim candidate.
@@ -170,6 +235,7 @@ impl ExpiredTimerClaim for DynamoDbStore {
     #[instrument(skip(self))]
     async fn claim_expired(&self, timer: &TimerFired) -> Result<bool, StoreError> {
         let [pk, sk] = timer_key(&timer.user_id);
+        let claim_id = new_claim_id();
         let result = self
             .client
             .put_item()
@@ -178,6 +244,7 @@ impl ExpiredTimerClaim for DynamoDbStore {
             .item(sk.0, sk.1)
             .item("version", n(timer.version))
             .item("claimed", AttributeValue::Bool(true))
+            .item("claim", s(claim_id.clone()))
             .item(
                 "ttl",
                 n(ttl_secs(self.now().saturating_add(TOMBSTONE_TTL_MS))),
@@ -185,6 +252,7 @@ impl ExpiredTimerClaim for DynamoDbStore {
             .condition_expression(
                 "attribute_not_exists(#pk) OR #version < :v OR (#version = :v AND #due = :due)",
             )
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#version", "version")
             .expression_attribute_names("#due", "due")
@@ -192,7 +260,16 @@ impl ExpiredTimerClaim for DynamoDbStore {
             .expression_attribute_values(":due", n(timer.due))
             .send()
             .await;
-        written(result, "dynamodb claim expired timer")
+        claimed(
+            result,
+            &claim_id,
+            timer.version,
+            "dynamodb claim expired timer",
+            |e| match e {
+                PutItemError::ConditionalCheckFailedException(e) => Some(e.item()),
+                _ => None,
+            },
+        )
     }
 }
 
@@ -293,5 +370,31 @@ impl TimerStore for DynamoDbStore {
                 version: get_n(&item, "version")?,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tombstone(claim: &str, version: u64, claimed: bool) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("claim".to_string(), s(claim.to_string())),
+            ("version".to_string(), n(version)),
+            ("claimed".to_string(), AttributeValue::Bool(claimed)),
+        ])
+    }
+
+    #[test]
+    fn a_claim_knows_its_own_tombstone_from_anothers() {
+        let mine = new_claim_id();
+        let theirs = new_claim_id();
+        assert_ne!(mine, theirs);
+        assert!(is_own_claim(&tombstone(&mine, 3, true), &mine, 3));
+        assert!(!is_own_claim(&tombstone(&theirs, 3, true), &mine, 3));
+        // A later version set over it, or the timer live again: not this claim's.
+        assert!(!is_own_claim(&tombstone(&mine, 4, true), &mine, 3));
+        assert!(!is_own_claim(&tombstone(&mine, 3, false), &mine, 3));
+        assert!(!is_own_claim(&HashMap::new(), &mine, 3));
     }
 }

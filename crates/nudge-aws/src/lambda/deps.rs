@@ -154,7 +154,7 @@ impl Deps {
             rules: rules.wait()?,
             store: self.store(),
             mailer: SesMailer::new(
-                aws_sdk_sesv2::Client::new(&self.sdk),
+                crate::ses::client(&self.sdk),
                 self.config.ses_configuration_set.clone(),
             ),
             webhooks: HttpWebhookTransport::lazy(),
@@ -230,6 +230,9 @@ pub fn deliver_config(
         // (the delivery log makes the retry take the send over, never send it twice).
         mail_attempts: 3,
         mail_backoff: Duration::from_millis(200),
+        // deliver's timeout (template.yaml: 60 s) and a margin: past it, the invocation
+        // that began a send is gone.
+        lease: Duration::from_secs(65),
     })
 }
 

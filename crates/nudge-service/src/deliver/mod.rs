@@ -26,7 +26,7 @@ use crate::email_tracking::{track_html, track_text};
 use crate::error::HandlerError;
 use crate::metrics::Metrics;
 use crate::ports::{
-    Bus, Clock, Delivery, DeliveryStatus, DeliveryStore, InboxItem, InboxStore, Mailer,
+    Bus, Clock, Delivery, DeliveryStatus, DeliveryStore, InboxItem, InboxStore, Mailer, StoreError,
     WebhookTransport, INBOX_RETENTION_MS,
 };
 use crate::signing::{click_token, open_token, unsubscribe_token, ClickClaim};
@@ -47,6 +47,12 @@ pub struct DeliverConfig {
     pub mail_attempts: u32,
     /// Pause before the first mail retry; doubles each time.
     pub mail_backoff: Duration,
+    /// How long a send in progress belongs to the invocation that began or last marked it.
+    /// Another delivery of the same decision within it (two copies of one request at once)
+    /// fails as contended and is retried, instead of sending beside it; after it, the send
+    /// is taken over (its invocation died). On Lambda: the function's timeout and a margin;
+    /// zero where one process delivers and a send in progress after a restart was its own.
+    pub lease: Duration,
 }
 
 /// The deliver handler.
@@ -60,6 +66,16 @@ pub struct Deliver<S, M, W, B, C> {
     pub metrics: Arc<dyn Metrics>,
     pub config: DeliverConfig,
 }
+
+/// Tries of recording a send's outcome, the first included: once a message is out, failing
+/// here would make a redelivery take the send over and send again.
+const FINISH_TRIES: u32 = 5;
+/// The wait before the second try of recording an outcome, doubled after each.
+const FINISH_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Why a mail is not sent again: an earlier try may have handed it over.
+const MAIL_MAY_BE_OUT: &str = "the mail may have been sent (the provider's answer was lost), \
+                               so it is not sent again";
 
 /// The outcome of a send attempt on its channel.
 enum Attempt {
@@ -114,9 +130,25 @@ where
                 // Done before: report again (a crash may have come between log and publish).
                 return self.report(&existing).await;
             }
-            // A crash left it mid-send: take it over. Channels are idempotent by decision id
-            // (the mail's Message-ID, the inbox key, the webhook id header).
+            let age = now.saturating_sub(existing.updated_at);
+            if age >= 0 && (age as u128) < self.config.lease.as_millis() {
+                return Err(HandlerError::Contended(format!(
+                    "decision {} is being delivered by another invocation",
+                    send.id
+                )));
+            }
+            // A crash left it mid-send: take it over. The inbox is keyed by decision id and
+            // webhooks carry it for receivers to dedupe on; a mail provider keeps no such key,
+            // so a mail whose earlier try may have reached it is not sent again.
             entry.attempts = existing.attempts;
+            if send.channel == Channel::Email && existing.attempts > 0 {
+                warn!(decision_id = %send.id, "an earlier try of this mail may have sent it");
+                let attempt = Attempt::Failed {
+                    attempts: 0,
+                    error: MAIL_MAY_BE_OUT.into(),
+                };
+                return self.finish(entry, attempt).await;
+            }
         }
         if entry.status == DeliveryStatus::Suppressed {
             return self.report(&entry).await;
@@ -137,7 +169,15 @@ where
         };
         entry.subject = rendered.subject.clone();
         let attempt = match send.channel {
-            Channel::Email => self.email(send, &rendered).await?,
+            Channel::Email => {
+                // Mark the entry before the mail leaves, so that a redelivery after a crash
+                // knows a try may have reached the provider.
+                let mut trying = entry.clone();
+                trying.attempts += 1;
+                trying.updated_at = self.clock.now();
+                self.record(&trying).await?;
+                self.email(send, &rendered).await?
+            }
             Channel::InApp => self.in_app(send, &rendered).await?,
             Channel::Webhook => self.webhook(send, &rendered).await,
         };
@@ -157,8 +197,25 @@ where
             }
         }
         entry.updated_at = self.clock.now();
-        self.store.finish(&entry).await?;
+        self.record(&entry).await?;
         self.report(&entry).await
+    }
+
+    /// Writes the entry, trying again a few times while the store's failure is transient.
+    async fn record(&self, entry: &Delivery) -> Result<(), StoreError> {
+        let mut wait = FINISH_BACKOFF;
+        let mut tries = 1;
+        loop {
+            match self.store.finish(entry).await {
+                Err(e) if e.is_retryable() && tries < FINISH_TRIES => {
+                    warn!(decision_id = %entry.id, error = %e, "recording the delivery failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    tries += 1;
+                }
+                result => return result,
+            }
+        }
     }
 
     async fn report(&self, d: &Delivery) -> Result<(), HandlerError> {
@@ -276,6 +333,13 @@ where
                         source: e,
                     })
                 }
+                Err(e) if e.maybe_taken => {
+                    warn!(decision_id = %send.id, attempt = n, error = %e, "no answer to a mail send; not sending it again");
+                    return Ok(Attempt::Failed {
+                        attempts: n,
+                        error: format!("{e}: {MAIL_MAY_BE_OUT}"),
+                    });
+                }
                 Err(e) if e.retryable && n < attempts => {
                     warn!(decision_id = %send.id, attempt = n, error = %e, "mail send failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -379,3 +443,6 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
