@@ -191,7 +191,7 @@ impl Renderable for SortedReads {
 }
 
 /// The filter ending every `{{ }}` (placed by the analysis): the value as text, its objects in
-/// key order. Liquid writes a filter chain's value itself, with no hook between.
+/// key order. Liquid writes an output's value itself; this is the last of ours it goes through.
 #[derive(Clone, Copy)]
 struct SortedOutput;
 
