@@ -1,7 +1,9 @@
 //! What a template reads, found once when it compiles: the paths of event data it reads
 //! (reported, and filled with nil before each render), the ranges to check against that data,
-//! and the probes placed in its text (a loop tick at the start of every loop body, a size
-//! check after every `assign` and `capture`).
+//! and the probes placed in its text (a loop tick at the start of every loop body, a mark at
+//! the start of every `if`, `elsif`, `unless` and `else` body, a size check after every
+//! `assign` and `capture`), and the filter that ends every `{{ }}` (it renders objects in key
+//! order).
 
 use std::collections::HashSet;
 
@@ -9,7 +11,9 @@ use super::data::{seg_key, Seg};
 use super::lexer::{executable_regions, Lexed, Region};
 use super::ranges::{check_range_size, Bound, RangeCheck};
 use super::tokens::{is_literal_word, is_tag_keyword, parse_var, tokenize, Tok, Token, VarRef};
-use super::{TemplateError, MAX_OUTPUT_BYTES, MAX_PATH_SEGMENTS, SIZE, TICK, TOO_LARGE};
+use super::{
+    TemplateError, BODY, MAX_OUTPUT_BYTES, MAX_PATH_SEGMENTS, SIZE, SORTED, TICK, TOO_LARGE,
+};
 
 /// Where a variable's value comes from.
 enum Origin {
@@ -90,7 +94,10 @@ impl<'s> Analyzer<'s> {
         let (arguments, offset) = region.arguments();
         let tokens = tokenize(arguments);
         let Some(name) = region.tag_name() else {
-            return self.scan(&tokens, 0, offset, false);
+            self.scan(&tokens, 0, offset, false)?;
+            self.insertions
+                .push((region.expression_end(), format!(" | {SORTED}")));
+            return Ok(());
         };
         match name {
             "include" | "render" => Err(TemplateError::at(
@@ -135,6 +142,14 @@ impl<'s> Analyzer<'s> {
                 Ok(())
             }
             "increment" | "decrement" => Ok(()),
+            "if" | "elsif" | "unless" | "else" => {
+                self.scan(&tokens, 0, offset, true)?;
+                self.insertions.push((
+                    region.insertion_point(self.source),
+                    format!("{{{{ {BODY} }}}}"),
+                ));
+                Ok(())
+            }
             _ => self.scan(&tokens, 0, offset, true),
         }
     }
@@ -414,6 +429,11 @@ mod tests {
             "a\n{%- assign x = 1 -%}\n   b {{ x }}\n{% capture y -%}  c  {%- endcapture -%}  \n d{{ y }}",
             "{% assign x = 1 %}  {%- assign y = 2 -%}  {{ x }}{{ y }}",
             "{% capture c %}{% for i in data.items %}{{ i }}{% endfor %}{% endcapture %}[{{ c }}]",
+            "{%- if data.items -%}\n  a  {%- elsif other -%} b {%- else -%}\n c {% endif -%}  d",
+            "{% unless other.items.size > 0 -%}  u  {%- else %} v {% endunless %} {{- other -}} .",
+            "{% if other.items.size > 0 %}{% elsif data.items %}\r\n {{- data.items -}} \n{% endif %}",
+            "{% case data.items.size %}{% when 2 -%} two {%- else %} many {% endcase %}",
+            "{{- data.items }} {{ data.items -}}  {{ data.items | join: ', ' }}{{data.items}}",
         ] {
             assert_eq!(
                 render(source, data.clone()),

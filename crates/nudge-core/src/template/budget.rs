@@ -8,9 +8,9 @@ use std::io;
 use liquid::model::{DisplayCow, KStringCow, Object, State, Value};
 use liquid::{ObjectView, ValueView};
 
-use super::{MAX_LOOP_ITERATIONS, MAX_OUTPUT_BYTES, TICK, TOO_LARGE};
+use super::{BODY, MAX_LOOP_ITERATIONS, MAX_OUTPUT_BYTES, TICK, TOO_LARGE};
 
-/// The render globals: the event data plus the two budget probes.
+/// The render globals: the event data plus the two budget probes and the body mark.
 #[derive(Debug)]
 pub(super) struct Globals {
     data: Object,
@@ -76,7 +76,7 @@ impl ObjectView for Globals {
         ObjectView::iter(&self.data)
     }
     fn contains_key(&self, index: &str) -> bool {
-        index == TICK || index == TOO_LARGE || ObjectView::contains_key(&self.data, index)
+        matches!(index, TICK | TOO_LARGE | BODY) || ObjectView::contains_key(&self.data, index)
     }
     fn get<'s>(&'s self, index: &str) -> Option<&'s dyn ValueView> {
         if index == TICK {
@@ -92,6 +92,9 @@ impl ObjectView for Globals {
         if index == TOO_LARGE {
             self.too_large.set(true);
             return None;
+        }
+        if index == BODY {
+            return Some(&self.nil);
         }
         ObjectView::get(&self.data, index)
     }

@@ -46,6 +46,12 @@ impl<'s> Region<'s> {
         (&self.inner[skip..], self.inner_start + skip)
     }
 
+    /// Offset just past the last non-blank character between the delimiters: where a filter
+    /// appended to an output's filter chain goes.
+    pub(super) fn expression_end(&self) -> usize {
+        self.inner_start + self.inner.trim_end().len()
+    }
+
     /// Where text inserted after this region keeps the original whitespace handling.
     pub(super) fn insertion_point(&self, source: &str) -> usize {
         if !self.trim_right {

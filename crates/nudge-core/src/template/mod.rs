@@ -11,20 +11,29 @@
 //!   stack is refused, and tags that cannot work here (`include`, `render`, `tablerow`) are
 //!   refused when compiling. One gap stays: liquid offers no hook between filters, so a single
 //!   filter chain (say `replace` with a long replacement, chained) can still build a large
-//!   string in memory before the caps see it.
+//!   string in memory before the caps see it;
+//! - the same template and data render the same bytes every time: Liquid's objects are hash
+//!   maps whose key order changes from one copy to the next, so every filter and every tag
+//!   that reads values sees objects in key order, every `{{ }}` ends with a filter that renders
+//!   them so, and render errors leave out what Liquid quotes of them.
 //!
 //! The liquid crate does not expose its syntax tree, so the template text is scanned with a
-//! small lexer that mirrors Liquid's tokenisation. The same scan places the budget probes: a
-//! `{{ __nudge_loop_tick }}` at the start of every loop body and a size check after every
-//! `assign` and `capture`. They render nothing; the compiled template is the instrumented text
-//! while `source()` and error positions refer to the original.
+//! small lexer that mirrors Liquid's tokenisation. The same scan places the probes: a
+//! `{{ __nudge_loop_tick }}` at the start of every loop body, a `{{ __nudge_body }}` at the
+//! start of every other body of `if` and `unless`, a size check after every `assign` and
+//! `capture`, and `| __nudge_sorted` at the end of every `{{ }}`. They render nothing of their
+//! own; the compiled template is the instrumented text while `source()` and error positions
+//! refer to the original.
 //!
 //! Files: `lexer.rs` finds the regions, `tokens.rs` reads tokens and variables inside them,
 //! `checks.rs` refuses what must not reach Liquid, `analysis.rs` finds what a template reads
-//! and places the probes, `parser.rs` is Liquid's parser and its errors, `data.rs` turns
-//! event data into Liquid values and fills the paths read with nil, `ranges.rs` bounds ranges
-//! over event data, `budget.rs` counts what a render spends, and `html_text.rs` turns HTML
-//! into plain text (for mails written only in HTML).
+//! and places the probes, `parser.rs` is Liquid's parser and its errors, `stdlib.rs` is
+//! Liquid's standard library made to see objects in key order (through `sorted.rs`, the view,
+//! `sorted_lookups.rs`, the runtime lending views, kept on a `shelf.rs`; `sort_filters.rs`
+//! are our `sort` and `sort_natural`), `data.rs` turns event data into Liquid values and fills
+//! the paths read with nil, `ranges.rs` bounds ranges over event data, `budget.rs` counts what
+//! a render spends, and `html_text.rs` turns HTML into plain text (for mails written only in
+//! HTML).
 
 mod analysis;
 mod budget;
@@ -34,6 +43,11 @@ mod html_text;
 mod lexer;
 mod parser;
 mod ranges;
+mod shelf;
+mod sort_filters;
+mod sorted;
+mod sorted_lookups;
+mod stdlib;
 #[cfg(test)]
 mod test_support;
 mod tokens;
@@ -53,7 +67,8 @@ use checks::{check_nesting, check_no_wall_clock};
 use data::{fill_root, to_liquid, Seg};
 use lexer::lex;
 use parser::{
-    describe_liquid_error, panic_message, parse_error, parse_liquid, parser, ParseFailure,
+    describe_liquid_error, describe_render_error, panic_message, parse_error, parse_liquid, parser,
+    ParseFailure,
 };
 use ranges::RangeCheck;
 
@@ -89,6 +104,11 @@ const TICK: &str = "__nudge_loop_tick";
 const TOO_LARGE: &str = "__nudge_value_too_large";
 /// Scratch variable holding the size of the value just assigned or captured.
 const SIZE: &str = "__nudge_size";
+/// Probe rendered at the start of every `if`, `elsif`, `unless` and `else` body: the tag has
+/// read its values (see `sorted_lookups.rs`). Its lookup gives nil.
+const BODY: &str = "__nudge_body";
+/// Filter placed at the end of every `{{ }}`: renders the value with its objects' keys in order.
+const SORTED: &str = "__nudge_sorted";
 
 /// A template failed to compile or render. `line` and `column` are 1-based positions in the
 /// template text when known (parse errors), else 1:1.
@@ -315,9 +335,9 @@ impl Template {
         }
         match result {
             Err(payload) => Err(TemplateError::general(panic_message(payload.as_ref()))),
-            Ok(Err(error)) => Err(TemplateError::general(
-                describe_liquid_error(&error.to_string()).1,
-            )),
+            Ok(Err(error)) => Err(TemplateError::general(describe_render_error(
+                &error.to_string(),
+            ))),
             Ok(Ok(())) => String::from_utf8(out.buf)
                 .map_err(|_| TemplateError::general("rendered output is not valid UTF-8")),
         }
@@ -351,7 +371,7 @@ fn line_col(source: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::template::test_support::{globals, p, paths, render, render_err};
+    use crate::template::test_support::{globals, p, paths, render, render_err, render_every_way};
     use liquid::model::Value;
     use serde_json::{json, Map};
 
@@ -444,6 +464,47 @@ mod tests {
     }
 
     // --- robustness ---
+
+    /// What the fuzz target (`fuzz/fuzz_targets/template.rs`) found: an object rendered whole
+    /// came out in another key order after a trip through the compiled snapshot (Liquid's
+    /// objects are hash maps). The inputs as the target reads them: the template, then after a
+    /// NUL byte the data, or the target's sample data when that is not a JSON object.
+    #[test]
+    fn fuzz_findings_render_objects_the_same_every_time() {
+        let sample = json!({
+            "traits": {"first_name": "Alice", "email": "alice@example.com", "plan": "team", "seats": 5},
+            "properties": {"step": "profile", "step_index": 2, "items": [
+                {"name": "Tea", "price": 3.5, "tags": ["hot", "green"]},
+                {"name": "Cake", "price": 4, "tags": []}
+            ]},
+            "user_id": "alice",
+            "event": "Onboarding Step Viewed"
+        });
+        let traits = "emailalice@example.comfirst_nameAliceplanteamseats5";
+        for (input, expected) in [
+            (
+                "{{ properties}}.url }}\0{\"traits\": { waiti_name\": \"Bob\", \"emai}]}, \
+                 \"variant\": \"b\", \"user_id\": \"bob\"}",
+                "itemsnameTeaprice3.5tagshotgreennameCakeprice4tagsstepprofilestep_index2.url }}"
+                    .to_owned(),
+            ),
+            (
+                "{{ traits }}, finish yZZZZZZ \"price\": 2}]}, \": \"bh yZZZZZZ \"priob\"}",
+                format!("{traits}, finish yZZZZZZ \"price\": 2}}]}}, \": \"bh yZZZZZZ \"priob\"}}"),
+            ),
+            (
+                "\r\n Here\"is boarding we*i#na\u{1}Y {{ traits }}\0{\"traiti<| \0\r\n*",
+                format!("\r\n Here\"is boarding we*i#na\u{1}Y {traits}"),
+            ),
+        ] {
+            let (source, data_text) = input.split_once('\0').unwrap_or((input, ""));
+            let data = match serde_json::from_str(data_text) {
+                Ok(data @ serde_json::Value::Object(_)) => data,
+                _ => sample.clone(),
+            };
+            assert_eq!(render_every_way(source, data), Ok(expected), "{input:?}");
+        }
+    }
 
     /// Well-formed Liquid with loops, assigns, captures and whitespace control.
     fn liquid_snippet() -> impl proptest::strategy::Strategy<Value = String> {

@@ -5,13 +5,14 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::OnceLock;
 
 use super::lexer::Lexed;
+use super::stdlib;
 use super::tokens::{tokenize, Tok};
 use super::{TemplateError, MAX_MESSAGE_CHARS};
 
 pub(super) fn parser() -> Result<&'static liquid::Parser, TemplateError> {
     static PARSER: OnceLock<Option<liquid::Parser>> = OnceLock::new();
     PARSER
-        .get_or_init(|| liquid::ParserBuilder::with_stdlib().build().ok())
+        .get_or_init(|| stdlib::parser_builder().build().ok())
         .as_ref()
         .ok_or_else(|| TemplateError::general("internal error: the Liquid parser failed to build"))
 }
@@ -103,6 +104,84 @@ pub(super) fn describe_liquid_error(text: &str) -> (Option<(usize, usize)>, Stri
     (position, truncate_chars(&message))
 }
 
+/// A render error in one line that reads the same for the same template and data.
+///
+/// Around a failure, Liquid quotes values (a failing filter's input, the value a `case`
+/// compared, the keys an object has) in whatever key order its hash maps had in that render,
+/// and a quoted value can run over several lines, so that nothing after it can be read. The
+/// message keeps what Liquid says of the failure itself, the failing filter, the enclosing tags
+/// and a loop's iteration, and stops at the first line it cannot vouch for.
+pub(super) fn describe_render_error(text: &str) -> String {
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("");
+    let first = first.strip_prefix("liquid:").unwrap_or(first).trim();
+    // A variable indexed by something other than a scalar: Liquid quotes that value whole.
+    if let Some(found) = first.strip_prefix("Expected scalar, found `") {
+        return match found.chars().next() {
+            Some('{') => "Expected scalar, found an object".to_owned(),
+            Some('[') => "Expected scalar, found an array".to_owned(),
+            _ => truncate_chars(first),
+        };
+    }
+    let mut message = first.trim_end_matches('.').to_owned();
+    let mut details: Vec<String> = Vec::new();
+    let mut context = Context::Failure;
+    for line in lines {
+        let line = line.trim();
+        if line == "with:" {
+            continue;
+        }
+        if let Some(trace) = line.strip_prefix("from:") {
+            let trace = trace.trim();
+            context = if trace == "Filter error" {
+                Context::Filter
+            } else if trace.starts_with("{%") {
+                details.push(format!("in {trace}"));
+                if trace.starts_with("{% for ") {
+                    Context::Loop
+                } else {
+                    Context::Tag
+                }
+            } else {
+                break;
+            };
+            continue;
+        }
+        let vouched = match context {
+            // What the failing code said (filters see sorted values); not the keys it lists.
+            Context::Failure => line.contains('=') && !line.starts_with("available"),
+            // The filter as written, and its input unless that has items or entries.
+            Context::Filter => {
+                line.starts_with("filter=")
+                    || line
+                        .strip_prefix("input=")
+                        .is_some_and(|input| !input.starts_with(['{', '[']))
+            }
+            Context::Loop => line
+                .strip_prefix("index=")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+            Context::Tag => false,
+        };
+        if !vouched {
+            break;
+        }
+        details.push(line.to_owned());
+    }
+    if !details.is_empty() {
+        message = format!("{message} ({})", details.join("; "));
+    }
+    truncate_chars(&message)
+}
+
+/// Whose context lines `describe_render_error` is reading.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Context {
+    Failure,
+    Filter,
+    Loop,
+    Tag,
+}
+
 fn parse_line_col(text: &str) -> Option<(usize, usize)> {
     let (line, column) = text.split_once(':')?;
     Some((line.trim().parse().ok()?, column.trim().parse().ok()?))
@@ -131,7 +210,55 @@ fn find_filter(lexed: &Lexed<'_>, name: &str) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::describe_render_error;
     use crate::template::test_support::compile_err;
+
+    #[test]
+    fn render_errors_stop_at_what_liquid_quotes() {
+        // A failing filter: its own words, the filter, and its input when that is a scalar.
+        let text =
+            "liquid: Invalid argument\n  with:\n    argument=operand\n    cause=Can't divide \
+                    by zero\nfrom: Filter error\n  with:\n    filter=divided_by : 0\n    input=1\n\
+                    from: {% for i in (1..3) %}\n  with:\n    index=2\n";
+        assert_eq!(
+            describe_render_error(text),
+            "Invalid argument (argument=operand; cause=Can't divide by zero; filter=divided_by : 0; \
+             input=1; in {% for i in (1..3) %}; index=2)"
+        );
+        // An object's text can run over lines that look like anything: nothing after it counts.
+        let text =
+            "liquid: Invalid input\n  with:\n    cause=Number expected\nfrom: Filter error\n\
+                    \x20 with:\n    filter=plus : 1\n    input={\"a\": x\nfrom: {% for y in z %}\n\
+                    \x20   index=1, }\n";
+        assert_eq!(
+            describe_render_error(text),
+            "Invalid input (cause=Number expected; filter=plus : 1)"
+        );
+        let text = "liquid: Unknown index\n  with:\n    variable=t\n    requested index=x\n    \
+                    available indexes=b\nk=v, a\n";
+        assert_eq!(
+            describe_render_error(text),
+            "Unknown index (variable=t; requested index=x)"
+        );
+        // The value a `case` compared, keyed by its own text.
+        let text = "liquid: Invalid input\nfrom: {% case index %}\n  with:\n    index=ab\n";
+        assert_eq!(
+            describe_render_error(text),
+            "Invalid input (in {% case index %})"
+        );
+        let text = "liquid: Expected scalar, found `{\"a\": 1\n, }`\n";
+        assert_eq!(
+            describe_render_error(text),
+            "Expected scalar, found an object"
+        );
+        let text = "liquid: Expected scalar, found `[{\"a\": 1, }, ]`\n";
+        assert_eq!(
+            describe_render_error(text),
+            "Expected scalar, found an array"
+        );
+        let text = "liquid: Expected scalar, found `nil`\n";
+        assert_eq!(describe_render_error(text), "Expected scalar, found `nil`");
+    }
 
     #[test]
     fn parse_errors_carry_positions() {
