@@ -31,6 +31,7 @@ import threading
 import time
 import http.client
 import urllib.parse
+import zlib
 from collections import Counter
 from socketserver import ThreadingMixIn, TCPServer, StreamRequestHandler
 
@@ -196,7 +197,9 @@ class Handler(StreamRequestHandler):
     def answer(self, status, headers, body):
         items = headers.items() if isinstance(headers, dict) else headers
         lines = [f"HTTP/1.1 {status} {http.client.responses.get(status, 'Status')}"]
-        lines += [f"{k}: {v}" for k, v in items if k.lower() != "content-length"]
+        # DynamoDB's checksum of the body, made again for a body rewritten here.
+        lines += [f"{k}: {zlib.crc32(body) if k.lower() == 'x-amz-crc32' else v}" for k, v in items
+                  if k.lower() != "content-length"]
         lines.append(f"Content-Length: {len(body)}")
         self.wfile.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         self.wfile.flush()

@@ -21,7 +21,7 @@ What plays Lambda and EventBridge (moto cannot invoke functions; times are compr
 - DynamoDB TTL and the stream: a share of timers past due is deleted as TTL does and the
   REMOVE record handed to schedule-delay in stream batches (reported failures retried from
   the first failed record, a failed invocation bisected, 10 retries, then the DLQ);
-- the sweeper every 5 s.
+- the sweeper every --sweep-every seconds (5; a minute on AWS).
 Every function's AWS calls go through the proxy; the harness's own calls do not (they are
 AWS's side). When the load is done, every DLQ is redriven (scripts/redrive.py's reading of
 its messages) until empty, and the counting starts.
@@ -70,7 +70,6 @@ ASYNC_RETRY_DELAYS = (1.0, 2.0)      # Lambda's async retries: about 1 and 2 min
 EVENTBRIDGE_RETRY_DELAY = 0.5       # the rule's retry policy: backs off from about a second
 QUEUE_VISIBILITY = 5                # the delay queue's visibility timeout (120 s on AWS)
 STREAM_RETRIES = 10                 # the stream mapping's MaximumRetryAttempts
-SWEEP_EVERY = 5.0
 REMINDER_WAIT_MS = 3000
 
 
@@ -257,6 +256,9 @@ def main():
     ap.add_argument("--invoke-throttle", type=float, default=0.02, help="share of hand-overs refused as throttling")
     ap.add_argument("--duplicates", type=float, default=0.02, help="share of bus events delivered twice")
     ap.add_argument("--ttl-share", type=float, default=0.3, help="share of due timers deleted by TTL first")
+    ap.add_argument("--sweep-every", type=float, default=5.0,
+                    help="seconds between sweeps (moto reads its whole table for each of a sweep's queries: "
+                         "longer in big runs)")
     ap.add_argument("--attempt-timeout-ms", type=int, default=2000, help="the functions' AWS call attempt timeout")
     ap.add_argument("--bin-dir", type=Path,
                     default=Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "debug")
@@ -281,6 +283,7 @@ def main():
     stats = Counter()
     errors = []
     trail = defaultdict(list)   # decision id -> what the functions logged about it
+    deliveries = defaultdict(list)   # decision id -> deliver's invocations (start, end, ok, answer)
     lock = threading.Lock()
     stop = threading.Event()
     work = Work()
@@ -346,7 +349,13 @@ def main():
         def run(fn, event, attempt=0):
             """One asynchronous invocation, with Lambda's retries, then the DLQ."""
             with work:
+                t0 = time.time() - started
                 ok, answer = fn.invoke(event)
+                send = event.get("detail", {}).get("send") if isinstance(event, dict) else None
+                if send:
+                    with lock:
+                        deliveries[format(send["id"], "016x") if isinstance(send["id"], int) else str(send["id"])].append(
+                            (round(t0, 2), round(time.time() - started, 2), ok, str(answer)[:160]))
                 if ok:
                     return
                 if attempt < len(ASYNC_RETRY_DELAYS):
@@ -396,16 +405,20 @@ def main():
         def route(url, fn):
             while not stop.is_set():
                 got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
-                for m in got.get("Messages", []):
+                messages = got.get("Messages", [])
+                if messages:
+                    sqs.delete_message_batch(QueueUrl=url, Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+                for m in messages:
                     with work:
-                        sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
                         event = json.loads(m["Body"])
                         with lock:
                             stats[f"bus: {event.get('detail-type')}"] += 1
+                        note_timers(event)
                         hand_over(fn, event)
 
         def sweeper():
-            while not stop.wait(SWEEP_EVERY):
+            while not stop.wait(args.sweep_every):
                 event = {"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event",
                          "source": "aws.events", "account": "123456789012",
                          "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -462,46 +475,55 @@ def main():
                 return stream_batch(rest[:half], tries + 1) + stream_batch(rest[half:], tries + 1)
             return stream_batch(rest, tries + 1)
 
+        timers_set = []       # (due ms, user, version) of every timer set, from the bus
+
+        def note_timers(event):
+            detail = event.get("detail", {})
+            kind = event.get("detail-type")
+            sets = [detail] if kind == "Delay Requested" else detail.get("set", []) if kind == "Timers Changed" else []
+            with lock:
+                for t in sets:
+                    heapq.heappush(timers_set, (t["due"], t["user_id"], t["version"]))
+
         def ttl():
-            """DynamoDB TTL deleting a share of due timers before anything fired them, and the
-            stream handing the deletions to schedule-delay."""
+            """DynamoDB TTL deleting a share of the timers past due before anything fired them
+            (as it may: TTL deletes an item any time after its `ttl`), and the stream handing
+            the deletions to schedule-delay. Timers are known from the bus events that set
+            them, so no scan of the table is needed."""
             stream_arn = f"arn:aws:dynamodb:us-east-1:123456789012:table/{stack}/stream/2026-01-01T00:00:00.000"
             while not stop.wait(1.0):
                 batch = []
                 cutoff = int(time.time() * 1000) - 500
-                for shard in range(16):
-                    items = ddb.query(TableName=stack, IndexName="due",
-                                      KeyConditionExpression="gsi1pk = :s AND gsi1sk <= :now",
-                                      ExpressionAttributeValues={":s": {"S": f"timers#{shard}"},
-                                                                 ":now": {"N": str(cutoff)}})["Items"]
-                    for item in items:
-                        key = (item["pk"]["S"], item["due"]["N"], item["version"]["N"])
-                        if key in seen_timers:
-                            continue
-                        seen_timers.add(key)
-                        if rng.random() >= args.ttl_share:
-                            continue
-                        try:
-                            old = ddb.delete_item(TableName=stack, Key={"pk": item["pk"], "sk": item["sk"]},
-                                                  ConditionExpression="#due = :due AND #v = :v",
-                                                  ExpressionAttributeNames={"#due": "due", "#v": "version"},
-                                                  ExpressionAttributeValues={":due": item["due"], ":v": item["version"]},
-                                                  ReturnValues="ALL_OLD")["Attributes"]
-                        except ddb.exceptions.ConditionalCheckFailedException:
-                            continue
-                        sequence[0] += 1
-                        seq = f"{sequence[0]:021d}"
-                        record = {"eventID": uuid.uuid4().hex, "eventName": "REMOVE", "eventVersion": "1.1",
-                                  "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
-                                  "dynamodb": {"ApproximateCreationDateTime": int(time.time()),
-                                               "Keys": {"pk": old["pk"], "sk": old["sk"]}, "OldImage": old,
-                                               "SequenceNumber": seq, "SizeBytes": 200,
-                                               "StreamViewType": "OLD_IMAGE"},
-                                  "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"},
-                                  "eventSourceARN": stream_arn}
-                        stream_log[seq] = record
-                        batch.append(record)
-                        stats["timers expired through the stream"] += 1
+                due_now = []
+                with lock:
+                    while timers_set and timers_set[0][0] <= cutoff:
+                        due_now.append(heapq.heappop(timers_set))
+                for due, user, version in due_now:
+                    if (user, due, version) in seen_timers or rng.random() >= args.ttl_share:
+                        continue
+                    seen_timers.add((user, due, version))
+                    try:
+                        old = ddb.delete_item(TableName=stack, Key={"pk": {"S": f"u#{user}"}, "sk": {"S": "timer"}},
+                                              ConditionExpression="#due = :due AND #v = :v",
+                                              ExpressionAttributeNames={"#due": "due", "#v": "version"},
+                                              ExpressionAttributeValues={":due": {"N": str(due)},
+                                                                         ":v": {"N": str(version)}},
+                                              ReturnValues="ALL_OLD")["Attributes"]
+                    except ddb.exceptions.ConditionalCheckFailedException:
+                        continue  # fired, moved or cancelled already, or not yet set
+                    sequence[0] += 1
+                    seq = f"{sequence[0]:021d}"
+                    record = {"eventID": uuid.uuid4().hex, "eventName": "REMOVE", "eventVersion": "1.1",
+                              "eventSource": "aws:dynamodb", "awsRegion": "us-east-1",
+                              "dynamodb": {"ApproximateCreationDateTime": int(time.time()),
+                                           "Keys": {"pk": old["pk"], "sk": old["sk"]}, "OldImage": old,
+                                           "SequenceNumber": seq, "SizeBytes": 200,
+                                           "StreamViewType": "OLD_IMAGE"},
+                              "userIdentity": {"type": "Service", "principalId": "dynamodb.amazonaws.com"},
+                              "eventSourceARN": stream_arn}
+                    stream_log[seq] = record
+                    batch.append(record)
+                    stats["timers expired through the stream"] += 1
                 for i in range(0, len(batch), 100):
                     with work:
                         left = stream_batch(batch[i:i + 100])
@@ -516,11 +538,11 @@ def main():
                             with lock:
                                 parked["stream"] += len(left)
 
-        threads = [threading.Thread(target=route, args=(queues["evaluate"], evaluate)),
-                   threading.Thread(target=route, args=(queues["schedule-delay"], sched_bus)),
-                   threading.Thread(target=route, args=(queues["deliver"], deliver)),
-                   threading.Thread(target=sweeper), threading.Thread(target=mapping),
-                   threading.Thread(target=ttl)]
+        # Several pollers a queue, as EventBridge hands events to Lambda side by side.
+        threads = [threading.Thread(target=route, args=(queues[name], fn))
+                   for name, fn in (("evaluate", evaluate), ("schedule-delay", sched_bus), ("deliver", deliver))
+                   for _ in range(3)]
+        threads += [threading.Thread(target=f) for f in (sweeper, mapping, ttl)]
         for t in threads:
             t.daemon = True
             t.start()
@@ -605,7 +627,7 @@ def main():
                 time.sleep(0.5)
 
         # Timers fall due 3 s after their last set; the sweeper runs every 5 s: wait past both.
-        quiet_for(REMINDER_WAIT_MS / 1000 + 2 * SWEEP_EVERY)
+        quiet_for(REMINDER_WAIT_MS / 1000 + 2 * args.sweep_every)
         drained_s = time.time() - load_started
 
         # Redrive every DLQ, with the faults still on, until they stay empty.
@@ -647,7 +669,7 @@ def main():
                         moved += 1
             if not moved:
                 break
-            quiet_for(REMINDER_WAIT_MS / 1000 + 2 * SWEEP_EVERY)
+            quiet_for(REMINDER_WAIT_MS / 1000 + 2 * args.sweep_every)
         stop.set()
 
         # Counting.
@@ -693,9 +715,12 @@ def main():
                           "differences": missing[:10]},
             "mails": {"decisions": len(email_decisions), "taken_by_ses": sum(mails[d] for d in email_decisions),
                       "twice": mails_twice, "sent_but_not_in_ses": sent_without_mail,
-                      "twice_detail": [[d, mail_dates[d], *v, trail.get(d)] for d, v in email_decisions.items()
+                      "twice_detail": [[d, mail_dates[d], *v, trail.get(d), deliveries.get(d)]
+                                       for d, v in email_decisions.items()
                                        if mails[d] > 1][:5],
                       "not_sent_errors": mails_unknown[:5],
+                      "without_address": [[d, *v, deliveries.get(d)] for d, v in email_decisions.items()
+                                          if "no `email` trait" in v[3]][:3],
                       "not_sent_yet_in_ses": sum(1 for d, v in email_decisions.items()
                                                  if v[2] != "sent" and mails[d] > 0)},
             "inbox": {"decisions": len(tips), "items": sum(1 for d in tips if inbox[d]),
@@ -703,7 +728,8 @@ def main():
             "webhooks": {"decisions": len(plan_hooks), "received": sum(hooks_by_id[d] for d in plan_hooks),
                          "distinct": sum(1 for d in plan_hooks if hooks_by_id[d]),
                          "twice": sum(1 for d in plan_hooks if hooks_by_id[d] > 1),
-                         "twice_detail": [[d, *by_decision[d], trail.get(d)] for d in plan_hooks if hooks_by_id[d] > 1][:5]},
+                         "twice_detail": [[d, *by_decision[d], trail.get(d), deliveries.get(d)]
+                                          for d in plan_hooks if hooks_by_id[d] > 1][:5]},
             "dead_letters": {"parked": dict(parked), "redriven": dict(redriven)},
             "errors_logged": len(errors), "first_errors": errors[:8],
         }

@@ -345,6 +345,15 @@ pub trait DeliveryStore: Send + Sync {
     /// mail marked before it is tried).
     fn finish(&self, d: &Delivery) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Replaces an entry left `Sending` with `d` if it is still the one `seen` (same last
+    /// change, still `Sending`): `true` if this call took it over, `false` if another did
+    /// first (two redeliveries of an abandoned send must not both send it).
+    fn take_over(
+        &self,
+        d: &Delivery,
+        seen: &Delivery,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
     /// The user's latest entries, newest first.
     fn recent(
         &self,

@@ -98,3 +98,43 @@ pub async fn entries_past_the_retention_count_as_absent<B: Backend>(b: &B) {
     assert_eq!(store.begin(&renewed).await.unwrap(), None);
     assert_eq!(ids(&store.recent("u", 10).await.unwrap()), [1, 2, 3]);
 }
+
+/// `take_over` replaces an entry left `Sending` only while it is the one seen: of several
+/// handles taking over the same abandoned send at once, exactly one does; a finished entry,
+/// or one changed since it was seen, is not taken.
+pub async fn an_abandoned_send_is_taken_over_by_exactly_one<B: Backend>(b: &B) {
+    let store = b.fresh().await;
+    let now = now();
+    let abandoned = delivery("u", 5, now - 120_000);
+    store.begin(&abandoned).await.unwrap();
+
+    let takers: Vec<_> = (0..6).map(|_| b.another(&store)).collect();
+    let attempts = takers.iter().enumerate().map(|(i, s)| {
+        let mine = Delivery {
+            updated_at: now + i as i64,
+            ..abandoned.clone()
+        };
+        let seen = abandoned.clone();
+        async move { (mine.clone(), s.take_over(&mine, &seen).await.unwrap()) }
+    });
+    let results = futures_util::future::join_all(attempts).await;
+    let winners: Vec<_> = results.iter().filter(|(_, won)| *won).collect();
+    assert_eq!(winners.len(), 1, "exactly one takes the send over");
+    assert_eq!(
+        store.begin(&abandoned).await.unwrap(),
+        Some(winners[0].0.clone()),
+        "the entry is the winner's"
+    );
+
+    // Seen before the winner's change: not taken.
+    assert!(!store.take_over(&abandoned, &abandoned).await.unwrap());
+    // Finished: not taken, whatever was seen.
+    let done = Delivery {
+        status: DeliveryStatus::Sent,
+        ..winners[0].0.clone()
+    };
+    store.finish(&done).await.unwrap();
+    assert!(!store.take_over(&winners[0].0, &done).await.unwrap());
+    assert!(!store.take_over(&winners[0].0, &winners[0].0).await.unwrap());
+    assert_eq!(store.begin(&abandoned).await.unwrap(), Some(done));
+}

@@ -69,6 +69,7 @@ macro_rules! storage_contract {
             deliveries::begin_records_once_and_then_returns_the_existing_entry,
             deliveries::finish_replaces_the_entry_and_recent_lists_newest_first,
             deliveries::entries_past_the_retention_count_as_absent,
+            deliveries::an_abandoned_send_is_taken_over_by_exactly_one,
             inbox::put_is_idempotent_and_list_is_newest_first,
             inbox::users_see_and_change_only_their_own_items,
             inbox::read_keeps_the_first_time_and_dismiss_hides_for_good,

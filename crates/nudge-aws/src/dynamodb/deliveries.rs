@@ -96,6 +96,26 @@ impl DeliveryStore for DynamoDbStore {
         Ok(())
     }
 
+    /// A conditional put on the entry's last change; a try whose answer was lost fails its own
+    /// condition on the retry and reads as taken by another, which only delays the send to a
+    /// later redelivery.
+    #[instrument(skip(self, d, seen), fields(decision = %d.id, user_id = %d.user_id))]
+    async fn take_over(&self, d: &Delivery, seen: &Delivery) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(delivery_item(d)?))
+            .condition_expression("#updated_at = :seen AND #status = :sending")
+            .expression_attribute_names("#updated_at", "updated_at")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":seen", n(seen.updated_at))
+            .expression_attribute_values(":sending", s("sending".to_string()))
+            .send()
+            .await;
+        written(result, "dynamodb take over delivery")
+    }
+
     /// Decision ids do not sort by time, so this reads the user's whole (unexpired) log and
     /// sorts it; caps and retention keep it short.
     #[instrument(skip(self))]

@@ -226,8 +226,8 @@ pub fn deliver_config(
         public_url: required(&lookup, "NUDGE_PUBLIC_URL")?,
         signing_secret: required(&lookup, "NUDGE_SIGNING_SECRET")?.into_bytes(),
         webhook: lambda_webhook_policy(),
-        // SES throttling is usually brief; longer trouble goes back to Lambda's retries
-        // (the delivery log makes the retry take the send over, never send it twice).
+        // SES throttling is usually brief; after the last try the send is `failed`. A try
+        // whose answer was lost is never repeated (`SendError::maybe_taken`).
         mail_attempts: 3,
         mail_backoff: Duration::from_millis(200),
         // deliver's timeout (template.yaml: 60 s) and a margin: past it, the invocation

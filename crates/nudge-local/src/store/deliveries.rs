@@ -81,6 +81,27 @@ impl DeliveryStore for SqliteStore {
             .await
     }
 
+    async fn take_over(&self, d: &Delivery, seen: &Delivery) -> Result<bool, StoreError> {
+        const CONTEXT: &str = "take over delivery";
+        let entry = serde_json::to_string(d).map_err(encode(CONTEXT))?;
+        let (user, id, at, updated_at) = (d.user_id.clone(), id_to_sql(d.id), d.at, d.updated_at);
+        let seen_at = seen.updated_at;
+        self.writer
+            .write_checked(CONTEXT, move |conn| {
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET at = ?3, updated_at = ?4, entry = ?5
+                         WHERE user_id = ?1 AND id = ?2 AND updated_at = ?6
+                           AND json_extract(entry, '$.status') = 'sending'",
+                    )
+                    .map_err(sqlite(CONTEXT))?
+                    .execute(params![user, id, at, updated_at, entry, seen_at])
+                    .map_err(sqlite(CONTEXT))?;
+                Ok(changed == 1)
+            })
+            .await
+    }
+
     async fn recent(&self, user_id: &str, limit: usize) -> Result<Vec<Delivery>, StoreError> {
         const CONTEXT: &str = "read delivery log";
         if limit == 0 {

@@ -130,17 +130,25 @@ where
                 // Done before: report again (a crash may have come between log and publish).
                 return self.report(&existing).await;
             }
-            let age = now.saturating_sub(existing.updated_at);
-            if age >= 0 && (age as u128) < self.config.lease.as_millis() {
-                return Err(HandlerError::Contended(format!(
+            // Another invocation's mark may be later than this one's clock read: a change
+            // in the future is within the lease too.
+            let lease = i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX);
+            let contended = || {
+                HandlerError::Contended(format!(
                     "decision {} is being delivered by another invocation",
                     send.id
-                )));
+                ))
+            };
+            if now.saturating_sub(existing.updated_at) < lease {
+                return Err(contended());
             }
             // A crash left it mid-send: take it over. The inbox is keyed by decision id and
             // webhooks carry it for receivers to dedupe on; a mail provider keeps no such key,
             // so a mail whose earlier try may have reached it is not sent again.
             entry.attempts = existing.attempts;
+            if !self.store.take_over(&entry, &existing).await? {
+                return Err(contended());
+            }
             if send.channel == Channel::Email && existing.attempts > 0 {
                 warn!(decision_id = %send.id, "an earlier try of this mail may have sent it");
                 let attempt = Attempt::Failed {

@@ -39,18 +39,24 @@ messages:
     webhook: {url: "https://hooks.example.com/n", body: {user: "{{ user_id }}"}}
 "#;
 
-/// The delivery log in memory; `fail_finishes` makes the next writes fail (retryably).
+/// The delivery log in memory; `fail_finishes` makes the next writes fail (retryably);
+/// `race_take_over` has another invocation take over an entry just after `begin` read it.
 #[derive(Default)]
 struct Log {
     entries: Mutex<HashMap<String, Delivery>>,
     fail_finishes: Arc<AtomicU32>,
+    race_take_over: std::sync::atomic::AtomicBool,
 }
 
 impl DeliveryStore for Log {
     async fn begin(&self, d: &Delivery) -> Result<Option<Delivery>, StoreError> {
         let mut entries = self.entries.lock().unwrap();
-        if let Some(existing) = entries.get(&d.id.to_string()) {
-            return Ok(Some(existing.clone()));
+        if let Some(existing) = entries.get_mut(&d.id.to_string()) {
+            let seen = existing.clone();
+            if self.race_take_over.load(Ordering::SeqCst) {
+                existing.updated_at += 1;
+            }
+            return Ok(Some(seen));
         }
         entries.insert(d.id.to_string(), d.clone());
         Ok(None)
@@ -69,6 +75,18 @@ impl DeliveryStore for Log {
             .unwrap()
             .insert(d.id.to_string(), d.clone());
         Ok(())
+    }
+
+    async fn take_over(&self, d: &Delivery, seen: &Delivery) -> Result<bool, StoreError> {
+        let mut entries = self.entries.lock().unwrap();
+        let key = d.id.to_string();
+        let still = entries.get(&key).is_some_and(|e| {
+            e.status == DeliveryStatus::Sending && e.updated_at == seen.updated_at
+        });
+        if still {
+            entries.insert(key, d.clone());
+        }
+        Ok(still)
     }
 
     async fn recent(&self, _: &str, _: usize) -> Result<Vec<Delivery>, StoreError> {
@@ -334,4 +352,65 @@ async fn one_process_takes_over_at_once_without_a_lease() {
     // When redelivered at once, the unmarked mail is sent
     d.handle(&event).await.unwrap();
     assert_eq!(provider.taken.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_copy_that_read_its_clock_before_the_others_mark_is_contended() {
+    // Given a mail begun by an invocation whose clock read came 5 ms after this one's
+    let (d, provider) = fixture(Duration::from_secs(65));
+    let event = request("welcome", Channel::Email, "welcome");
+    d.store.fail_finishes.store(u32::MAX, Ordering::SeqCst);
+    assert!(d.handle(&event).await.is_err());
+    d.store.fail_finishes.store(0, Ordering::SeqCst);
+    later(&d, -5);
+
+    // When this copy arrives, the other's mark is in its future: still within the lease
+    let err = d.handle(&event).await.unwrap_err();
+    assert!(matches!(err, HandlerError::Contended(_)), "{err}");
+    assert_eq!(provider.taken.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn of_two_redeliveries_of_an_abandoned_send_one_takes_it_over() {
+    // Given a webhook begun by an invocation that died before sending
+    let (d, _) = fixture(Duration::from_secs(65));
+    let event = request("hook", Channel::Webhook, "hook");
+    let id = decision_id("ada", "hook", 1).to_string();
+    let mut abandoned = Delivery {
+        id: decision_id("ada", "hook", 1),
+        user_id: "ada".into(),
+        trigger: "hook".into(),
+        channel: Channel::Webhook,
+        message: "hook".into(),
+        variant: "default".into(),
+        experiment: None,
+        status: DeliveryStatus::Sending,
+        reason: None,
+        error: None,
+        at: 999_000,
+        updated_at: 1_000_000,
+        attempts: 0,
+        subject: None,
+    };
+    d.store
+        .entries
+        .lock()
+        .unwrap()
+        .insert(id.clone(), abandoned.clone());
+    later(&d, 70_000);
+
+    // When another redelivery takes it over between this one's read and its own take-over
+    d.store.race_take_over.store(true, Ordering::SeqCst);
+    let err = d.handle(&event).await.unwrap_err();
+
+    // Then this one is contended and posts nothing
+    assert!(matches!(err, HandlerError::Contended(_)), "{err}");
+    assert_eq!(d.webhooks.0.load(Ordering::SeqCst), 0);
+
+    // And without the race, the stale send is taken over and posted once
+    d.store.race_take_over.store(false, Ordering::SeqCst);
+    abandoned.updated_at = 1_000_000;
+    d.store.entries.lock().unwrap().insert(id, abandoned);
+    d.handle(&event).await.unwrap();
+    assert_eq!(d.webhooks.0.load(Ordering::SeqCst), 1);
 }
