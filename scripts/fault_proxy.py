@@ -1,5 +1,6 @@
 """A fault-injecting HTTP proxy between nudge's functions and an AWS emulator (moto), driven
-by a seed. For a share of the calls (--share) it does one of, by weight:
+by a seed (the sequence of faults is the seed's; which call meets which depends on the order
+calls arrive in). For a share of the calls (--share) it does one of, by weight:
 
   error500     answers 500 with the service's error shape (InternalServerError, ...)
   error503     answers 503 (ServiceUnavailable)
@@ -165,34 +166,26 @@ class FaultProxy(ThreadingMixIn, TCPServer):
 
 
 class Handler(StreamRequestHandler):
-    def setup(self):
-        super().setup()
-        self.upstream = None
-
     def finish(self):
         try:
             super().finish()
         except OSError:
             pass
-        if self.upstream:
-            self.upstream.close()
 
     def forward(self, req, body=None):
-        """Performs `req` upstream: (status, [(header, value)], body)."""
+        """Performs `req` upstream, on a connection of its own (a kept-alive one closed by the
+        emulator would need a resend, which might perform the call twice): (status,
+        [(header, value)], body)."""
         proxy = self.server
-        for _ in range(2):
-            if self.upstream is None:
-                self.upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=120)
-            try:
-                headers = {k: v for k, v in req.headers if k.lower() not in HOP and k.lower() != "content-length"}
-                self.upstream.request(req.method, req.path, body=req.body if body is None else body, headers=headers)
-                r = self.upstream.getresponse()
-                return r.status, [(k, v) for k, v in r.getheaders() if k.lower() not in HOP], r.read()
-            except (http.client.HTTPException, OSError):
-                # moto closed an idle connection: once more on a new one.
-                self.upstream.close()
-                self.upstream = None
-        raise ConnectionError("the upstream does not answer")
+        upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=120)
+        try:
+            headers = {k: v for k, v in req.headers if k.lower() not in HOP and k.lower() != "content-length"}
+            headers["Connection"] = "close"
+            upstream.request(req.method, req.path, body=req.body if body is None else body, headers=headers)
+            r = upstream.getresponse()
+            return r.status, [(k, v) for k, v in r.getheaders() if k.lower() not in HOP], r.read()
+        finally:
+            upstream.close()
 
     def answer(self, status, headers, body):
         items = headers.items() if isinstance(headers, dict) else headers

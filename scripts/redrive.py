@@ -25,11 +25,12 @@ def event_of(body):
 
 def redrive(receive, invoke, delete, batch=10):
     """Moves every message `receive(batch)` gives to `invoke(event)`, deleting each once its
-    invoke was taken; returns (redriven, failed)."""
+    invoke was taken, until `receive` gives None (the queue is empty); returns (redriven,
+    failed)."""
     redriven = failed = 0
     while True:
         messages = receive(batch)
-        if not messages:
+        if messages is None:
             return redriven, failed
         for m in messages:
             try:
@@ -55,9 +56,12 @@ def main():
     seen = set()
 
     def receive(n):
+        # A failed invoke's message comes back after the visibility timeout: once per run.
+        # A batch of only those may still hide others, so the run ends on an empty queue.
         got = sqs.receive_message(QueueUrl=args.queue, MaxNumberOfMessages=n, WaitTimeSeconds=1,
                                   VisibilityTimeout=300).get("Messages", [])
-        # A failed invoke's message comes back after the visibility timeout: once per run.
+        if not got:
+            return None
         fresh = [m for m in got if m["MessageId"] not in seen]
         seen.update(m["MessageId"] for m in got)
         return fresh

@@ -81,6 +81,11 @@ fn sync_dir(_dir: &Path) -> std::io::Result<()> {
 }
 
 impl Mailer for OutboxMailer {
+    /// A decision's mail is one file, written once.
+    fn keyed_by_decision(&self) -> bool {
+        true
+    }
+
     /// Returns the mail's Message-ID.
     #[instrument(skip_all, fields(decision_id = %email.id))]
     async fn send(&self, email: &OutgoingEmail) -> Result<String, SendError> {
@@ -220,6 +225,13 @@ impl LocalMailer {
 }
 
 impl Mailer for LocalMailer {
+    fn keyed_by_decision(&self) -> bool {
+        match self {
+            LocalMailer::Outbox(m) => m.keyed_by_decision(),
+            LocalMailer::Smtp(m) => m.keyed_by_decision(),
+        }
+    }
+
     async fn send(&self, email: &OutgoingEmail) -> Result<String, SendError> {
         match self {
             LocalMailer::Outbox(m) => m.send(email).await,

@@ -519,6 +519,13 @@ pub trait Mailer: Send + Sync {
     /// Sends the mail; returns the provider's message id.
     fn send(&self, email: &OutgoingEmail)
         -> impl Future<Output = Result<String, SendError>> + Send;
+
+    /// Whether the provider keeps one mail per decision id, so that sending one again can
+    /// never deliver it twice (the outbox folder writes a file named after it once). deliver
+    /// then resends freely; otherwise a mail that may have left is never sent again.
+    fn keyed_by_decision(&self) -> bool {
+        false
+    }
 }
 
 /// An HTTP POST of a webhook: the transport only; signing and retries are deliver's.

@@ -149,7 +149,10 @@ where
             if !self.store.take_over(&entry, &existing).await? {
                 return Err(contended());
             }
-            if send.channel == Channel::Email && existing.attempts > 0 {
+            if send.channel == Channel::Email
+                && existing.attempts > 0
+                && !self.mailer.keyed_by_decision()
+            {
                 warn!(decision_id = %send.id, "an earlier try of this mail may have sent it");
                 let attempt = Attempt::Failed {
                     attempts: 0,
@@ -179,11 +182,14 @@ where
         let attempt = match send.channel {
             Channel::Email => {
                 // Mark the entry before the mail leaves, so that a redelivery after a crash
-                // knows a try may have reached the provider.
-                let mut trying = entry.clone();
-                trying.attempts += 1;
-                trying.updated_at = self.clock.now();
-                self.record(&trying).await?;
+                // knows a try may have reached the provider (one keyed by decision id takes
+                // a resend as the same mail: no mark needed).
+                if !self.mailer.keyed_by_decision() {
+                    let mut trying = entry.clone();
+                    trying.attempts += 1;
+                    trying.updated_at = self.clock.now();
+                    self.record(&trying).await?;
+                }
                 self.email(send, &rendered).await?
             }
             Channel::InApp => self.in_app(send, &rendered).await?,
@@ -341,7 +347,7 @@ where
                         source: e,
                     })
                 }
-                Err(e) if e.maybe_taken => {
+                Err(e) if e.maybe_taken && !self.mailer.keyed_by_decision() => {
                     warn!(decision_id = %send.id, attempt = n, error = %e, "no answer to a mail send; not sending it again");
                     return Ok(Attempt::Failed {
                         attempts: n,

@@ -121,9 +121,15 @@ struct Provider {
     taken: AtomicU32,
     lose_answers: AtomicU32,
     then_fail_log: Mutex<Option<Arc<AtomicU32>>>,
+    /// Keeps one mail per decision id (as the outbox folder does).
+    keyed: std::sync::atomic::AtomicBool,
 }
 
 impl Mailer for Provider {
+    fn keyed_by_decision(&self) -> bool {
+        self.keyed.load(Ordering::SeqCst)
+    }
+
     async fn send(&self, _: &OutgoingEmail) -> Result<String, SendError> {
         self.taken.fetch_add(1, Ordering::SeqCst);
         if let Some(log) = self.then_fail_log.lock().unwrap().take() {
@@ -177,6 +183,10 @@ impl Clock for At {
 type Fixture = Deliver<Log, Arc<Provider>, Hooks, Published, At>;
 
 impl Mailer for Arc<Provider> {
+    fn keyed_by_decision(&self) -> bool {
+        self.as_ref().keyed_by_decision()
+    }
+
     async fn send(&self, email: &OutgoingEmail) -> Result<String, SendError> {
         self.as_ref().send(email).await
     }
@@ -413,4 +423,22 @@ async fn of_two_redeliveries_of_an_abandoned_send_one_takes_it_over() {
     d.store.entries.lock().unwrap().insert(id, abandoned);
     d.handle(&event).await.unwrap();
     assert_eq!(d.webhooks.0.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_mailer_keyed_by_decision_gets_the_mail_again_after_a_crash() {
+    // Given `nudge serve`'s outbox (one file per decision) and a send whose outcome could
+    // not be recorded after the mail was written (a kill between the two)
+    let (d, provider) = fixture(Duration::ZERO);
+    provider.keyed.store(true, Ordering::SeqCst);
+    let event = request("welcome", Channel::Email, "welcome");
+    *provider.then_fail_log.lock().unwrap() = Some(d.store.fail_finishes.clone());
+    assert!(d.handle(&event).await.is_err());
+    d.store.fail_finishes.store(0, Ordering::SeqCst);
+
+    // When redelivered after the restart, the mail is handed over again (the same file) and
+    // recorded sent, not given up as "may have been sent"
+    d.handle(&event).await.unwrap();
+    assert_eq!(provider.taken.load(Ordering::SeqCst), 2);
+    assert_eq!(entry(&d, "welcome").status, DeliveryStatus::Sent);
 }
