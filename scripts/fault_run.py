@@ -35,9 +35,7 @@ went to each DLQ and what the redrive completed. Exits 1 when anything is lost o
 """
 
 import argparse
-import base64
 import datetime
-import email
 import faulthandler
 import heapq
 import json
@@ -49,7 +47,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -57,127 +54,21 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fault_count  # noqa: E402
 import lambda_cold_start as lcs  # noqa: E402  (moto, the functions' environment)
 import moto_stack  # noqa: E402
 import redrive  # noqa: E402
 from fault_proxy import FaultProxy  # noqa: E402
-from timer_lateness import WarmFunction  # noqa: E402
+from lambda_emulation import Function, Scheduler, Work  # noqa: E402
 
 ROOT = lcs.ROOT
 RULES = ROOT / "tests" / "fault-rules"
-# deliver's record of a mail whose answer was lost (crates/nudge-service/src/deliver/mod.rs).
-MAIL_MAY_BE_OUT = "the mail may have been sent (the provider's answer was lost), so it is not sent again"
 FUNCTIONS = ("nudge-ingest", "nudge-evaluate", "nudge-schedule-delay", "nudge-deliver")
 ASYNC_RETRY_DELAYS = (1.0, 2.0)      # Lambda's async retries: about 1 and 2 minutes
 EVENTBRIDGE_RETRY_DELAY = 0.5       # the rule's retry policy: backs off from about a second
 QUEUE_VISIBILITY = 5                # the delay queue's visibility timeout (120 s on AWS)
 STREAM_RETRIES = 10                 # the stream mapping's MaximumRetryAttempts
 REMINDER_WAIT_MS = 3000
-
-
-class Failed(Exception):
-    """An invocation that did not answer: a crash or the function's timeout."""
-
-
-class Environment(WarmFunction):
-    """A warm execution environment; an invocation that crashes it or runs past the function's
-    timeout ends it (Lambda then starts a new one)."""
-
-    def call(self, event, timeout):
-        rid = str(uuid.uuid4())
-        self.events.put((rid, event))
-        deadline = time.time() + timeout
-        with self.done:
-            while rid not in self.answers:
-                if self.proc.poll() is not None:
-                    raise Failed(f"the process exited ({self.proc.returncode})")
-                if time.time() > deadline:
-                    raise Failed(f"timed out after {timeout} s")
-                self.done.wait(0.5)
-            return self.answers.pop(rid)
-
-
-class Function:
-    """A function with `size` environments, invoked synchronously."""
-
-    def __init__(self, binary, env, size, timeout, on_line, stats):
-        self.binary, self.env, self.timeout, self.on_line, self.stats = binary, env, timeout, on_line, stats
-        self.name = binary.name
-        self.free = queue.Queue()
-        self.all = []
-        for _ in range(size):
-            self._add()
-
-    def _add(self):
-        e = Environment(self.binary, self.env, self.on_line)
-        self.all.append(e)
-        self.free.put(e)
-
-    def invoke(self, event):
-        """(ok, answer): the function's answer, or its error."""
-        env = self.free.get()
-        try:
-            ok, body = env.call(event, self.timeout)
-        except Failed as e:
-            self.stats[f"{self.name}: environment ended ({str(e).split(' (')[0]})"] += 1
-            env.close()
-            self.all.remove(env)
-            self._add()
-            return False, str(e)
-        self.free.put(env)
-        if not ok:
-            self.stats[f"{self.name}: invocation failed"] += 1
-            return False, body
-        return True, (json.loads(body) if body else None)
-
-    def close(self):
-        for e in self.all:
-            e.close()
-
-
-class Scheduler:
-    """Runs callables later (retries after their delay)."""
-
-    def __init__(self):
-        self.heap, self.cv, self.n = [], threading.Condition(), 0
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def after(self, delay, fn):
-        with self.cv:
-            self.n += 1
-            heapq.heappush(self.heap, (time.time() + delay, self.n, fn))
-            self.cv.notify()
-
-    def pending(self):
-        with self.cv:
-            return len(self.heap)
-
-    def _run(self):
-        while True:
-            with self.cv:
-                while not self.heap or self.heap[0][0] > time.time():
-                    self.cv.wait(0.1 if self.heap else 1)
-                _, _, fn = heapq.heappop(self.heap)
-            fn()
-
-
-class Work:
-    """Counts what is in flight, so the run knows when the system is quiet."""
-
-    def __init__(self):
-        self.lock, self.n = threading.Lock(), 0
-
-    def __enter__(self):
-        with self.lock:
-            self.n += 1
-
-    def __exit__(self, *_):
-        with self.lock:
-            self.n -= 1
-
-    def busy(self):
-        with self.lock:
-            return self.n
 
 
 def user_script(user, rng, now_iso, context):
@@ -223,29 +114,6 @@ class WebhookReceiver(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
-
-
-def scan(ddb, table, prefix):
-    items = []
-    for page in ddb.get_paginator("scan").paginate(
-            TableName=table, FilterExpression="begins_with(sk, :p)",
-            ExpressionAttributeValues={":p": {"S": prefix}}):
-        items += page["Items"]
-    return items
-
-
-def ses_messages(endpoint):
-    """Decision id (hex) of each mail SES took, from its Message-ID."""
-    with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=120) as reply:
-        raw = json.load(reply).get("ses", {}).get("RawMessage", [])
-    ids, dates = Counter(), defaultdict(list)
-    for m in raw:
-        data = m.get("raw_data") or m.get("raw_message") or ""
-        msg = email.message_from_string(data if isinstance(data, str) else data.decode())
-        d = (msg["Message-ID"] or "").strip("<>").split("@")[0]
-        ids[d] += 1
-        dates[d].append(msg["Date"])
-    return ids, dates
 
 
 def main():
@@ -679,74 +547,15 @@ def main():
         left_in_dlqs = {name: int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
                                   ["Attributes"]["ApproximateNumberOfMessages"]) for name, url in dlqs.items()}
 
-        # What became of every decision the users' events must yield, from what the services
-        # hold (the delivery log, SES, the inbox, the webhook receiver), not from the
-        # functions' word.
-        by_decision = {}
-        for item in scan(ddb, stack, "dlv#"):
-            d = item["sk"]["S"].removeprefix("dlv#")
-            by_decision[d] = (item["user_id"]["S"], item["trigger"]["S"], item["status"]["S"],
-                              item.get("error", {}).get("S", ""), item.get("attempts", {}).get("N"))
-        found = defaultdict(Counter)
-        for user, trigger, *_ in by_decision.values():
-            found[user][trigger] += 1
-        lost = extra = 0
-        missing = []
-        for user, exp in expected.items():
-            for trigger, n in exp.items():
-                got = found[user][trigger]
-                lost += max(0, n - got)
-                extra += max(0, got - n)
-                if got != n:
-                    timer = ddb.get_item(TableName=stack, Key={"pk": {"S": f"u#{user}"}, "sk": {"S": "timer"}}).get("Item")
-                    missing.append({"user": user, "trigger": trigger, "expected": n, "found": got,
-                                    "timer": {k: list(v.values())[0] for k, v in (timer or {}).items()
-                                              if k in ("due", "version", "claimed", "cancelled", "queued")}})
-        extra += sum(sum(c.values()) for u, c in found.items() if u not in expected)
-        statuses = Counter(f"{trig}: {status}" for _, trig, status, *_ in by_decision.values())
-        mails, mail_dates = ses_messages(endpoint)
-        email_decisions = {d: v for d, v in by_decision.items() if v[1] in ("welcome", "reminder")}
-        mails_twice = sum(1 for d in email_decisions if mails[d] > 1)
-        sent_without_mail = sum(1 for d, v in email_decisions.items() if v[2] == "sent" and mails[d] == 0)
-        # A mail not sent is one of two kinds the design allows: an answer lost, so never
-        # sent again ("may have been sent": it may or may not be in SES), or SES refusing it
-        # for the last try. Anything else is a fault of nudge's.
-        maybe = {d: v for d, v in email_decisions.items() if v[2] == "failed" and v[3].endswith(MAIL_MAY_BE_OUT)}
-        refused = {d: v for d, v in email_decisions.items()
-                   if v[2] == "failed" and d not in maybe and v[3].startswith("SES SendEmail")}
-        unexplained = {d: v for d, v in email_decisions.items() if v[2] != "sent" and d not in maybe and d not in refused}
-        inbox = Counter(i["sk"]["S"].removeprefix("inbox#") for i in scan(ddb, stack, "inbox#"))
-        tips = {d for d, v in by_decision.items() if v[1] == "tip"}
-        hooks_by_id = WebhookReceiver.received
-        plan_hooks = {d for d, v in by_decision.items() if v[1] == "plan-hook"}
+        counted, wrong = fault_count.tally(ddb, stack, endpoint, expected, WebhookReceiver.received,
+                                           trail, deliveries)
         results = {
             "users": args.users, "events_acknowledged": acknowledged["events"],
             "share": args.share, "seed": args.seed,
             "seconds": {"load": round(load_s), "until_quiet": round(drained_s), "all": round(time.time() - started)},
             "proxy": proxy.stats(),
             "harness": dict(sorted(stats.items())),
-            "decisions": {"expected": sum(sum(e.values()) for e in expected.values()), "found": len(by_decision),
-                          "lost": lost, "extra": extra, "by_outcome": dict(sorted(statuses.items())),
-                          "differences": missing[:10]},
-            "mails": {"decisions": len(email_decisions), "taken_by_ses": sum(mails[d] for d in email_decisions),
-                      "sent_once": sum(1 for d, v in email_decisions.items() if v[2] == "sent" and mails[d] == 1),
-                      "may_have_been_sent": {"in_ses": sum(1 for d in maybe if mails[d]),
-                                             "not_in_ses": sum(1 for d in maybe if not mails[d])},
-                      "refused_at_the_last_try": len(refused),
-                      "unexplained": [[d, *v] for d, v in unexplained.items()][:5],
-                      "twice": mails_twice, "sent_but_not_in_ses": sent_without_mail,
-                      "twice_detail": [[d, mail_dates[d], *v, trail.get(d), deliveries.get(d)]
-                                       for d, v in email_decisions.items()
-                                       if mails[d] > 1][:5],
-                      "unexplained_detail": [[d, *v, trail.get(d), deliveries.get(d)]
-                                             for d, v in unexplained.items()][:3]},
-            "inbox": {"decisions": len(tips), "items": sum(1 for d in tips if inbox[d]),
-                      "missing": sum(1 for d in tips if not inbox[d] and by_decision[d][2] == "sent")},
-            "webhooks": {"decisions": len(plan_hooks), "received": sum(hooks_by_id[d] for d in plan_hooks),
-                         "distinct": sum(1 for d in plan_hooks if hooks_by_id[d]),
-                         "twice": sum(1 for d in plan_hooks if hooks_by_id[d] > 1),
-                         "twice_detail": [[d, *by_decision[d], trail.get(d), deliveries.get(d)]
-                                          for d in plan_hooks if hooks_by_id[d] > 1][:5]},
+            **counted,
             "dead_letters": {"parked": dict(parked), "redriven": dict(redriven), "left": left_in_dlqs},
             "problems": problems[:10],
             "errors_logged": len(errors), "first_errors": errors[:8],
@@ -754,11 +563,7 @@ def main():
         print(json.dumps(results, indent=2))
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))
-        bad = (lost or extra or mails_twice or sent_without_mail or unexplained or problems
-               or results["inbox"]["missing"] or results["inbox"]["items"] != len(tips)
-               or results["webhooks"]["twice"]
-               or results["webhooks"]["distinct"] != len(plan_hooks)
-               or any(s.endswith(": sending") for s in statuses) or any(left_in_dlqs.values())
+        bad = (wrong or problems or any(left_in_dlqs.values())
                or acknowledged["events"] != 10 * args.users)
         sys.exit(1 if bad else 0)
     finally:
