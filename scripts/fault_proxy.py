@@ -120,8 +120,11 @@ class FaultProxy(ThreadingMixIn, TCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, upstream, share=0.15, seed=1, hold=3.0, faults=None, port=0):
+    def __init__(self, upstream, share=0.15, seed=1, hold=3.0, faults=None, port=0, routes=None):
+        """`upstream` takes every call; `routes` ({service: URL}) sends a service's calls
+        elsewhere (DynamoDB on an emulator process of its own)."""
         self.upstream = urllib.parse.urlparse(upstream)
+        self.routes = {k: urllib.parse.urlparse(v) for k, v in (routes or {}).items()}
         self.share, self.hold = share, hold
         self.faults = dict(faults or FAULTS)
         self.rng = random.Random(seed)
@@ -172,12 +175,13 @@ class Handler(StreamRequestHandler):
         except OSError:
             pass
 
-    def forward(self, req, body=None):
+    def forward(self, req, body=None, service=None):
         """Performs `req` upstream, on a connection of its own (a kept-alive one closed by the
         emulator would need a resend, which might perform the call twice): (status,
         [(header, value)], body)."""
         proxy = self.server
-        upstream = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=120)
+        to = proxy.routes.get(service or operation(req.header("x-amz-target"), req.path)[0], proxy.upstream)
+        upstream = http.client.HTTPConnection(to.hostname, to.port, timeout=120)
         try:
             headers = {k: v for k, v in req.headers if k.lower() not in HOP and k.lower() != "content-length"}
             headers["Connection"] = "close"

@@ -140,8 +140,13 @@ def main():
     rng = random.Random(args.seed)
     started = time.time()
 
-    moto, endpoint = lcs.start_moto(args.moto or [sys.executable, str(Path(__file__).resolve().parent / "moto_serve.py")])
-    proxy = FaultProxy(endpoint, share=args.share, seed=args.seed,
+    # Two emulator processes, one a core: DynamoDB alone, and the bus with its queues and SES
+    # (the bus's rules deliver to the queues inside one server). moto holds the GIL for each
+    # call, so one process would be the run's bottleneck.
+    command = args.moto or [sys.executable, str(Path(__file__).resolve().parent / "moto_serve.py")]
+    moto, endpoint = lcs.start_moto(command)
+    moto_ddb, ddb_endpoint = lcs.start_moto(command)
+    proxy = FaultProxy(endpoint, routes={"dynamodb": ddb_endpoint}, share=args.share, seed=args.seed,
                        hold=args.attempt_timeout_ms / 1000 + 1).start()
     hooks = lcs.QuietServer(("127.0.0.1", 0), WebhookReceiver)
     threading.Thread(target=hooks.serve_forever, daemon=True).start()
@@ -182,8 +187,8 @@ def main():
     try:
         # No stream on moto's table: the run plays the stream itself (below), and moto would
         # keep a record of every write.
-        sqs, queues = moto_stack.set_up(endpoint, stack, lcs.SENDER, stream=False)
-        ddb = moto_stack.client(endpoint, "dynamodb")
+        sqs, queues = moto_stack.set_up(endpoint, stack, lcs.SENDER, stream=False, dynamodb=ddb_endpoint)
+        ddb = moto_stack.client(ddb_endpoint, "dynamodb")
         dlqs = {fn: sqs.create_queue(QueueName=f"{stack}-{fn}-dlq")["QueueUrl"]
                 for fn in ("evaluate", "schedule-delay", "deliver", "timers", "stream")}
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlqs["timers"], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -571,8 +576,9 @@ def main():
         for f in functions:
             f.close()
         proxy.shutdown()
-        moto.kill()
-        moto.wait(10)
+        for m in (moto, moto_ddb):
+            m.kill()
+            m.wait(10)
 
 
 if __name__ == "__main__":

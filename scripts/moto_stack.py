@@ -29,10 +29,11 @@ def client(endpoint, service):
                         aws_access_key_id="test", aws_secret_access_key="test")
 
 
-def set_up(endpoint, name, sender, stream=True):
+def set_up(endpoint, name, sender, stream=True, dynamodb=None):
     """Creates the stack; returns the SQS client and each consuming function's queue URL.
-    Without `stream` the table has none (a harness that plays the stream itself)."""
-    ddb = client(endpoint, "dynamodb")
+    Without `stream` the table has none (a harness that plays the stream itself); `dynamodb`
+    is another server's endpoint for the table."""
+    ddb = client(dynamodb or endpoint, "dynamodb")
     ddb.create_table(
         TableName=name, BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[{"AttributeName": n, "AttributeType": t}
