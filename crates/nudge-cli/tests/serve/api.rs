@@ -283,9 +283,14 @@ async fn admin_endpoints_need_the_admin_key_and_show_state_timers_decisions_and_
     assert_eq!(d[0]["trigger"], "tip");
     assert_eq!(d[0]["status"], "sent");
 
-    let (status, timers) = s.admin("/v1/admin/users/a1/timers").await;
-    assert_eq!(status, 200);
-    assert!(timers["timer"]["due"].is_string(), "{timers}");
+    // The timer is set by schedule-delay from the bus, after the decisions: wait for it.
+    let timers = eventually(Duration::from_secs(10), || async {
+        let (status, timers) = s.admin("/v1/admin/users/a1/timers").await;
+        assert_eq!(status, 200);
+        timers["timer"]["due"].is_string().then_some(timers)
+    })
+    .await;
+    assert!(timers.is_some(), "the timer of `Remind Me` never showed");
 
     let (status, user) = s.admin("/v1/admin/users/a1").await;
     assert_eq!(status, 200, "{user}");
