@@ -35,7 +35,7 @@ DURATION_MS = {
     "evaluate_per_user": 12,       # GetItem + engine + conditional PutItem (+ PutEvents when deciding)
     "schedule_base": 5,            # per invocation
     "schedule_per_change": 10,     # one conditional PutItem per timer change
-    "deliver": 80,                 # render, delivery log (2 PutItem), SES SendEmail, PutEvents
+    "deliver": 80,                 # render, delivery log (2 PutItem, 3 for a mail), SES SendEmail, PutEvents
     "fired_timer": 8,              # sweeper's share: one claim UpdateItem per timer
     "queue_batch": 25,             # schedule-delay on a delay-queue batch: GetItem, claim, PutEvents
 }
@@ -173,6 +173,9 @@ def rows(s, sizes, n=1_000_000, timers_per_batch=TIMERS_PER_QUEUE_BATCH):
                 lambda_cost(sends, DURATION_MS["deliver"])))
     out.append(("sends: delivery log PutItem x 2", f"{sends:,.0f} x {2 * wru_delivery} WRU",
                 sends * 2 * wru_delivery * PRICE["wru"]))
+    # A mail is marked in the log before it leaves (SES keeps no idempotency key).
+    out.append(("emails: delivery log mark PutItem", f"{emails:,.0f} x {wru_delivery} WRU",
+                emails * wru_delivery * PRICE["wru"]))
     invocations = requests + entries + change_entries + fired_entries + batches + sends + sweeps
     log_gb = invocations * LOG_BYTES_PER_INVOCATION / 1e9
     out.append(("CloudWatch Logs ingestion", f"{invocations:,.0f} invocations x {LOG_BYTES_PER_INVOCATION} B",
