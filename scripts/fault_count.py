@@ -34,11 +34,11 @@ def ses_messages(endpoint):
     return ids, dates
 
 
-def tally(ddb, table, endpoint, expected, hooks_by_id, trail, deliveries):
+def tally(ddb, table, endpoint, expected, hooks_by_id, trail, deliveries, identified_at):
     """The run's counts by kind of message, and what is wrong (empty: nothing lost, nothing
     twice). `expected`: user -> {trigger: decisions}; `trail` and `deliveries`: what the
     functions logged and how deliver was invoked, per decision id, shown for any that went
-    wrong."""
+    wrong; `identified_at`: when evaluate first took each user's identify (run seconds)."""
     by_decision = {}
     for item in scan(ddb, table, "dlv#"):
         d = item["sk"]["S"].removeprefix("dlv#")
@@ -71,7 +71,13 @@ def tally(ddb, table, endpoint, expected, hooks_by_id, trail, deliveries):
     maybe = {d: v for d, v in email_decisions.items() if v[2] == "failed" and v[3].endswith(MAIL_MAY_BE_OUT)}
     refused = {d: v for d, v in email_decisions.items()
                if v[2] == "failed" and d not in maybe and v[3].startswith("SES SendEmail")}
-    unexplained = {d: v for d, v in email_decisions.items() if v[2] != "sent" and d not in maybe and d not in refused}
+    # A mail decided before the user's identify reached evaluate (their batches arrived out
+    # of order) had no address to go to: the decision was right for what was known.
+    before_address = {d: v for d, v in email_decisions.items()
+                      if v[2] == "failed" and "no `email` trait" in v[3] and deliveries.get(d)
+                      and identified_at.get(v[0], float("inf")) > min(i[0] for i in deliveries[d])}
+    unexplained = {d: v for d, v in email_decisions.items()
+                   if v[2] != "sent" and d not in maybe and d not in refused and d not in before_address}
     inbox = Counter(i["sk"]["S"].removeprefix("inbox#") for i in scan(ddb, table, "inbox#"))
     tips = {d for d, v in by_decision.items() if v[1] == "tip"}
     plan_hooks = {d for d, v in by_decision.items() if v[1] == "plan-hook"}
@@ -84,6 +90,7 @@ def tally(ddb, table, endpoint, expected, hooks_by_id, trail, deliveries):
                   "may_have_been_sent": {"in_ses": sum(1 for d in maybe if mails[d]),
                                          "not_in_ses": sum(1 for d in maybe if not mails[d])},
                   "refused_at_the_last_try": len(refused),
+                  "decided_before_the_address_arrived": len(before_address),
                   "unexplained": [[d, *v] for d, v in unexplained.items()][:5],
                   "twice": mails_twice, "sent_but_not_in_ses": sent_without_mail,
                   "twice_detail": [[d, mail_dates[d], *v, trail.get(d), deliveries.get(d)]

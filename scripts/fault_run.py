@@ -159,6 +159,7 @@ def main():
     errors = []                 # ERROR lines of the functions (expected under faults)
     problems = []               # what must not happen at all: panics, valid batches refused
     trail = defaultdict(list)   # decision id -> what the functions logged about it
+    identified_at = {}               # user -> when evaluate first took their identify
     deliveries = defaultdict(list)   # decision id -> deliver's invocations (start, end, ok, answer)
     lock = threading.Lock()
     stop = threading.Event()
@@ -228,6 +229,15 @@ def main():
                 t0 = time.time() - started
                 ok, answer = fn.invoke(event)
                 send = event.get("detail", {}).get("send") if isinstance(event, dict) else None
+                if ok and event.get("detail-type") == "Events Accepted":
+                    # When each user's identify was first evaluated: a mail decided before it
+                    # (the batches of one user reach evaluate out of order under retries) has
+                    # no address yet.
+                    for e in event.get("detail", {}).get("events", []):
+                        m = json.loads(e["message"]) if isinstance(e.get("message"), str) else e.get("message")
+                        if isinstance(m, dict) and m.get("type") == "identify":
+                            with lock:
+                                identified_at.setdefault(e.get("user_id"), t0)
                 if send:
                     with lock:
                         deliveries[format(send["id"], "016x") if isinstance(send["id"], int) else str(send["id"])].append(
@@ -553,7 +563,7 @@ def main():
                                   ["Attributes"]["ApproximateNumberOfMessages"]) for name, url in dlqs.items()}
 
         counted, wrong = fault_count.tally(ddb, stack, endpoint, expected, WebhookReceiver.received,
-                                           trail, deliveries)
+                                           trail, deliveries, identified_at)
         results = {
             "users": args.users, "events_acknowledged": acknowledged["events"],
             "share": args.share, "seed": args.seed,
