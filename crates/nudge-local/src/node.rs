@@ -15,7 +15,7 @@ use nudge_service::metrics::Metrics;
 
 use crate::prometheus::PromMetrics;
 use nudge_http::HttpWebhookTransport;
-use nudge_service::ports::SystemClock;
+use nudge_service::ports::{Clock, SystemClock};
 use nudge_service::schedule::Schedule;
 use nudge_service::webhook::RetryPolicy;
 use tokio::sync::Notify;
@@ -201,7 +201,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
                 webhook: config.webhook.clone(),
                 mail_attempts: 4,
                 mail_backoff: Duration::from_millis(500),
-                lease: Duration::ZERO,
+                // Two runs of one send in this process (an event published again by a retry)
+                // must not both send; what a dead earlier run left is taken at once.
+                lease: Duration::from_secs(60),
+                abandoned_before: SystemClock.now(),
             },
         },
         metrics: metrics.clone(),

@@ -233,6 +233,7 @@ pub fn deliver_config(
         // deliver's timeout (template.yaml: 60 s) and a margin: past it, the invocation
         // that began a send is gone.
         lease: Duration::from_secs(65),
+        abandoned_before: 0,
     })
 }
 

@@ -18,6 +18,7 @@ use nudge_core::render::{render, Rendered};
 use nudge_core::rules::model::Channel;
 use nudge_core::rules::CompiledRules;
 use nudge_core::state::Scalar;
+use nudge_core::time::Millis;
 use tracing::{info, warn};
 
 use crate::bus::{AcceptedEvent, AcceptedEvents, BusEvent, DeliveryReport};
@@ -50,9 +51,11 @@ pub struct DeliverConfig {
     /// How long a send in progress belongs to the invocation that began or last marked it.
     /// Another delivery of the same decision within it (two copies of one request at once)
     /// fails as contended and is retried, instead of sending beside it; after it, the send
-    /// is taken over (its invocation died). On Lambda: the function's timeout and a margin;
-    /// zero where one process delivers and a send in progress after a restart was its own.
+    /// is taken over (its invocation died). On Lambda: the function's timeout and a margin.
     pub lease: Duration,
+    /// Sends last changed before this instant are abandoned whatever the lease: `nudge
+    /// serve`'s start (its earlier run died), so it takes them over at once. 0 on Lambda.
+    pub abandoned_before: Millis,
 }
 
 /// The deliver handler.
@@ -139,7 +142,9 @@ where
                     send.id
                 ))
             };
-            if now.saturating_sub(existing.updated_at) < lease {
+            if existing.updated_at >= self.config.abandoned_before
+                && now.saturating_sub(existing.updated_at) < lease
+            {
                 return Err(contended());
             }
             // A crash left it mid-send: take it over. The inbox is keyed by decision id and

@@ -193,6 +193,11 @@ impl Mailer for Arc<Provider> {
 }
 
 fn fixture(lease: Duration) -> (Fixture, Arc<Provider>) {
+    fixture_started(lease, 0)
+}
+
+/// A deliver whose process started at `abandoned_before` (`nudge serve`'s setting).
+fn fixture_started(lease: Duration, abandoned_before: i64) -> (Fixture, Arc<Provider>) {
     let rules = load(&[RuleFile {
         name: "nudge.yaml".into(),
         text: RULES.into(),
@@ -220,6 +225,7 @@ fn fixture(lease: Duration) -> (Fixture, Arc<Provider>) {
             mail_attempts: 3,
             mail_backoff: Duration::from_millis(1),
             lease,
+            abandoned_before,
         },
     };
     (deliver, provider)
@@ -351,17 +357,22 @@ async fn recording_an_outcome_is_tried_again_through_brief_store_failures() {
 }
 
 #[tokio::test]
-async fn one_process_takes_over_at_once_without_a_lease() {
-    // Given `nudge serve`'s setting: a send in progress after a restart was its own
-    let (d, provider) = fixture(Duration::ZERO);
+async fn one_process_takes_over_what_its_dead_earlier_run_left_at_once() {
+    // Given a mail begun by an earlier run of `nudge serve` that died before marking it
+    let (d, provider) = fixture(Duration::from_secs(60));
     let event = request("welcome", Channel::Email, "welcome");
     d.store.fail_finishes.store(u32::MAX, Ordering::SeqCst);
     assert!(d.handle(&event).await.is_err());
-    d.store.fail_finishes.store(0, Ordering::SeqCst);
+    let left = d.store.entries.lock().unwrap().clone();
 
-    // When redelivered at once, the unmarked mail is sent
-    d.handle(&event).await.unwrap();
-    assert_eq!(provider.taken.load(Ordering::SeqCst), 1);
+    // When this run (started 1 ms later) redelivers it at once, the send is taken over
+    let (restarted, provider_now) = fixture_started(Duration::from_secs(60), 1_000_001);
+    *restarted.store.entries.lock().unwrap() = left;
+    later(&restarted, 1);
+    restarted.handle(&event).await.unwrap();
+    assert_eq!(provider_now.taken.load(Ordering::SeqCst), 1);
+    assert_eq!(provider.taken.load(Ordering::SeqCst), 0);
+    assert_eq!(entry(&restarted, "welcome").status, DeliveryStatus::Sent);
 }
 
 #[tokio::test]

@@ -203,6 +203,7 @@ impl Stack {
                     mail_attempts: 1,
                     mail_backoff: std::time::Duration::from_millis(10),
                     lease: std::time::Duration::from_secs(65),
+                    abandoned_before: 0,
                 },
             },
             store: store(),
