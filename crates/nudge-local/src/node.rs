@@ -202,8 +202,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
                 mail_attempts: 4,
                 mail_backoff: Duration::from_millis(500),
                 // Two runs of one send in this process (an event published again by a retry)
-                // must not both send; what a dead earlier run left is taken at once.
-                lease: Duration::from_secs(60),
+                // must not both send; what a dead earlier run left is taken at once. Shorter
+                // than the job runner's patience with a contended send (12 tries, ~26 s), so
+                // a send whose own earlier try failed (a full disk) is taken over, not set
+                // aside until the next start.
+                lease: Duration::from_secs(20),
                 abandoned_before: SystemClock.now(),
             },
         },
